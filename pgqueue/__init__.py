@@ -1,0 +1,42 @@
+"""pgqueue: a durable job queue for Python that lives in PostgreSQL.
+
+Descends from the task backend of pulsar 0.9: tasks are rows of ``pgqueue.task``, claimed with
+``SELECT ... FOR UPDATE SKIP LOCKED``; events travel by LISTEN/NOTIFY.
+"""
+
+from . import states
+from .backend import TaskBackend
+from .consumer import TaskConsumer
+from .errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    PgQueueError,
+    SchemaError,
+    SerializationError,
+    TaskNotAvailable,
+    TaskNotFound,
+    TaskTimeout,
+)
+from .jobs import Job, JobRegistry, job
+from .task import Task, nice_task_message
+from .worker import Worker
+
+__all__ = [
+    "ConfigurationError",
+    "ConnectionFailed",
+    "Job",
+    "JobRegistry",
+    "PgQueueError",
+    "SchemaError",
+    "SerializationError",
+    "Task",
+    "TaskBackend",
+    "TaskConsumer",
+    "TaskNotAvailable",
+    "TaskNotFound",
+    "TaskTimeout",
+    "Worker",
+    "job",
+    "nice_task_message",
+    "states",
+]

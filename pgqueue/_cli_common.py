@@ -1,0 +1,52 @@
+"""What pgqueue's command-line programs share: logging set-up and turning errors into exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from .errors import ConfigurationError, ConnectionFailed, PgQueueError, SchemaError
+
+#: Exit statuses of the command-line programs.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran and reports a failure (e.g. a task that failed)
+EXIT_USAGE = 2  # bad arguments or configuration
+EXIT_UNAVAILABLE = 3  # the database cannot be reached
+EXIT_SCHEMA = 4  # the schema is missing or outdated
+
+_EXIT_CODES: list[tuple[type[PgQueueError], int]] = [
+    (ConnectionFailed, EXIT_UNAVAILABLE),
+    (SchemaError, EXIT_SCHEMA),
+    (ConfigurationError, EXIT_USAGE),
+]
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr as ``time level name: message``."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn pgqueue's errors into one ``error: ...`` line and an exit status, no traceback."""
+    try:
+        yield
+    except PgQueueError as exc:
+        code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_FAILED)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code) from None
+
+
+def split_list(value: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+

@@ -1,0 +1,116 @@
+"""Connection settings: DSN resolution, password redaction, keepalives, connecting.
+
+Every pgqueue connection is made here, so that each one has the same TCP keepalives
+(a half-open connection is noticed within about 15 s), an ``application_name`` an operator
+can find in ``pg_stat_activity``, and errors that never show the password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from psycopg.sql import Identifier
+
+from .errors import ConfigurationError, ConnectionFailed
+
+DSN_ENV = "PGQUEUE_DSN"
+SCHEMA_ENV = "PGQUEUE_SCHEMA"
+DEFAULT_SCHEMA = "pgqueue"
+
+#: libpq settings added to every connection unless the DSN sets them: keepalive probes after
+#: 5 s idle, every 2 s, 3 lost probes = dead (about 11 s); unacknowledged data for 10 s = dead.
+KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+    "connect_timeout": "10",
+}
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """Return ``dsn``, else ``$PGQUEUE_DSN``; raise :class:`ConfigurationError` if neither.
+
+    SQLAlchemy-style URLs (``postgresql+psycopg://``) are accepted and turned into libpq URLs.
+    """
+    value = dsn or os.environ.get(DSN_ENV)
+    if not value:
+        raise ConfigurationError(
+            f"no database given: pass a DSN (--dsn / dsn=) or set {DSN_ENV}, "
+            "e.g. postgresql://user@localhost/mydb"
+        )
+    value = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", value)
+    try:
+        conninfo_to_dict(value)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"invalid DSN {redact(value)}: {exc}") from None
+    return value
+
+
+def resolve_schema(schema: str | None) -> str:
+    """Return the schema for pgqueue's objects: ``schema``, else ``$PGQUEUE_SCHEMA``, else
+    ``pgqueue``. Raises :class:`ConfigurationError` unless it is a plain lower-case identifier.
+    """
+    value = schema or os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA
+    if not _SCHEMA_NAME.match(value):
+        raise ConfigurationError(
+            f"schema name {value!r} must be a lower-case SQL identifier (letters, digits, _)"
+        )
+    return value
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (``tasks`` -> ``"tasks"``)."""
+    return Identifier(name).as_string(None)
+
+
+def redact(dsn: str) -> str:
+    """The DSN with any password replaced by ``***``, safe for logs and error messages."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+
+def conninfo(dsn: str, application_name: str = "pgqueue") -> str:
+    """The conninfo for ``dsn`` with pgqueue's keepalives and ``application_name`` added."""
+    params: dict[str, Any] = dict(KEEPALIVES)
+    params["application_name"] = application_name
+    given = conninfo_to_dict(dsn)
+    params.update({k: v for k, v in given.items() if v is not None})
+    return make_conninfo(**params)
+
+
+def connect(
+    dsn: str, *, autocommit: bool = True, application_name: str = "pgqueue"
+) -> psycopg.Connection[dict[str, Any]]:
+    """Open one connection returning rows as dicts.
+
+    Raises :class:`ConnectionFailed` with a redacted DSN when the server cannot be reached.
+    """
+    try:
+        return psycopg.connect(
+            conninfo(dsn, application_name), autocommit=autocommit, row_factory=dict_row
+        )
+    except psycopg.OperationalError as exc:
+        raise ConnectionFailed(connection_error_message(dsn, exc)) from None
+
+
+def connection_error_message(dsn: str, exc: BaseException) -> str:
+    """A one-paragraph explanation of a connection failure, with the DSN redacted."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"cannot connect to PostgreSQL at {redact(dsn)}: {detail}. "
+        "Check that the server is running and that the DSN (host, port, user, database) is right."
+    )

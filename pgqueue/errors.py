@@ -1,0 +1,46 @@
+"""Exceptions raised by pgqueue. Every message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class PgQueueError(Exception):
+    """Base class of every error pgqueue raises on purpose."""
+
+
+class TaskNotAvailable(PgQueueError):
+    """The job name is not in the registry (pulsar's ``TaskNotAvailable``); nothing was queued."""
+
+    def __init__(self, task_name: str, known: list[str] | None = None) -> None:
+        self.task_name = task_name
+        hint = f" Registered jobs: {', '.join(sorted(known))}." if known else ""
+        super().__init__(
+            f"Task {task_name!r} is not registered.{hint} "
+            "Check the job name and the task_paths the backend was given."
+        )
+
+
+class TaskTimeout(PgQueueError):
+    """``wait_for_task`` gave up before the task reached a ready state."""
+
+
+class SerializationError(PgQueueError, TypeError):
+    """Task arguments or a result could not be encoded as JSON; nothing was written."""
+
+
+class SchemaError(PgQueueError):
+    """The database has no pgqueue schema, or an older one than this pgqueue needs."""
+
+
+class ConnectionFailed(PgQueueError):
+    """The database could not be reached with the given DSN (the password is never shown)."""
+
+
+class ConfigurationError(PgQueueError, ValueError):
+    """An argument or setting is invalid (for example a naive datetime for ``expiry``)."""
+
+
+class TaskNotFound(PgQueueError, KeyError):
+    """No task has this id (it never existed, or it was pruned)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "task not found"

@@ -1,0 +1,246 @@
+"""Jobs and the job registry (pulsar's ``Job`` and ``JobRegistry``).
+
+A job is the code a task runs. Define one by subclassing :class:`Job`::
+
+    class Resize(pgqueue.Job):
+        timeout = 3600          # default expiry: revoke if not started within an hour
+        can_overlap = False     # at most one live task per kwargs
+
+        def __call__(self, consumer, path: str) -> dict:
+            ...
+
+or by decorating a plain function ``def fn(consumer, **kwargs)`` with :func:`job`.
+``async def`` jobs work in both forms. Workers find jobs by importing the modules named
+in ``task_paths`` (:meth:`JobRegistry.load`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import ConfigurationError, TaskNotAvailable
+
+if TYPE_CHECKING:
+    from .consumer import TaskConsumer
+
+Overlap = bool | Callable[..., bool]
+
+
+def to_seconds(value: float | timedelta | None, what: str) -> float | None:
+    """Return ``value`` (seconds or a timedelta) as float seconds; None stays None.
+
+    Raises :class:`ConfigurationError` for negative or non-numeric values.
+    """
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ConfigurationError(f"{what} must be seconds >= 0 or a timedelta, not {value!r}")
+    return float(seconds)
+
+
+class Job:
+    """Base class of every job (pulsar's ``Job``).
+
+    Class attributes (all optional):
+
+    * ``name`` (str): the name tasks are queued under; default the class name lower-cased.
+    * ``timeout`` (seconds or timedelta): the default expiry. A task not started within
+      ``timeout`` of being queued becomes ``REVOKED`` without running. None: never expires.
+    * ``can_overlap`` (bool, or a callable taking the task kwargs and returning bool): when
+      False, at most one live (QUEUED/STARTED/RETRY) task may exist per job name and kwargs;
+      the database's partial unique index on ``lock_id`` enforces it.
+    * ``queue`` (str | None): the queue tasks go to; None means the backend's name.
+    * ``priority`` (int): higher runs first; default 0.
+    * ``max_retries`` (int): how many more attempts after the first; default 0.
+
+    Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
+    result, or ``async def __call__``.
+    """
+
+    name: ClassVar[str] = ""
+    timeout: ClassVar[float | timedelta | None] = None
+    can_overlap: ClassVar[Overlap] = True
+    queue: ClassVar[str | None] = None
+    priority: ClassVar[int] = 0
+    max_retries: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("name"):
+            cls.name = cls.__name__.lower()
+
+    def __call__(self, consumer: TaskConsumer, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"job {self.name!r} does not implement __call__")
+
+    @property
+    def is_async(self) -> bool:
+        """True when calling the job returns a coroutine (``async def``)."""
+        return inspect.iscoroutinefunction(self.run_function)
+
+    @property
+    def run_function(self) -> Callable[..., Any]:
+        """The callable that runs the job: ``self.__call__`` for class-based jobs."""
+        return self.__call__
+
+    @property
+    def doc(self) -> str:
+        """The job's own docstring (its class's, or its function's), or an empty string."""
+        return type(self).__doc__ and inspect.getdoc(type(self)) or ""
+
+    def expiry_seconds(self) -> float | None:
+        """The default expiry (``timeout``) in seconds, or None."""
+        return to_seconds(self.timeout, f"{self.name}.timeout")
+
+    def overlaps(self, kwargs: dict[str, Any]) -> bool:
+        """Resolve ``can_overlap`` for these kwargs (a callable receives them as keywords)."""
+        overlap = self.can_overlap
+        return bool(overlap(**kwargs)) if callable(overlap) else bool(overlap)
+
+
+class FunctionJob(Job):
+    """A job made from a plain function by :func:`job`; calling it calls the function."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        timeout: float | timedelta | None = None,
+        can_overlap: Overlap = True,
+        queue: str | None = None,
+        priority: int = 0,
+        max_retries: int = 0,
+    ) -> None:
+        self.func = func
+        # Instance attributes shadow the class defaults for this one job.
+        self.name = name or func.__name__.lower()  # type: ignore[misc]
+        self.timeout = timeout  # type: ignore[misc]
+        self.can_overlap = can_overlap  # type: ignore[misc]
+        self.queue = queue  # type: ignore[misc]
+        self.priority = priority  # type: ignore[misc]
+        self.max_retries = max_retries  # type: ignore[misc]
+        self.__doc__ = func.__doc__
+        self.__module__ = func.__module__
+
+    def __call__(self, consumer: TaskConsumer, **kwargs: Any) -> Any:
+        return self.func(consumer, **kwargs)
+
+    @property
+    def run_function(self) -> Callable[..., Any]:
+        return self.func
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.func) or ""
+
+    def __repr__(self) -> str:
+        return f"<job {self.name} ({self.func.__module__}.{self.func.__qualname__})>"
+
+
+def job(
+    name: str | None = None,
+    timeout: float | timedelta | None = None,
+    can_overlap: Overlap = True,
+    *,
+    queue: str | None = None,
+    priority: int = 0,
+    max_retries: int = 0,
+) -> Callable[[Callable[..., Any]], FunctionJob]:
+    """Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job.
+
+    The arguments mean what the :class:`Job` class attributes of the same names mean.
+    Returns a :class:`FunctionJob`; calling it still calls the function.
+    """
+
+    def decorate(func: Callable[..., Any]) -> FunctionJob:
+        return FunctionJob(
+            func,
+            name=name,
+            timeout=timeout,
+            can_overlap=can_overlap,
+            queue=queue,
+            priority=priority,
+            max_retries=max_retries,
+        )
+
+    return decorate
+
+
+class JobRegistry:
+    """The jobs a backend knows, by name (pulsar's ``JobRegistry``)."""
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self._jobs: dict[str, Job] = {}
+        for item in jobs:
+            self.register(item)
+
+    def register(self, item: Job) -> Job:
+        """Add a job; raises :class:`ConfigurationError` when another job has its name."""
+        existing = self._jobs.get(item.name)
+        if existing is not None and existing is not item and type(existing) is not type(item):
+            raise ConfigurationError(f"two jobs are named {item.name!r}: {existing!r} and {item!r}")
+        self._jobs[item.name] = item
+        return item
+
+    @classmethod
+    def load(cls, task_paths: Iterable[str]) -> JobRegistry:
+        """Import each module path (``"myapp.jobs"``) and register the jobs it defines.
+
+        A module's jobs are its :class:`Job` instances (such as ``@job`` functions) and the
+        :class:`Job` subclasses defined in it that implement ``__call__``.
+        Raises :class:`ConfigurationError` when a module cannot be imported.
+        """
+        registry = cls()
+        for path in task_paths:
+            try:
+                module = importlib.import_module(path)
+            except ImportError as exc:
+                raise ConfigurationError(
+                    f"cannot import task path {path!r}: {exc}. Check --task-paths and PYTHONPATH."
+                ) from exc
+            for item in _module_jobs(module):
+                registry.register(item)
+        return registry
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def __getitem__(self, name: str) -> Job:
+        try:
+            return self._jobs[name]
+        except KeyError:
+            raise TaskNotAvailable(name, list(self._jobs)) from None
+
+    def get(self, name: str) -> Job | None:
+        """The job called ``name``, or None."""
+        return self._jobs.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._jobs))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def jobs(self) -> list[Job]:
+        """All jobs, sorted by name."""
+        return [self._jobs[name] for name in self]
+
+
+def _module_jobs(module: Any) -> Iterator[Job]:
+    for value in vars(module).values():
+        if isinstance(value, Job):
+            yield value
+        elif (
+            isinstance(value, type)
+            and issubclass(value, Job)
+            and value.__module__ == module.__name__
+            and value.__call__ is not Job.__call__
+            and not inspect.isabstract(value)
+            and not value.__dict__.get("abstract", False)
+        ):
+            yield value()

@@ -1,0 +1,148 @@
+"""The listener: one connection that LISTENs and hands notifications to callbacks.
+
+It replaces pulsar's pubsub. The connection runs in autocommit mode and never opens a
+transaction, so it holds no snapshot (no old xmin) however long it waits. When the connection
+breaks (terminated backend, server restart, half-open socket caught by keepalives or by the
+timed liveness check) the listener reconnects with exponential backoff, LISTENs again and calls
+``on_reconnect`` so its owner can poll once for anything queued while it was away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import psycopg
+
+from ._db import connect, quote_ident, redact
+from .errors import ConnectionFailed
+
+logger = logging.getLogger("pgqueue.listener")
+
+NotifyHandler = Callable[[str, str], None]
+
+#: Seconds without any traffic after which the listener runs ``SELECT 1`` to prove the
+#: connection is alive (TCP keepalives catch most dead peers sooner).
+LIVENESS_INTERVAL = 5.0
+#: The longest pause between reconnect attempts, in seconds.
+MAX_BACKOFF = 5.0
+
+
+class Listener:
+    """A background thread LISTENing on channels for its owner.
+
+    ``on_notify(channel, payload)`` and ``on_reconnect()`` run on the listener thread and
+    must return quickly (set an event, wake a waiter). Channels can be added while running
+    with :meth:`listen`; :meth:`stop` ends the thread and closes the connection.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        channels: Iterable[str],
+        on_notify: NotifyHandler,
+        on_reconnect: Callable[[], None] | None = None,
+        application_name: str = "pgqueue-listener",
+    ) -> None:
+        self.dsn = dsn
+        self.on_notify = on_notify
+        self.on_reconnect = on_reconnect
+        self.application_name = application_name
+        self.reconnects = 0
+        self._channels: set[str] = set(channels)
+        self._listening: set[str] = set()
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._ready = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection[object] | None = None
+        self._thread = threading.Thread(target=self._run, name="pgqueue-listener", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread; returns at once (see :meth:`wait_listening`)."""
+        self._thread.start()
+
+    def listen(self, channels: Iterable[str], timeout: float | None = None) -> bool:
+        """Add channels and wait until they are LISTENed on; False if ``timeout`` passed first."""
+        with self._lock:
+            new = set(channels) - self._channels
+            self._channels |= new
+        if new:
+            self._changed.set()
+        return self.wait_listening(timeout)
+
+    def wait_listening(self, timeout: float | None = None) -> bool:
+        """Block until every channel is LISTENed on; False on timeout."""
+        with self._ready:
+            return self._ready.wait_for(lambda: self._channels <= self._listening, timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening and close the connection."""
+        self._stop.set()
+        self._changed.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        first = True
+        while not self._stop.is_set():
+            try:
+                with connect(self.dsn, application_name=self.application_name) as conn:
+                    self._conn = conn
+                    self._subscribe(conn)
+                    if not first:
+                        self.reconnects += 1
+                        logger.warning("listener reconnected to %s", redact(self.dsn))
+                    first = False
+                    backoff = 0.1
+                    if self.on_reconnect is not None:
+                        self.on_reconnect()
+                    self._pump(conn)
+            except (psycopg.Error, ConnectionFailed, OSError) as exc:
+                if self._stop.is_set():
+                    break
+                with self._lock:
+                    self._listening.clear()
+                logger.warning(
+                    "listener connection lost (%s); reconnecting in %.1fs",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    backoff,
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            finally:
+                self._conn = None
+        with self._ready:
+            self._listening.clear()
+            self._ready.notify_all()
+
+    def _subscribe(self, conn: psycopg.Connection[object]) -> None:
+        with self._lock:
+            wanted = set(self._channels)
+            self._changed.clear()
+        for channel in sorted(wanted - self._listening):
+            conn.execute(f"LISTEN {quote_ident(channel)}")
+        with self._ready:
+            self._listening |= wanted
+            self._ready.notify_all()
+
+    def _pump(self, conn: psycopg.Connection[object]) -> None:
+        last_traffic = time.monotonic()
+        while not self._stop.is_set():
+            if self._changed.is_set():
+                self._subscribe(conn)
+            got_any = False
+            for notify in conn.notifies(timeout=0.25):
+                got_any = True
+                self.on_notify(notify.channel, notify.payload)
+                if self._changed.is_set() or self._stop.is_set():
+                    break
+            now = time.monotonic()
+            if got_any:
+                last_traffic = now
+            elif now - last_traffic > LIVENESS_INTERVAL:
+                conn.execute("SELECT 1")
+                last_traffic = now

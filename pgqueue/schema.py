@@ -1,0 +1,97 @@
+"""Creating and checking pgqueue's schema: ``pgqueue migrate`` and the worker's start-up check."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.resources import files
+from typing import Any
+
+import psycopg
+import sqlalchemy
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from ._db import conninfo, quote_ident, redact
+from .errors import ConnectionFailed, SchemaError
+
+#: The newest revision this version of pgqueue needs. A test keeps it equal to Alembic's head.
+SCHEMA_REVISION = "pgqueue_0001_core"
+
+
+def alembic_config(schema: str) -> Config:
+    """An Alembic ``Config`` for pgqueue's own revisions, writing to ``schema``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("pgqueue.migrations")))
+    cfg.cmd_opts = argparse.Namespace(x=[f"pgqueue_schema={schema}"])
+    return cfg
+
+
+def head_revision() -> str:
+    """The head of pgqueue's revision history as shipped in this package."""
+    head = ScriptDirectory.from_config(alembic_config("pgqueue")).get_current_head()
+    assert head is not None
+    return head
+
+
+@contextmanager
+def _sqlalchemy_connection(dsn: str) -> Iterator[sqlalchemy.Connection]:
+    engine = sqlalchemy.create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: psycopg.connect(conninfo(dsn, "pgqueue-migrate")),
+        poolclass=sqlalchemy.pool.NullPool,
+    )
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except sqlalchemy.exc.OperationalError as exc:
+        raise ConnectionFailed(
+            f"cannot migrate {redact(dsn)}: {str(exc.orig).strip().splitlines()[0]}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def migrate(dsn: str, schema: str, revision: str = "heads") -> None:
+    """Apply pgqueue's revisions up to ``revision`` (default: all) to ``schema``.
+
+    Concurrent calls against one database are serialized by a session advisory lock taken in
+    the Alembic environment, so many workers may run this at start-up. Raises
+    :class:`ConnectionFailed` when the database cannot be reached.
+    """
+    cfg = alembic_config(schema)
+    with _sqlalchemy_connection(dsn) as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def migration_sql(schema: str, revision: str = "heads") -> None:
+    """Print the SQL of pgqueue's revisions (Alembic offline mode) to standard output."""
+    command.upgrade(alembic_config(schema), revision, sql=True)
+
+
+def check_schema(conn: psycopg.Connection[Any], schema: str, dsn: str) -> None:
+    """Raise :class:`SchemaError` unless ``schema`` holds :data:`SCHEMA_REVISION`.
+
+    The message names the command that fixes it.
+    """
+    fix = f"run `pgqueue migrate --dsn '{redact(dsn)}'`"
+    if schema != "pgqueue":
+        fix += f" with PGQUEUE_SCHEMA={schema}"
+    try:
+        row = conn.execute(
+            f"SELECT count(*) AS n FROM {quote_ident(schema)}.schema_version WHERE revision = %s",
+            (SCHEMA_REVISION,),
+        ).fetchone()
+    except psycopg.errors.UndefinedTable:
+        conn.rollback()
+        raise SchemaError(
+            f"the database has no pgqueue schema {schema!r} yet: {fix} first"
+        ) from None
+    if not row or not list(row.values() if isinstance(row, dict) else row)[0]:
+        raise SchemaError(
+            f"the pgqueue schema {schema!r} is older than this pgqueue needs "
+            f"(revision {SCHEMA_REVISION} is missing): {fix}"
+        )
