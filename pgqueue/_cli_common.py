@@ -48,5 +48,3 @@ def friendly_errors() -> Iterator[None]:
 def split_list(value: str | None) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-

@@ -80,7 +80,7 @@ def redact(dsn: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
     if "password" in params:
         params["password"] = "***"
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def conninfo(dsn: str, application_name: str = "pgqueue") -> str:

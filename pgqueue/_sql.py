@@ -23,7 +23,9 @@ INSERT INTO {{s}}.task AS t (name, queue, lock_id, priority, kwargs, meta_params
 VALUES (%(name)s, %(queue)s,
         CASE WHEN %(can_overlap)s::boolean THEN NULL ELSE {LOCK_ID} END,
         %(priority)s, %(kwargs)s::jsonb, %(meta_params)s::jsonb,
-        COALESCE(%(run_at)s::timestamptz, now() + %(countdown)s::float8 * interval '1 second', now()),
+        COALESCE(%(run_at)s::timestamptz,
+                 now() + %(countdown)s::float8 * interval '1 second',
+                 now()),
         COALESCE(%(expiry_at)s::timestamptz, now() + %(expiry_in)s::float8 * interval '1 second'),
         %(max_retries)s)
 ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING

@@ -340,4 +340,3 @@ class TaskBackend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-

@@ -90,7 +90,7 @@ class Job:
     @property
     def doc(self) -> str:
         """The job's own docstring (its class's, or its function's), or an empty string."""
-        return type(self).__doc__ and inspect.getdoc(type(self)) or ""
+        return (type(self).__doc__ and inspect.getdoc(type(self))) or ""
 
     def expiry_seconds(self) -> float | None:
         """The default expiry (``timeout``) in seconds, or None."""

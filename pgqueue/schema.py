@@ -18,7 +18,7 @@ from ._db import conninfo, quote_ident, redact
 from .errors import ConnectionFailed, SchemaError
 
 #: The newest revision this version of pgqueue needs. A test keeps it equal to Alembic's head.
-SCHEMA_REVISION = "pgqueue_0001_core"
+SCHEMA_REVISION = "pgqueue_0004_operations"
 
 
 def alembic_config(schema: str) -> Config:
@@ -90,7 +90,7 @@ def check_schema(conn: psycopg.Connection[Any], schema: str, dsn: str) -> None:
         raise SchemaError(
             f"the database has no pgqueue schema {schema!r} yet: {fix} first"
         ) from None
-    if not row or not list(row.values() if isinstance(row, dict) else row)[0]:
+    if not row or not row["n"]:
         raise SchemaError(
             f"the pgqueue schema {schema!r} is older than this pgqueue needs "
             f"(revision {SCHEMA_REVISION} is missing): {fix}"

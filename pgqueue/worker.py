@@ -261,8 +261,9 @@ class Worker:
                     sleep = min(sleep, self._seconds_to_next_due())
                 backoff = 0.5
             except psycopg.OperationalError as exc:
-                logger.warning("database unavailable (%s); retrying in %.1fs", _first_line(exc),
-                               backoff)
+                logger.warning(
+                    "database unavailable (%s); retrying in %.1fs", _first_line(exc), backoff
+                )
                 sleep, backoff = backoff, min(backoff * 2, 10.0)
             self._wake.wait(max(sleep, 0.005))
 
@@ -384,8 +385,12 @@ class Worker:
             except psycopg.OperationalError as exc:
                 # The statement is fenced on (attempt, STARTED), so running it again after an
                 # unknown outcome is harmless: it updates nothing the second time.
-                logger.warning("could not record %d finished tasks (%s); retrying in %.1fs",
-                               len(batch), _first_line(exc), backoff)
+                logger.warning(
+                    "could not record %d finished tasks (%s); retrying in %.1fs",
+                    len(batch),
+                    _first_line(exc),
+                    backoff,
+                )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         written = {row["id"]: row["time_ended"] for row in rows}
@@ -433,8 +438,9 @@ def _outcome(task: Task, job: Job, future: concurrent.futures.Future[Any]) -> Ou
     exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
     if exc is None:
         try:
-            return Outcome(task, states.SUCCESS, dump_json(future.result(),
-                                                           f"the result of job {job.name!r}"))
+            return Outcome(
+                task, states.SUCCESS, dump_json(future.result(), f"the result of job {job.name!r}")
+            )
         except Exception as encode_error:
             exc = encode_error
     return Outcome(
@@ -448,5 +454,3 @@ def _outcome(task: Task, job: Job, future: concurrent.futures.Future[Any]) -> Ou
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
