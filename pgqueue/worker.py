@@ -195,6 +195,7 @@ class Worker:
             kwargs={"autocommit": True, "row_factory": dict_row},
             check=ConnectionPool.check_connection,
             name="pgqueue-worker",
+            open=True,
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(
             self.backlog, thread_name_prefix="pgqueue-job"

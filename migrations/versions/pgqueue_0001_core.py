@@ -23,6 +23,8 @@ CREATE TABLE {s}.schema_version (
 );
 COMMENT ON TABLE {s}.schema_version IS
     'pgqueue revisions applied to this schema; workers refuse to start unless the newest one they need is here';
+COMMENT ON COLUMN {s}.schema_version.revision IS 'Alembic revision id of a pgqueue revision';
+COMMENT ON COLUMN {s}.schema_version.applied_at IS 'When the revision was applied';
 
 CREATE TABLE {s}.state (
     code        smallint PRIMARY KEY,
@@ -167,6 +169,22 @@ SELECT t.id, t.name, t.queue, s.name AS state, t.status, t.priority, t.attempts,
        t.error, t.kwargs, t.result
 FROM {s}.task t JOIN {s}.state s ON s.code = t.status;
 COMMENT ON VIEW {s}.task_state IS 'Tasks with their state name and durations';
+DO $$
+DECLARE
+    col record;
+BEGIN
+    -- The view's columns that come straight from the task table share its comments.
+    FOR col IN
+        SELECT a.attname, col_description('{s}.task'::regclass, a.attnum) AS comment
+        FROM pg_attribute a
+        WHERE a.attrelid = '{s}.task'::regclass AND a.attnum > 0
+          AND a.attname IN (SELECT attname FROM pg_attribute
+                            WHERE attrelid = '{s}.task_state'::regclass AND attnum > 0)
+    LOOP
+        EXECUTE format('COMMENT ON COLUMN {s}.task_state.%I IS %L', col.attname, col.comment);
+    END LOOP;
+END
+$$;
 COMMENT ON COLUMN {s}.task_state.state IS 'State name (QUEUED, STARTED, RETRY, REVOKED, FAILURE, SUCCESS)';
 COMMENT ON COLUMN {s}.task_state.wait IS 'time_started - time_queued: how long the task waited for a worker';
 COMMENT ON COLUMN {s}.task_state.run IS 'time_ended - time_started: how long the last attempt ran';
