@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import _db
 from ._sql import Statements
 from ._values import dump_json, dump_kwargs, parse_task_id, time_params
-from .errors import ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
+from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
 from .jobs import JobRegistry
 from .listener import Listener
 from .task import Task
@@ -173,9 +173,9 @@ class TaskBackend:
         expiry_at, expiry_in = time_params(
             expiry if expiry is not None else job.expiry_seconds(), "expiry"
         )
+        if run_at is not None and countdown is not None:
+            raise ConfigurationError("give run_at or countdown, not both")
         start_at, start_in = time_params(run_at if run_at is not None else countdown, "run_at")
-        if start_at is not None and countdown is not None:
-            start_in = None
         return {
             "name": job.name,
             "queue": queue or job.queue or self.name,
