@@ -67,6 +67,7 @@ CREATE TABLE {s}.task (
     worker       text,
     attempts     integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     max_retries  integer NOT NULL DEFAULT 0 CHECK (max_retries >= 0),
+    revoke_requested_at timestamptz,
     CHECK (char_length(queue) BETWEEN 1 AND 48)
 ) WITH (fillfactor = 85);
 
@@ -90,6 +91,7 @@ COMMENT ON COLUMN {s}.task.expiry IS 'A task not started by this time is REVOKED
 COMMENT ON COLUMN {s}.task.worker IS 'Identity of the worker process that claimed the task last (see the worker table)';
 COMMENT ON COLUMN {s}.task.attempts IS 'How many times the task has been claimed; writes of an execution are fenced on it';
 COMMENT ON COLUMN {s}.task.max_retries IS 'How many attempts may follow the first one';
+COMMENT ON COLUMN {s}.task.revoke_requested_at IS 'When revoke was asked for while the task ran; its worker stops it and records REVOKED';
 
 -- "No second live copy": the database, not Python, decides. NULL lock_ids never conflict.
 CREATE UNIQUE INDEX task_lock_id_live ON {s}.task (lock_id) WHERE status IN (4, 5, 6);
