@@ -13,23 +13,67 @@ from .task import TASK_COLUMNS
 
 _T = ", ".join(f"t.{c}" for c in TASK_COLUMNS)
 
-#: lock_id of a non-overlapping task: sha256 over the job name and the canonical jsonb text
-#: of its kwargs (jsonb sorts keys), so the same call always yields the same lock.
-LOCK_ID = "encode(sha256(convert_to(%(name)s || ' ' || %(kwargs)s::jsonb::text, 'UTF8')), 'hex')"
+
+
+def lock_id_sql(name: str, kwargs: str) -> str:
+    """The lock_id expression for SQL expressions ``name`` (text) and ``kwargs`` (jsonb).
+
+    sha256 over the job name, a space and the canonical jsonb text of the kwargs (jsonb sorts
+    keys), so the same call always yields the same lock. The SQL function ``queue_task`` of
+    revision pgqueue_0003_integration computes the same; a test keeps the two equal.
+    """
+    return f"encode(sha256(convert_to({name} || ' ' || {kwargs}::text, 'UTF8')), 'hex')"
+
+
+#: lock_id of a non-overlapping task queued by :data:`QUEUE_TASK`.
+LOCK_ID = lock_id_sql("%(name)s::text", "%(kwargs)s::jsonb")
 
 QUEUE_TASK = f"""
 INSERT INTO {{s}}.task AS t (name, queue, lock_id, priority, kwargs, meta_params,
                              run_at, expiry, max_retries)
-VALUES (%(name)s, %(queue)s,
+VALUES (%(name)s::text, %(queue)s::text,
         CASE WHEN %(can_overlap)s::boolean THEN NULL ELSE {LOCK_ID} END,
-        %(priority)s, %(kwargs)s::jsonb, %(meta_params)s::jsonb,
+        %(priority)s::integer, %(kwargs)s::jsonb, %(meta_params)s::jsonb,
         COALESCE(%(run_at)s::timestamptz,
                  now() + %(countdown)s::float8 * interval '1 second',
                  now()),
         COALESCE(%(expiry_at)s::timestamptz, now() + %(expiry_in)s::float8 * interval '1 second'),
-        %(max_retries)s)
+        %(max_retries)s::integer)
 ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
 RETURNING t.id::text AS id
+"""
+
+#: Queue many tasks in one statement from parallel arrays (one element per task, the same
+#: fields as :data:`QUEUE_TASK` with an ``s`` appended). Returns one row per input task, in
+#: input order, with ``id`` NULL where a live task already held the lock_id (or an earlier
+#: task of the same batch did). ``input`` is materialized, so each row keeps one id.
+QUEUE_TASKS = f"""
+WITH input AS (
+    SELECT gen_random_uuid() AS id, i.*
+    FROM unnest(%(names)s::text[], %(queues)s::text[], %(can_overlaps)s::boolean[],
+                %(prioritys)s::integer[], %(kwargss)s::jsonb[], %(meta_paramss)s::jsonb[],
+                %(run_ats)s::timestamptz[], %(countdowns)s::float8[],
+                %(expiry_ats)s::timestamptz[], %(expiry_ins)s::float8[],
+                %(max_retriess)s::integer[])
+         WITH ORDINALITY AS i(name, queue, can_overlap, priority, kwargs, meta_params, run_at,
+                              countdown, expiry_at, expiry_in, max_retries, ord)
+), inserted AS (
+    INSERT INTO {{s}}.task AS t (id, name, queue, lock_id, priority, kwargs, meta_params,
+                                 run_at, expiry, max_retries)
+    SELECT id, name, queue,
+           CASE WHEN can_overlap THEN NULL ELSE {lock_id_sql("name", "kwargs")} END,
+           priority, kwargs, meta_params,
+           COALESCE(run_at, now() + countdown * interval '1 second', now()),
+           COALESCE(expiry_at, now() + expiry_in * interval '1 second'),
+           max_retries
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
+    RETURNING t.id
+)
+SELECT inserted.id::text AS id
+FROM input LEFT JOIN inserted USING (id)
+ORDER BY input.ord
 """
 
 GET_TASKS = f"SELECT {_T} FROM {{s}}.task t WHERE t.id = ANY(%(ids)s::uuid[])"
@@ -94,6 +138,22 @@ FLUSH_QUEUE = """
 DELETE FROM {s}.task WHERE queue = %(queue)s AND status IN (4, 6)
 """
 
+#: Retention: delete up to ``limit`` finished tasks (``states``, a subset of SUCCESS, FAILURE,
+#: REVOKED) that ended more than ``older_than`` seconds ago, oldest first, skipping rows
+#: others hold. Reads the partial index task_time_ended; run it in a loop until it deletes
+#: fewer than ``limit`` (``pgqueue prune``, and any pruner).
+PRUNE_TASKS = """
+DELETE FROM {s}.task t
+WHERE t.id IN (
+    SELECT id FROM {s}.task
+    WHERE status = ANY(%(states)s::smallint[]) AND status IN (1, 2, 3)
+      AND time_ended < now() - %(older_than)s::float8 * interval '1 second'
+    ORDER BY time_ended
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
 REGISTER_WORKER = """
 INSERT INTO {s}.worker (id, hostname, pid, queues, backlog, lease_seconds)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s::text[], %(backlog)s, %(lease)s)
@@ -131,3 +191,100 @@ class Statements:
         rendered = template.replace("{s}", self._quoted)
         setattr(self, name, rendered)
         return rendered
+
+
+# -- crash safety: rescue, give-back, revoke (pgqueue.rescuer, pgqueue.worker) ----------------
+
+#: A worker is lost once its lease has run out since its last heartbeat, counted from the
+#: server's start when that is later: a database outage or restart never makes a live worker
+#: look dead (F06). Missing and stopped workers are lost at once (F02).
+WORKER_LOST = """(w.id IS NULL OR w.stopped_at IS NOT NULL
+     OR greatest(w.heartbeat_at, pg_postmaster_start_time())
+        + w.lease_seconds * interval '1 second' < now())"""
+
+#: What a lost worker's task becomes: 3 REVOKED if a revoke is pending, 4 RETRY while attempts
+#: remain, else 2 FAILURE. It reads the locked row's current values.
+RESCUED_STATUS = """CASE WHEN t.revoke_requested_at IS NOT NULL THEN 3
+                  WHEN t.attempts <= t.max_retries THEN 4 ELSE 2 END"""
+
+#: Rescue up to ``limit`` STARTED tasks whose worker is lost: back to RETRY after an
+#: exponential backoff with jitter when attempts remain (the lost run counts as an attempt),
+#: else FAILURE; REVOKED when a revoke was requested. Rows are locked in id order with SKIP
+#: LOCKED, so concurrent sweeps never wait on each other nor deadlock (F11), and the update
+#: re-checks STARTED on the locked row, so a row that changed since it was read is left alone.
+RESCUE_LOST_TASKS = f"""
+WITH lost AS (
+    SELECT t.id
+    FROM {{s}}.task t LEFT JOIN {{s}}.worker w ON w.id = t.worker
+    WHERE t.status = 5 AND {WORKER_LOST}
+    ORDER BY t.id
+    LIMIT %(limit)s
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE {{s}}.task t
+SET status = {RESCUED_STATUS},
+    time_ended = CASE WHEN {RESCUED_STATUS} = 4 THEN NULL ELSE now() END,
+    run_at = CASE WHEN {RESCUED_STATUS} = 4
+                  THEN now() + least(%(backoff_cap)s::float8,
+                                     %(backoff_base)s::float8
+                                     * %(backoff_factor)s::float8 ^ (t.attempts - 1))
+                       * (1 - %(backoff_jitter)s::float8 * random()) * interval '1 second'
+                  ELSE t.run_at END,
+    error = 'worker lost: ' || coalesce(t.worker, 'unknown worker')
+            || ' stopped heartbeating during attempt ' || t.attempts || ' of '
+            || (t.max_retries + 1) || CASE {RESCUED_STATUS}
+                WHEN 4 THEN '; retrying'
+                WHEN 3 THEN '; revoked as requested'
+                ELSE '; no retries left' END,
+    traceback = NULL
+FROM lost
+WHERE t.id = lost.id AND t.status = 5
+RETURNING t.id::text AS id, t.name, t.status, t.attempts, t.worker
+"""
+
+#: Give back tasks a stopping worker did not finish: QUEUED (RETRY if an earlier attempt
+#: failed) and claimable now, with the attempt this worker used handed back. Fenced like
+#: FINISH_TASKS on (id, attempt, STARTED, worker). A task with a revoke pending ends REVOKED.
+GIVE_BACK_TASKS = """
+UPDATE {s}.task t
+SET status = CASE WHEN t.revoke_requested_at IS NOT NULL THEN 3
+                  WHEN t.attempts > 1 THEN 4 ELSE 6 END,
+    attempts = CASE WHEN t.revoke_requested_at IS NOT NULL THEN t.attempts
+                    ELSE t.attempts - 1 END,
+    time_ended = CASE WHEN t.revoke_requested_at IS NOT NULL THEN now() END,
+    run_at = CASE WHEN t.revoke_requested_at IS NOT NULL THEN t.run_at ELSE now() END
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS g(id, attempt)
+WHERE t.id = g.id AND t.attempts = g.attempt AND t.status = 5 AND t.worker = %(worker)s
+RETURNING t.id::text AS id, t.name, t.status
+"""
+
+#: Revoke one task: QUEUED or RETRY go straight to REVOKED (releasing the lock_id); a STARTED
+#: one gets ``revoke_requested_at`` and its worker is told on ``<queue>_task_revoke``.
+REVOKE_TASK = """
+WITH changed AS (
+    UPDATE {s}.task t
+    SET status = CASE WHEN t.status = 5 THEN 5 ELSE 3 END,
+        time_ended = CASE WHEN t.status = 5 THEN NULL ELSE now() END,
+        error = CASE WHEN t.status = 5 THEN t.error ELSE %(reason)s::text END,
+        revoke_requested_at = now()
+    WHERE t.id = %(id)s::uuid AND t.status IN (4, 5, 6)
+    RETURNING t.id, t.queue, t.status
+), told AS (
+    SELECT pg_notify(queue || '_task_revoke', id::text) FROM changed WHERE status = 5
+)
+SELECT c.id::text AS id, c.status, (SELECT count(*) FROM told) AS told FROM changed c
+"""
+
+#: Tasks this worker runs whose revoke was requested (catches notifications missed while the
+#: listener reconnected).
+REVOKE_REQUESTS = """
+SELECT id::text AS id FROM {s}.task
+WHERE worker = %(worker)s AND status = 5 AND revoke_requested_at IS NOT NULL
+"""
+
+#: Re-register a worker whose row vanished (pruned by mistake) so it may go on claiming.
+REREGISTER_WORKER = """
+INSERT INTO {s}.worker (id, hostname, pid, queues, backlog, lease_seconds)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s::text[], %(backlog)s, %(lease)s)
+ON CONFLICT (id) DO NOTHING
+"""

@@ -2,16 +2,22 @@
 
 Connections: a backend keeps one small pool (``pool_size`` connections, default 2, opened on
 first use) for its queries, plus one listener connection, opened by the first
-:meth:`TaskBackend.wait_for_task`. Nothing else.
+:meth:`TaskBackend.wait_for_task` or :meth:`TaskBackend.await_task`. The ``a``-prefixed
+(asyncio) methods use a second pool of at most ``pool_size`` connections on psycopg's async
+driver, opened on first use (:mod:`pgqueue.aio`). Methods given ``connection=`` use the
+caller's connection, in the caller's transaction, and none of the backend's (transactional
+enqueue, :mod:`pgqueue._connections`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -20,15 +26,21 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import _db
+from . import _connections, _db
 from ._sql import Statements
+from ._sql_schedule import ScheduleStatements
 from ._values import dump_json, dump_kwargs, parse_task_id, time_params
+from .aio import LoopPool
+from .bulk import Call, QueuedTasks, array_params, as_call
 from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
 from .jobs import JobRegistry
 from .listener import Listener
 from .task import Task
 
 logger = logging.getLogger("pgqueue.backend")
+
+#: What ``job_list`` shows of a periodic job's stored schedule.
+_SCHEDULE_INFO = ("run_every", "cron", "runs_count", "last_tick", "next_tick")
 
 #: Seconds between re-reads of a task while waiting for it, whatever the notifications say.
 WAIT_RECHECK = 5.0
@@ -70,7 +82,9 @@ class TaskBackend:
         self._pool: ConnectionPool[Connection] | None = None
         self._pool_lock = threading.Lock()
         self._listener: Listener | None = None
-        self._waiters: dict[str, threading.Event] = {}
+        self._apool = LoopPool(self.dsn, pool_size, "pgqueue-client-async")
+        #: task id -> callbacks that wake the sync and async waiters of that task
+        self._waiters: dict[str, list[Callable[[], None]]] = {}
         self._waiters_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -93,9 +107,12 @@ class TaskBackend:
     def job_list(self, jobnames: Iterable[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
         """``[(name, info), ...]`` for the registered jobs (all, or those named), as in pulsar.
 
-        ``info`` holds ``doc``, ``type`` (``"regular"``), ``can_overlap`` (a bool, or
-        ``"maybe"`` when it depends on the kwargs), ``timeout`` (seconds or None), ``queue``
-        and ``priority``.
+        ``info`` holds ``doc``, ``type`` (``"regular"`` or ``"periodic"``), ``can_overlap`` (a
+        bool, or ``"maybe"`` when it depends on the kwargs), ``timeout`` (seconds or None),
+        ``queue`` and ``priority``. A periodic job's also holds, from its stored schedule (None
+        until a scheduler has defined it): ``next_run`` (seconds until its next tick, 0 when
+        due), ``run_every`` (seconds; None for cron), ``cron``, ``runs_count``, ``last_tick``
+        and ``next_tick``.
         """
         registry = self.registry
         out = []
@@ -109,7 +126,7 @@ class TaskBackend:
                     name,
                     {
                         "doc": job.doc,
-                        "type": "regular",
+                        "type": job.type,
                         "can_overlap": "maybe" if callable(overlap) else bool(overlap),
                         "timeout": job.expiry_seconds(),
                         "queue": job.queue or self.name,
@@ -117,7 +134,43 @@ class TaskBackend:
                     },
                 )
             )
+        infos = dict(out)
+        periodic = [name for name, info in out if info["type"] == "periodic"]
+        stored = {row["name"]: row for row in self.schedules(periodic)} if periodic else {}
+        for name in periodic:
+            row = stored.get(name, {})
+            infos[name].update({key: row.get(key) for key in _SCHEDULE_INFO})
+            infos[name]["next_run"] = max(row["due_in"], 0.0) if row else None
         return out
+
+    def schedules(self, jobnames: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The stored schedules of periodic jobs (all, or those named), by name.
+
+        Each row is the ``schedule_state`` view's (``name``, ``schedule``, ``missed``,
+        ``last_tick``, ``next_tick``, ``runs_count``, ``skipped_count``, ``last_outcome``,
+        ``last_task``, ``last_task_state``) with ``due_in`` as seconds until ``next_tick`` by
+        the database clock (negative: due), plus ``run_every`` (seconds; None for cron),
+        ``cron`` and ``timezone``. A schedule exists once a scheduler has defined it.
+        """
+        names = None if jobnames is None else list(jobnames)
+        with self.connection() as conn:
+            return conn.execute(
+                ScheduleStatements(self.schema).list_schedules, {"names": names}
+            ).fetchall()
+
+    def next_scheduled(
+        self, jobnames: Iterable[str] | None = None
+    ) -> tuple[str | list[str] | None, float | None]:
+        """``(name, seconds)``: the periodic job (of those named, else of all registered) whose
+        next tick comes first, and the seconds until it (0 when due) by the database clock, as
+        pulsar's ``next_scheduled``. ``(jobnames, None)`` when none has a stored schedule."""
+        wanted = list(jobnames) if jobnames else None
+        names = wanted or [name for name, _ in self.registry.filter_types("periodic")]
+        rows = self.schedules(names) if names else []
+        if not rows:
+            return wanted, None
+        first = min(rows, key=lambda row: row["due_in"])
+        return first["name"], max(first["due_in"], 0.0)
 
     # -- queueing --------------------------------------------------------------------------
 
@@ -131,6 +184,7 @@ class TaskBackend:
         countdown: float | timedelta | None = None,
         queue: str | None = None,
         priority: int | None = None,
+        connection: object | None = None,
         **kwargs: Any,
     ) -> str | None:
         """Queue a task of job ``jobname`` with keyword arguments ``kwargs``.
@@ -142,21 +196,84 @@ class TaskBackend:
         :param countdown: seconds (or timedelta) from now before which no worker claims it.
         :param queue: the queue; default the job's ``queue``, else the backend's ``name``.
         :param priority: higher runs first; default the job's ``priority``.
+        :param connection: the caller's connection (psycopg ``Connection``, SQLAlchemy
+            ``Session`` or ``Connection``): the task is inserted in its open transaction and
+            exists only if that transaction commits; workers neither see it nor get its
+            ``task_queued`` notification before then. pgqueue never commits it. Default: the
+            backend's pool, committed at once.
         :return: the task id, or None when the job cannot overlap and a live task (QUEUED,
-            STARTED or RETRY) with the same job name and kwargs already exists.
+            STARTED or RETRY) with the same job name and kwargs already exists. A lock_id
+            conflict inserts nothing and leaves the caller's transaction usable.
         :raises TaskNotAvailable: unknown job; nothing is inserted.
         :raises SerializationError: kwargs or meta_params are not JSON; nothing is inserted.
-        :raises ConfigurationError: a naive datetime or a negative time.
+        :raises ConfigurationError: a naive datetime, a negative time, or ``connection`` is not
+            a supported sync connection.
         """
         params = self._queue_params(
             jobname, meta_params, expiry, run_at, countdown, queue, priority, kwargs
         )
-        with self.connection() as conn:
-            row = conn.execute(self.sql.queue_task, params).fetchone()
-        if row is None:
-            logger.debug("%s cannot queue new task: a live task holds its lock_id", jobname)
-            return None
-        return str(row["id"])
+        return _queued_id(jobname, self._fetch(self.sql.queue_task, params, connection))
+
+    def queue_tasks(
+        self,
+        jobname: str,
+        kwargs_list: Iterable[Mapping[str, Any]],
+        *,
+        meta_params: dict[str, Any] | None = None,
+        expiry: float | timedelta | datetime | None = None,
+        run_at: datetime | None = None,
+        countdown: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        connection: object | None = None,
+    ) -> QueuedTasks:
+        """Queue one task of job ``jobname`` per kwargs dict of ``kwargs_list``, in one
+        statement (one round trip, one ``task_queued`` notification per queue).
+
+        The other arguments apply to every task and mean what they mean for
+        :meth:`queue_task`. All tasks are validated before anything is sent: one bad kwargs
+        dict raises and queues none.
+
+        :return: :class:`QueuedTasks`: the id of each task in input order, None for the
+            tasks skipped because their lock_id was held (``.skipped`` lists them).
+        :raises TaskNotAvailable, SerializationError, ConfigurationError: as ``queue_task``.
+        """
+        template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
+        calls = [replace(template, kwargs=kwargs) for kwargs in kwargs_list]
+        return self.queue_many(calls, connection=connection)
+
+    def queue_many(
+        self,
+        calls: Iterable[Call | tuple[str, Mapping[str, Any]]],
+        *,
+        connection: object | None = None,
+    ) -> QueuedTasks:
+        """Queue tasks of several jobs in one statement: each item is a :class:`Call` or a
+        ``(jobname, kwargs)`` pair. Behaves as :meth:`queue_tasks`."""
+        params = self._bulk_params(calls)
+        if params is None:
+            return QueuedTasks([])
+        return _bulk_result(self._fetch(self.sql.queue_tasks, params, connection))
+
+    def _bulk_params(
+        self, calls: Iterable[Call | tuple[str, Mapping[str, Any]]]
+    ) -> dict[str, list[Any]] | None:
+        rows = []
+        for item in calls:
+            call = as_call(item)
+            rows.append(
+                self._queue_params(
+                    call.jobname,
+                    call.meta_params,
+                    call.expiry,
+                    call.run_at,
+                    call.countdown,
+                    call.queue,
+                    call.priority,
+                    dict(call.kwargs),
+                )
+            )
+        return array_params(rows) if rows else None
 
     def _queue_params(
         self,
@@ -192,19 +309,22 @@ class TaskBackend:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def get_task(self, task_id: str) -> Task | None:
-        """The task with this id, or None (also for a malformed id)."""
-        tasks = self.get_tasks([task_id])
+    def get_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
+        """The task with this id, or None (also for a malformed id). ``connection`` as for
+        :meth:`get_tasks`."""
+        tasks = self.get_tasks([task_id], connection=connection)
         return tasks[0] if tasks else None
 
-    def get_tasks(self, ids: Iterable[str]) -> list[Task]:
-        """The tasks with these ids that exist, in no particular order."""
-        valid = [tid for tid in (parse_task_id(i) for i in ids) if tid]
-        if not valid:
+    def get_tasks(self, ids: Iterable[str], *, connection: object | None = None) -> list[Task]:
+        """The tasks with these ids that exist, in no particular order.
+
+        :param connection: read through the caller's connection (which sees its own
+            uncommitted tasks) instead of the backend's pool.
+        """
+        params = _ids_params(ids)
+        if params is None:
             return []
-        with self.connection() as conn:
-            rows = conn.execute(self.sql.get_tasks, {"ids": valid}).fetchall()
-        return [Task.from_row(row) for row in rows]
+        return [Task.from_row(row) for row in self._fetch(self.sql.get_tasks, params, connection)]
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Task:
         """Block until the task is in a ready state (SUCCESS, FAILURE, REVOKED); return it.
@@ -221,27 +341,18 @@ class TaskBackend:
         task = self._require_task(task_id)
         if task.done():
             return task
-        listener = self._ensure_listener()
         event = threading.Event()
-        with self._waiters_lock:
-            self._waiters[task.id] = event
+        self._add_waiter(task.id, event.set)
         try:
-            listener.listen([self.channel("task_done", task.queue)], timeout=timeout)
+            self._ensure_listener().listen([self.channel("task_done", task.queue)], timeout)
             while True:
                 task = self._require_task(task.id)
                 if task.done():
                     return task
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TaskTimeout(
-                        f"task {task.id} ({task.name}) is still {task.status_string()} after "
-                        f"{timeout}s"
-                    )
-                event.wait(WAIT_RECHECK if remaining is None else min(remaining, WAIT_RECHECK))
+                event.wait(_wait_slice(task, deadline, timeout))
                 event.clear()
         finally:
-            with self._waiters_lock:
-                self._waiters.pop(task.id, None)
+            self._remove_waiter(task.id, event.set)
 
     def _require_task(self, task_id: str) -> Task:
         task = self.get_task(task_id)
@@ -262,16 +373,159 @@ class TaskBackend:
                 self._listener.start()
             return self._listener
 
+    def _add_waiter(self, task_id: str, wake: Callable[[], None]) -> None:
+        with self._waiters_lock:
+            self._waiters.setdefault(task_id, []).append(wake)
+
+    def _remove_waiter(self, task_id: str, wake: Callable[[], None]) -> None:
+        with self._waiters_lock:
+            wakers = self._waiters.get(task_id, [])
+            if wake in wakers:
+                wakers.remove(wake)
+            if not wakers:
+                self._waiters.pop(task_id, None)
+
     def _on_notify(self, channel: str, payload: str) -> None:
         with self._waiters_lock:
-            event = self._waiters.get(payload)
-        if event is not None:
-            event.set()
+            wakers = list(self._waiters.get(payload, ()))
+        for wake in wakers:
+            wake()
 
     def _wake_all_waiters(self) -> None:
         with self._waiters_lock:
-            for event in self._waiters.values():
-                event.set()
+            wakers = [wake for group in self._waiters.values() for wake in group]
+        for wake in wakers:
+            wake()
+
+    # -- asyncio ---------------------------------------------------------------------------
+
+    async def aqueue_task(
+        self,
+        jobname: str,
+        meta_params: dict[str, Any] | None = None,
+        expiry: float | timedelta | datetime | None = None,
+        *,
+        run_at: datetime | None = None,
+        countdown: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        connection: object | None = None,
+        **kwargs: Any,
+    ) -> str | None:
+        """Awaitable :meth:`queue_task`: the same statement and rules on the async pool, or
+        on the caller's psycopg ``AsyncConnection`` or SQLAlchemy ``AsyncSession`` /
+        ``AsyncConnection`` given as ``connection`` (in its transaction, never committed)."""
+        params = self._queue_params(
+            jobname, meta_params, expiry, run_at, countdown, queue, priority, kwargs
+        )
+        return _queued_id(jobname, await self._afetch(self.sql.queue_task, params, connection))
+
+    async def aqueue_tasks(
+        self,
+        jobname: str,
+        kwargs_list: Iterable[Mapping[str, Any]],
+        *,
+        meta_params: dict[str, Any] | None = None,
+        expiry: float | timedelta | datetime | None = None,
+        run_at: datetime | None = None,
+        countdown: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        connection: object | None = None,
+    ) -> QueuedTasks:
+        """Awaitable :meth:`queue_tasks` (see :meth:`aqueue_task` for ``connection``)."""
+        template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
+        calls = [replace(template, kwargs=kwargs) for kwargs in kwargs_list]
+        return await self.aqueue_many(calls, connection=connection)
+
+    async def aqueue_many(
+        self,
+        calls: Iterable[Call | tuple[str, Mapping[str, Any]]],
+        *,
+        connection: object | None = None,
+    ) -> QueuedTasks:
+        """Awaitable :meth:`queue_many` (see :meth:`aqueue_task` for ``connection``)."""
+        params = self._bulk_params(calls)
+        if params is None:
+            return QueuedTasks([])
+        return _bulk_result(await self._afetch(self.sql.queue_tasks, params, connection))
+
+    async def aget_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
+        """Awaitable :meth:`get_task`."""
+        tasks = await self.aget_tasks([task_id], connection=connection)
+        return tasks[0] if tasks else None
+
+    async def aget_tasks(
+        self, ids: Iterable[str], *, connection: object | None = None
+    ) -> list[Task]:
+        """Awaitable :meth:`get_tasks`."""
+        params = _ids_params(ids)
+        if params is None:
+            return []
+        rows = await self._afetch(self.sql.get_tasks, params, connection)
+        return [Task.from_row(row) for row in rows]
+
+    async def await_task(self, task_id: str, timeout: float | None = None) -> Task:
+        """Awaitable :meth:`wait_for_task`: wait without blocking the event loop until the
+        task is ready; return it.
+
+        Notifications arrive through the backend's listener thread (the same one
+        :meth:`wait_for_task` uses) and wake the waiting coroutine; rows are re-read on the
+        async pool, at least every few seconds.
+
+        :raises TaskTimeout: the task was not ready within ``timeout`` seconds.
+        :raises TaskNotFound: no task has this id.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        task = await self._arequire_task(task_id)
+        if task.done():
+            return task
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+
+        def wake() -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+        self._add_waiter(task.id, wake)
+        try:
+            listener = await asyncio.to_thread(self._ensure_listener)
+            channels = [self.channel("task_done", task.queue)]
+            await asyncio.to_thread(listener.listen, channels, WAIT_RECHECK)
+            while True:
+                task = await self._arequire_task(task.id)
+                if task.done():
+                    return task
+                pause = _wait_slice(task, deadline, timeout)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), pause)
+                event.clear()
+        finally:
+            self._remove_waiter(task.id, wake)
+
+    async def _arequire_task(self, task_id: str) -> Task:
+        task = await self.aget_task(task_id)
+        if task is None:
+            raise TaskNotFound(f"no task has id {task_id!r}")
+        return task
+
+    async def _afetch(
+        self, statement: str, params: Mapping[str, Any], connection: object | None
+    ) -> _connections.Rows:
+        """Run a statement on the caller's async ``connection``, else on the async pool."""
+        if connection is not None:
+            return await _connections.arun(connection, statement, params)
+        try:
+            async with self._apool.connection() as conn:
+                return await _connections.arun(conn, statement, params)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+            raise _missing_schema(self.dsn, exc) from None
+
+    async def aclose(self) -> None:
+        """Close the async pool, then what :meth:`close` closes. Call it at the end of the
+        event loop that used the ``a``-prefixed methods (e.g. a FastAPI lifespan)."""
+        await self._apool.close()
+        await asyncio.to_thread(self.close)
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -282,7 +536,40 @@ class TaskBackend:
             cur = conn.execute(self.sql.flush_queue, {"queue": self.name})
             return cur.rowcount
 
+    def revoke(self, task_id: str, reason: str = "revoked") -> bool:
+        """Cancel a task. A QUEUED or RETRY task becomes REVOKED at once (``error`` =
+        ``reason``), releasing its lock_id. A STARTED task is marked (``revoke_requested_at``)
+        and its worker is told through NOTIFY (and its next heartbeat): ``consumer.is_revoked()``
+        turns True, an ``async`` job is cancelled, and the task ends REVOKED when the job
+        returns (for thread jobs this is cooperative).
+
+        :return: True if the task was live (revoked, or asked to stop); False if it had already
+            finished.
+        :raises TaskNotFound: no task has this id.
+        """
+        valid = parse_task_id(task_id)
+        with self.connection() as conn:
+            row = (
+                conn.execute(self.sql.revoke_task, {"id": valid, "reason": reason}).fetchone()
+                if valid
+                else None
+            )
+        if row is not None:
+            return True
+        if self.get_task(task_id) is None:
+            raise TaskNotFound(f"no task has id {task_id!r}")
+        return False
+
     # -- connections -----------------------------------------------------------------------
+
+    def _fetch(
+        self, statement: str, params: Mapping[str, Any], connection: object | None
+    ) -> _connections.Rows:
+        """Run a statement on the caller's ``connection``, else on the backend's pool."""
+        if connection is not None:
+            return _connections.run(connection, statement, params)
+        with self.connection() as conn:
+            return _connections.run(conn, statement, params)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -298,10 +585,7 @@ class TaskBackend:
                 f"no free connection in the pool of {self} after 10s (pool_size={self.pool_size})"
             ) from None
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
-            raise SchemaError(
-                f"pgqueue's tables are missing ({exc.diag.message_primary}): run "
-                f"`pgqueue migrate --dsn '{_db.redact(self.dsn)}'`"
-            ) from None
+            raise _missing_schema(self.dsn, exc) from None
         except psycopg.OperationalError as exc:
             raise ConnectionFailed(_db.connection_error_message(self.dsn, exc)) from None
 
@@ -340,3 +624,42 @@ class TaskBackend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _missing_schema(dsn: str, exc: psycopg.Error) -> SchemaError:
+    return SchemaError(
+        f"pgqueue's tables are missing ({exc.diag.message_primary}): run "
+        f"`pgqueue migrate --dsn '{_db.redact(dsn)}'`"
+    )
+
+
+def _queued_id(jobname: str, rows: _connections.Rows) -> str | None:
+    if not rows:
+        logger.debug("%s cannot queue new task: a live task holds its lock_id", jobname)
+        return None
+    return str(rows[0]["id"])
+
+
+def _bulk_result(rows: _connections.Rows) -> QueuedTasks:
+    result = QueuedTasks([None if row["id"] is None else str(row["id"]) for row in rows])
+    if result.skipped:
+        logger.debug("bulk enqueue skipped %d tasks whose lock_id was held", len(result.skipped))
+    return result
+
+
+def _ids_params(ids: Iterable[str]) -> dict[str, list[str]] | None:
+    valid = [tid for tid in (parse_task_id(i) for i in ids) if tid]
+    return {"ids": valid} if valid else None
+
+
+def _wait_slice(task: Task, deadline: float | None, timeout: float | None) -> float:
+    """Seconds a waiter may sleep before re-reading ``task``; raises :class:`TaskTimeout`
+    once ``deadline`` (a ``time.monotonic()`` value) has passed."""
+    if deadline is None:
+        return WAIT_RECHECK
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TaskTimeout(
+            f"task {task.id} ({task.name}) is still {task.status_string()} after {timeout}s"
+        )
+    return min(remaining, WAIT_RECHECK)

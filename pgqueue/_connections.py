@@ -1,0 +1,96 @@
+"""Running pgqueue's statements on a connection the caller owns (transactional enqueue).
+
+``queue_task(..., connection=X)`` executes its INSERT on ``X`` inside whatever transaction
+``X`` has open, and never commits or rolls back: the task exists if and only if the caller's
+transaction commits. ``X`` may be
+
+* a psycopg ``Connection`` (sync) or ``AsyncConnection``;
+* a SQLAlchemy ``Session``, ``Connection``, ``AsyncSession`` or ``AsyncConnection`` on any
+  PostgreSQL driver (psycopg, psycopg2, asyncpg, ...).
+
+The statements of :mod:`pgqueue._sql` are the same for every kind: psycopg runs them as they
+are; for SQLAlchemy their ``%(name)s`` parameters become ``:name`` bind parameters of a
+``text()`` construct, which every SQLAlchemy dialect knows how to send.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import TextClause, text
+from sqlalchemy.engine import Connection as SAConnection
+from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from .errors import ConfigurationError
+
+Rows = list[dict[str, Any]]
+
+SYNC_KINDS = "a psycopg Connection or a SQLAlchemy Session or Connection"
+ASYNC_KINDS = "a psycopg AsyncConnection or a SQLAlchemy AsyncSession or AsyncConnection"
+
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+@lru_cache(maxsize=64)
+def sqlalchemy_text(statement: str) -> TextClause:
+    """``statement`` with ``%(name)s`` parameters rewritten as SQLAlchemy ``(:name)`` binds,
+    in parentheses so that a cast such as ``::jsonb`` after them stays a cast; ``%%``
+    becomes ``%``.
+    """
+    return text(_PARAM.sub(r"(:\1)", statement).replace("%%", "%"))
+
+
+def run(connection: object, statement: str, params: Mapping[str, Any]) -> Rows:
+    """Execute ``statement`` (one that returns rows) on the caller's sync ``connection``;
+    return its rows as dicts.
+
+    Raises :class:`ConfigurationError` for an async connection (use the ``a``-prefixed
+    method instead) or an object that is not a supported connection. Database errors are
+    the driver's own, as the caller's transaction is the caller's to handle.
+    """
+    if isinstance(connection, psycopg.Connection):
+        with connection.cursor(row_factory=dict_row) as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    if isinstance(connection, Session | SAConnection):
+        result = connection.execute(sqlalchemy_text(statement), dict(params))
+        return [dict(row) for row in result.mappings()]
+    if isinstance(connection, psycopg.AsyncConnection | AsyncSession | SAAsyncConnection):
+        raise ConfigurationError(
+            f"{type(connection).__name__} is asynchronous: await the a-prefixed method "
+            "(aqueue_task, aqueue_tasks, ...) with it"
+        )
+    raise ConfigurationError(
+        f"connection= must be {SYNC_KINDS} (or, to the a-prefixed methods, {ASYNC_KINDS}), "
+        f"not {type(connection).__name__}"
+    )
+
+
+async def arun(connection: object, statement: str, params: Mapping[str, Any]) -> Rows:
+    """Execute ``statement`` on the caller's async ``connection``; return its rows as dicts.
+
+    Raises :class:`ConfigurationError` for a sync connection or an unsupported object.
+    """
+    if isinstance(connection, psycopg.AsyncConnection):
+        async with connection.cursor(row_factory=dict_row) as cur:
+            await cur.execute(statement, params)
+            return await cur.fetchall() if cur.description else []
+    if isinstance(connection, AsyncSession | SAAsyncConnection):
+        result = await connection.execute(sqlalchemy_text(statement), dict(params))
+        return [dict(row) for row in result.mappings()]
+    if isinstance(connection, psycopg.Connection | Session | SAConnection):
+        raise ConfigurationError(
+            f"{type(connection).__name__} is synchronous: call the method without the a prefix "
+            "(queue_task, queue_tasks, ...) with it"
+        )
+    raise ConfigurationError(
+        f"connection= must be {ASYNC_KINDS} (or, to the sync methods, {SYNC_KINDS}), "
+        f"not {type(connection).__name__}"
+    )

@@ -1,0 +1,97 @@
+"""The asyncio side of :class:`pgqueue.TaskBackend`: its async connection pool.
+
+The ``a``-prefixed methods of the backend (``aqueue_task``, ``aget_task``, ``await_task``, ...)
+run the same statements with the same parameters as their sync twins, on psycopg's async
+driver, so they never block the event loop. Their pool is a psycopg_pool
+``AsyncConnectionPool`` opened on first use in the running loop; a pool belongs to one loop,
+so a backend serves one event loop at a time (a new pool is opened when the old loop has
+been closed, as happens between ``asyncio.run`` calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from . import _db
+from .errors import ConfigurationError, ConnectionFailed
+
+AsyncConnection = psycopg.AsyncConnection[dict[str, Any]]
+
+#: Seconds to wait for a free pooled connection (and for the first one to open).
+POOL_TIMEOUT = 10.0
+
+
+class LoopPool:
+    """An ``AsyncConnectionPool`` of at most ``max_size`` autocommit connections, bound to the
+    event loop it was opened in."""
+
+    def __init__(self, dsn: str, max_size: int, application_name: str) -> None:
+        self.dsn = dsn
+        self.max_size = max(max_size, 1)
+        self.application_name = application_name
+        self._pool: AsyncConnectionPool[AsyncConnection] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: asyncio.Future[None] | None = None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection; raises :class:`ConnectionFailed` when none is available
+        within :data:`POOL_TIMEOUT` seconds, saying why."""
+        pool = await self._open()
+        try:
+            async with pool.connection(timeout=POOL_TIMEOUT) as conn:
+                yield conn
+        except PoolTimeout:
+            raise await self._explain() from None
+
+    async def _open(self) -> AsyncConnectionPool[AsyncConnection]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            if not self._loop.is_closed():
+                raise ConfigurationError(
+                    "this TaskBackend's async pool belongs to another running event loop; "
+                    "use one TaskBackend per event loop"
+                )
+            self._pool = self._opening = None  # its loop is gone, and its connections with it
+        if self._pool is None or self._opening is None:
+            self._loop = loop
+            self._pool = AsyncConnectionPool(
+                _db.conninfo(self.dsn, self.application_name),
+                min_size=1,
+                max_size=self.max_size,
+                kwargs={"autocommit": True, "row_factory": dict_row},
+                check=AsyncConnectionPool.check_connection,
+                open=False,
+                name=self.application_name,
+            )
+            self._opening = asyncio.ensure_future(self._pool.open(wait=False))
+        pool = self._pool
+        await asyncio.shield(self._opening)
+        return pool
+
+    async def _explain(self) -> ConnectionFailed:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                _db.conninfo(self.dsn, self.application_name)
+            )
+        except psycopg.OperationalError as exc:
+            return ConnectionFailed(_db.connection_error_message(self.dsn, exc))
+        await conn.close()
+        return ConnectionFailed(
+            f"no free connection in the async pool for {_db.redact(self.dsn)} after "
+            f"{POOL_TIMEOUT}s (pool_size={self.max_size})"
+        )
+
+    async def close(self) -> None:
+        """Close the pool (when its loop is still open); it reopens on next use."""
+        pool, loop = self._pool, self._loop
+        self._pool = self._opening = self._loop = None
+        if pool is not None and loop is asyncio.get_running_loop():
+            await pool.close()

@@ -1,0 +1,81 @@
+"""Bulk enqueue: the shapes :meth:`TaskBackend.queue_tasks` and ``queue_many`` take and return.
+
+A batch is inserted by one statement (``QUEUE_TASKS``) from parallel arrays, one element per
+task, so 10,000 tasks cost one round trip. lock_ids are honoured per task: a task whose job
+cannot overlap is skipped when a live task, or an earlier task of the same batch, holds its
+lock_id, and :class:`QueuedTasks` says which ones were skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+#: The per-task parameters of ``QUEUE_TASK``, sent as arrays named ``<field>s`` by
+#: ``QUEUE_TASKS``.
+FIELDS = (
+    "name",
+    "queue",
+    "can_overlap",
+    "priority",
+    "kwargs",
+    "meta_params",
+    "run_at",
+    "countdown",
+    "expiry_at",
+    "expiry_in",
+    "max_retries",
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One task of a mixed batch for :meth:`TaskBackend.queue_many`.
+
+    The fields mean what the arguments of :meth:`TaskBackend.queue_task` of the same names
+    mean; None takes the job's default. ``Call("resize", {"path": "a.png"}, priority=5)``.
+    """
+
+    jobname: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    meta_params: dict[str, Any] | None = None
+    expiry: float | timedelta | datetime | None = None
+    run_at: datetime | None = None
+    countdown: float | timedelta | None = None
+    queue: str | None = None
+    priority: int | None = None
+
+
+@dataclass(frozen=True)
+class QueuedTasks:
+    """What a bulk enqueue did: ``ids[i]`` is the id of the i-th task given, or None when it
+    was skipped because its lock_id was held (a live task with the same job and kwargs, or
+    an earlier task of the same batch)."""
+
+    ids: list[str | None]
+
+    @property
+    def queued(self) -> list[str]:
+        """The ids of the tasks inserted, in input order."""
+        return [task_id for task_id in self.ids if task_id is not None]
+
+    @property
+    def skipped(self) -> list[int]:
+        """Input positions (0-based) of the tasks skipped as duplicates."""
+        return [n for n, task_id in enumerate(self.ids) if task_id is None]
+
+    def __repr__(self) -> str:
+        return f"<QueuedTasks queued={len(self.queued)} skipped={len(self.skipped)}>"
+
+
+def as_call(item: Call | tuple[str, Mapping[str, Any]]) -> Call:
+    """``item`` as a :class:`Call`; a ``(jobname, kwargs)`` pair is accepted too."""
+    return item if isinstance(item, Call) else Call(item[0], item[1])
+
+
+def array_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Turn per-task parameter dicts (as for ``QUEUE_TASK``) into the arrays of
+    ``QUEUE_TASKS``: ``{"names": [...], "queues": [...], ...}``."""
+    return {f"{name}s": [row[name] for row in rows] for name in FIELDS}
