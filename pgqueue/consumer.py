@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
+
+from .retry import Revoked, TimeLimitExceeded
 
 if TYPE_CHECKING:
     from .backend import TaskBackend
@@ -19,6 +22,9 @@ class TaskConsumer:
     * ``worker`` (str): identity of the worker process running it.
     * ``backend``: a :class:`TaskBackend` on the same database, so a job can queue more tasks.
     * ``logger``: a logger named ``pgqueue.job.<job name>``.
+
+    Long-running thread jobs should call :meth:`check` (or test :meth:`is_revoked`) now and
+    then: that is how they learn of a revoke or of their ``time_limit`` (cooperative stop).
     """
 
     def __init__(self, backend: TaskBackend, worker: str, task: Task, job: Job) -> None:
@@ -28,6 +34,27 @@ class TaskConsumer:
         self.task_id = task.id
         self.job = job
         self.logger = logging.getLogger(f"pgqueue.job.{job.name}")
+        limit = job.time_limit_seconds()
+        self._deadline = None if limit is None else time.monotonic() + limit
+        self.revoked = False
+
+    def is_revoked(self) -> bool:
+        """True once the task was revoked while running or ran past its ``time_limit``."""
+        return self.revoked or self.time_limit_exceeded()
+
+    def time_limit_exceeded(self) -> bool:
+        """True once this attempt has run longer than the job's ``time_limit``."""
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    def check(self) -> None:
+        """Raise :class:`pgqueue.retry.Revoked` if the task was revoked, or
+        :class:`pgqueue.retry.TimeLimitExceeded` past the ``time_limit``; else return."""
+        if self.revoked:
+            raise Revoked(f"{self.task.info()} was revoked while running")
+        if self.time_limit_exceeded():
+            raise TimeLimitExceeded(
+                f"{self.task.info()} ran past its time limit of {self.job.time_limit_seconds()}s"
+            )
 
     @property
     def attempt(self) -> int:

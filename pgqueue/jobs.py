@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigurationError, TaskNotAvailable
+from .retry import DEFAULT_BACKOFF, Backoff
 
 if TYPE_CHECKING:
     from .consumer import TaskConsumer
@@ -57,6 +58,16 @@ class Job:
     * ``queue`` (str | None): the queue tasks go to; None means the backend's name.
     * ``priority`` (int): higher runs first; default 0.
     * ``max_retries`` (int): how many more attempts after the first; default 0.
+    * ``retry_on`` (tuple of exception types): which exceptions lead to a retry while attempts
+      remain (default ``(Exception,)``); :class:`pgqueue.Retry` always does.
+    * ``backoff``: seconds to wait before the next attempt, called as ``job.backoff(attempt)``
+      with the number of the attempt that failed (1 first): an object such as
+      ``ExponentialBackoff(base=5)``, or a method ``def backoff(self, attempt) -> float``.
+      Default :data:`pgqueue.retry.DEFAULT_BACKOFF` (1 s doubling to 10 min, with jitter).
+    * ``time_limit`` (seconds or timedelta): the most run time of one attempt. ``async`` jobs
+      are cancelled at the limit; thread jobs are told through ``consumer.check()`` /
+      ``consumer.is_revoked()`` (cooperative). The attempt then fails (or retries) with
+      ``TimeLimitExceeded``. None: no limit.
 
     Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
     result, or ``async def __call__``.
@@ -68,6 +79,11 @@ class Job:
     queue: ClassVar[str | None] = None
     priority: ClassVar[int] = 0
     max_retries: ClassVar[int] = 0
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
+    backoff: ClassVar[Backoff] = DEFAULT_BACKOFF
+    time_limit: ClassVar[float | timedelta | None] = None
+    #: ``"regular"``, or ``"periodic"`` for :class:`pgqueue.PeriodicJob` (pulsar's ``Job.type``).
+    type: ClassVar[str] = "regular"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -96,6 +112,10 @@ class Job:
         """The default expiry (``timeout``) in seconds, or None."""
         return to_seconds(self.timeout, f"{self.name}.timeout")
 
+    def time_limit_seconds(self) -> float | None:
+        """The ``time_limit`` in seconds, or None."""
+        return to_seconds(self.time_limit, f"{self.name}.time_limit")
+
     def overlaps(self, kwargs: dict[str, Any]) -> bool:
         """Resolve ``can_overlap`` for these kwargs (a callable receives them as keywords)."""
         overlap = self.can_overlap
@@ -115,6 +135,9 @@ class FunctionJob(Job):
         queue: str | None = None,
         priority: int = 0,
         max_retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        backoff: Backoff = DEFAULT_BACKOFF,
+        time_limit: float | timedelta | None = None,
     ) -> None:
         self.func = func
         # Instance attributes shadow the class defaults for this one job.
@@ -124,6 +147,9 @@ class FunctionJob(Job):
         self.queue = queue  # type: ignore[misc]
         self.priority = priority  # type: ignore[misc]
         self.max_retries = max_retries  # type: ignore[misc]
+        self.retry_on = retry_on  # type: ignore[misc]
+        self.backoff = backoff  # type: ignore[misc]
+        self.time_limit = time_limit  # type: ignore[misc]
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__
 
@@ -150,6 +176,9 @@ def job(
     queue: str | None = None,
     priority: int = 0,
     max_retries: int = 0,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    backoff: Backoff = DEFAULT_BACKOFF,
+    time_limit: float | timedelta | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionJob]:
     """Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job.
 
@@ -166,6 +195,9 @@ def job(
             queue=queue,
             priority=priority,
             max_retries=max_retries,
+            retry_on=retry_on,
+            backoff=backoff,
+            time_limit=time_limit,
         )
 
     return decorate
@@ -229,6 +261,11 @@ class JobRegistry:
     def jobs(self) -> list[Job]:
         """All jobs, sorted by name."""
         return [self._jobs[name] for name in self]
+
+    def filter_types(self, type: str) -> list[tuple[str, Job]]:
+        """``[(name, job), ...]`` of the jobs whose ``type`` is ``type`` (``"periodic"``), by
+        name, as pulsar's ``JobRegistry.filter_types``."""
+        return [(name, self._jobs[name]) for name in self if self._jobs[name].type == type]
 
 
 def _module_jobs(module: Any) -> Iterator[Job]:

@@ -11,11 +11,19 @@ One worker process is made of a few small parts, each on its own thread:
 * the **completer**: writes finished tasks in batches, one statement per batch, fenced on the
   attempt; a slot is freed only once its task's outcome has committed;
 * the **heartbeat**: refreshes the worker's row every ``lease/4`` seconds on its own
-  connection, so a busy claimer or a job holding the GIL in bursts cannot starve it.
+  connection, so a busy claimer or a job holding the GIL in bursts cannot starve it; it also
+  picks up revoke requests for running tasks that a missed notification did not deliver.
+
+The claimer also rescues the tasks of lost workers every ``lease/4`` seconds
+(:mod:`pgqueue.rescuer`). On :meth:`Worker.stop` (SIGTERM/SIGINT) it stops claiming, lets
+running tasks finish for up to ``shutdown_timeout`` seconds, then gives back the unfinished
+ones (QUEUED, or RETRY after an earlier failed attempt) with their attempt handed back; a second
+stop gives back at once.
 
 Connections per worker process: 2 (claimer and completer pool) + 1 (listener) + 1 (heartbeat),
 plus the pool of the :class:`TaskBackend` that jobs use through ``consumer.backend``
-(opened only if a job uses it; at most 2). So at most 6.
+(opened only if a job uses it; at most 2). So at most 6; 7 with ``schedule_periodic``, whose
+**scheduler** (:mod:`pgqueue.scheduler`) queues periodic jobs' ticks on its own connection.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -45,8 +53,14 @@ from .backend import TaskBackend
 from .consumer import TaskConsumer
 from .jobs import Job, JobRegistry
 from .listener import Listener
+from .rescuer import rescue_lost_tasks
+from .retry import DEFAULT_BACKOFF, ExponentialBackoff, Revoked, TimeLimitExceeded, decide
+from .scheduler import Scheduler
 from .schema import check_schema
 from .task import Task, nice_task_message
+
+if TYPE_CHECKING:
+    from .metrics import WorkerMetrics
 
 logger = logging.getLogger("pgqueue.worker")
 
@@ -56,6 +70,8 @@ Connection = psycopg.Connection[dict[str, Any]]
 FINISH_BATCH = 500
 #: Most expired tasks revoked by one sweep statement.
 SWEEP_BATCH = 1000
+#: The event on which a running task's worker is told it was revoked: ``<queue>_task_revoke``.
+REVOKE_EVENT = "task_revoke"
 
 
 @dataclass(frozen=True)
@@ -86,8 +102,14 @@ class Worker:
     :param max_tasks: after starting this many tasks, finish them and exit; 0: no limit.
     :param poll_timeout: seconds between claims when no notification arrives (fallback only).
     :param burst: exit once nothing is claimable and nothing runs.
-    :param lease: seconds after the last heartbeat after which this worker counts as lost.
+    :param lease: seconds after the last heartbeat after which this worker counts as lost
+        and its tasks are rescued by any worker (heartbeats come every ``lease/4`` seconds).
+    :param shutdown_timeout: seconds :meth:`stop` lets running tasks finish before giving
+        them back.
+    :param rescue_backoff: delay before the next attempt of a task rescued from a lost worker.
     :param schema: the schema of pgqueue's tables.
+    :param schedule_periodic: also run a scheduler that queues the periodic jobs of the
+        registry at their ticks (pulsar's ``--schedule-periodic``); any number of workers may.
     """
 
     def __init__(
@@ -102,8 +124,11 @@ class Worker:
         poll_timeout: float = 2.0,
         burst: bool = False,
         lease: float = 30.0,
+        shutdown_timeout: float = 30.0,
+        rescue_backoff: ExponentialBackoff = DEFAULT_BACKOFF,
         schema: str | None = None,
         registry: JobRegistry | None = None,
+        schedule_periodic: bool = False,
     ) -> None:
         if backlog < 1:
             raise ValueError("backlog must be at least 1")
@@ -118,12 +143,18 @@ class Worker:
         self.poll_timeout = poll_timeout
         self.burst = burst
         self.lease = lease
+        self.shutdown_timeout = shutdown_timeout
+        self.rescue_backoff = rescue_backoff
+        self.given_back = 0
         self.id = worker_identity()
         self.sql = Statements(self.schema)
         self.registry = registry if registry is not None else JobRegistry.load(task_paths)
         self.client = TaskBackend(self.dsn, name=name, registry=self.registry, schema=self.schema)
         self.processed = 0
         self._in_flight: dict[str, Task] = {}
+        self._running: dict[str, tuple[TaskConsumer, concurrent.futures.Future[Any]]] = {}
+        self._abort = threading.Event()
+        self._stop_deadline: float | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -134,6 +165,13 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
         self._threads: list[threading.Thread] = []
+        #: Prometheus metrics (pgqueue-worker --metrics-port); None: not measured.
+        self.metrics: WorkerMetrics | None = None
+        self._scheduler = (
+            Scheduler(self.dsn, self.registry, schema=self.schema, client=self.client)
+            if schedule_periodic
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} queues={','.join(self.queues)}>"
@@ -141,9 +179,26 @@ class Worker:
     # -- lifecycle -------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop claiming; :meth:`run` returns once the running tasks have finished."""
-        self._stopping.set()
+        """Stop claiming; :meth:`run` returns once the running tasks have finished, or after
+        ``shutdown_timeout`` seconds having given back those that did not. A second call gives
+        them back at once (the second Ctrl-C)."""
+        if self._stopping.is_set():
+            logger.warning("stopping at once: giving back %d running tasks", self.in_flight)
+            self._abort.set()
+        else:
+            logger.info(
+                "stopping: no more claims; waiting up to %.1fs for %d running tasks",
+                self.shutdown_timeout,
+                self.in_flight,
+            )
+            self._stop_deadline = time.monotonic() + self.shutdown_timeout
+            self._stopping.set()
         self._wake.set()
+
+    @property
+    def listener_reconnects(self) -> int:
+        """How many times the listener's connection was lost and re-established."""
+        return self._listener.reconnects if self._listener is not None else 0
 
     @property
     def in_flight(self) -> int:
@@ -160,17 +215,7 @@ class Worker:
         """
         with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
             check_schema(conn, self.schema, self.dsn)
-            conn.execute(
-                self.sql.register_worker,
-                {
-                    "id": self.id,
-                    "hostname": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "queues": self.queues,
-                    "backlog": self.backlog,
-                    "lease": self.lease,
-                },
-            )
+            conn.execute(self.sql.register_worker, self._registration())
         logger.info(
             "worker %s started: queues %s, jobs %s, backlog %d",
             self.id,
@@ -187,6 +232,16 @@ class Worker:
         logger.info("worker %s stopped after %d tasks", self.id, self.processed)
         return 0
 
+    def _registration(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self.queues,
+            "backlog": self.backlog,
+            "lease": self.lease,
+        }
+
     def _start_parts(self) -> None:
         self._pool = ConnectionPool(
             _db.conninfo(self.dsn, "pgqueue-worker"),
@@ -202,12 +257,18 @@ class Worker:
         )
         self._listener = Listener(
             self.dsn,
-            [self.client.channel("task_queued", q) for q in self.queues],
-            on_notify=lambda _channel, _payload: self._wake.set(),
+            [
+                self.client.channel(e, q)
+                for q in self.queues
+                for e in ("task_queued", "task_revoke")
+            ],
+            on_notify=self._on_notify,
             on_reconnect=self._wake.set,
             application_name="pgqueue-worker-listener",
         )
         self._listener.start()
+        if self._scheduler is not None:
+            self._scheduler.start()
         for target, label in (
             (self._complete_loop, "completer"),
             (self._heartbeat_loop, "heartbeat"),
@@ -216,11 +277,21 @@ class Worker:
             thread.start()
             self._threads.append(thread)
 
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if channel.endswith(REVOKE_EVENT):
+            self._revoke_running(payload)
+        else:
+            self._wake.set()
+
     def _stop_parts(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
         self._done.set()
         self._outcomes.put(None)
         for thread in self._threads:
             thread.join(10)
+        self._abort.set()  # a completer still retrying gives up: the lease covers its tasks
+        self._give_back()
         if self._listener is not None:
             self._listener.stop()
         if self._executor is not None:
@@ -239,12 +310,16 @@ class Worker:
     # -- the claimer -----------------------------------------------------------------------
 
     def _claim_loop(self) -> None:
-        next_sweep = 0.0
+        next_sweep = next_rescue = 0.0
         backoff = 0.5
         while not self._stopping.is_set():
             self._wake.clear()
             sleep = self.poll_timeout
             try:
+                if time.monotonic() >= next_rescue:
+                    self._rescue()
+                    next_rescue = time.monotonic() + self.lease / 4
+                sleep = min(sleep, next_rescue - time.monotonic())
                 if time.monotonic() >= next_sweep:
                     self._sweep()
                     next_sweep = time.monotonic() + self.poll_timeout
@@ -286,6 +361,8 @@ class Worker:
                     "worker": self.id,
                 },
             ).fetchall()
+        if self.metrics is not None:
+            self.metrics.claimed([Task.from_row(row) for row in rows])
         started = 0
         for row in rows:
             task = Task.from_row(row)
@@ -315,10 +392,58 @@ class Worker:
         if rows:
             logger.info("revoked %d expired tasks", len(rows))
 
+    def _rescue(self) -> None:
+        assert self._pool is not None
+        with self._pool.connection() as conn:
+            rescue_lost_tasks(conn, self.sql, self.rescue_backoff)
+
     def _drain(self) -> None:
-        while self.in_flight:
-            self._wake.wait(0.5)
+        """Wait for running tasks: for ever after ``max_tasks``, until the shutdown deadline
+        after :meth:`stop`, not at all after a second stop."""
+        while self.in_flight and not self._abort.is_set():
+            deadline = self._stop_deadline
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.warning(
+                    "shutdown timeout (%.1fs) passed with %d tasks running",
+                    self.shutdown_timeout,
+                    self.in_flight,
+                )
+                return
+            self._wake.wait(0.2)
             self._wake.clear()
+
+    def _give_back(self) -> None:
+        """Hand unfinished tasks back to the queue without using up their attempt."""
+        with self._lock:
+            tasks = list(self._in_flight.values())
+            self._in_flight.clear()
+        if not tasks or self._pool is None:
+            return
+        params = {
+            "ids": [t.id for t in tasks],
+            "attempts": [t.attempts for t in tasks],
+            "worker": self.id,
+        }
+        try:
+            with self._pool.connection(timeout=5) as conn:
+                rows = conn.execute(self.sql.give_back_tasks, params).fetchall()
+        except Exception as exc:  # the database may be gone: the lease covers these tasks
+            logger.warning(
+                "could not give back %d unfinished tasks (%s); they will be rescued %.1fs "
+                "after the last heartbeat",
+                len(tasks),
+                _first_line(exc),
+                self.lease,
+            )
+            return
+        self.given_back = len(rows)
+        for row in rows:
+            logger.warning(
+                "gave back unfinished task.%s(%s) at shutdown: now %s, attempt not counted",
+                row["name"],
+                row["id"],
+                states.status_string(row["status"]),
+            )
 
     # -- the executor ----------------------------------------------------------------------
 
@@ -329,12 +454,27 @@ class Worker:
         future: concurrent.futures.Future[Any]
         if job.is_async:
             future = asyncio.run_coroutine_threadsafe(
-                job(consumer, **task.kwargs), self._event_loop()
+                _run_async(job, consumer, task.kwargs), self._event_loop()
             )
         else:
             assert self._executor is not None
             future = self._executor.submit(job, consumer, **task.kwargs)
-        future.add_done_callback(lambda f: self._outcomes.put(_outcome(task, job, f)))
+        with self._lock:
+            self._running[task.id] = (consumer, future)
+        future.add_done_callback(lambda f: self._outcomes.put(_outcome(consumer, f)))
+
+    def _revoke_running(self, task_id: str) -> None:
+        """Tell a running task it was revoked: ``consumer.is_revoked()`` turns True and an
+        ``async`` job is cancelled. The task ends REVOKED when the job returns."""
+        with self._lock:
+            running = self._running.get(task_id)
+        if running is None or running[0].revoked:
+            return
+        consumer, future = running
+        consumer.revoked = True
+        logger.info("%s revoked while running: asking it to stop", consumer.task.info())
+        if consumer.job.is_async:
+            future.cancel()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -386,6 +526,14 @@ class Worker:
             except psycopg.OperationalError as exc:
                 # The statement is fenced on (attempt, STARTED), so running it again after an
                 # unknown outcome is harmless: it updates nothing the second time.
+                if self._abort.is_set():
+                    logger.error(
+                        "giving up recording %d finished tasks (%s): stopping; they will be "
+                        "rescued after the lease",
+                        len(batch),
+                        _first_line(exc),
+                    )
+                    return
                 logger.warning(
                     "could not record %d finished tasks (%s); retrying in %.1fs",
                     len(batch),
@@ -395,6 +543,8 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         written = {row["id"]: row["time_ended"] for row in rows}
+        if self.metrics is not None:
+            self.metrics.finished(batch, written)
         for outcome in batch:
             ended = written.get(outcome.task.id)
             if outcome.task.id in written:
@@ -413,6 +563,7 @@ class Worker:
                 )
             with self._lock:
                 self._in_flight.pop(outcome.task.id, None)
+                self._running.pop(outcome.task.id, None)
         self._wake.set()
 
     # -- the heartbeat ---------------------------------------------------------------------
@@ -424,7 +575,12 @@ class Worker:
             try:
                 if conn is None or conn.closed:
                     conn = _db.connect(self.dsn, application_name="pgqueue-heartbeat")
-                conn.execute(self.sql.heartbeat_worker, {"id": self.id})
+                if not conn.execute(self.sql.heartbeat_worker, {"id": self.id}).rowcount:
+                    logger.error("the row of worker %s was deleted; registering again", self.id)
+                    conn.execute(self.sql.reregister_worker, self._registration())
+                if self._running:
+                    for row in conn.execute(self.sql.revoke_requests, {"worker": self.id}):
+                        self._revoke_running(row["id"])
             except Exception as exc:
                 logger.warning("heartbeat failed: %s", _first_line(exc))
                 if conn is not None:
@@ -434,8 +590,25 @@ class Worker:
             conn.close()
 
 
-def _outcome(task: Task, job: Job, future: concurrent.futures.Future[Any]) -> Outcome:
-    """Turn a finished job future into the outcome to record."""
+async def _run_async(job: Job, consumer: TaskConsumer, kwargs: dict[str, Any]) -> Any:
+    """Run an ``async`` job, cancelling it at its ``time_limit``."""
+    limit = job.time_limit_seconds()
+    if limit is None:
+        return await job(consumer, **kwargs)
+    running = asyncio.ensure_future(job(consumer, **kwargs))
+    done, _ = await asyncio.wait({running}, timeout=limit)
+    if not done:
+        running.cancel()
+        await asyncio.wait({running})
+        raise TimeLimitExceeded(f"{consumer.task.info()} cancelled at its time limit of {limit}s")
+    return running.result()
+
+
+def _outcome(consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> Outcome:
+    """Turn a finished job future into the outcome to record (see :mod:`pgqueue.retry`)."""
+    task, job = consumer.task, consumer.job
+    if consumer.revoked:
+        return Outcome(task, states.REVOKED, error="revoked while running")
     exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
     if exc is None:
         try:
@@ -444,11 +617,21 @@ def _outcome(task: Task, job: Job, future: concurrent.futures.Future[Any]) -> Ou
             )
         except Exception as encode_error:
             exc = encode_error
+    if isinstance(exc, Revoked):
+        return Outcome(task, states.REVOKED, error=str(exc))
+    decision = decide(
+        exc,
+        attempt=task.attempts,
+        max_retries=task.max_retries,
+        retry_on=job.retry_on,
+        backoff=job.backoff,
+    )
     return Outcome(
         task,
-        states.FAILURE,
-        error=f"{type(exc).__name__}: {exc}",
+        states.FAILURE if decision.delay is None else states.RETRY,
+        error=decision.error,
         traceback="".join(traceback.format_exception(exc)),
+        delay=decision.delay,
     )
 
 

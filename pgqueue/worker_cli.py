@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from collections.abc import Sequence
 from types import FrameType
 from typing import Annotated
 
 import typer
 
+from . import _db
 from ._cli_common import friendly_errors, setup_logging, split_list
+from .supervisor import Supervisor
 from .worker import Worker
 
 app = typer.Typer(add_completion=False)
@@ -39,15 +43,53 @@ def worker(
     lease: Annotated[
         float, typer.Option(min=0.1, help="Seconds without heartbeat before tasks are rescued.")
     ] = 30.0,
+    shutdown_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="On SIGTERM/Ctrl-C, seconds to let running tasks finish before giving them "
+            "back to the queue (a second signal gives them back at once).",
+        ),
+    ] = 30.0,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Run this many worker processes under a supervisor that replaces any that "
+            "exits (0: one worker in this process).",
+        ),
+    ] = 0,
     schema: Annotated[
         str | None, typer.Option(envvar="PGQUEUE_SCHEMA", help="Schema of pgqueue's tables.")
     ] = None,
+    schedule_periodic: Annotated[
+        bool,
+        typer.Option(
+            "--schedule-periodic",
+            help="Also queue the periodic jobs at their ticks (safe on any number of workers).",
+        ),
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = "127.0.0.1",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Claim and run tasks from a pgqueue database until stopped (SIGTERM or Ctrl-C)."""
     setup_logging(log_level)
     sys.path.insert(0, "")  # jobs in the current directory, as `python -m` would find them
     with friendly_errors():
+        if processes:
+            env = dict(os.environ, PGQUEUE_DSN=_db.resolve_dsn(dsn))
+            supervisor = Supervisor(
+                [sys.executable, "-m", "pgqueue.worker_cli", *child_args(sys.argv[1:])],
+                processes,
+                env=env,
+                burst=burst,
+            )
+            supervisor.install_signal_handlers()
+            raise typer.Exit(supervisor.run())
         runner = Worker(
             dsn,
             split_list(task_paths),
@@ -58,7 +100,9 @@ def worker(
             poll_timeout=poll_timeout,
             burst=burst,
             lease=lease,
+            shutdown_timeout=shutdown_timeout,
             schema=schema,
+            schedule_periodic=schedule_periodic,
         )
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -66,10 +110,33 @@ def worker(
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if metrics_port:
+            from .metrics import serve_metrics  # the metrics extra, needed only here
+
+            serve_metrics(runner, metrics_port, metrics_host)
         code = runner.run()
     raise typer.Exit(code)
+
+
+def child_args(argv: Sequence[str]) -> list[str]:
+    """The supervisor's command line minus ``--processes`` (children run one worker each)
+    and ``--dsn`` (handed over in ``$PGQUEUE_DSN``, so no password shows in ``ps``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--processes", "--dsn"):
+            skip = True
+        elif not arg.startswith(("--processes=", "--dsn=")):
+            out.append(arg)
+    return out
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()
