@@ -1,4 +1,8 @@
-"""``pgqueue``: the operator's command line (migrate, demo, ...)."""
+"""``pgqueue``: the operator's command line.
+
+Each subcommand lives in a module by topic and is registered here: schema (``migrate``, below),
+single tasks (:mod:`pgqueue._cli_tasks`), the whole queue (:mod:`pgqueue._cli_ops`).
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,22 @@ from typing import Annotated
 
 import typer
 
-from . import _db, schema
+from . import _cli_ops, _cli_tasks, _db, schema
 from ._cli_common import friendly_errors, setup_logging
+from ._cli_options import DsnOption, SchemaOption
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="pgqueue: a durable job queue for Python that lives in PostgreSQL.",
+)
 
-DsnOption = Annotated[
-    str | None,
-    typer.Option("--dsn", envvar="PGQUEUE_DSN", help="PostgreSQL DSN (default $PGQUEUE_DSN)."),
-]
+__all__ = ["DsnOption", "SchemaOption", "app", "main"]
 
 
 @app.callback()
 def _group() -> None:
     """pgqueue: a durable job queue for Python that lives in PostgreSQL."""
-
-
-SchemaOption = Annotated[
-    str | None,
-    typer.Option("--schema", envvar="PGQUEUE_SCHEMA", help="Schema of pgqueue's tables."),
-]
 
 
 @app.command()
@@ -46,6 +46,19 @@ def migrate(
         url = _db.resolve_dsn(dsn)
         schema.migrate(url, target)
         typer.echo(f"pgqueue schema {target!r} is at revision {schema.SCHEMA_REVISION}")
+
+
+# Operations: reading the queue and acting on it.
+app.command()(_cli_ops.status)
+app.command("list")(_cli_tasks.list_tasks)
+app.command()(_cli_tasks.show)
+app.command()(_cli_tasks.queue)
+app.command()(_cli_tasks.revoke)
+app.command()(_cli_tasks.retry)
+app.command()(_cli_tasks.wait)
+app.command()(_cli_ops.workers)
+app.command()(_cli_ops.prune)
+app.command()(_cli_ops.dashboard)
 
 
 def main() -> None:

@@ -1,0 +1,81 @@
+"""How the ``pgqueue`` subcommands print: rich tables for people, JSON for programs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ._ops import jsonable
+
+#: Where tables go; wide enough when stdout is a pipe (rich would otherwise use 80 columns).
+console = Console(width=None if Console().is_terminal else 200, highlight=False)
+
+#: State name -> rich style.
+STATE_STYLES = {
+    "QUEUED": "cyan",
+    "STARTED": "blue",
+    "RETRY": "yellow",
+    "REVOKED": "magenta",
+    "FAILURE": "red",
+    "SUCCESS": "green",
+}
+
+Column = tuple[str, str, Callable[[Any], str]]
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` (rows, dicts of row values) as indented JSON on stdout."""
+    print(json.dumps(jsonable(data), indent=2, sort_keys=True, default=str))
+
+
+def seconds(value: float | timedelta | None) -> str:
+    """A duration for people: ``0.25s``, ``42s``, ``3m 04s``, ``2h 03m``, ``4d 02h``."""
+    if value is None:
+        return "-"
+    total = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if abs(total) < 60:
+        return f"{total:.3g}s"
+    minutes, secs = divmod(int(total), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def stamp(value: datetime | None) -> str:
+    """A timestamp for people, in UTC to the second: ``2026-11-29 17:45:03``."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def state(name: str | None) -> str:
+    """A state name coloured by :data:`STATE_STYLES`."""
+    if not name:
+        return "-"
+    return f"[{STATE_STYLES.get(name, 'white')}]{name}[/]"
+
+
+def text(value: Any) -> str:
+    """Any value as table text (None as ``-``); square brackets are escaped for rich."""
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        value = ", ".join(str(v) for v in value)
+    return str(value).replace("[", "\\[")
+
+
+def table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> Table:
+    """A rich table of ``rows``; each column is (heading, key, formatter)."""
+    out = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for heading, _key, _fmt in columns:
+        out.add_column(heading, overflow="fold")
+    for row in rows:
+        out.add_row(*(fmt(row.get(key)) for _heading, key, fmt in columns))
+    return out

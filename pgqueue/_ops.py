@@ -1,0 +1,260 @@
+"""What operators do, shared by the command line and the dashboard: read the operator views,
+revoke, retry and prune tasks.
+
+Every read goes through a view of revision ``pgqueue_0004_operations``; rows come back as
+dicts of plain values (``datetime``, ``timedelta``, ``float``, JSON data) that
+:func:`jsonable` turns into JSON.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from . import states
+from ._sql_ops import OpsStatements
+from ._values import parse_task_id
+from .backend import TaskBackend
+from .errors import ConfigurationError, PgQueueError, TaskNotFound
+
+Row = dict[str, Any]
+
+#: What ``revoke`` records as the error of a task an operator revoked.
+REVOKED_BY_OPERATOR = "revoked by an operator"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ActionRefused(PgQueueError):
+    """An operator action (revoke, retry) does not apply to the task in its current state;
+    nothing was changed. The message says why and what the task's state is."""
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """``"7d"`` -> 604800.0: a number with an optional unit s, m, h, d or w (default seconds).
+
+    Raises :class:`ConfigurationError` for anything else.
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigurationError(
+            f"{what} {text!r} is not a duration: use a number and a unit s, m, h, d or w "
+            "(e.g. 90s, 30m, 12h, 7d)"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
+
+
+def parse_states(names: Sequence[str], allowed: frozenset[int] | None = None) -> list[int]:
+    """State names (any case) -> codes; raises :class:`ConfigurationError` for an unknown
+    name or, when ``allowed`` is given, a state outside it."""
+    codes = []
+    for name in names:
+        try:
+            code = states.status_code(name)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if allowed is not None and code not in allowed:
+            choices = ", ".join(states.NAMES[c] for c in sorted(allowed, reverse=True))
+            raise ConfigurationError(f"state {name.upper()} is not allowed here; use {choices}")
+        codes.append(code)
+    return codes
+
+
+def require_task_id(text: str) -> str:
+    """The canonical form of a task id; :class:`ConfigurationError` when it is no UUID."""
+    task_id = parse_task_id(text)
+    if task_id is None:
+        raise ConfigurationError(
+            f"{text!r} is not a task id: ids are UUIDs such as "
+            "3f2b8c1e-5d4a-4c2b-9e7f-0a1b2c3d4e5f (see `pgqueue list`)"
+        )
+    return task_id
+
+
+def jsonable(value: Any) -> Any:
+    """Turn a row value into JSON data: datetimes to ISO 8601, timedeltas to seconds."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Overview:
+    """One screen of the queue: what ``pgqueue status`` prints and the dashboard's home page.
+
+    ``queues``: rows of ``queue_stats``; ``throughput``: rows of ``queue_throughput``;
+    ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``.
+    """
+
+    queues: list[Row]
+    throughput: list[Row]
+    workers: dict[str, int]
+    stuck: list[Row]
+
+    def as_json(self) -> dict[str, Any]:
+        """The overview as JSON data."""
+        return {
+            "queues": jsonable(self.queues),
+            "throughput": jsonable(self.throughput),
+            "workers": self.workers,
+            "stuck": jsonable(self.stuck),
+        }
+
+
+class Operations:
+    """Operator actions and reads on the database of ``backend`` (its pool, its schema).
+
+    Errors: :class:`ConfigurationError` for malformed arguments, :class:`TaskNotFound` for an
+    unknown id, :class:`ActionRefused` when an action does not apply to a task's state, and
+    the backend's :class:`ConnectionFailed`/:class:`SchemaError`.
+    """
+
+    def __init__(self, backend: TaskBackend) -> None:
+        self.backend = backend
+        self.sql = OpsStatements(backend.schema)
+
+    def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[Row]:
+        with self.backend.connection() as conn:
+            return conn.execute(query, params).fetchall()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def overview(self) -> Overview:
+        """Counts by queue and job, throughput, workers by state and stuck tasks."""
+        workers = self.workers(recent=3600.0)
+        counts = {"alive": 0, "stopped": 0, "lost": 0}
+        for worker in workers:
+            counts[worker["state"]] = counts.get(worker["state"], 0) + 1
+        return Overview(
+            queues=self._rows(self.sql.queue_stats),
+            throughput=self._rows(self.sql.queue_throughput),
+            workers=counts,
+            stuck=self._rows(self.sql.stuck_tasks),
+        )
+
+    def timeline(self) -> list[Row]:
+        """Rows of ``queue_timeline``: per queue and minute of the last hour."""
+        return self._rows(self.sql.queue_timeline)
+
+    def list_tasks(
+        self,
+        *,
+        states_: Sequence[str] = (),
+        jobs: Sequence[str] = (),
+        queues: Sequence[str] = (),
+        since: float | None = None,
+        limit: int = 50,
+    ) -> list[Row]:
+        """Tasks matching every filter given (empty filters match all), latest change first.
+
+        :param states_: state names; :param since: seconds before now of the last change.
+        :param limit: the most rows returned (1..10000).
+        """
+        codes = parse_states(states_)
+        if not 1 <= limit <= 10000:
+            raise ConfigurationError(f"limit must be between 1 and 10000, not {limit}")
+        return self._rows(
+            self.sql.list_tasks,
+            {
+                "states": [states.NAMES[c] for c in codes] or None,
+                "jobs": list(jobs) or None,
+                "queues": list(queues) or None,
+                "since": since,
+                "limit": limit,
+            },
+        )
+
+    def task(self, task_id: str) -> Row:
+        """Every column of one task (``task_state``), traceback included."""
+        rows = self._rows(self.sql.task_detail, {"id": require_task_id(task_id)})
+        if not rows:
+            raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
+        return rows[0]
+
+    def workers(self, recent: float | None = 3600.0) -> list[Row]:
+        """Rows of ``worker_status``: live workers and those seen in the last ``recent``
+        seconds (None: every worker ever registered)."""
+        return self._rows(self.sql.workers, {"recent": recent})
+
+    def schedules(self) -> list[Row]:
+        """Rows of ``schedule_state`` (periodic jobs and their next tick)."""
+        return self._rows(self.sql.schedules)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def revoke(self, task_id: str) -> Row:
+        """Revoke a task that has not started (QUEUED or RETRY): it becomes REVOKED and never
+        runs. Returns the task after the change.
+
+        :raises ActionRefused: the task is running or has already finished.
+        """
+        task_id = require_task_id(task_id)
+        with self.backend.connection() as conn:
+            done = conn.execute(
+                self.sql.revoke_waiting_task, {"id": task_id, "reason": REVOKED_BY_OPERATOR}
+            ).fetchone()
+        task = self.task(task_id)
+        if done is None:
+            raise ActionRefused(
+                f"task {task_id} is {task['state']}: only QUEUED and RETRY tasks can be revoked"
+                + (" (it is running)" if task["state"] == "STARTED" else "")
+            )
+        return task
+
+    def retry(self, task_id: str) -> Row:
+        """Queue a FAILURE or REVOKED task again: it becomes QUEUED, due now. Returns it.
+
+        :raises ActionRefused: the task is not FAILURE/REVOKED, or it cannot overlap and
+            another live task with the same job and arguments holds its lock_id.
+        """
+        task_id = require_task_id(task_id)
+        try:
+            with self.backend.connection() as conn:
+                done = conn.execute(self.sql.retry_task, {"id": task_id}).fetchone()
+        except psycopg.errors.UniqueViolation:
+            holder = self._rows(self.sql.lock_holder, {"id": task_id})
+            who = f"task {holder[0]['id']} ({holder[0]['state']})" if holder else "another task"
+            raise ActionRefused(
+                f"task {task_id} cannot run again: its job cannot overlap and {who} with the "
+                "same job and arguments is live; wait for it to finish or revoke it"
+            ) from None
+        task = self.task(task_id)
+        if done is None:
+            raise ActionRefused(
+                f"task {task_id} is {task['state']}: only FAILURE and REVOKED tasks can be retried"
+            )
+        return task
+
+    def count_prunable(self, older_than: float, states_: Sequence[int]) -> int:
+        """How many finished tasks in ``states_`` ended more than ``older_than`` s ago."""
+        rows = self._rows(
+            self.sql.count_prunable, {"older_than": older_than, "states": list(states_)}
+        )
+        return int(rows[0]["n"])
+
+    def prune_batch(self, older_than: float, states_: Sequence[int], limit: int) -> int:
+        """Delete at most ``limit`` such tasks (one short transaction); return how many."""
+        with self.backend.connection() as conn:
+            cur = conn.execute(
+                self.sql.prune_tasks,
+                {"older_than": older_than, "states": list(states_), "limit": limit},
+            )
+            return cur.rowcount

@@ -1,0 +1,107 @@
+"""The SQL of operators' tools (``pgqueue status/list/show/...``, the dashboard, the metrics).
+
+Read queries go through the views of revision ``pgqueue_0004_operations`` (the stable SQL
+surface) rather than the tables, so what the tools show is what an operator's own SQL shows.
+Same conventions as :mod:`pgqueue._sql`: ``%(name)s`` parameters, ``{s}`` for the schema.
+"""
+
+from __future__ import annotations
+
+from . import _sql
+
+QUEUE_STATS = "SELECT * FROM {s}.queue_stats ORDER BY queue, name"
+
+QUEUE_THROUGHPUT = "SELECT * FROM {s}.queue_throughput ORDER BY queue, name, period"
+
+QUEUE_TIMELINE = "SELECT * FROM {s}.queue_timeline ORDER BY queue, minute"
+
+#: Depth of each queue by state, for the metrics: only live states, read from the partial
+#: indexes, so a scrape stays cheap however long the history is.
+QUEUE_DEPTH = """
+SELECT t.queue, s.name AS state, count(*) AS n
+FROM {s}.task t JOIN {s}.state s ON s.code = t.status
+WHERE t.status IN (4, 5, 6)
+GROUP BY t.queue, s.name
+"""
+
+#: Live workers, plus stopped and lost ones seen within ``recent`` seconds (all when NULL).
+WORKERS = """
+SELECT * FROM {s}.worker_status
+WHERE state = 'alive' OR %(recent)s::float8 IS NULL
+   OR heartbeat_at > now() - %(recent)s::float8 * interval '1 second'
+ORDER BY state = 'alive' DESC, started_at DESC
+"""
+
+STUCK_TASKS = "SELECT * FROM {s}.stuck_tasks ORDER BY since"
+
+#: Tasks by filters (each NULL means "any"), most recent activity first. ``since`` is seconds
+#: before now() of the last change (end, else start, else queue time).
+LIST_TASKS = """
+SELECT id::text AS id, name, queue, state, priority, attempts, worker, time_queued, run_at,
+       time_started, time_ended, wait_seconds, run_seconds, error
+FROM {s}.task_state
+WHERE (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
+  AND (%(jobs)s::text[] IS NULL OR name = ANY(%(jobs)s::text[]))
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND (%(since)s::float8 IS NULL
+       OR COALESCE(time_ended, time_started, time_queued)
+          >= now() - %(since)s::float8 * interval '1 second')
+ORDER BY COALESCE(time_ended, time_started, time_queued) DESC, id
+LIMIT %(limit)s
+"""
+
+TASK_DETAIL = """
+SELECT id::text AS id, name, queue, state, status, priority, attempts, max_retries, worker,
+       lock_id, time_queued, run_at, time_started, time_ended, expiry, wait_seconds,
+       run_seconds, overdue, kwargs, meta_params, result, error, traceback
+FROM {s}.task_state WHERE id = %(id)s::uuid
+"""
+
+#: Revoke a task that has not started (QUEUED or RETRY); it never runs. Returns the row.
+REVOKE_WAITING_TASK = """
+UPDATE {s}.task SET status = 3, time_ended = now(), error = %(reason)s::text
+WHERE id = %(id)s::uuid AND status IN (4, 6)
+RETURNING id::text AS id
+"""
+
+#: Queue a finished FAILURE or REVOKED task again, as if new: QUEUED, due now, queued now.
+#: ``attempts`` keeps counting (writes of executions are fenced on it); the last error and
+#: traceback stay until the next run ends. Raises a unique violation when another live task
+#: holds the lock_id.
+RETRY_TASK = """
+UPDATE {s}.task
+SET status = 6, time_queued = now(), run_at = now(), time_started = NULL, time_ended = NULL,
+    result = NULL, worker = NULL, revoke_requested_at = NULL
+WHERE id = %(id)s::uuid AND status IN (2, 3)
+RETURNING id::text AS id
+"""
+
+#: The live task holding the lock_id of task ``id``, if any.
+LOCK_HOLDER = """
+SELECT h.id::text AS id, s.name AS state
+FROM {s}.task t
+JOIN {s}.task h ON h.lock_id = t.lock_id AND h.status IN (4, 5, 6) AND h.id <> t.id
+JOIN {s}.state s ON s.code = h.status
+WHERE t.id = %(id)s::uuid
+"""
+
+#: How many tasks :data:`pgqueue._sql.PRUNE_TASKS` would delete with the same parameters.
+COUNT_PRUNABLE = """
+SELECT count(*) AS n FROM {s}.task
+WHERE status = ANY(%(states)s::smallint[]) AND status IN (1, 2, 3)
+  AND time_ended < now() - %(older_than)s::float8 * interval '1 second'
+"""
+
+SCHEDULES = "SELECT * FROM {s}.schedule_state ORDER BY name"
+
+
+class OpsStatements(_sql.Statements):
+    """:class:`pgqueue._sql.Statements` plus the statements of this module."""
+
+    def __getattr__(self, name: str) -> str:
+        template = globals().get(name.upper())
+        if name.startswith("_") or not isinstance(template, str):
+            return super().__getattr__(name)
+        rendered = template.replace("{s}", self._quoted)
+        setattr(self, name, rendered)
+        return rendered
