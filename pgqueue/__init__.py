@@ -18,6 +18,7 @@ from .errors import (
     TaskTimeout,
 )
 from .jobs import Job, JobRegistry, job
+from .periodic import PeriodicJob, periodic_job
 from .task import Task, nice_task_message
 from .worker import Worker
 
@@ -26,6 +27,7 @@ __all__ = [
     "ConnectionFailed",
     "Job",
     "JobRegistry",
+    "PeriodicJob",
     "PgQueueError",
     "SchemaError",
     "SerializationError",
@@ -38,5 +40,6 @@ __all__ = [
     "Worker",
     "job",
     "nice_task_message",
+    "periodic_job",
     "states",
 ]

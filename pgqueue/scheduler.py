@@ -1,0 +1,341 @@
+"""The scheduler: queues the task of every periodic job's tick, exactly once.
+
+Any number of schedulers (workers started with ``--schedule-periodic``) may run against one
+database. Each tick of each job is queued by one of them, once:
+
+1. the schedule row of a due job (``next_tick <= now()``, the *database* clock) is locked with
+   ``FOR UPDATE SKIP LOCKED``: a scheduler never waits for another that handles the same tick;
+2. :func:`pgqueue.periodic.plan_ticks` decides which due ticks run (missed-run policy);
+3. ``next_tick`` is moved on by a compare-and-set (``WHERE next_tick = <the value read>``), the
+   tick's task is inserted and the counters updated, all in **one transaction**: a scheduler
+   that dies half-way commits nothing, and the tick is still due for the next one.
+
+The schedule row, not the task table, remembers which ticks are done, so pruning finished
+tasks never re-opens a tick. A host clock that is wrong changes nothing: due-ness is computed
+from ``now()`` in SQL, and the scheduler only uses its own clock to measure how long to sleep.
+
+Connections: one, opened on first use and re-opened after an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from . import _db
+from ._sql_schedule import ScheduleStatements
+from .backend import TaskBackend
+from .errors import PgQueueError
+from .jobs import JobRegistry
+from .periodic import PeriodicJob, ScheduleDefinition, plan_ticks
+
+logger = logging.getLogger("pgqueue.scheduler")
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+#: Shortest sleep between two rounds, so a tick another scheduler is committing right now is
+#: not polled in a tight loop.
+MIN_SLEEP = 0.05
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one scheduler did about one job's due ticks.
+
+    * ``name``: the job; ``queued``: ``[(tick, task id), ...]`` of the tasks queued;
+    * ``overlapped``: ticks not queued because the previous task still held the lock_id;
+    * ``missed``: due ticks not run by the missed-run policy;
+    * ``next_tick``: the job's next tick.
+    """
+
+    name: str
+    queued: list[tuple[datetime, str]]
+    overlapped: list[datetime]
+    missed: int
+    next_tick: datetime
+
+
+class Scheduler:
+    """Queues the tasks of the periodic jobs in ``registry`` at their ticks.
+
+    :param dsn: the database; None reads ``$PGQUEUE_DSN``.
+    :param registry: the jobs; those with ``type == "periodic"`` are scheduled.
+    :param name: the default queue (the backend's name).
+    :param schema: the schema of pgqueue's tables.
+    :param client: the :class:`TaskBackend` whose queue parameters (queue, priority, expiry,
+        lock_id) tasks get; default a new one.
+    :param max_sleep: the longest sleep between two rounds (seconds), so a schedule another
+        process redefined is noticed.
+
+    Use :meth:`start`/:meth:`stop` to run it on a thread, or call :meth:`define` and
+    :meth:`tick` yourself (both take ``now`` to drive the schedule with a controlled clock).
+    """
+
+    def __init__(
+        self,
+        dsn: str | None,
+        registry: JobRegistry,
+        *,
+        name: str = "tasks",
+        schema: str | None = None,
+        client: TaskBackend | None = None,
+        max_sleep: float = 30.0,
+    ) -> None:
+        self.dsn = _db.resolve_dsn(dsn)
+        self.schema = _db.resolve_schema(schema)
+        self.sql = ScheduleStatements(self.schema)
+        self.jobs: dict[str, PeriodicJob] = {
+            job_name: job
+            for job_name, job in registry.filter_types("periodic")
+            if isinstance(job, PeriodicJob)
+        }
+        self._own_client = client is None
+        self.client = client or TaskBackend(
+            self.dsn, name=name, registry=registry, schema=self.schema
+        )
+        self.max_sleep = max_sleep
+        self._conn: Connection | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<Scheduler {', '.join(self.jobs) or 'no periodic jobs'}>"
+
+    # -- the schedule table ----------------------------------------------------------------
+
+    def define(self, now: datetime | None = None) -> None:
+        """Store each periodic job's schedule: insert it, or rewrite it when the job's
+        definition changed (the last process to start wins). Changed timing restarts the
+        ticks from the first one after ``now``; a changed policy keeps ``next_tick``.
+
+        :param now: the time to define at; None: the database's ``now()``.
+        """
+        conn = self._connection()
+        for job_name, job in self.jobs.items():
+            with conn.transaction():
+                self._define_job(conn, job_name, job.definition(), now)
+
+    def _define_job(
+        self, conn: Connection, job_name: str, wanted: ScheduleDefinition, now: datetime | None
+    ) -> None:
+        row = conn.execute(self.sql.schedule_for_define, {"name": job_name}).fetchone()
+        db_now = self._now(conn, now)
+        if row is None:
+            anchor = None if wanted.cron else wanted.anchor or db_now
+            first = wanted.schedule(anchor).next_after(db_now)
+            conn.execute(
+                self.sql.define_schedule, _definition_params(job_name, wanted, anchor, first, now)
+            )
+            logger.info("periodic job %s defined; first tick %s", job_name, first)
+            return
+        stored = ScheduleDefinition.from_row(row)
+        retimed = not wanted.same_timing(stored)
+        anchor = None if wanted.cron else wanted.anchor or (db_now if retimed else stored.anchor)
+        if replace(wanted, anchor=anchor) == stored:
+            return
+        restart = wanted.schedule(anchor).next_after(db_now) if retimed else None
+        conn.execute(
+            self.sql.redefine_schedule, _definition_params(job_name, wanted, anchor, restart, now)
+        )
+        logger.info(
+            "periodic job %s redefined%s",
+            job_name,
+            f"; next tick {restart}" if restart else " (missed-run policy only)",
+        )
+
+    def tick(self, now: datetime | None = None) -> list[TickResult]:
+        """Queue the tasks of every due tick (one scheduler round); return what was done.
+
+        Jobs that another scheduler is handling at this moment are left to it.
+
+        :param now: the time to tick at; None: the database's ``now()``.
+        """
+        conn = self._connection()
+        waits = conn.execute(
+            self.sql.schedule_waits, {"names": list(self.jobs), "now": now}
+        ).fetchall()
+        results = []
+        for row in waits:
+            if row["wait"] > 0:
+                break
+            result = self._tick_job(conn, row["name"], now)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def seconds_to_next_tick(self, now: datetime | None = None) -> float | None:
+        """Seconds from ``now`` (the database's by default) to the next tick of any of this
+        scheduler's jobs: <= 0 when one is due; None when there is no schedule yet."""
+        row = (
+            self._connection()
+            .execute(self.sql.schedule_waits, {"names": list(self.jobs), "now": now})
+            .fetchone()
+        )
+        return None if row is None else float(row["wait"])
+
+    def _tick_job(self, conn: Connection, job_name: str, now: datetime | None) -> TickResult | None:
+        with conn.transaction():
+            row = conn.execute(
+                self.sql.lock_due_schedule, {"name": job_name, "now": now}
+            ).fetchone()
+            if row is None:
+                return None  # not due any more, or another scheduler is handling it
+            db_now = row["now"]
+            definition = ScheduleDefinition.from_row(row)
+            plan = plan_ticks(definition.schedule(), definition, row["next_tick"], db_now)
+            advanced = conn.execute(
+                self.sql.advance_schedule,
+                {
+                    "name": job_name,
+                    "seen": row["next_tick"],
+                    "next_tick": plan.next_tick,
+                    "last_tick": plan.last_tick,
+                    "now": db_now,
+                },
+            ).fetchone()
+            if advanced is None:
+                return None  # another scheduler moved next_tick first
+            queued: list[tuple[datetime, str]] = []
+            overlapped: list[datetime] = []
+            for moment in plan.run:
+                task_id = self._queue(conn, job_name, moment)
+                if task_id is None:
+                    overlapped.append(moment)
+                else:
+                    queued.append((moment, task_id))
+            conn.execute(
+                self.sql.record_ticks,
+                {
+                    "name": job_name,
+                    "queued": len(queued),
+                    "skipped": plan.skipped + len(overlapped),
+                    "last_task": queued[-1][1] if queued else None,
+                    "outcome": _outcome(plan.last_tick, queued, overlapped),
+                },
+            )
+        result = TickResult(job_name, queued, overlapped, plan.skipped, plan.next_tick)
+        _log(result)
+        return result
+
+    def _queue(self, conn: Connection, job_name: str, moment: datetime) -> str | None:
+        params = self.client._queue_params(
+            job_name, {"tick": moment.isoformat()}, None, None, None, None, None, {}
+        )
+        row = conn.execute(self.sql.queue_task, params).fetchone()
+        return None if row is None else str(row["id"])
+
+    def _now(self, conn: Connection, now: datetime | None) -> datetime:
+        row = conn.execute(self.sql.schedule_now, {"now": now}).fetchone()
+        assert row is not None
+        value: datetime = row["now"]
+        return value
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = _db.connect(self.dsn, application_name="pgqueue-scheduler")
+        return self._conn
+
+    # -- running as a service --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the scheduler on a daemon thread until :meth:`stop`."""
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self.run, name="pgqueue-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread (a round in progress finishes first) and close the connection."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.close()
+
+    def run(self) -> None:
+        """Define the schedules, then tick whenever one is due until :meth:`stop` is called.
+
+        Sleeps until the next tick by the database clock (at most ``max_sleep``). Errors are
+        logged and retried with a backoff; none escapes.
+        """
+        defined = False
+        backoff = 0.5
+        logger.info("scheduler started for %s", ", ".join(self.jobs) or "no periodic jobs")
+        while not self._stopping.is_set():
+            try:
+                if not defined:
+                    self.define()
+                    defined = True
+                self.tick()
+                wait = self.seconds_to_next_tick()
+                sleep = self.max_sleep if wait is None else min(wait, self.max_sleep)
+                backoff = 0.5
+            except (psycopg.Error, PgQueueError) as exc:
+                logger.warning("scheduler: %s; retrying in %.1fs", exc, backoff)
+                self.close()
+                sleep, backoff = backoff, min(backoff * 2, 10.0)
+            except Exception:
+                logger.exception("scheduler round failed; retrying in %.1fs", backoff)
+                sleep, backoff = backoff, min(backoff * 2, 10.0)
+            self._stopping.wait(max(sleep, MIN_SLEEP))
+
+    def close(self) -> None:
+        """Close the scheduler's connection (and its own backend, if it made one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        if self._own_client:
+            self.client.close()
+
+
+def _definition_params(
+    job_name: str,
+    definition: ScheduleDefinition,
+    anchor: datetime | None,
+    next_tick: datetime | None,
+    now: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "name": job_name,
+        "run_every": definition.run_every,
+        "anchor": anchor,
+        "cron": definition.cron,
+        "timezone": definition.timezone,
+        "missed": definition.missed,
+        "backfill_limit": definition.backfill_limit,
+        "misfire_grace": definition.misfire_grace,
+        "next_tick": next_tick,
+        "now": now,
+    }
+
+
+def _outcome(
+    last_tick: datetime | None, queued: list[tuple[datetime, str]], overlapped: list[datetime]
+) -> str:
+    """What happened at the latest tick handled: the schedule's ``last_outcome``."""
+    if queued and queued[-1][0] == last_tick:
+        return "queued"
+    if overlapped and overlapped[-1] == last_tick:
+        return "skipped (overlap)"
+    return "skipped (missed)"
+
+
+def _log(result: TickResult) -> None:
+    for moment, task_id in result.queued:
+        logger.info("periodic job %s: tick %s queued as task %s", result.name, moment, task_id)
+    for moment in result.overlapped:
+        logger.info(
+            "periodic job %s: tick %s skipped: its previous task is still live (can_overlap=False)",
+            result.name,
+            moment,
+        )
+    if result.missed:
+        logger.warning(
+            "periodic job %s: %d tick(s) skipped, missed while no scheduler ran",
+            result.name,
+            result.missed,
+        )
