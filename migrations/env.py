@@ -25,7 +25,14 @@ def _configure(schema: str, **kwargs: object) -> None:
 
 def run_offline() -> None:
     schema = target_schema()
-    _configure(schema, url="postgresql://", literal_binds=True, dialect_name="postgresql")
+    # "named" paramstyle: the default (pyformat) would print every % of the SQL as %%.
+    _configure(
+        schema,
+        url="postgresql://",
+        literal_binds=True,
+        dialect_name="postgresql",
+        dialect_opts={"paramstyle": "named"},
+    )
     with context.begin_transaction():
         context.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         context.run_migrations()
