@@ -6,6 +6,7 @@ Descends from the task backend of pulsar 0.9: tasks are rows of ``pgqueue.task``
 
 from . import states
 from .backend import TaskBackend
+from .bulk import Call, QueuedTasks
 from .consumer import TaskConsumer
 from .errors import (
     ConfigurationError,
@@ -23,12 +24,14 @@ from .task import Task, nice_task_message
 from .worker import Worker
 
 __all__ = [
+    "Call",
     "ConfigurationError",
     "ConnectionFailed",
     "Job",
     "JobRegistry",
     "PeriodicJob",
     "PgQueueError",
+    "QueuedTasks",
     "SchemaError",
     "SerializationError",
     "Task",
