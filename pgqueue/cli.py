@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import _cli_ops, _cli_tasks, _db, schema
+from . import _cli_ops, _cli_tasks, _db, demo, schema
 from ._cli_common import friendly_errors, setup_logging
 from ._cli_options import DsnOption, SchemaOption
 
@@ -59,6 +59,9 @@ app.command()(_cli_tasks.wait)
 app.command()(_cli_ops.workers)
 app.command()(_cli_ops.prune)
 app.command()(_cli_ops.dashboard)
+
+# pgqueue end to end on real input (pgqueue.demo).
+app.command()(demo.demo)
 
 
 def main() -> None:
