@@ -49,7 +49,11 @@ class LoopPool:
             async with pool.connection(timeout=POOL_TIMEOUT) as conn:
                 yield conn
         except PoolTimeout:
-            raise await self._explain() from None
+            await self._probe()  # raises ConnectionFailed saying why, if it can't connect
+            raise ConnectionFailed(
+                f"no free connection in the async pool for {_db.redact(self.dsn)} after "
+                f"{POOL_TIMEOUT}s (pool_size={self.max_size})"
+            ) from None
 
     async def _open(self) -> AsyncConnectionPool[AsyncConnection]:
         loop = asyncio.get_running_loop()
@@ -61,6 +65,9 @@ class LoopPool:
                 )
             self._pool = self._opening = None  # its loop is gone, and its connections with it
         if self._pool is None or self._opening is None:
+            await self._probe()
+            if self._pool is not None and self._opening is not None:
+                return await self._opened()  # another coroutine opened it meanwhile
             self._loop = loop
             self._pool = AsyncConnectionPool(
                 _db.conninfo(self.dsn, self.application_name),
@@ -72,22 +79,23 @@ class LoopPool:
                 name=self.application_name,
             )
             self._opening = asyncio.ensure_future(self._pool.open(wait=False))
-        pool = self._pool
-        await asyncio.shield(self._opening)
+        return await self._opened()
+
+    async def _opened(self) -> AsyncConnectionPool[AsyncConnection]:
+        pool, opening = self._pool, self._opening
+        assert pool is not None and opening is not None
+        await asyncio.shield(opening)
         return pool
 
-    async def _explain(self) -> ConnectionFailed:
+    async def _probe(self) -> None:
+        """Connect once; raise :class:`ConnectionFailed` (DSN redacted) if that fails."""
         try:
             conn = await psycopg.AsyncConnection.connect(
                 _db.conninfo(self.dsn, self.application_name)
             )
         except psycopg.OperationalError as exc:
-            return ConnectionFailed(_db.connection_error_message(self.dsn, exc))
+            raise ConnectionFailed(_db.connection_error_message(self.dsn, exc)) from None
         await conn.close()
-        return ConnectionFailed(
-            f"no free connection in the async pool for {_db.redact(self.dsn)} after "
-            f"{POOL_TIMEOUT}s (pool_size={self.max_size})"
-        )
 
     async def close(self) -> None:
         """Close the pool (when its loop is still open); it reopens on next use."""
