@@ -292,7 +292,12 @@ class TaskBackend:
         )
         if run_at is not None and countdown is not None:
             raise ConfigurationError("give run_at or countdown, not both")
-        start_at, start_in = time_params(run_at if run_at is not None else countdown, "run_at")
+        start_at, start_in = time_params(
+            run_at if run_at is not None else countdown,
+            "run_at" if run_at is not None else "countdown",
+        )
+        if start_in is not None and start_in < 0:
+            raise ConfigurationError(f"countdown must be seconds >= 0, not {countdown!r}")
         return {
             "name": job.name,
             "queue": queue or job.queue or self.name,

@@ -70,17 +70,24 @@ class Schedule(ABC):
 
 @dataclass(frozen=True)
 class IntervalSchedule(Schedule):
-    """Ticks at ``anchor + k * run_every`` for every integer ``k`` (absolute time)."""
+    """Ticks at ``anchor + k * run_every`` for every integer ``k`` (absolute time).
+
+    The anchor is kept in UTC: Python adds a timedelta to an aware datetime on its wall
+    clock, which across a daylight-saving switch would double or skip a tick.
+    """
 
     run_every: timedelta
     anchor: datetime
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "anchor", self.anchor.astimezone(UTC))
+
     def _index_at_or_before(self, moment: datetime) -> int:
-        return (moment - self.anchor) // self.run_every
+        return (moment.astimezone(UTC) - self.anchor) // self.run_every
 
     def tick(self, index: int) -> datetime:
         """Tick number ``index`` (0 is the anchor), in UTC."""
-        return (self.anchor + index * self.run_every).astimezone(UTC)
+        return self.anchor + index * self.run_every
 
     def latest_at_or_before(self, moment: datetime) -> datetime:
         """The last tick at or before ``moment``: pulsar's ``scheduled_last_run_at``."""
@@ -90,7 +97,7 @@ class IntervalSchedule(Schedule):
         return self.tick(self._index_at_or_before(moment) + 1)
 
     def scan(self, start: datetime, end: datetime, keep: int) -> tuple[list[datetime], int]:
-        first = -((self.anchor - start) // self.run_every)  # ceil((start - anchor) / every)
+        first = -((self.anchor - start.astimezone(UTC)) // self.run_every)  # ceil(.../every)
         last = self._index_at_or_before(end)
         total = max(last - first + 1, 0)
         return [self.tick(k) for k in range(max(first, last - keep + 1), last + 1)], total
@@ -145,11 +152,12 @@ class CronSchedule(Schedule):
         return self._next(self._forward(moment), moment)
 
     def scan(self, start: datetime, end: datetime, keep: int) -> tuple[list[datetime], int]:
-        before = start - timedelta(microseconds=1)
+        before = start.astimezone(UTC) - timedelta(microseconds=1)
         it = self._forward(before)
         latest: deque[datetime] = deque(maxlen=max(keep, 0))
         total = 0
         found = self._next(it, before)
+        end = end.astimezone(UTC)
         while found <= end:
             latest.append(found)
             total += 1
