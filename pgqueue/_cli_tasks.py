@@ -201,11 +201,17 @@ def revoke(
     dsn: DsnOption = None,
     schema: SchemaOption = None,
 ) -> None:
-    """Revoke a task that has not started yet (QUEUED or RETRY): it will never run."""
+    """Revoke a task: a waiting one never runs; a running one is told to stop."""
     setup_logging("WARNING")
     with friendly_errors(), operations(dsn, schema) as ops:
         task = ops.revoke(task_id)
-    render.console.print(f"task {task['id']} ({task['name']}) is now {render.state('REVOKED')}")
+    if task["state"] == "STARTED":
+        render.console.print(
+            f"task {task['id']} ({task['name']}) is running: its worker was told to stop it; "
+            f"it ends {render.state('REVOKED')} when the job returns"
+        )
+    else:
+        render.console.print(f"task {task['id']} ({task['name']}) is {render.state('REVOKED')}")
 
 
 def retry(

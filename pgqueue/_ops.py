@@ -194,6 +194,10 @@ class Operations:
         seconds (None: every worker ever registered)."""
         return self._rows(self.sql.workers, {"recent": recent})
 
+    def queue_names(self) -> list[str]:
+        """Names of the queues that have live tasks or running workers, sorted."""
+        return sorted(row["queue"] for row in self._rows(self.sql.queue_names))
+
     def schedules(self) -> list[Row]:
         """Rows of ``schedule_state`` (periodic jobs and their next tick)."""
         return self._rows(self.sql.schedules)
@@ -201,23 +205,17 @@ class Operations:
     # -- actions ---------------------------------------------------------------------------
 
     def revoke(self, task_id: str) -> Row:
-        """Revoke a task that has not started (QUEUED or RETRY): it becomes REVOKED and never
-        runs. Returns the task after the change.
+        """Revoke a task (:meth:`TaskBackend.revoke`): a QUEUED or RETRY task becomes REVOKED
+        and never runs; a STARTED one is asked to stop (``revoke_requested_at``) and ends
+        REVOKED when its job returns. Returns the task after the change.
 
-        :raises ActionRefused: the task is running or has already finished.
+        :raises ActionRefused: the task has already finished.
         """
         task_id = require_task_id(task_id)
-        with self.backend.connection() as conn:
-            done = conn.execute(
-                self.sql.revoke_waiting_task, {"id": task_id, "reason": REVOKED_BY_OPERATOR}
-            ).fetchone()
-        task = self.task(task_id)
-        if done is None:
-            raise ActionRefused(
-                f"task {task_id} is {task['state']}: only QUEUED and RETRY tasks can be revoked"
-                + (" (it is running)" if task["state"] == "STARTED" else "")
-            )
-        return task
+        if not self.backend.revoke(task_id, REVOKED_BY_OPERATOR):
+            task = self.task(task_id)
+            raise ActionRefused(f"task {task_id} has already finished ({task['state']})")
+        return self.task(task_id)
 
     def retry(self, task_id: str) -> Row:
         """Queue a FAILURE or REVOKED task again: it becomes QUEUED, due now. Returns it.

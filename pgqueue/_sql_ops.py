@@ -53,15 +53,8 @@ LIMIT %(limit)s
 TASK_DETAIL = """
 SELECT id::text AS id, name, queue, state, status, priority, attempts, max_retries, worker,
        lock_id, time_queued, run_at, time_started, time_ended, expiry, wait_seconds,
-       run_seconds, overdue, kwargs, meta_params, result, error, traceback
+       run_seconds, overdue, kwargs, meta_params, result, error, traceback, revoke_requested_at
 FROM {s}.task_state WHERE id = %(id)s::uuid
-"""
-
-#: Revoke a task that has not started (QUEUED or RETRY); it never runs. Returns the row.
-REVOKE_WAITING_TASK = """
-UPDATE {s}.task SET status = 3, time_ended = now(), error = %(reason)s::text
-WHERE id = %(id)s::uuid AND status IN (4, 6)
-RETURNING id::text AS id
 """
 
 #: Queue a finished FAILURE or REVOKED task again, as if new: QUEUED, due now, queued now.
@@ -90,6 +83,13 @@ COUNT_PRUNABLE = """
 SELECT count(*) AS n FROM {s}.task
 WHERE status = ANY(%(states)s::smallint[]) AND status IN (1, 2, 3)
   AND time_ended < now() - %(older_than)s::float8 * interval '1 second'
+"""
+
+#: Queues that have live tasks or running workers (for following their events).
+QUEUE_NAMES = """
+SELECT DISTINCT queue FROM {s}.task WHERE status IN (4, 5, 6)
+UNION
+SELECT unnest(queues) FROM {s}.worker WHERE stopped_at IS NULL
 """
 
 SCHEDULES = "SELECT * FROM {s}.schedule_state ORDER BY name"

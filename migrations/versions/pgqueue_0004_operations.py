@@ -30,7 +30,7 @@ SELECT t.id, t.name, t.queue, s.name AS state, t.status, t.priority, t.attempts,
        extract(epoch FROM t.time_started - t.time_queued)::float8 AS wait_seconds,
        extract(epoch FROM t.time_ended - t.time_started)::float8 AS run_seconds,
        CASE WHEN t.status IN (4, 6) AND t.run_at <= now() THEN now() - t.run_at END AS overdue,
-       t.lock_id, t.max_retries, t.meta_params, t.traceback
+       t.lock_id, t.max_retries, t.meta_params, t.traceback, t.revoke_requested_at
 FROM {s}.task t JOIN {s}.state s ON s.code = t.status;
 COMMENT ON VIEW {s}.task_state IS 'Every task with its state name and durations (wait = started - queued, run = ended - started); stable across releases';
 COMMENT ON COLUMN {s}.task_state.id IS 'Task id (uuid)';
@@ -58,6 +58,7 @@ COMMENT ON COLUMN {s}.task_state.lock_id IS 'Lock of a non-overlapping task; uni
 COMMENT ON COLUMN {s}.task_state.max_retries IS 'How many attempts may follow the first one';
 COMMENT ON COLUMN {s}.task_state.meta_params IS 'Extra JSON the caller attached to the task';
 COMMENT ON COLUMN {s}.task_state.traceback IS 'Python traceback of the last failure';
+COMMENT ON COLUMN {s}.task_state.revoke_requested_at IS 'When a revoke was asked for while the task ran (its worker stops it); NULL otherwise';
 
 CREATE VIEW {s}.queue_stats AS
 SELECT t.queue, t.name,

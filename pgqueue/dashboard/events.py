@@ -1,0 +1,83 @@
+"""Live updates: one LISTEN connection for the dashboard, fanned out to every open page as
+server-sent events.
+
+The hub listens on ``<queue>_task_queued``, ``_task_started`` and ``_task_done`` of every queue
+it has seen (queues of live tasks and of workers, looked up at start and whenever a page lists
+queues). Each notification becomes one event ``data: <channel>`` for each subscriber; a page
+then re-renders its live part. A subscriber that falls behind loses events, not the page: it
+re-renders at the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterable
+
+from ..listener import Listener
+
+#: Channel suffixes (pulsar's task events) the dashboard follows for each queue.
+EVENTS = ("task_queued", "task_started", "task_done")
+#: Seconds between keep-alive comments on an idle event stream.
+KEEPALIVE = 15.0
+
+
+class EventHub:
+    """Fan-out of task notifications to asyncio subscribers (one queue per open page)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._listener = Listener(
+            dsn, [], on_notify=self._notify, application_name="pgqueue-dashboard-listener"
+        )
+        self._subscribers: set[asyncio.Queue[str]] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queues: set[str] = set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the listener thread; events are delivered on ``loop``."""
+        self._loop = loop
+        self._listener.start()
+
+    def stop(self) -> None:
+        """Stop the listener and close its connection."""
+        self._listener.stop()
+
+    def watch(self, queues: Iterable[str]) -> None:
+        """Follow the task events of these queues too (cheap when nothing is new)."""
+        new = set(queues) - self._queues
+        if new:
+            self._queues |= new
+            self._listener.listen([f"{queue}_{event}" for queue in new for event in EVENTS])
+
+    def _notify(self, channel: str, _payload: str) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            loop.call_soon_threadsafe(_offer, subscriber, channel)
+
+    async def stream(self) -> AsyncIterator[str]:
+        """Server-sent event text for one subscriber, until the client goes away."""
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
+        with self._lock:
+            self._subscribers.add(queue)
+        try:
+            yield "retry: 2000\n\n"
+            while True:
+                try:
+                    channel = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"data: {channel}\n\n"
+        finally:
+            with self._lock:
+                self._subscribers.discard(queue)
+
+
+def _offer(queue: asyncio.Queue[str], channel: str) -> None:
+    if not queue.full():
+        queue.put_nowait(channel)
