@@ -1,0 +1,1 @@
+"""pgqueue's benchmark suite: ``python benchmarks/run.py`` (see README, section performance)."""

@@ -1,0 +1,261 @@
+"""Run pgqueue's benchmarks side by side with its peers and PostgreSQL itself.
+
+    python benchmarks/run.py                  # embedded throwaway PostgreSQL, every system
+    python benchmarks/run.py --dsn postgresql://postgres@localhost/postgres
+    python benchmarks/run.py --scale --scale-rows 1000000 --memory-tasks 100000
+
+Each system gets a fresh database on one server; every figure is the median of ``--repeat``
+runs. Peers are measured when installed (``pip install -e '.[bench]'``). See the README,
+section performance, for what each column means.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import bench_pgbench, bench_pgqueue, scale
+from benchmarks.common import Row, Server, Sizes, installed, log
+
+console = Console(width=150)
+
+#: (label, figure, system it is compared with, figure of that system, least ratio wanted)
+TARGETS = (
+    ("drain >= 2x pgqueuer-asyncpg", "drain", "pgqueuer-asyncpg", "drain", 2.0),
+    ("drain >= 10x procrastinate", "drain", "procrastinate", "drain", 10.0),
+    ("drain >= 40% of pgbench lifecycle (100/statement)", "drain", "pgbench", "cycle_100", 0.4),
+    ("enqueue one >= pgqueuer-asyncpg", "enqueue_one", "pgqueuer-asyncpg", "enqueue_one", 1.0),
+    ("enqueue one >= 70% of pgbench single INSERT", "enqueue_one", "pgbench", "insert_1", 0.7),
+    (
+        "bulk enqueue >= 1.5x pgqueuer-asyncpg",
+        "enqueue_bulk",
+        "pgqueuer-asyncpg",
+        "enqueue_bulk",
+        1.5,
+    ),
+)
+HISTOGRAM_MS = (1, 2, 3, 5, 10, 20, 50, 100, 1000)
+
+
+def measure(server: Server, sizes: Sizes, systems: list[str]) -> tuple[list[Row], dict[str, float]]:
+    rows: dict[str, Row] = {name: Row(name) for name in systems if name != "pgbench"}
+    pgbench: dict[str, list[float]] = {}
+    for attempt in range(sizes.repeat):
+        for name, row in rows.items():
+            log(f"run {attempt + 1}/{sizes.repeat}: {name}")
+            dsn = server.fresh_database(f"bench_{name.replace('-', '_')}")
+            if name == "pgqueue":
+                bench_pgqueue.run(dsn, sizes, row)
+            elif name.startswith("pgqueuer-"):
+                from benchmarks import bench_pgqueuer
+
+                bench_pgqueuer.run(dsn, name.removeprefix("pgqueuer-"), sizes, row)
+            elif name == "procrastinate":
+                from benchmarks import bench_procrastinate
+
+                bench_procrastinate.run(dsn, sizes, row)
+        bin_dir = server.bin_dir()
+        if "pgbench" in systems and bin_dir is not None:
+            log(f"run {attempt + 1}/{sizes.repeat}: pgbench")
+            figures = bench_pgbench.run(
+                bin_dir, server.fresh_database("bench_pgbench"), sizes.pgbench_seconds
+            )
+            for key, value in figures.items():
+                pgbench.setdefault(key, []).append(value)
+    medians = {key: sorted(v)[len(v) // 2] for key, v in pgbench.items()}
+    return list(rows.values()), medians
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}{unit}" if value < 100 else f"{value:,.0f}{unit}"
+
+
+def print_table(rows: list[Row], pgbench: dict[str, float]) -> None:
+    table = Table(title="jobs/s (median) and pickup latency (ms)")
+    for column in (
+        "system",
+        "enqueue/s one at a time",
+        "enqueue/s bulk",
+        "drain/s",
+        "pickup p50 / p99 ms",
+    ):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for row in rows:
+        pickup = f"{_fmt(row.pickup_ms(0.5))} / {_fmt(row.pickup_ms(0.99))}" if row.pickup else "-"
+        table.add_row(
+            row.system,
+            _fmt(row.median("enqueue_one")),
+            _fmt(row.median("enqueue_bulk")),
+            _fmt(row.median("drain")),
+            pickup,
+        )
+    for scenario in bench_pgbench.SCENARIOS:
+        if scenario.key in pgbench:
+            value = _fmt(pgbench[scenario.key])
+            cells = {"insert_1": (value, "", ""), "insert_100": ("", value, "")}.get(
+                scenario.key, ("", "", value)
+            )
+            table.add_row(scenario.label, *cells, "")
+    console.print(table)
+    for row in rows:
+        for note in row.notes:
+            console.print(f"  {row.system}: {note}")
+
+
+def print_histogram(rows: list[Row]) -> None:
+    table = Table(title="pickup latency histogram (share of samples)")
+    table.add_column("latency")
+    measured = [row for row in rows if row.pickup]
+    for row in measured:
+        table.add_column(row.system, justify="right")
+    low = 0.0
+    for high in (*HISTOGRAM_MS, float("inf")):
+        label = f"{low:g}-{high:g} ms" if high != float("inf") else f">= {low:g} ms"
+        cells = []
+        for row in measured:
+            n = sum(1 for s in row.pickup if low <= s * 1000 < high)
+            cells.append(f"{100 * n / len(row.pickup):.0f}%" if n else "")
+        table.add_row(label, *cells)
+        low = high
+    console.print(table)
+
+
+def print_ratios(rows: list[Row], pgbench: dict[str, float]) -> None:
+    by_name = {row.system: row for row in rows}
+    mine = by_name.get("pgqueue")
+    if mine is None:
+        return
+    table = Table(title="pgqueue against the targets")
+    for column in ("target", "ratio", "met"):
+        table.add_column(column)
+    for label, figure, other, other_figure, least in TARGETS:
+        ours = mine.median(figure)
+        theirs = (
+            pgbench.get(other_figure)
+            if other == "pgbench"
+            else (by_name[other].median(other_figure) if other in by_name else None)
+        )
+        if ours is None or not theirs:
+            table.add_row(label, "not measured", "")
+            continue
+        ratio = ours / theirs
+        table.add_row(label, f"{ratio:.2f}", "yes" if ratio >= least else "NO")
+    peers = [row for row in rows if row.system != "pgqueue" and row.pickup]
+    for q in (0.5, 0.99):
+        ours = mine.pickup_ms(q)
+        best = min((row.pickup_ms(q) or float("inf") for row in peers), default=None)
+        if ours is not None and best is not None and best != float("inf"):
+            table.add_row(
+                f"pickup p{int(q * 100)} <= best measured peer ({best:.2f} ms)",
+                f"{ours:.2f} ms",
+                "yes" if ours <= best else "NO",
+            )
+    console.print(table)
+
+
+def print_scale(result: scale.ScaleResult) -> None:
+    table = Table(
+        title=f"scale: {result.rows:,} finished rows ({result.table_size}, "
+        f"{result.dead_tuples:,} dead tuples), a transaction held open"
+    )
+    for column in ("figure", "empty table", "with history", "ratio"):
+        table.add_column(column, justify="right")
+    for label, empty, full in (
+        ("claims/s", result.claim_empty, result.claim_full),
+        ("drain/s", result.drain_empty, result.drain_full),
+    ):
+        table.add_row(label, _fmt(empty), _fmt(full), f"{full / empty:.2f}")
+    console.print(table)
+
+
+def print_memory(samples: list[tuple[int, int]]) -> None:
+    if not samples:
+        return
+    table = Table(title=f"worker RSS while draining {samples[-1][0]:,} tasks")
+    table.add_column("tasks done", justify="right")
+    table.add_column("RSS MiB", justify="right")
+    step = max(1, len(samples) // 10)
+    for done, rss in [*samples[::step], samples[-1]]:
+        table.add_row(f"{done:,}", f"{rss / 1024:.1f}")
+    console.print(table)
+
+
+def main(
+    dsn: Annotated[
+        str | None,
+        typer.Option(
+            help="Server to use (a superuser DSN); default: a throwaway embedded PostgreSQL"
+        ),
+    ] = None,
+    systems: Annotated[str, typer.Option(help="Comma-separated systems to measure")] = (
+        "pgqueue,pgqueuer-asyncpg,pgqueuer-psycopg,procrastinate,pgbench"
+    ),
+    repeat: Annotated[int, typer.Option(help="Runs per figure (median shown)")] = 3,
+    jobs: Annotated[int, typer.Option(help="Jobs per drain and bulk enqueue")] = 10_000,
+    single: Annotated[int, typer.Option(help="Jobs enqueued one at a time per run")] = 2_000,
+    samples: Annotated[int, typer.Option(help="Pickup-latency samples per run")] = 100,
+    concurrency: Annotated[int, typer.Option(help="Worker concurrency for drains")] = 20,
+    pgbench_seconds: Annotated[float, typer.Option(help="Seconds per pgbench scenario")] = 4.0,
+    scale_rows: Annotated[
+        int, typer.Option(help="Finished rows for the scale scenario (0: skip it)")
+    ] = 0,
+    memory_tasks: Annotated[
+        int, typer.Option(help="Tasks for the worker-memory run (0: skip it)")
+    ] = 0,
+) -> None:
+    """Measure pgqueue, its peers and pgbench on one PostgreSQL; print the table and ratios."""
+    sizes = Sizes(
+        jobs=jobs,
+        single=single,
+        batch=min(1_000, jobs),
+        concurrency=concurrency,
+        samples=samples,
+        repeat=repeat,
+        pgbench_seconds=pgbench_seconds,
+    )
+    wanted = [s.strip() for s in systems.split(",") if s.strip()]
+    for name, module in (("pgqueuer", "pgqueuer"), ("procrastinate", "procrastinate")):
+        if any(w.startswith(name) for w in wanted) and not installed(module):
+            log(f"{module} is not installed (pip install -e '.[bench]'); skipping it")
+            wanted = [w for w in wanted if not w.startswith(name)]
+    server = Server(dsn)
+    try:
+        info = server.describe()
+        console.print(
+            f"machine: {platform.machine()}, {_cpus()} CPUs, Python "
+            f"{platform.python_version()}; PostgreSQL {info.pop('server_version')} ("
+            + ", ".join(f"{k}={v}" for k, v in info.items())
+            + ")"
+        )
+        console.print(f"sizes: {sizes}")
+        rows, pgbench = measure(server, sizes, wanted)
+        print_table(rows, pgbench)
+        print_histogram(rows)
+        print_ratios(rows, pgbench)
+        if scale_rows:
+            print_scale(scale.run(server.fresh_database("bench_scale"), sizes, scale_rows))
+        if memory_tasks:
+            print_memory(scale.memory(server.fresh_database("bench_memory"), memory_tasks, sizes))
+    finally:
+        server.close()
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    typer.run(main)
