@@ -80,15 +80,26 @@ GET_TASKS = f"SELECT {_T} FROM {{s}}.task t WHERE t.id = ANY(%(ids)s::uuid[])"
 
 #: Claim up to ``limit`` due tasks in priority then run_at order. A task past its expiry is
 #: revoked here instead of started (pulsar's TaskTimeout at execution time).
+#: Each queue is read on its own (LATERAL) so the scan walks the partial index task_claimable
+#: in claim order and stops after ``limit`` rows: the cost follows ``limit``, not the backlog
+#: nor the history (``queue = ANY(...)`` made PostgreSQL read and sort the whole backlog).
+#: With several queues up to ``limit`` rows per queue are locked for the statement; the rows
+#: not picked are free again at its commit.
 CLAIM_TASKS = f"""
 WITH picked AS (
-    SELECT id, expiry IS NOT NULL AND expiry <= now() AS expired
-    FROM {{s}}.task
-    WHERE status IN (4, 6) AND queue = ANY(%(queues)s::text[]) AND run_at <= now()
-      AND name = ANY(%(jobs)s::text[])
-    ORDER BY priority DESC, run_at, id
+    SELECT c.id, c.expired
+    FROM unnest(%(queues)s::text[]) AS q(queue)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at, expiry IS NOT NULL AND expiry <= now() AS expired
+        FROM {{s}}.task
+        WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
+          AND name = ANY(%(jobs)s::text[])
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE {{s}}.task t
 SET status = CASE WHEN picked.expired THEN 3 ELSE 5 END,
