@@ -201,6 +201,13 @@ class Worker:
         return self._listener.reconnects if self._listener is not None else 0
 
     @property
+    def jobs_still_running(self) -> int:
+        """How many job threads are still running, e.g. those given back at shutdown (a
+        thread cannot be killed: the ``pgqueue-worker`` process exits without waiting)."""
+        with self._lock:
+            return sum(not future.done() for _, future in self._running.values())
+
+    @property
     def in_flight(self) -> int:
         """How many tasks are claimed and not yet recorded as finished."""
         with self._lock:
@@ -248,7 +255,9 @@ class Worker:
             min_size=2,
             max_size=2,
             kwargs={"autocommit": True, "row_factory": dict_row},
-            check=ConnectionPool.check_connection,
+            # No check on checkout: it would cost a round trip per claim and per finish. A
+            # broken connection fails its statement instead (OperationalError: the claimer
+            # and the completer retry) and the pool replaces it.
             name="pgqueue-worker",
             open=True,
         )
@@ -450,7 +459,8 @@ class Worker:
     def _submit(self, task: Task) -> None:
         job = self.registry[task.name]
         consumer = TaskConsumer(self.client, self.id, task, job)
-        logger.info(nice_task_message(task))
+        if logger.isEnabledFor(logging.INFO):  # the message costs more than a no-op job
+            logger.info(nice_task_message(task))
         future: concurrent.futures.Future[Any]
         if job.is_async:
             future = asyncio.run_coroutine_threadsafe(
@@ -545,15 +555,17 @@ class Worker:
         written = {row["id"]: row["time_ended"] for row in rows}
         if self.metrics is not None:
             self.metrics.finished(batch, written)
+        verbose = logger.isEnabledFor(logging.INFO)
         for outcome in batch:
             ended = written.get(outcome.task.id)
             if outcome.task.id in written:
-                logger.info(
-                    nice_task_message(
-                        replace(outcome.task, status=outcome.status, time_ended=ended)
+                if verbose:
+                    logger.info(
+                        nice_task_message(
+                            replace(outcome.task, status=outcome.status, time_ended=ended)
+                        )
+                        + (f": {outcome.error}" if outcome.error else "")
                     )
-                    + (f": {outcome.error}" if outcome.error else "")
-                )
             else:
                 logger.warning(
                     "%s: outcome %s not recorded, the task was changed by someone else "

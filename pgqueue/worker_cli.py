@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -115,6 +116,11 @@ def worker(
 
             serve_metrics(runner, metrics_port, metrics_host)
         code = runner.run()
+    if runner.jobs_still_running:  # given back: end their threads with the process
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     raise typer.Exit(code)
 
 
