@@ -8,24 +8,14 @@ every object lives in one schema (default ``pgqueue``; ``PGQUEUE_SCHEMA`` or
 
 from __future__ import annotations
 
-from alembic import context, op
+from alembic import op
 
-from pgqueue._db import quote_ident, resolve_schema
-
-#: Alembic branch label of pgqueue's revisions.
-BRANCH_LABEL = "pgqueue"
+from pgqueue._db import quote_ident
+from pgqueue.alembic_host import BRANCH_LABEL as BRANCH_LABEL  # re-exported for revisions
+from pgqueue.alembic_host import target_schema
 
 #: ``pg_advisory_lock`` key that serializes concurrent migrations: "pgqueue " as a bigint.
 MIGRATION_LOCK_KEY = int.from_bytes(b"pgqueue ", "big", signed=True)
-
-
-def target_schema() -> str:
-    """The schema the running migration writes to (``-x pgqueue_schema=``, else the default)."""
-    try:
-        given = context.get_x_argument(as_dictionary=True).get("pgqueue_schema")
-    except Exception:  # not inside an Alembic command (e.g. imported by a test)
-        given = None
-    return resolve_schema(given)
 
 
 def run_sql(template: str) -> None:
