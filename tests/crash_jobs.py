@@ -135,3 +135,13 @@ def cut_finish_connection(consumer: pgqueue.TaskConsumer) -> str:
             "WHERE application_name = 'pgqueue-worker' AND datname = current_database()"
         )
     return "finished"
+
+
+@pgqueue.job()
+def stoppable(consumer: pgqueue.TaskConsumer, seconds: float) -> str:
+    """A thread job without time limit that stops when revoked (consumer.check())."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        consumer.check()
+        time.sleep(0.02)
+    return "done"
