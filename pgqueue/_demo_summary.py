@@ -93,14 +93,14 @@ def render_summary(summary: Summary, console: Console, root: str) -> None:
     totals.add_row("run time (first started -> last ended)", _seconds(summary.run_seconds))
     rate = summary.files_per_second
     totals.add_row("files per second", "-" if rate is None else f"{rate:,.0f}")
-    console.print(totals)
+    console.print(totals, soft_wrap=False)
 
     workers = Table(title="Tasks per worker process")
     workers.add_column("worker (host:pid:id)")
     workers.add_column("tasks", justify="right")
     for worker, count in summary.workers.items():
         workers.add_row(worker, f"{count:,}")
-    console.print(workers)
+    console.print(workers, soft_wrap=False)
 
     largest = Table(title=f"Largest files (under {root})")
     for name in ("path", "lines", "bytes", "definitions"):
@@ -112,7 +112,7 @@ def render_summary(summary: Summary, console: Console, root: str) -> None:
             f"{row['bytes']:,}",
             f"{row['definitions']:,}",
         )
-    console.print(largest)
+    console.print(largest, soft_wrap=False)
 
     if summary.failures:
         failures = Table(title="Files that did not succeed", show_lines=False)
@@ -121,4 +121,4 @@ def render_summary(summary: Summary, console: Console, root: str) -> None:
         failures.add_column("reason", overflow="fold")
         for row in summary.failures:
             failures.add_row(_relative(row["path"], root), row["state"], row["error"] or "")
-        console.print(failures)
+        console.print(failures, soft_wrap=False)

@@ -177,10 +177,11 @@ def follow_progress(
             time.sleep(PROGRESS_INTERVAL)
     for process, log in workers:
         if process.returncode:
-            lines = log.read_text(errors="replace").strip().splitlines()
+            lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+            last = " / ".join([line for line in lines if line][-3:]) or "no output"
             raise PgQueueError(
                 f"pgqueue-worker (pid {process.pid}) exited with status {process.returncode}: "
-                f"{lines[-1] if lines else 'no output'} (its log: {log})"
+                f"{last} (its log: {log})"
             )
 
 
@@ -303,8 +304,14 @@ def demo(
     Without a DSN it runs on an embedded PostgreSQL whose data stays in --data-dir.
     """
     setup_logging("WARNING")
-    # Wide enough when the output is a pipe or a file (rich would otherwise use 80 columns).
-    console = Console(highlight=False, width=None if Console().is_terminal else 120)
+    # Lines are never wrapped (DSNs and commands stay copyable), no markup is read in paths or
+    # errors, and tables get 120 columns when the output is a pipe or a file.
+    console = Console(
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+        width=None if Console().is_terminal else 120,
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     home = (data_dir or default_data_dir()).expanduser().resolve()
     try:

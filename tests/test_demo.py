@@ -12,6 +12,7 @@ import io
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,8 @@ import pytest
 from pgqueue.examples.stdlib_jobs import count_lines, inspect_source
 from rich.console import Console
 
-from pgqueue import TaskBackend
+from pgqueue import PgQueueError, TaskBackend
+from pgqueue import demo as demo_module
 from pgqueue._db import connect
 from pgqueue._demo_summary import render_summary
 from pgqueue.demo import run_demo, source_files
@@ -252,3 +254,18 @@ def test_demo_command_without_dsn_runs_on_an_embedded_server(scratch: Path) -> N
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_demo_reports_a_failed_worker_with_its_log(
+    dsn: str, scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process that exits with an error makes the demo fail, naming its log."""
+    root = scratch / "src"
+    make_tree(root)
+    failing = [sys.executable, "-c", "import sys; print('cannot work today'); sys.exit(3)"]
+    monkeypatch.setattr(demo_module, "worker_command", lambda: failing)
+    with pytest.raises(PgQueueError) as caught:
+        demo(dsn, root, scratch / "logs")
+    message = str(caught.value)
+    assert "exited with status 3: cannot work today" in message
+    assert str(scratch / "logs" / "worker-") in message
