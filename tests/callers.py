@@ -14,6 +14,7 @@ import asyncpg
 import psycopg
 import sqlalchemy
 from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -43,6 +44,22 @@ def _asyncpg_connect(dsn: str) -> Callable[[], Awaitable[Any]]:
         )
 
     return connect
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """The test database as a SQLAlchemy URL, as an application would configure it."""
+    params = conninfo_to_dict(dsn)
+    host = params.get("host") or ""
+    on_socket = host.startswith("/")
+    return URL.create(
+        "postgresql+psycopg",
+        username=params.get("user"),
+        password=params.get("password"),
+        host=None if on_socket else host,
+        port=int(params["port"]) if params.get("port") and not on_socket else None,
+        database=params.get("dbname"),
+        query={"host": host, "port": params.get("port") or "5432"} if on_socket else {},
+    ).render_as_string(hide_password=False)
 
 
 class Caller:

@@ -8,29 +8,12 @@ import sys
 from typing import Any
 
 from fastapi.testclient import TestClient
-from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy.engine import URL
 
 import pgqueue
 from examples.fastapi_app import CREDIT_LIMIT_CENTS, create_app
 
+from .callers import sqlalchemy_url
 from .conftest import ROOT, cli_env, sql
-
-
-def sqlalchemy_url(dsn: str) -> str:
-    """The test database as a SQLAlchemy URL, as an application would configure it."""
-    params = conninfo_to_dict(dsn)
-    host = params.get("host") or ""
-    on_socket = host.startswith("/")
-    return URL.create(
-        "postgresql+psycopg",
-        username=params.get("user"),
-        password=params.get("password"),
-        host=None if on_socket else host,
-        port=int(params["port"]) if params.get("port") and not on_socket else None,
-        database=params.get("dbname"),
-        query={"host": host, "port": params.get("port") or "5432"} if on_socket else {},
-    ).render_as_string(hide_password=False)
 
 
 def test_fastapi_endpoint_writes_the_order_and_queues_its_task_together(
