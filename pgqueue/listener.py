@@ -10,9 +10,12 @@ timed liveness check) the listener reconnects with exponential backoff, LISTENs 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 
 import psycopg
 
@@ -26,6 +29,10 @@ NotifyHandler = Callable[[str, str], None]
 #: Seconds without any traffic after which the listener runs ``SELECT 1`` to prove the
 #: connection is alive (TCP keepalives catch most dead peers sooner).
 LIVENESS_INTERVAL = 5.0
+#: Seconds the liveness check waits for its answer before cutting the connection: a socket
+#: whose peer stopped answering without closing (half-open, F08) is noticed within
+#: LIVENESS_INTERVAL + LIVENESS_TIMEOUT seconds even where TCP keepalives cannot tell.
+LIVENESS_TIMEOUT = 5.0
 #: The longest pause between reconnect attempts, in seconds.
 MAX_BACKOFF = 5.0
 
@@ -144,5 +151,30 @@ class Listener:
             if got_any:
                 last_traffic = now
             elif now - last_traffic > LIVENESS_INTERVAL:
-                conn.execute("SELECT 1")
-                last_traffic = now
+                _check_alive(conn)
+                last_traffic = time.monotonic()
+
+
+def _check_alive(conn: psycopg.Connection[object]) -> None:
+    """Run ``SELECT 1``; if no answer comes within LIVENESS_TIMEOUT, shut the socket down so
+    the waiting call fails and the listener reconnects."""
+    timer = threading.Timer(LIVENESS_TIMEOUT, _cut, (conn,))
+    timer.daemon = True
+    timer.start()
+    try:
+        conn.execute("SELECT 1")
+    finally:
+        timer.cancel()
+
+
+def _cut(conn: psycopg.Connection[object]) -> None:
+    logger.warning(
+        "listener connection did not answer a liveness check within %.0fs; dropping it",
+        LIVENESS_TIMEOUT,
+    )
+    with suppress(OSError, psycopg.Error):
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
