@@ -78,6 +78,9 @@ ORDER BY input.ord
 
 GET_TASKS = f"SELECT {_T} FROM {{s}}.task t WHERE t.id = ANY(%(ids)s::uuid[])"
 
+#: The task columns as a claim returns them: the id as text, not a uuid to convert back.
+_T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
+
 #: Claim up to ``limit`` due tasks in priority then run_at order. A task past its expiry is
 #: revoked here instead of started (pulsar's TaskTimeout at execution time).
 #: Each queue is read on its own (LATERAL) so the scan walks the partial index task_claimable
@@ -110,7 +113,7 @@ SET status = CASE WHEN picked.expired THEN 3 ELSE 5 END,
     attempts = t.attempts + CASE WHEN picked.expired THEN 0 ELSE 1 END
 FROM picked
 WHERE t.id = picked.id
-RETURNING {_T}
+RETURNING {_T_CLAIMED}
 """
 
 #: Write the outcome of several executions at once. Each write is fenced on the attempt it
