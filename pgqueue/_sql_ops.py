@@ -11,7 +11,8 @@ from . import _sql
 
 QUEUE_STATS = "SELECT * FROM {s}.queue_stats ORDER BY queue, name"
 
-QUEUE_THROUGHPUT = "SELECT * FROM {s}.queue_throughput ORDER BY queue, name, period"
+#: Last minute before last hour (the period names sort that way backwards).
+QUEUE_THROUGHPUT = "SELECT * FROM {s}.queue_throughput ORDER BY queue, name, period DESC"
 
 QUEUE_TIMELINE = "SELECT * FROM {s}.queue_timeline ORDER BY queue, minute"
 
