@@ -201,10 +201,13 @@ def run_demo(
     ``root`` (the first ``limit``), run ``workers`` worker processes of ``backlog`` slots each
     until nothing is left, and return the :class:`Summary` read from the task table.
 
-    :raises ConfigurationError: ``root`` holds no Python file.
+    :raises ConfigurationError: ``root`` holds no Python file, or ``queue`` is not 1 to 48
+        characters long (the task table's limit).
     :raises ConnectionFailed: the database cannot be reached.
     :raises PgQueueError: a worker process failed.
     """
+    if not 1 <= len(queue) <= 48:
+        raise ConfigurationError(f"--queue {queue!r}: a queue name has 1 to 48 characters")
     files = source_files(root, limit)
     schema.migrate(dsn, schema_name)
     sql = DemoStatements.for_schema(schema_name)
@@ -335,7 +338,7 @@ def demo(
                 )
                 render_summary(summary, console, str(root))
     except KeyboardInterrupt:
-        typer.echo("interrupted: workers and server stopped", err=True)
+        typer.echo("interrupted: the demo's workers (and embedded server) were stopped", err=True)
         raise typer.Exit(130) from None
     if summary.finished < summary.tasks:
         typer.echo(
@@ -366,7 +369,9 @@ def _database(dsn: str | None, home: Path, workers: int, console: Console) -> It
 
 def _serve(home: Path, dsn: str | None, console: Console) -> None:
     if dsn:
-        raise ConfigurationError("--serve starts the embedded server: leave out --dsn")
+        raise ConfigurationError(
+            "--serve starts the embedded server: leave out --dsn and unset PGQUEUE_DSN"
+        )
     if not (home / "pgdata" / "PG_VERSION").exists():
         raise ConfigurationError(f"no demo data in {home}: run `pgqueue demo` first")
     with embedded_server(home, 1) as server:

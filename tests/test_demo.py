@@ -206,11 +206,27 @@ def test_demo_reruns_from_a_clean_slate(dsn: str, scratch: Path) -> None:
     assert sql(dsn, "SELECT status FROM pgqueue.task WHERE id = %s", (other,)) == [{"status": 6}]
 
 
-def test_demo_bad_path_is_a_clear_error(dsn: str, scratch: Path) -> None:
-    result = run_cli(["pgqueue", "demo", "--path", str(scratch / "missing")], dsn)
-    assert result.returncode == 2, result.stderr
-    assert "is not a directory" in result.stderr
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--path", "{scratch}/missing"], "is not a directory"),
+        (["--path", "{scratch}/empty"], "no Python files (*.py) under"),
+        (["--queue", "", "--path", "{scratch}/src"], "a queue name has 1 to 48 characters"),
+    ],
+)
+def test_demo_bad_input_is_a_clear_error(
+    dsn: str, scratch: Path, args: list[str], message: str
+) -> None:
+    """Bad options give one ``error:`` line and exit status 2, and queue nothing."""
+    make_tree(scratch / "src")
+    (scratch / "empty" / "__pycache__").mkdir(parents=True)
+    (scratch / "empty" / "__pycache__" / "cached.py").write_bytes(GOOD)
+    given = [arg.format(scratch=scratch) for arg in args]
+    result = run_cli(["pgqueue", "demo", *given], dsn)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert sql(dsn, "SELECT count(*) AS n FROM pgqueue.task") == [{"n": 0}]
 
 
 def test_demo_command_without_dsn_runs_on_an_embedded_server(scratch: Path) -> None:
