@@ -145,3 +145,10 @@ def stoppable(consumer: pgqueue.TaskConsumer, seconds: float) -> str:
         consumer.check()
         time.sleep(0.02)
     return "done"
+
+
+@pgqueue.job()
+def host_clock(consumer: pgqueue.TaskConsumer, seconds: float = 0.0) -> float:
+    """Sleep, then return the worker host's wall clock (time.time(), seconds) (F17)."""
+    time.sleep(seconds)
+    return time.time()

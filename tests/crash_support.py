@@ -63,13 +63,19 @@ def wait_status(dsn: str, task_id: str, statuses: set[int], timeout: float) -> d
 class WorkerProcess:
     """A real ``pgqueue-worker`` process; its stderr goes to a file read by :attr:`log`."""
 
-    def __init__(self, dsn: str, *args: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        program: list[str] | None = None,
+    ) -> None:
         handle, path = tempfile.mkstemp(prefix="pgqueue-worker-", suffix=".log")
         os.close(handle)
         self.log_path = Path(path)
         self._log = self.log_path.open("wb")
         command = [
-            bin_path("pgqueue-worker"),
+            *(program or [bin_path("pgqueue-worker")]),
             "--task-paths",
             CRASH_JOBS,
             "--poll-timeout",
@@ -77,7 +83,11 @@ class WorkerProcess:
             *args,
         ]
         self.process = subprocess.Popen(
-            command, env=cli_env(dsn), cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            env=cli_env(dsn, **(env or {})),
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     @property
