@@ -20,6 +20,7 @@ from .errors import (
 )
 from .jobs import Job, JobRegistry, job
 from .periodic import PeriodicJob, periodic_job
+from .retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
 from .task import Task, nice_task_message
 from .worker import Worker
 
@@ -27,11 +28,14 @@ __all__ = [
     "Call",
     "ConfigurationError",
     "ConnectionFailed",
+    "ExponentialBackoff",
     "Job",
     "JobRegistry",
     "PeriodicJob",
     "PgQueueError",
     "QueuedTasks",
+    "Retry",
+    "Revoked",
     "SchemaError",
     "SerializationError",
     "Task",
@@ -40,6 +44,7 @@ __all__ = [
     "TaskNotAvailable",
     "TaskNotFound",
     "TaskTimeout",
+    "TimeLimitExceeded",
     "Worker",
     "job",
     "nice_task_message",
