@@ -11,6 +11,7 @@ been closed, as happens between ``asyncio.run`` calls).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import _db
 from .errors import ConfigurationError, ConnectionFailed
+
+logger = logging.getLogger("pgqueue.aio")
 
 AsyncConnection = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -103,3 +106,29 @@ class LoopPool:
         self._pool = self._opening = self._loop = None
         if pool is not None and loop is asyncio.get_running_loop():
             await pool.close()
+
+    def close_from_sync(self, timeout: float = 5.0) -> None:
+        """Close the pool from synchronous code (``TaskBackend.close``): on its loop when that
+        loop runs in another thread, or by running the stopped loop until the pool is
+        closed. Gives up after ``timeout`` seconds; the pool reopens on next use."""
+        pool, loop = self._pool, self._loop
+        self._pool = self._opening = self._loop = None
+        if pool is None or loop is None or loop.is_closed():
+            return
+        try:
+            if loop.is_running():
+                if _running_loop() is loop:  # called from a callback of the loop itself
+                    loop.create_task(pool.close())
+                else:
+                    asyncio.run_coroutine_threadsafe(pool.close(), loop).result(timeout)
+            elif _running_loop() is None:
+                loop.run_until_complete(asyncio.wait_for(pool.close(), timeout))
+        except (TimeoutError, RuntimeError) as exc:  # the loop stopped or closed meanwhile
+            logger.debug("async pool not closed cleanly: %s", exc)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

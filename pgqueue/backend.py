@@ -610,7 +610,12 @@ class TaskBackend:
             return self._pool
 
     def close(self) -> None:
-        """Close the pool and the listener. The backend may be used again afterwards."""
+        """Close the pools and the listener. The backend may be used again afterwards.
+
+        From async code prefer ``await aclose()``; this closes the async pool too, on its
+        event loop, waiting at most a few seconds.
+        """
+        self._apool.close_from_sync()
         with self._pool_lock:
             pool, self._pool = self._pool, None
             listener, self._listener = self._listener, None

@@ -19,3 +19,9 @@ class Report(pgqueue.Job):
 
     def __call__(self, consumer: pgqueue.TaskConsumer, n: int) -> int:
         return n
+
+
+@pgqueue.job()
+async def queue_child_async(consumer: pgqueue.TaskConsumer, a: int) -> str | None:
+    """An async job queueing another task with the awaitable API, on the worker's loop."""
+    return await consumer.backend.aqueue_task("add", a=a, b=1)

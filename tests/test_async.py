@@ -97,8 +97,8 @@ def test_await_task_timeout_and_missing_task(backend: pgqueue.TaskBackend) -> No
 
 
 def test_one_backend_across_successive_event_loops(backend: pgqueue.TaskBackend) -> None:
-    """``asyncio.run`` twice (e.g. a CLI calling async code twice): the second loop gets a
-    new pool instead of the dead loop's."""
+    """``asyncio.run`` twice without ``aclose()``: the second loop gets a new pool instead of
+    failing on the dead loop's."""
     first = asyncio.run(backend.aqueue_task("add", a=1, b=1))
     second = asyncio.run(backend.aqueue_task("add", a=2, b=2))
     assert first and second and first != second
@@ -115,3 +115,13 @@ def test_async_connection_failure_is_clear_and_quick() -> None:
         assert "secret" not in str(caught.value)
 
     asyncio.run(main())
+
+
+def test_async_job_queues_a_child_with_aqueue_task(dsn: str, start_worker: Any) -> None:
+    jobs = ["tests.jobs", "tests.integration_jobs"]
+    with pgqueue.TaskBackend(dsn, task_paths=jobs) as backend:
+        parent = backend.queue_task("queue_child_async", a=41)
+        start_worker(task_paths=jobs, poll_timeout=30.0)
+        child_id = backend.wait_for_task(parent or "", timeout=20).result
+        child = backend.wait_for_task(child_id, timeout=20)
+    assert child.name == "add" and child.result == 42

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import psycopg
@@ -169,3 +171,33 @@ def test_wrong_connection_kinds_are_refused_clearly(backend: pgqueue.TaskBackend
 
     asyncio.run(scenario())
     assert count_tasks(dsn) == 0
+
+
+def test_concurrent_duplicate_waits_for_the_first_transaction(
+    dsn: str, backend: pgqueue.TaskBackend
+) -> None:
+    """Two transactions queue the same non-overlapping call. The second waits on the unique
+    index until the first ends: after a rollback it gets (and reports) its own task, after a
+    commit it gets None. It never reports a task that does not exist."""
+    for first_commits in (False, True):
+        sql(dsn, "DELETE FROM pgqueue.task")
+        with connect(dsn, autocommit=False) as first, connect(dsn, autocommit=False) as second:
+            first_id = backend.queue_task("exclusive", key="same", connection=first)
+            assert first_id is not None
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(
+                    backend.queue_task, "exclusive", key="same", connection=second
+                )
+                with pytest.raises(FutureTimeout):
+                    pending.result(timeout=0.5)  # blocked by the first transaction
+                if first_commits:
+                    first.commit()
+                else:
+                    first.rollback()
+                second_id = pending.result(timeout=10)
+            second.commit()
+        live = [row["id"] for row in sql(dsn, "SELECT id::text AS id FROM pgqueue.task")]
+        if first_commits:
+            assert second_id is None and live == [first_id]
+        else:
+            assert second_id is not None and live == [second_id]
