@@ -6,7 +6,7 @@ transaction commits. ``X`` may be
 
 * a psycopg ``Connection`` (sync) or ``AsyncConnection``;
 * a SQLAlchemy ``Session``, ``Connection``, ``AsyncSession`` or ``AsyncConnection`` on any
-  PostgreSQL driver (psycopg, psycopg2, asyncpg, ...).
+  PostgreSQL driver (the tests use psycopg 3 and asyncpg).
 
 The statements of :mod:`pgqueue._sql` are the same for every kind: psycopg runs them as they
 are; for SQLAlchemy their ``%(name)s`` parameters become ``:name`` bind parameters of a
