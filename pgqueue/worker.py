@@ -23,7 +23,9 @@ stop gives back at once.
 Connections per worker process: 2 (claimer and completer pool) + 1 (listener) + 1 (heartbeat),
 plus the pool of the :class:`TaskBackend` that jobs use through ``consumer.backend``
 (opened only if a job uses it; at most 2). So at most 6; 7 with ``schedule_periodic``, whose
-**scheduler** (:mod:`pgqueue.scheduler`) queues periodic jobs' ticks on its own connection.
+**scheduler** (:mod:`pgqueue.scheduler`) queues periodic jobs' ticks on its own connection;
+one more with ``prune_after``, whose **pruner** (:mod:`pgqueue.pruner`) deletes old finished
+tasks in small batches on its own connection, apart from the claim path.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from .backend import TaskBackend
 from .consumer import TaskConsumer
 from .jobs import Job, JobRegistry
 from .listener import Listener
+from .pruner import Pruner
 from .rescuer import rescue_lost_tasks
 from .retry import DEFAULT_BACKOFF, ExponentialBackoff, Revoked, TimeLimitExceeded, decide
 from .scheduler import Scheduler
@@ -110,6 +113,8 @@ class Worker:
     :param schema: the schema of pgqueue's tables.
     :param schedule_periodic: also run a scheduler that queues the periodic jobs of the
         registry at their ticks (pulsar's ``--schedule-periodic``); any number of workers may.
+    :param prune_after: also run a pruner that deletes tasks finished more than this many
+        seconds ago, in batches, every minute (:class:`pgqueue.pruner.Pruner`); None: never.
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class Worker:
         schema: str | None = None,
         registry: JobRegistry | None = None,
         schedule_periodic: bool = False,
+        prune_after: float | None = None,
     ) -> None:
         if backlog < 1:
             raise ValueError("backlog must be at least 1")
@@ -171,6 +177,9 @@ class Worker:
             Scheduler(self.dsn, self.registry, schema=self.schema, client=self.client)
             if schedule_periodic
             else None
+        )
+        self._pruner = (
+            Pruner(self.dsn, self.schema, prune_after) if prune_after is not None else None
         )
 
     def __repr__(self) -> str:
@@ -278,6 +287,8 @@ class Worker:
         self._listener.start()
         if self._scheduler is not None:
             self._scheduler.start()
+        if self._pruner is not None:
+            self._pruner.start()
         for target, label in (
             (self._complete_loop, "completer"),
             (self._heartbeat_loop, "heartbeat"),
@@ -295,6 +306,8 @@ class Worker:
     def _stop_parts(self) -> None:
         if self._scheduler is not None:
             self._scheduler.stop()
+        if self._pruner is not None:
+            self._pruner.stop()
         self._done.set()
         self._outcomes.put(None)
         for thread in self._threads:

@@ -1,0 +1,110 @@
+"""Bloat and retention (F10): history does not slow claiming; old finished tasks get pruned."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from pgqueue import TaskBackend
+from pgqueue._db import connect
+from pgqueue.pruner import Pruner
+from tests.conftest import sql
+
+HISTORY = """
+INSERT INTO pgqueue.task (name, status, kwargs, time_ended, worker, attempts)
+SELECT 'add', %(status)s, jsonb_build_object('a', g, 'b', 0),
+       now() - %(age)s::float8 * interval '1 second', 'history', 1
+FROM generate_series(1, %(count)s) AS g
+"""
+LIVE = """
+INSERT INTO pgqueue.task (name, status, kwargs, run_at, worker)
+VALUES ('add', %(status)s, '{"a": 1, "b": 2}', now() + interval '1 hour', 'elsewhere')
+"""
+DAY = 86400.0
+
+
+def _history(dsn: str, status: int, count: int, age: float) -> None:
+    sql(dsn, HISTORY, {"status": status, "count": count, "age": age})
+
+
+def _plan_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan] if plan.get("Relation Name") == "task" and "Scan" in plan["Node Type"] else []
+    for child in plan.get("Plans", []):
+        found += _plan_scans(child)
+    return found
+
+
+def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_open_transaction(
+    dsn: str, backend: TaskBackend
+) -> None:
+    """F10: 200,000 finished rows, 20,000 of them updated again (dead tuples), and a
+    transaction left open in another session that holds vacuum back. A claim still reads the
+    partial index task_claimable and touches about as many rows as it claims."""
+    _history(dsn, 1, 200_000, 2 * DAY)
+    sql(dsn, "UPDATE pgqueue.task SET result = '1' WHERE mod((kwargs->>'a')::int, 10) = 0")
+    backend.queue_tasks("add", [{"a": n, "b": 1} for n in range(50)])
+    sql(dsn, "ANALYZE pgqueue.task")
+    with connect(dsn, autocommit=False) as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM pgqueue.worker")
+        with connect(dsn, autocommit=False) as conn:
+            query = backend.sql.claim_tasks.replace(
+                "WITH picked", "EXPLAIN (ANALYZE, FORMAT JSON) WITH picked", 1
+            )
+            params = {"queues": ["tasks"], "jobs": ["add"], "limit": 10, "worker": "explain"}
+            raw = conn.execute(query, params).fetchone()["QUERY PLAN"]  # type: ignore[index]
+            conn.rollback()
+        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+        scans = [s for s in _plan_scans(plan) if s.get("Index Name") != "task_pkey"]
+        assert {s.get("Index Name") for s in scans} == {"task_claimable"}, plan
+        assert sum(s["Actual Rows"] * s["Actual Loops"] for s in scans) <= 20, plan
+        holder.rollback()
+
+
+def test_f10_pruner_deletes_only_old_finished_tasks_in_batches(dsn: str) -> None:
+    """F10 retention: tasks that finished more than ``older_than`` ago go, in batches of
+    ``batch`` rows; recent finished tasks and every live task (QUEUED, STARTED, RETRY) stay."""
+    for status in (1, 2, 3):
+        _history(dsn, status, 9, 10 * DAY)  # old: pruned
+        _history(dsn, status, 4, 1 * DAY)  # recent: kept
+    for status in (4, 5, 6):
+        sql(dsn, LIVE, {"status": status})
+    pruner = Pruner(dsn, "pgqueue", older_than=7 * DAY, batch=5)
+    assert pruner.prune() == 27
+    left = sql(dsn, "SELECT status, count(*) AS n FROM pgqueue.task GROUP BY status ORDER BY 1")
+    assert [(r["status"], r["n"]) for r in left] == [(1, 4), (2, 4), (3, 4), (4, 1), (5, 1), (6, 1)]
+    assert pruner.prune() == 0
+
+
+def test_f10_pruner_keeps_the_states_it_was_not_given(dsn: str) -> None:
+    """``task_states`` narrows what is pruned; live states are never pruned even if given."""
+    for status in (1, 2, 3):
+        _history(dsn, status, 3, 10 * DAY)
+    pruner = Pruner(dsn, "pgqueue", older_than=DAY, task_states=[2, 5, 6])
+    assert pruner.prune() == 3
+    left = sql(dsn, "SELECT DISTINCT status FROM pgqueue.task ORDER BY 1")
+    assert [r["status"] for r in left] == [1, 3]
+
+
+def test_f10_worker_with_prune_after_prunes_in_the_background(dsn: str, start_worker: Any) -> None:
+    """``Worker(prune_after=...)`` runs the pruner on its own thread: old finished tasks
+    disappear without any command, while the worker keeps running tasks."""
+    _history(dsn, 1, 50, 3 * DAY)
+    _history(dsn, 1, 5, 60.0)
+    handle = start_worker(prune_after=DAY)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if sql(dsn, "SELECT count(*) AS n FROM pgqueue.task")[0]["n"] == 5:
+            break
+        time.sleep(0.1)
+    assert sql(dsn, "SELECT count(*) AS n FROM pgqueue.task")[0]["n"] == 5
+    handle.stop()
+
+
+def test_f10_task_table_is_tuned_for_churn(dsn: str) -> None:
+    """Autovacuum on the task table starts after 1% of it changed, not PostgreSQL's 20%."""
+    options = sql(dsn, "SELECT reloptions FROM pg_class WHERE oid = 'pgqueue.task'::regclass")
+    settings = dict(o.split("=") for o in options[0]["reloptions"])
+    assert settings["autovacuum_vacuum_scale_factor"] == "0.01"
+    assert settings["fillfactor"] == "85"
