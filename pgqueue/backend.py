@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import _connections, _db
+from . import _connections, _db, tracing
 from ._sql import Statements
 from ._sql_schedule import ScheduleStatements
 from ._values import dump_json, dump_kwargs, parse_task_id, time_params
@@ -304,7 +304,7 @@ class TaskBackend:
             "can_overlap": job.overlaps(kwargs),
             "priority": job.priority if priority is None else int(priority),
             "kwargs": dump_kwargs(job.name, kwargs),
-            "meta_params": dump_json(meta_params or {}, "meta_params"),
+            "meta_params": dump_json(tracing.with_trace_context(meta_params or {}), "meta_params"),
             "run_at": start_at,
             "countdown": start_in,
             "expiry_at": expiry_at,

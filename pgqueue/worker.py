@@ -48,7 +48,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from . import _db, states
+from . import _db, states, tracing
 from ._sql import Statements
 from ._values import dump_json
 from .backend import TaskBackend
@@ -477,11 +477,12 @@ class Worker:
         future: concurrent.futures.Future[Any]
         if job.is_async:
             future = asyncio.run_coroutine_threadsafe(
-                _run_async(job, consumer, task.kwargs), self._event_loop()
+                tracing.traced_coroutine(task, _run_async(job, consumer, task.kwargs)),
+                self._event_loop(),
             )
         else:
             assert self._executor is not None
-            future = self._executor.submit(job, consumer, **task.kwargs)
+            future = self._executor.submit(tracing.traced(task, job), consumer, **task.kwargs)
         with self._lock:
             self._running[task.id] = (consumer, future)
         future.add_done_callback(lambda f: self._outcomes.put(_outcome(consumer, f)))

@@ -45,10 +45,12 @@ class EventHub:
 
     def watch(self, queues: Iterable[str]) -> None:
         """Follow the task events of these queues too (cheap when nothing is new)."""
-        new = set(queues) - self._queues
-        if new:
+        with self._lock:
+            new = set(queues) - self._queues
             self._queues |= new
-            self._listener.listen([f"{queue}_{event}" for queue in new for event in EVENTS])
+        if new:  # subscribes in the background: a page never waits for the listener
+            channels = [f"{queue}_{event}" for queue in new for event in EVENTS]
+            self._listener.listen(channels, timeout=0)
 
     def _notify(self, channel: str, _payload: str) -> None:
         loop = self._loop
