@@ -223,6 +223,7 @@ def test_workers_lists_what_ran(dsn: str, ran: dict[str, str]) -> None:
 
 
 def test_prune_deletes_old_finished_tasks_in_batches(dsn: str) -> None:
+    """F10: retention exists apart from the claim path, in short batches; live tasks stay."""
     day = 86400
     with transaction(dsn) as conn:
         old = [
