@@ -1,7 +1,8 @@
 """``pgqueue``: the operator's command line.
 
 Each subcommand lives in a module by topic and is registered here: schema (``migrate``, below),
-single tasks (:mod:`pgqueue._cli_tasks`), the whole queue (:mod:`pgqueue._cli_ops`).
+single tasks (:mod:`pgqueue._cli_tasks`), the whole queue (:mod:`pgqueue._cli_ops`), periodic
+jobs (:mod:`pgqueue._cli_schedule`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import _cli_ops, _cli_tasks, _db, demo, schema
+from . import _cli_ops, _cli_schedule, _cli_tasks, _db, demo, schema
 from ._cli_common import friendly_errors, setup_logging
 from ._cli_options import DsnOption, SchemaOption
 
@@ -59,6 +60,7 @@ app.command()(_cli_tasks.wait)
 app.command()(_cli_ops.workers)
 app.command()(_cli_ops.prune)
 app.command()(_cli_ops.dashboard)
+app.command()(_cli_schedule.schedule)
 
 # pgqueue end to end on real input (pgqueue.demo).
 app.command()(demo.demo)

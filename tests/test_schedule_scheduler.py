@@ -8,6 +8,7 @@ overlap skipping (F13), daylight saving through the table (F16), redefinition, i
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from pgqueue import JobRegistry, TaskBackend, states
 from pgqueue.periodic import FunctionPeriodicJob
 from pgqueue.scheduler import Scheduler
 
-from .conftest import sql
+from .conftest import run_cli, sql
 
 HOUR = timedelta(hours=1)
 ANCHOR = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)  # ticks at five past every hour
@@ -312,3 +313,27 @@ def test_job_list_and_next_scheduled_show_the_stored_schedule(
         name, seconds = backend.next_scheduled()
         assert name == "hourly" and seconds == pytest.approx(info["next_run"], abs=5)
         assert backend.next_scheduled(["plain"]) == (["plain"], None)
+
+
+def test_schedule_command_lists_last_and_next_tick(dsn: str, make_scheduler: MakeScheduler) -> None:
+    scheduler = make_scheduler(
+        hourly(), pgqueue.periodic_job(cron="0 3 * * *", timezone="UTC")(noop)
+    )
+    scheduler.define(now=T0)
+    scheduler.tick(now=FIRST)
+    shown = run_cli(["pgqueue", "schedule"], dsn)
+    assert shown.returncode == 0, shown.stderr
+    assert "2 periodic jobs" in shown.stdout
+    line = next(line for line in shown.stdout.splitlines() if line.strip().startswith("hourly"))
+    assert "every 01:00:00" in line and "2026-06-01 12:05:00" in line
+    assert "2026-06-01 13:05:00" in line and "queued" in line
+    assert "cron 0 3 * * * UTC" in shown.stdout
+    as_json = run_cli(["pgqueue", "schedule", "--json"], dsn)
+    rows = {row["name"]: row for row in json.loads(as_json.stdout)}
+    assert rows["hourly"]["runs_count"] == 1 and rows["noop"]["last_tick"] is None
+
+
+def test_schedule_command_without_a_database_says_what_to_do(empty_dsn: str) -> None:
+    shown = run_cli(["pgqueue", "schedule"], empty_dsn)
+    assert shown.returncode == 4 and "pgqueue migrate" in shown.stderr
+    assert "Traceback" not in shown.stderr
