@@ -35,7 +35,8 @@ class TaskConsumer:
         self.job = job
         self.logger = logging.getLogger(f"pgqueue.job.{job.name}")
         limit = job.time_limit_seconds()
-        self._deadline = None if limit is None else time.monotonic() + limit
+        #: ``time.monotonic()`` value at which this attempt passes its time limit, or None.
+        self.deadline = None if limit is None else time.monotonic() + limit
         self.revoked = False
 
     def is_revoked(self) -> bool:
@@ -44,7 +45,7 @@ class TaskConsumer:
 
     def time_limit_exceeded(self) -> bool:
         """True once this attempt has run longer than the job's ``time_limit``."""
-        return self._deadline is not None and time.monotonic() > self._deadline
+        return self.deadline is not None and time.monotonic() > self.deadline
 
     def check(self) -> None:
         """Raise :class:`pgqueue.retry.Revoked` if the task was revoked, or

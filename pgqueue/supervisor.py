@@ -3,6 +3,8 @@ when it exits.
 
 * A child that exits 0 (it reached ``--max-tasks``) is replaced at once; with ``--burst`` it
   is not replaced, and the supervisor exits 0 once every child has.
+* A child that exits 75 ended itself to kill a job thread past its hard time limit
+  (``--hard-time-limits``): it is replaced at once.
 * A child that crashes (non-zero exit, or killed by a signal) is replaced after a backoff that
   doubles from 0.5 s to 30 s while children keep dying within ``min_uptime`` seconds of their
   start (a crash loop), and resets once one stays up.
@@ -36,6 +38,9 @@ logger = logging.getLogger("pgqueue.supervisor")
 
 #: Exit statuses after which restarting a child cannot help.
 FATAL_EXITS = frozenset({EXIT_USAGE, EXIT_SCHEMA})
+#: Exit status of a worker that ended itself to kill a job thread past its hard time limit
+#: (``--hard-time-limits``); it is replaced at once.
+EXIT_REPLACE = 75
 #: First and longest pause before replacing a crashed child, in seconds.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
@@ -144,6 +149,13 @@ class Supervisor:
         stopping = self._signals > 0 or self._exit_code != EXIT_OK
         if stopping:
             logger.info("worker process %d (pid %d) %s", child.slot, child.process.pid, how)
+        elif code == EXIT_REPLACE:
+            logger.warning(
+                "worker process %d (pid %d) exited to kill a job past its time limit; replacing it",
+                child.slot,
+                child.process.pid,
+            )
+            self._restart(child.slot, 0.0)
         elif code == EXIT_OK:
             self._crashes[child.slot] = 0
             if not self.burst:

@@ -60,6 +60,7 @@ from .rescuer import rescue_lost_tasks
 from .retry import DEFAULT_BACKOFF, ExponentialBackoff, Revoked, TimeLimitExceeded, decide
 from .scheduler import Scheduler
 from .schema import check_schema
+from .supervisor import EXIT_REPLACE
 from .task import Task, nice_task_message
 
 if TYPE_CHECKING:
@@ -73,6 +74,9 @@ Connection = psycopg.Connection[dict[str, Any]]
 FINISH_BATCH = 500
 #: Most expired tasks revoked by one sweep statement.
 SWEEP_BATCH = 1000
+#: Seconds past its time limit after which a thread job is killed with its process
+#: (``hard_time_limits``); a job calling ``consumer.check()`` has stopped by then.
+HARD_LIMIT_GRACE = 1.0
 #: The event on which a running task's worker is told it was revoked: ``<queue>_task_revoke``.
 REVOKE_EVENT = "task_revoke"
 
@@ -110,6 +114,11 @@ class Worker:
     :param shutdown_timeout: seconds :meth:`stop` lets running tasks finish before giving
         them back.
     :param rescue_backoff: delay before the next attempt of a task rescued from a lost worker.
+    :param hard_time_limits: for worker processes under the supervisor (``--processes``): a
+        thread job still running ``HARD_LIMIT_GRACE`` seconds past its ``time_limit`` ends
+        RETRY/FAILURE (``TimeLimitExceeded``) at once; the worker stops as on SIGTERM and
+        :meth:`run` returns ``EXIT_REPLACE`` (75), so the process exits, killing the thread,
+        and the supervisor starts a new one.
     :param schema: the schema of pgqueue's tables.
     :param schedule_periodic: also run a scheduler that queues the periodic jobs of the
         registry at their ticks (pulsar's ``--schedule-periodic``); any number of workers may.
@@ -131,6 +140,7 @@ class Worker:
         lease: float = 30.0,
         shutdown_timeout: float = 30.0,
         rescue_backoff: ExponentialBackoff = DEFAULT_BACKOFF,
+        hard_time_limits: bool = False,
         schema: str | None = None,
         registry: JobRegistry | None = None,
         schedule_periodic: bool = False,
@@ -151,6 +161,9 @@ class Worker:
         self.lease = lease
         self.shutdown_timeout = shutdown_timeout
         self.rescue_backoff = rescue_backoff
+        self.hard_time_limits = hard_time_limits
+        self.exit_code = 0
+        self._killed: set[str] = set()
         self.given_back = 0
         self.id = worker_identity()
         self.sql = Statements(self.schema)
@@ -159,6 +172,7 @@ class Worker:
         self.processed = 0
         self._in_flight: dict[str, Task] = {}
         self._running: dict[str, tuple[TaskConsumer, concurrent.futures.Future[Any]]] = {}
+        self._busy: set[concurrent.futures.Future[Any]] = set()  # jobs not returned yet
         self._abort = threading.Event()
         self._stop_deadline: float | None = None
         self._lock = threading.Lock()
@@ -214,7 +228,7 @@ class Worker:
         """How many job threads are still running, e.g. those given back at shutdown (a
         thread cannot be killed: the ``pgqueue-worker`` process exits without waiting)."""
         with self._lock:
-            return sum(not future.done() for _, future in self._running.values())
+            return len(self._busy)
 
     @property
     def in_flight(self) -> int:
@@ -225,7 +239,8 @@ class Worker:
     def run(self) -> int:
         """Run until stopped, ``max_tasks`` reached or (``burst``) the queue is empty.
 
-        Returns the exit status (0). Raises :class:`pgqueue.errors.SchemaError` when the schema
+        Returns the exit status: 0, or ``EXIT_REPLACE`` after killing an overrunning job
+        (``hard_time_limits``). Raises :class:`pgqueue.errors.SchemaError` when the schema
         is missing or outdated and :class:`pgqueue.errors.ConnectionFailed` when the database
         cannot be reached at start-up.
         """
@@ -246,7 +261,7 @@ class Worker:
         finally:
             self._stop_parts()
         logger.info("worker %s stopped after %d tasks", self.id, self.processed)
-        return 0
+        return self.exit_code
 
     def _registration(self) -> dict[str, Any]:
         return {
@@ -342,6 +357,8 @@ class Worker:
                     self._rescue()
                     next_rescue = time.monotonic() + self.lease / 4
                 sleep = min(sleep, next_rescue - time.monotonic())
+                if self.hard_time_limits:
+                    sleep = min(sleep, self._kill_overruns())
                 if time.monotonic() >= next_sweep:
                     self._sweep()
                     next_sweep = time.monotonic() + self.poll_timeout
@@ -414,6 +431,41 @@ class Worker:
         if rows:
             logger.info("revoked %d expired tasks", len(rows))
 
+    def _kill_overruns(self) -> float:
+        """Fail thread jobs past time_limit + HARD_LIMIT_GRACE and stop so that the process
+        (and their threads) is replaced; return the seconds until the next check is due."""
+        now = time.monotonic()
+        next_check = self.poll_timeout
+        overrun: list[TaskConsumer] = []
+        with self._lock:
+            for consumer, future in self._running.values():
+                if consumer.deadline is None or future.done() or consumer.job.is_async:
+                    continue
+                due = consumer.deadline + HARD_LIMIT_GRACE
+                if due <= now and consumer.task.id not in self._killed:
+                    overrun.append(consumer)
+                elif due > now:
+                    next_check = min(next_check, due - now)
+        for consumer in overrun:
+            self._killed.add(consumer.task.id)
+            limit = consumer.job.time_limit_seconds()
+            logger.error(
+                "%s still runs %.1fs past its time limit of %ss: failing it and replacing "
+                "this worker process to kill its thread",
+                consumer.task.info(),
+                HARD_LIMIT_GRACE,
+                limit,
+            )
+            self._outcomes.put(
+                _failure(
+                    consumer, TimeLimitExceeded(f"killed: ran past its time limit of {limit}s")
+                )
+            )
+        if overrun and not self._stopping.is_set():
+            self.exit_code = EXIT_REPLACE
+            self.stop()
+        return next_check
+
     def _rescue(self) -> None:
         assert self._pool is not None
         with self._pool.connection() as conn:
@@ -485,7 +537,13 @@ class Worker:
             future = self._executor.submit(tracing.traced(task, job), consumer, **task.kwargs)
         with self._lock:
             self._running[task.id] = (consumer, future)
-        future.add_done_callback(lambda f: self._outcomes.put(_outcome(consumer, f)))
+            self._busy.add(future)
+        future.add_done_callback(lambda f: self._job_done(consumer, f))
+
+    def _job_done(self, consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._busy.discard(future)
+        self._outcomes.put(_outcome(consumer, future))
 
     def _revoke_running(self, task_id: str) -> None:
         """Tell a running task it was revoked: ``consumer.is_revoked()`` turns True and an
@@ -645,6 +703,12 @@ def _outcome(consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> 
             exc = encode_error
     if isinstance(exc, Revoked):
         return Outcome(task, states.REVOKED, error=str(exc))
+    return _failure(consumer, exc)
+
+
+def _failure(consumer: TaskConsumer, exc: BaseException) -> Outcome:
+    """RETRY or FAILURE for an attempt that raised ``exc`` (see :mod:`pgqueue.retry`)."""
+    task, job = consumer.task, consumer.job
     decision = decide(
         exc,
         attempt=task.attempts,

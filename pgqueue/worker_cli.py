@@ -52,6 +52,13 @@ def worker(
             "back to the queue (a second signal gives them back at once).",
         ),
     ] = 30.0,
+    hard_time_limits: Annotated[
+        bool,
+        typer.Option(
+            help="With --processes: a thread job still running 1 s past its time_limit fails "
+            "at once and its worker process is replaced, killing the job's thread.",
+        ),
+    ] = False,
     processes: Annotated[
         int,
         typer.Option(
@@ -102,6 +109,7 @@ def worker(
             burst=burst,
             lease=lease,
             shutdown_timeout=shutdown_timeout,
+            hard_time_limits=hard_time_limits,
             schema=schema,
             schedule_periodic=schedule_periodic,
         )

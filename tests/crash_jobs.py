@@ -152,3 +152,11 @@ def host_clock(consumer: pgqueue.TaskConsumer, seconds: float = 0.0) -> float:
     """Sleep, then return the worker host's wall clock (time.time(), seconds) (F17)."""
     time.sleep(seconds)
     return time.time()
+
+
+@pgqueue.job(time_limit=1.0)
+def overrun(consumer: pgqueue.TaskConsumer, seconds: float) -> str:
+    """A thread job with a 1 s time limit that never checks it (sleeps ``seconds``)."""
+    record_run(consumer)
+    time.sleep(seconds)
+    return "finished"

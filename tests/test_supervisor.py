@@ -144,3 +144,30 @@ def test_ten_workers_restarting_at_once_stay_within_connection_formula(
         "SELECT task_id FROM crash_runs GROUP BY task_id, attempt HAVING count(*) > 1",
     )
     assert twice == []
+
+
+def test_hard_time_limit_kills_the_job_with_its_process(
+    runs_dsn: str, client: TaskBackend, procs: Any
+) -> None:
+    """--hard-time-limits: a thread job ignoring its 1 s limit ends FAILURE within seconds
+    (not after its 60 s); its worker process exits 75 and is replaced; a task running beside
+    it in the same process finishes normally."""
+    supervisor = procs(
+        runs_dsn, "--processes", "1", "--hard-time-limits", "--lease", "5", "--backlog", "2"
+    )
+    first = wait_until(lambda: live_workers(runs_dsn), 30, "the child")[0]
+    beside = client.queue_task("tracked", key="beside", seconds=2.5)
+    stuck = client.queue_task("overrun", seconds=60)
+    row = wait_status(runs_dsn, stuck, {states.FAILURE, states.SUCCESS}, timeout=20)
+    assert row["status"] == states.FAILURE
+    assert row["error"] == "TimeLimitExceeded: killed: ran past its time limit of 1.0s"
+    assert (row["time_ended"] - row["time_started"]).total_seconds() < 5
+    assert wait_status(runs_dsn, beside, {states.SUCCESS}, timeout=20)["attempts"] == 1
+    wait_until(
+        lambda: [w for w in live_workers(runs_dsn) if w["pid"] != first["pid"]],
+        30,
+        "a replacement child",
+    )
+    with pytest.raises(ProcessLookupError):
+        os.kill(first["pid"], 0)
+    assert "exited to kill a job past its time limit" in supervisor.log
