@@ -168,22 +168,6 @@ WHERE t.id IN (
 )
 """
 
-#: Retention: delete up to ``limit`` finished tasks (``states``, a subset of SUCCESS, FAILURE,
-#: REVOKED) that ended more than ``older_than`` seconds ago, oldest first, skipping rows
-#: others hold. Reads the partial index task_time_ended; run it in a loop until it deletes
-#: fewer than ``limit`` (``pgqueue prune``, and any pruner).
-PRUNE_TASKS = """
-DELETE FROM {s}.task t
-WHERE t.id IN (
-    SELECT id FROM {s}.task
-    WHERE status = ANY(%(states)s::smallint[]) AND status IN (1, 2, 3)
-      AND time_ended < now() - %(older_than)s::float8 * interval '1 second'
-    ORDER BY time_ended
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-"""
-
 REGISTER_WORKER = """
 INSERT INTO {s}.worker (id, hostname, pid, queues, backlog, lease_seconds)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s::text[], %(backlog)s, %(lease)s)
@@ -312,9 +296,11 @@ SELECT id::text AS id FROM {s}.task
 WHERE worker = %(worker)s AND status = 5 AND revoke_requested_at IS NOT NULL
 """
 
-#: Re-register a worker whose row vanished (pruned by mistake) so it may go on claiming.
+#: Re-register a worker whose row vanished (pruned by mistake) so it may go on claiming; no
+#: row comes back when the row exists but was marked stopped (the worker must then stop).
 REREGISTER_WORKER = """
 INSERT INTO {s}.worker (id, hostname, pid, queues, backlog, lease_seconds)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s::text[], %(backlog)s, %(lease)s)
 ON CONFLICT (id) DO NOTHING
+RETURNING id
 """

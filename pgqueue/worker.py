@@ -328,6 +328,7 @@ class Worker:
         for thread in self._threads:
             thread.join(10)
         self._abort.set()  # a completer still retrying gives up: the lease covers its tasks
+        self._write_late_outcomes()
         self._give_back()
         if self._listener is not None:
             self._listener.stop()
@@ -485,6 +486,19 @@ class Worker:
                 return
             self._wake.wait(0.2)
             self._wake.clear()
+
+    def _write_late_outcomes(self) -> None:
+        """Record jobs that returned after the completer stopped, so they are not given back."""
+        late: list[Outcome] = []
+        while True:
+            try:
+                item = self._outcomes.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                late.append(item)
+        if late and not any(t.is_alive() for t in self._threads):
+            self._write_outcomes(late)
 
     def _give_back(self) -> None:
         """Hand unfinished tasks back to the queue without using up their attempt."""
@@ -652,6 +666,15 @@ class Worker:
 
     # -- the heartbeat ---------------------------------------------------------------------
 
+    def _lost_registration(self, conn: Connection) -> None:
+        """The heartbeat found no live row: register again if it was deleted; stop if it was
+        marked stopped (its tasks are being rescued, so it must not claim more)."""
+        if conn.execute(self.sql.reregister_worker, self._registration()).fetchone():
+            logger.error("the row of worker %s was deleted; registered again", self.id)
+        elif not self._stopping.is_set():
+            logger.error("worker %s was marked stopped by someone else; stopping", self.id)
+            self.stop()
+
     def _heartbeat_loop(self) -> None:
         interval = self.lease / 4
         conn: Connection | None = None
@@ -660,8 +683,7 @@ class Worker:
                 if conn is None or conn.closed:
                     conn = _db.connect(self.dsn, application_name="pgqueue-heartbeat")
                 if not conn.execute(self.sql.heartbeat_worker, {"id": self.id}).rowcount:
-                    logger.error("the row of worker %s was deleted; registering again", self.id)
-                    conn.execute(self.sql.reregister_worker, self._registration())
+                    self._lost_registration(conn)
                 if self._running:
                     for row in conn.execute(self.sql.revoke_requests, {"worker": self.id}):
                         self._revoke_running(row["id"])

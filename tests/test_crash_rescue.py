@@ -214,3 +214,24 @@ def test_concurrent_rescue_sweeps_never_deadlock(
     assert lost == [{"status": states.FAILURE, "n": 1500}]
     for task_id in short:
         assert wait_status(runs_dsn, task_id, {states.SUCCESS}, timeout=30)
+
+
+def test_deleted_worker_row_registers_again(runs_dsn: str, start_worker: Any) -> None:
+    """A live worker whose registry row is deleted (pruned by mistake) registers again on its
+    next heartbeat and goes on working."""
+    handle = start_worker(task_paths=[CRASH_JOBS], lease=1.0)
+    wait_until(lambda: live_workers(runs_dsn), 10, "the worker to register")
+    sql(runs_dsn, "DELETE FROM pgqueue.worker")
+    again = wait_until(lambda: live_workers(runs_dsn), 10, "the worker to register again")
+    assert again[0]["id"] == handle.worker.id
+    assert handle.thread.is_alive()
+
+
+def test_worker_marked_stopped_stops_claiming(runs_dsn: str, start_worker: Any) -> None:
+    """A live worker whose row someone marks stopped (so its tasks count as lost) stops
+    instead of claiming tasks that would be rescued from under it."""
+    handle = start_worker(task_paths=[CRASH_JOBS], lease=1.0)
+    wait_until(lambda: live_workers(runs_dsn), 10, "the worker to register")
+    sql(runs_dsn, "UPDATE pgqueue.worker SET stopped_at = now()")
+    handle.join(10)
+    assert handle.exit_code == 0
