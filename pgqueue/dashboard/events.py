@@ -20,6 +20,8 @@ from ..listener import Listener
 EVENTS = ("task_queued", "task_started", "task_done")
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE = 15.0
+#: Seconds a new stream waits for the listener before it says "ready" anyway.
+READY_WAIT = 5.0
 
 
 class EventHub:
@@ -67,7 +69,9 @@ class EventHub:
         with self._lock:
             self._subscribers.add(queue)
         try:
-            yield "retry: 2000\n\n"
+            # "ready" once every followed channel is LISTENed on: the page is live from then.
+            listening = await asyncio.to_thread(self._listener.wait_listening, READY_WAIT)
+            yield f"retry: 2000\nevent: ready\ndata: {'listening' if listening else 'late'}\n\n"
             while True:
                 try:
                     channel = await asyncio.wait_for(queue.get(), KEEPALIVE)

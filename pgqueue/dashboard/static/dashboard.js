@@ -17,7 +17,11 @@
       .catch(function () {});
   }
   var source = new EventSource("/events");
-  source.onopen = function () { badge.classList.add("on"); document.body.dataset.live = "on"; };
+  source.addEventListener("ready", function () {
+    badge.classList.add("on");
+    document.body.dataset.live = "on";
+    refresh(); // whatever changed between this page's rendering and its subscription
+  });
   source.onerror = function () { badge.classList.remove("on"); };
   source.onmessage = function () {
     if (pending === null) { pending = window.setTimeout(refresh, 300); }
