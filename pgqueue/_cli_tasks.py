@@ -109,6 +109,8 @@ def _print_task(task: Row) -> None:
         ("result", json.dumps(task["result"])),
         ("error", task["error"]),
     ]
+    if task["revoke_requested_at"]:
+        fields.append(("revoke asked", render.stamp(task["revoke_requested_at"])))
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
         shown = value if name == "state" else render.text(value)

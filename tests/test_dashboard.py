@@ -196,6 +196,20 @@ def test_pages_update_live_without_reloading(
     assert page.evaluate("window.notReloaded") is True
 
 
+def test_revoke_a_waiting_task_from_its_page(
+    tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any
+) -> None:
+    url = start_dashboard()
+    page.goto(f"{url}/tasks/{tasks['later']}")
+    assert page.locator("#retry").count() == 0
+    page.click("#revoke")
+    page.wait_for_selector(".flash.ok:has-text('revoked: it will not run')")
+    assert page.locator(".summary .state.revoked").count() == 1
+    assert "revoked by an operator" in page.inner_text("#error")
+    page.click("#retry")  # and back
+    page.wait_for_selector(".summary .state.queued, .summary .state.success")
+
+
 def test_a_read_only_dashboard_shows_no_actions_and_refuses_them(
     tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any
 ) -> None:

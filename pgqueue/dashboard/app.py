@@ -154,7 +154,9 @@ def create_app(
     def schedules(request: Request) -> Response:
         return page(request, "schedules.html", {"schedules": ops.schedules()})
 
-    def action(run: Callable[[str], Any], done: str) -> Callable[[Request], Any]:
+    def action(
+        run: Callable[[str], dict[str, Any]], done: Callable[[dict[str, Any]], str]
+    ) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             task_id = request.path_params["task_id"]
             if read_only:
@@ -167,10 +169,10 @@ def create_app(
             if problem:
                 return Response(problem + "\n", status_code=403)
             try:
-                await run_in_threadpool(run, task_id)
+                task = await run_in_threadpool(run, task_id)
             except (ActionRefused, TaskNotFound, ConfigurationError) as exc:
                 return _back(request, task_id, problem=str(exc))
-            return _back(request, task_id, message=done)
+            return _back(request, task_id, message=done(task))
 
         return endpoint
 
@@ -196,8 +198,8 @@ def create_app(
         Route("/", overview, name="overview"),
         Route("/tasks", task_list, name="tasks"),
         Route("/tasks/{task_id}", task_page, name="task"),
-        Route("/tasks/{task_id}/retry", action(ops.retry, "queued again"), methods=["POST"]),
-        Route("/tasks/{task_id}/revoke", action(ops.revoke, "revoked"), methods=["POST"]),
+        Route("/tasks/{task_id}/retry", action(ops.retry, _retried), methods=["POST"]),
+        Route("/tasks/{task_id}/revoke", action(ops.revoke, _revoked), methods=["POST"]),
         Route("/workers", workers, name="workers"),
         Route("/schedules", schedules, name="schedules"),
         Route("/events", events, name="events"),
@@ -231,6 +233,16 @@ async def _follow_queues(ops: Operations, hub: EventHub) -> None:
         except Exception:  # the database may be away; the pages say so, retry later
             pass
         await asyncio.sleep(QUEUE_REFRESH)
+
+
+def _retried(task: dict[str, Any]) -> str:
+    return "queued again"
+
+
+def _revoked(task: dict[str, Any]) -> str:
+    if task["state"] == "STARTED":
+        return "revoke requested: the worker stops the task, which then ends REVOKED"
+    return "revoked: it will not run"
 
 
 def _back(request: Request, task_id: str, **note: str) -> Response:
