@@ -115,24 +115,37 @@ COMMENT ON COLUMN {s}.queue_throughput.run_p50 IS 'Median of time_ended - time_s
 COMMENT ON COLUMN {s}.queue_throughput.run_p95 IS '95th percentile (interpolated) of time_ended - time_started, seconds';
 
 CREATE VIEW {s}.queue_timeline AS
-WITH minutes AS (
-    SELECT generate_series(date_trunc('minute', now()) - interval '59 minutes',
-                           date_trunc('minute', now()), interval '1 minute') AS minute
+-- One pass over the tasks: +1 to the depth in the minute a task was queued, -1 in the minute it
+-- started (or ended unstarted), both clamped to the first minute; depth is the running sum.
+WITH bounds AS (
+    SELECT date_trunc('minute', now()) - interval '59 minutes' AS first
 ), recent AS (
-    SELECT queue, status, time_queued, time_started, time_ended
-    FROM {s}.task
-    WHERE time_ended IS NULL OR time_ended >= date_trunc('minute', now()) - interval '59 minutes'
+    SELECT t.queue, t.status, t.time_queued, t.time_ended,
+           COALESCE(t.time_started, t.time_ended) AS left_queue
+    FROM {s}.task t, bounds b
+    WHERE t.time_ended IS NULL OR t.time_ended >= b.first
+), changes AS (
+    SELECT r.queue, greatest(date_trunc('minute', r.time_queued), b.first) AS minute,
+           1 AS delta, 0 AS finished, 0 AS failed
+    FROM recent r, bounds b
+    UNION ALL
+    SELECT r.queue, greatest(date_trunc('minute', r.left_queue), b.first), -1, 0, 0
+    FROM recent r, bounds b WHERE r.left_queue IS NOT NULL
+    UNION ALL
+    SELECT r.queue, date_trunc('minute', r.time_ended), 0, 1, (r.status = 2)::int
+    FROM recent r, bounds b WHERE r.time_ended >= b.first
+), per_minute AS (
+    SELECT queue, minute, sum(delta) AS delta, sum(finished) AS finished, sum(failed) AS failed
+    FROM changes GROUP BY queue, minute
 )
-SELECT m.minute, r.queue,
-       count(*) FILTER (WHERE r.time_ended >= m.minute
-                          AND r.time_ended < m.minute + interval '1 minute') AS finished,
-       count(*) FILTER (WHERE r.status = 2 AND r.time_ended >= m.minute
-                          AND r.time_ended < m.minute + interval '1 minute') AS failed,
-       count(*) FILTER (WHERE r.time_queued < m.minute + interval '1 minute'
-                          AND COALESCE(r.time_started, r.time_ended, 'infinity')
-                              >= m.minute + interval '1 minute') AS depth
-FROM minutes m CROSS JOIN recent r
-GROUP BY m.minute, r.queue;
+SELECT m.minute, q.queue,
+       COALESCE(p.finished, 0)::bigint AS finished,
+       COALESCE(p.failed, 0)::bigint AS failed,
+       (sum(COALESCE(p.delta, 0)) OVER (PARTITION BY q.queue ORDER BY m.minute))::bigint AS depth
+FROM bounds b
+CROSS JOIN generate_series(b.first, b.first + interval '59 minutes', interval '1 minute') AS m(minute)
+CROSS JOIN (SELECT DISTINCT queue FROM recent) q
+LEFT JOIN per_minute p ON p.queue = q.queue AND p.minute = m.minute;
 COMMENT ON VIEW {s}.queue_timeline IS 'Per queue and minute over the last hour: tasks finished and the queue depth, rebuilt from task timestamps (pruned tasks and earlier attempts of retried tasks are not seen)';
 COMMENT ON COLUMN {s}.queue_timeline.minute IS 'Start of the minute (database clock, truncated)';
 COMMENT ON COLUMN {s}.queue_timeline.queue IS 'Queue name';
