@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import typer
 
 from .errors import ConfigurationError, ConnectionFailed, PgQueueError, SchemaError
@@ -43,6 +44,21 @@ def friendly_errors() -> Iterator[None]:
         code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_FAILED)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code) from None
+    except psycopg.OperationalError as exc:
+        typer.echo(f"error: the database connection failed: {_first_line(exc)}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except psycopg.Error as exc:
+        typer.echo(
+            f"error: the database refused a statement: {_first_line(exc)}. If the schema was "
+            "changed by hand or by another pgqueue version, run `pgqueue migrate`.",
+            err=True,
+        )
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def split_list(value: str | None) -> list[str]:

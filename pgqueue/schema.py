@@ -6,16 +6,16 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-import sqlalchemy
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from ._db import conninfo, quote_ident, redact
 from .errors import ConnectionFailed, SchemaError
+
+if TYPE_CHECKING:  # Alembic and SQLAlchemy load only when migrating: workers start faster.
+    import sqlalchemy
+    from alembic.config import Config
 
 #: The newest revision this version of pgqueue needs. A test keeps it equal to Alembic's head.
 SCHEMA_REVISION = "pgqueue_0004_operations"
@@ -23,6 +23,8 @@ SCHEMA_REVISION = "pgqueue_0004_operations"
 
 def alembic_config(schema: str) -> Config:
     """An Alembic ``Config`` for pgqueue's own revisions, writing to ``schema``."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(files("pgqueue.migrations")))
     cfg.cmd_opts = argparse.Namespace(x=[f"pgqueue_schema={schema}"])
@@ -31,6 +33,8 @@ def alembic_config(schema: str) -> Config:
 
 def head_revision() -> str:
     """The head of pgqueue's revision history as shipped in this package."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config("pgqueue")).get_current_head()
     assert head is not None
     return head
@@ -38,6 +42,8 @@ def head_revision() -> str:
 
 @contextmanager
 def _sqlalchemy_connection(dsn: str) -> Iterator[sqlalchemy.Connection]:
+    import sqlalchemy
+
     engine = sqlalchemy.create_engine(
         "postgresql+psycopg://",
         creator=lambda: psycopg.connect(conninfo(dsn, "pgqueue-migrate")),
@@ -61,6 +67,8 @@ def migrate(dsn: str, schema: str, revision: str = "heads") -> None:
     the Alembic environment, so many workers may run this at start-up. Raises
     :class:`ConnectionFailed` when the database cannot be reached.
     """
+    from alembic import command
+
     cfg = alembic_config(schema)
     with _sqlalchemy_connection(dsn) as connection:
         cfg.attributes["connection"] = connection
@@ -69,6 +77,8 @@ def migrate(dsn: str, schema: str, revision: str = "heads") -> None:
 
 def migration_sql(schema: str, revision: str = "heads") -> None:
     """Print the SQL of pgqueue's revisions (Alembic offline mode) to standard output."""
+    from alembic import command
+
     command.upgrade(alembic_config(schema), revision, sql=True)
 
 
