@@ -7,8 +7,10 @@ kinds call the sync methods (``queue_task``), async kinds await the ``a``-prefix
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import asyncpg
 import psycopg
@@ -29,6 +31,16 @@ ASYNC_KINDS = [
     "sqlalchemy-asyncsession-asyncpg",
 ]
 KINDS = SYNC_KINDS + ASYNC_KINDS
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coroutine)`` in a fresh thread, so that an event loop left running in
+    the main thread by another test's fixture (Playwright's sync API keeps one for the whole
+    session) cannot get in the way."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _asyncpg_connect(dsn: str) -> Callable[[], Awaitable[Any]]:

@@ -12,6 +12,7 @@ import pytest
 import pgqueue
 from pgqueue.errors import ConnectionFailed, TaskNotFound, TaskTimeout
 
+from .callers import run_async
 from .conftest import sql
 
 
@@ -41,7 +42,7 @@ def test_async_round_trip_does_not_block_the_loop(
         await backend.aclose()
         return done, ticks
 
-    done, ticks = asyncio.run(main())
+    done, ticks = run_async(main())
     assert done.status == pgqueue.states.SUCCESS and done.result == 1.0
     # A blocked loop would tick about 0 times while the job sleeps for a second.
     assert ticks >= 10
@@ -61,7 +62,7 @@ def test_async_bulk_and_reads_match_the_sync_calls(backend: pgqueue.TaskBackend)
         await backend.aclose()
         return fetched
 
-    fetched = asyncio.run(main())
+    fetched = run_async(main())
     from_sync = {t.id: t for t in backend.get_tasks(t.id for t in fetched)}
     assert {t.id: t for t in fetched} == from_sync
 
@@ -73,7 +74,7 @@ def test_many_concurrent_calls_share_a_small_pool(dsn: str) -> None:
         return ids
 
     with pgqueue.TaskBackend(dsn, task_paths=["tests.jobs"], pool_size=2) as backend:
-        ids = asyncio.run(main(backend))
+        ids = run_async(main(backend))
     assert len(set(ids)) == 40
     connections = sql(
         dsn,
@@ -93,14 +94,14 @@ def test_await_task_timeout_and_missing_task(backend: pgqueue.TaskBackend) -> No
         with pytest.raises(TaskNotFound):
             await backend.await_task("00000000-0000-0000-0000-000000000000", timeout=1)
 
-    asyncio.run(main())
+    run_async(main())
 
 
 def test_one_backend_across_successive_event_loops(backend: pgqueue.TaskBackend) -> None:
     """``asyncio.run`` twice without ``aclose()``: the second loop gets a new pool instead of
     failing on the dead loop's."""
-    first = asyncio.run(backend.aqueue_task("add", a=1, b=1))
-    second = asyncio.run(backend.aqueue_task("add", a=2, b=2))
+    first = run_async(backend.aqueue_task("add", a=1, b=1))
+    second = run_async(backend.aqueue_task("add", a=2, b=2))
     assert first and second and first != second
 
 
@@ -114,7 +115,7 @@ def test_async_connection_failure_is_clear_and_quick() -> None:
             await backend.aqueue_task("add", a=1, b=1)
         assert "secret" not in str(caught.value)
 
-    asyncio.run(main())
+    run_async(main())
 
 
 def test_async_job_queues_a_child_with_aqueue_task(dsn: str, start_worker: Any) -> None:

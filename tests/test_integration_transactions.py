@@ -21,7 +21,7 @@ import pgqueue
 from pgqueue._db import connect
 from pgqueue.errors import ConfigurationError
 
-from .callers import KINDS, Caller
+from .callers import KINDS, Caller, run_async
 from .conftest import sql
 
 
@@ -78,7 +78,7 @@ def test_f18_rollback_leaves_no_task_commit_publishes_it(
         finally:
             await caller.close()
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -106,7 +106,7 @@ def test_lock_conflict_inside_caller_transaction_does_not_poison_it(
         assert [row["key"] for row in keys] == ["bulk", "held", "new"]
         assert sql(orders, "SELECT note FROM orders") == [{"note": "after the conflicts"}]
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -126,7 +126,7 @@ def test_bulk_enqueue_follows_the_caller_transaction(
         finally:
             await caller.close()
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -149,7 +149,7 @@ def test_f18_worker_claims_only_after_commit(
         finally:
             await caller.close()
 
-    task_id, before_commit = asyncio.run(scenario())
+    task_id, before_commit = run_async(scenario())
     task = backend.wait_for_task(task_id, timeout=20)
     assert task.status == pgqueue.states.SUCCESS and task.result == 42
     assert task.time_started is not None and task.time_started >= before_commit
@@ -169,7 +169,7 @@ def test_wrong_connection_kinds_are_refused_clearly(backend: pgqueue.TaskBackend
         ):
             await backend.aqueue_task("add", connection=sync_conn, a=1, b=2)
 
-    asyncio.run(scenario())
+    run_async(scenario())
     assert count_tasks(dsn) == 0
 
 
