@@ -11,7 +11,7 @@ import pgqueue
 from pgqueue import Call
 from pgqueue._db import connect
 
-from .conftest import sql
+from .conftest import run_cli, sql
 
 JOBS = ["tests.jobs", "tests.integration_jobs"]
 
@@ -126,3 +126,22 @@ def test_claims_stay_index_driven_with_a_large_backlog(
         assert "task_claimable" in {s.get("Index Name") for s in scans}
         assert not any(s["Node Type"] == "Seq Scan" for s in scans)
     assert uuid.UUID(str(claim(dsn, backend, ["a", "b"], 1)[0]["id"]))
+
+
+def test_worker_cli_consumes_the_queues_given(dsn: str) -> None:
+    """``pgqueue-worker --queues a,mail --backlog 1 --burst``: both queues drained in
+    priority order, another queue untouched."""
+    with pgqueue.TaskBackend(dsn, task_paths=JOBS) as backend:
+        low = backend.queue_task("add", queue="a", priority=-1, a=1, b=1)
+        mail = backend.queue_task("send_mail", to="x")
+        high = backend.queue_task("add", queue="a", priority=7, a=2, b=2)
+        other = backend.queue_task("add", queue="b", priority=100, a=3, b=3)
+        paths = ",".join(JOBS)
+        command = ["pgqueue-worker", "--task-paths", paths, "--queues", "a,mail"]
+        done = run_cli([*command, "--backlog", "1", "--burst"], dsn)
+        assert done.returncode == 0, done.stderr
+        tasks = {t.id: t for t in backend.get_tasks(i or "" for i in (low, mail, high, other))}
+    finished = sorted((t for t in tasks.values() if t.time_started), key=lambda t: t.time_started)
+    assert [t.id for t in finished] == [high, mail, low]
+    assert all(t.status == pgqueue.states.SUCCESS for t in finished)
+    assert tasks[other or ""].status == pgqueue.states.QUEUED
