@@ -6,7 +6,8 @@ transaction commits. ``X`` may be
 
 * a psycopg ``Connection`` (sync) or ``AsyncConnection``;
 * a SQLAlchemy ``Session``, ``Connection``, ``AsyncSession`` or ``AsyncConnection`` on any
-  PostgreSQL driver (the tests use psycopg 3 and asyncpg).
+  PostgreSQL driver (the tests use psycopg 3 and asyncpg), or a ``scoped_session`` /
+  ``async_scoped_session`` (Flask-SQLAlchemy's ``db.session``), meaning its current session.
 
 The statements of :mod:`pgqueue._sql` are the same for every kind: psycopg runs them as they
 are; for SQLAlchemy their ``%(name)s`` parameters become ``:name`` bind parameters of a
@@ -25,8 +26,8 @@ from psycopg.rows import dict_row
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection as SAConnection
 from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
+from sqlalchemy.orm import Session, scoped_session
 
 from .errors import ConfigurationError
 
@@ -55,6 +56,8 @@ def run(connection: object, statement: str, params: Mapping[str, Any]) -> Rows:
     method instead) or an object that is not a supported connection. Database errors are
     the driver's own, as the caller's transaction is the caller's to handle.
     """
+    if isinstance(connection, scoped_session):
+        connection = connection()
     if isinstance(connection, psycopg.Connection):
         with connection.cursor(row_factory=dict_row) as cur:
             cur.execute(statement, params)
@@ -78,6 +81,8 @@ async def arun(connection: object, statement: str, params: Mapping[str, Any]) ->
 
     Raises :class:`ConfigurationError` for a sync connection or an unsupported object.
     """
+    if isinstance(connection, async_scoped_session):
+        connection = connection()
     if isinstance(connection, psycopg.AsyncConnection):
         async with connection.cursor(row_factory=dict_row) as cur:
             await cur.execute(statement, params)

@@ -18,12 +18,17 @@ import sqlalchemy
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import pgqueue
 from pgqueue.bulk import QueuedTasks
 
-SYNC_KINDS = ["psycopg", "sqlalchemy-session", "sqlalchemy-connection"]
+SYNC_KINDS = [
+    "psycopg",
+    "sqlalchemy-session",
+    "sqlalchemy-connection",
+    "sqlalchemy-scoped-session",
+]
 ASYNC_KINDS = [
     "psycopg-async",
     "sqlalchemy-asyncsession",
@@ -114,6 +119,8 @@ class Caller:
             )
             if kind == "sqlalchemy-session":
                 self.connection = Session(self._engine)
+            elif kind == "sqlalchemy-scoped-session":  # Flask-SQLAlchemy's db.session
+                self.connection = scoped_session(sessionmaker(self._engine))
             else:
                 self.connection = self._engine.connect()
         return self
