@@ -58,7 +58,8 @@ def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | 
 
     :param name: the object's name; ``type_``: ``"schema"``, ``"table"``, ``"column"``, ...;
         ``parent_names``: Alembic's names of the enclosing schema/table.
-    Chain it with a hook of your own by calling it first.
+    Chain it with a hook of your own by calling it first. It works by schema, so pgqueue
+    must have a schema of its own (the default), not share the application's.
     """
     schema = target_schema()
     if type_ == "schema":
