@@ -262,9 +262,12 @@ class Scheduler:
         Sleeps until the next tick by the database clock (at most ``max_sleep``). Errors are
         logged and retried with a backoff; none escapes.
         """
+        if not self.jobs:
+            logger.info("scheduler: the registry has no periodic jobs; nothing to schedule")
+            return
         defined = False
         backoff = 0.5
-        logger.info("scheduler started for %s", ", ".join(self.jobs) or "no periodic jobs")
+        logger.info("scheduler started for %s", ", ".join(self.jobs))
         while not self._stopping.is_set():
             try:
                 if not defined:

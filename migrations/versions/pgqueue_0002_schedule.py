@@ -66,6 +66,14 @@ FROM {s}.schedule s
 LEFT JOIN {s}.task t ON t.id = s.last_task
 LEFT JOIN {s}.state st ON st.code = t.status;
 COMMENT ON VIEW {s}.schedule_state IS 'Periodic schedules with their next tick, how far off it is, and the state of the last task queued';
+COMMENT ON COLUMN {s}.schedule_state.name IS 'Job name of the periodic job';
+COMMENT ON COLUMN {s}.schedule_state.missed IS 'Missed-run policy: skip, once or all';
+COMMENT ON COLUMN {s}.schedule_state.last_tick IS 'The most recent tick handled (queued or skipped)';
+COMMENT ON COLUMN {s}.schedule_state.next_tick IS 'The next tick; due once it is <= now()';
+COMMENT ON COLUMN {s}.schedule_state.runs_count IS 'How many tasks the schedule has queued';
+COMMENT ON COLUMN {s}.schedule_state.skipped_count IS 'How many ticks were skipped (missed, or overlap)';
+COMMENT ON COLUMN {s}.schedule_state.last_outcome IS 'queued, skipped (overlap) or skipped (missed)';
+COMMENT ON COLUMN {s}.schedule_state.last_task IS 'Id of the task queued for the last tick that queued one';
 COMMENT ON COLUMN {s}.schedule_state.schedule IS 'The schedule in words: every <interval>, or cron <expression> <time zone>';
 COMMENT ON COLUMN {s}.schedule_state.due_in IS 'next_tick - now(): negative when a tick is due and waits for a scheduler';
 COMMENT ON COLUMN {s}.schedule_state.last_task_state IS 'State of last_task; NULL when none was queued or it was pruned';
