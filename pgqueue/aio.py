@@ -63,8 +63,9 @@ class LoopPool:
         if self._loop is not None and self._loop is not loop:
             if not self._loop.is_closed():
                 raise ConfigurationError(
-                    "this TaskBackend's async pool belongs to another running event loop; "
-                    "use one TaskBackend per event loop"
+                    "this TaskBackend's async pool belongs to another event loop, still open: "
+                    "`await backend.aclose()` in that loop first, or use one TaskBackend per "
+                    "event loop"
                 )
             self._pool = self._opening = None  # its loop is gone, and its connections with it
         if self._pool is None or self._opening is None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 import pgqueue
-from pgqueue.errors import ConnectionFailed, TaskNotFound, TaskTimeout
+from pgqueue.errors import ConfigurationError, ConnectionFailed, TaskNotFound, TaskTimeout
 
 from .callers import run_async
 from .conftest import sql
@@ -126,3 +127,19 @@ def test_async_job_queues_a_child_with_aqueue_task(dsn: str, start_worker: Any) 
         child_id = backend.wait_for_task(parent or "", timeout=20).result
         child = backend.wait_for_task(child_id, timeout=20)
     assert child.name == "add" and child.result == 42
+
+
+def test_two_open_event_loops_are_refused_clearly(backend: pgqueue.TaskBackend) -> None:
+    def scenario() -> None:
+        first = asyncio.new_event_loop()
+        try:
+            assert first.run_until_complete(backend.aqueue_task("add", a=1, b=1))
+            with pytest.raises(ConfigurationError, match="aclose"):
+                asyncio.run(backend.aqueue_task("add", a=2, b=2))
+            first.run_until_complete(backend.aclose())
+        finally:
+            first.close()
+        assert asyncio.run(backend.aqueue_task("add", a=3, b=3))  # after aclose: fine
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(scenario).result()
