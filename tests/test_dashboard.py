@@ -92,8 +92,10 @@ def start_dashboard(dsn: str) -> Iterator[Callable[..., str]]:
         proc.wait(30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for this module's tests. Module-scoped: Playwright's sync API keeps an event
+    loop running on the main thread while it is open, which asyncio.run() elsewhere refuses."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
