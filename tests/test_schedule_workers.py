@@ -228,7 +228,8 @@ def test_hosts_ten_minutes_fast_and_slow_neither_start_early_nor_late_F17(
     assert ticks == [ticks[0] + k * SECOND for k in range(len(ticks))]
     for task in tasks:
         assert task["time_queued"] >= task["tick"]  # never early
-        assert task["time_queued"] - task["tick"] < timedelta(seconds=3)  # nor 10 minutes late
+        # nor 10 minutes late (the bound leaves room for a loaded machine)
+        assert task["time_queued"] - task["tick"] < timedelta(minutes=1)
         if task["time_started"] is not None:
             assert task["time_started"] >= task["run_at"]
         assert task["attempts"] <= 1 and not (task["error"] or "").startswith("worker lost")
