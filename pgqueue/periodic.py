@@ -23,9 +23,9 @@ Two kinds of schedule:
   occurrence, unless the expression runs every hour (hour field ``*``), in which case it runs
   at both, once per elapsed hour.
 
-Naive anchors: read in the job's ``timezone`` when one is given (the earlier of two ambiguous
-times, as :mod:`zoneinfo` does with ``fold=0``), else refused with
-:class:`~pgqueue.errors.ConfigurationError`.
+Naive anchors: read in the job's ``timezone`` when one is given, as :mod:`zoneinfo` reads
+``fold=0`` (a time that occurs twice is its first occurrence; a time that does not exist takes
+the offset before the gap), else refused with :class:`~pgqueue.errors.ConfigurationError`.
 """
 
 from __future__ import annotations
