@@ -41,9 +41,8 @@ T = TypeVar("T")
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(coroutine)`` in a fresh thread, so that an event loop left running in
-    the main thread by another test's fixture (Playwright's sync API keeps one for the whole
-    session) cannot get in the way."""
+    """``asyncio.run(coroutine)`` in a fresh thread, so that an event loop running in the
+    main thread (Playwright's sync API keeps one while its fixture lives) cannot refuse it."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
 
