@@ -47,7 +47,10 @@ def drain(dsn: str, count: int, concurrency: int, **options: Any) -> float:
     with timer() as elapsed:
         worker.run()
     with connect(dsn) as conn:
-        left = conn.execute("SELECT count(*) AS n, string_agg(DISTINCT status::text, ',') AS s, max(error) AS e FROM pgqueue.task WHERE status <> 1").fetchone()
+        left = conn.execute(
+            "SELECT count(*) AS n, string_agg(DISTINCT status::text, ',') AS states,"
+            " max(error) AS error FROM pgqueue.task WHERE status <> 1"
+        ).fetchone()
     if left and left["n"]:
         raise RuntimeError(f"pgqueue drain left {left['n']} tasks unfinished: {left}")
     return rate(count, elapsed())

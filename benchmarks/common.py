@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,9 +88,9 @@ class Server:
         if dsn:
             self.admin_dsn = dsn
         else:
-            data = Path(tempfile.mkdtemp(prefix="pgqueue-bench-")) / "pgdata"
+            self._tmp = Path(tempfile.mkdtemp(prefix="pgqueue-bench-"))
             self.embedded = EmbeddedPostgres(
-                data, delete=True, settings=settings or {"max_connections": "200"}
+                self._tmp / "pgdata", delete=True, settings=settings or {"max_connections": "200"}
             )
             self.admin_dsn = self.embedded.dsn
         self._made: list[str] = []
@@ -135,6 +136,7 @@ class Server:
                 conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
         if self.embedded is not None:
             self.embedded.stop()
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def analyze(dsn: str) -> None:

@@ -81,6 +81,10 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{value:,.1f}{unit}" if value < 100 else f"{value:,.0f}{unit}"
 
 
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}" if base else "-"
+
+
 def print_table(rows: list[Row], pgbench: dict[str, float]) -> None:
     table = Table(title="jobs/s (median) and pickup latency (ms)")
     for column in (
@@ -167,15 +171,25 @@ def print_ratios(rows: list[Row], pgbench: dict[str, float]) -> None:
 def print_scale(result: scale.ScaleResult) -> None:
     table = Table(
         title=f"scale: {result.rows:,} finished rows ({result.table_size}, "
-        f"{result.dead_tuples:,} dead tuples), a transaction held open"
+        f"{result.dead_tuples:,} dead tuples at the end)"
     )
-    for column in ("figure", "empty table", "with history", "ratio"):
-        table.add_column(column, justify="right")
-    for label, empty, full in (
-        ("claims/s", result.claim_empty, result.claim_full),
-        ("drain/s", result.drain_empty, result.drain_full),
+    for column in (
+        "figure",
+        "empty table",
+        "with history",
+        "ratio",
+        "history + open transaction",
+        "ratio ",
     ):
-        table.add_row(label, _fmt(empty), _fmt(full), f"{full / empty:.2f}")
+        table.add_column(column, justify="right")
+    for label, empty, full, held in (
+        ("claims/s", result.claim_empty, result.claim_full, result.claim_held),
+        ("pages read per claim", result.pages_empty, result.pages_full, result.pages_held),
+        ("drain/s", result.drain_empty, result.drain_full, result.drain_held),
+    ):
+        table.add_row(
+            label, _fmt(empty), _fmt(full), _ratio(full, empty), _fmt(held), _ratio(held, empty)
+        )
     console.print(table)
 
 

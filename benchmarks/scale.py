@@ -1,11 +1,11 @@
 """The scale scenario: claim and drain with millions of finished rows, and worker memory.
 
-``--scale-rows`` finished tasks (default 5 million) are written into the task table, a tenth of
-them updated once more so the table and its indexes also carry dead tuples, and a transaction
-stays open in another session for the whole measurement (it holds back vacuum, the F10 field
-failure). Claim rate (the claim statement alone, ``concurrency`` tasks per statement) and drain
-rate are measured before and after. Worker memory is sampled from ``/proc`` while one worker
-process drains ``--memory-tasks`` tasks.
+``--scale-rows`` finished tasks are written into the task table, a tenth of them updated once
+more so the table and its indexes also carry dead tuples. Claim rate (the claim statement alone,
+``concurrency`` tasks per statement) and drain rate are measured on the empty table, with the
+history, and with the history while a transaction stays open in another session for the whole
+measurement (it holds back vacuum: the F10 field failure). Worker memory is sampled from
+``/proc`` while one worker process drains ``--memory-tasks`` tasks.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pgqueue import TaskBackend
 from pgqueue._db import connect
@@ -45,48 +46,66 @@ class ScaleResult:
     rows: int
     claim_empty: float = 0.0
     claim_full: float = 0.0
+    claim_held: float = 0.0
+    pages_empty: int = 0
+    pages_full: int = 0
+    pages_held: int = 0
     drain_empty: float = 0.0
     drain_full: float = 0.0
+    drain_held: float = 0.0
     table_size: str = ""
     dead_tuples: int = 0
     memory_tasks: int = 0
     rss_kib: list[tuple[int, int]] = field(default_factory=list)  # (tasks done, RSS KiB)
 
 
-def claim_rate(dsn: str, count: int, concurrency: int) -> float:
-    """Claims/s of the claim statement alone, ``concurrency`` tasks per statement."""
+def claim_rate(dsn: str, count: int, concurrency: int) -> tuple[float, int]:
+    """Claims/s of the claim statement alone, ``concurrency`` tasks per statement, and the
+    buffers (8 kB pages) one claim touched halfway through: a figure the machine's load
+    does not blur."""
     sql = Statements("pgqueue")
     registry = bench_pgqueue.registry()
     params = {"queues": ["tasks"], "jobs": list(registry), "limit": concurrency, "worker": "bench"}
     claimed = 0
+    pages = 0
     with connect(dsn) as conn, timer() as elapsed:
         while claimed < count:
+            if not pages and claimed >= count // 2:
+                pages = _claim_pages(conn, sql.claim_tasks, params)
             rows = conn.execute(sql.claim_tasks, params).fetchall()
             if not rows:
                 break
             claimed += len(rows)
-    return rate(claimed, elapsed())
+    return rate(claimed, elapsed()), pages
 
 
-def _measure(dsn: str, sizes: Sizes) -> tuple[float, float]:
+def _claim_pages(conn: Any, claim: str, params: dict[str, Any]) -> int:
+    """Shared buffers hit or read by one claim, in a transaction rolled back."""
+    explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + claim
+    with conn.transaction(force_rollback=True):
+        plan = conn.execute(explain, params).fetchone()["QUERY PLAN"][0]["Plan"]
+    return int(plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0))
+
+
+def _measure(dsn: str, sizes: Sizes) -> tuple[float, int, float]:
     with TaskBackend(dsn, registry=bench_pgqueue.registry()) as backend:
         bench_pgqueue.enqueue_bulk(backend, sizes.jobs, sizes.batch)
         analyze(dsn)
-        claim = claim_rate(dsn, sizes.jobs, sizes.concurrency)
+        claim, pages = claim_rate(dsn, sizes.jobs, sizes.concurrency)
         with connect(dsn) as conn:
             conn.execute("DELETE FROM pgqueue.task WHERE worker = 'bench'")
         bench_pgqueue.enqueue_bulk(backend, sizes.jobs, sizes.batch)
     drain = bench_pgqueue.drain(dsn, sizes.jobs, sizes.concurrency)
     with connect(dsn) as conn:
         conn.execute("DELETE FROM pgqueue.task WHERE worker IS DISTINCT FROM 'history'")
-    return claim, drain
+    return claim, pages, drain
 
 
 def run(dsn: str, sizes: Sizes, rows: int) -> ScaleResult:
     """Claim and drain rates on an empty table, then with ``rows`` finished rows."""
     migrate(dsn, "pgqueue")
     result = ScaleResult(rows)
-    result.claim_empty, result.drain_empty = _measure(dsn, sizes)
+    result.claim_empty, result.pages_empty, result.drain_empty = _measure(dsn, sizes)
     log(f"scale: writing {rows:,} finished rows")
     with connect(dsn) as conn:
         for start in range(1, rows + 1, HISTORY_CHUNK):
@@ -94,10 +113,12 @@ def run(dsn: str, sizes: Sizes, rows: int) -> ScaleResult:
                 FILL_HISTORY, {"start": start, "stop": min(start + HISTORY_CHUNK, rows + 1) - 1}
             )
         conn.execute(DIRTY_HISTORY)
+        conn.execute("VACUUM ANALYZE pgqueue.task")
+    result.claim_full, result.pages_full, result.drain_full = _measure(dsn, sizes)
     with connect(dsn, autocommit=False) as holder:
         holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         holder.execute("SELECT count(*) FROM pgqueue.worker")  # takes the snapshot
-        result.claim_full, result.drain_full = _measure(dsn, sizes)
+        result.claim_held, result.pages_held, result.drain_held = _measure(dsn, sizes)
         holder.rollback()
     with connect(dsn) as conn:
         stats = conn.execute(
