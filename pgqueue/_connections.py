@@ -19,17 +19,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import TextClause, text
-from sqlalchemy.engine import Connection as SAConnection
-from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
-from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
-from sqlalchemy.orm import Session, scoped_session
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:  # SQLAlchemy loads on the first SQLAlchemy connection a caller passes.
+    from sqlalchemy import TextClause
 
 Rows = list[dict[str, Any]]
 
@@ -45,6 +43,8 @@ def sqlalchemy_text(statement: str) -> TextClause:
     in parentheses so that a cast such as ``::jsonb`` after them stays a cast; ``%%``
     becomes ``%``.
     """
+    from sqlalchemy import text
+
     return text(_PARAM.sub(r"(:\1)", statement).replace("%%", "%"))
 
 
@@ -56,12 +56,17 @@ def run(connection: object, statement: str, params: Mapping[str, Any]) -> Rows:
     method instead) or an object that is not a supported connection. Database errors are
     the driver's own, as the caller's transaction is the caller's to handle.
     """
-    if isinstance(connection, scoped_session):
-        connection = connection()
     if isinstance(connection, psycopg.Connection):
         with connection.cursor(row_factory=dict_row) as cur:
             cur.execute(statement, params)
             return cur.fetchall() if cur.description else []
+    from sqlalchemy.engine import Connection as SAConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session, scoped_session
+
+    if isinstance(connection, scoped_session):
+        return run(connection(), statement, params)
     if isinstance(connection, Session | SAConnection):
         result = connection.execute(sqlalchemy_text(statement), dict(params))
         return [dict(row) for row in result.mappings()]
@@ -81,12 +86,17 @@ async def arun(connection: object, statement: str, params: Mapping[str, Any]) ->
 
     Raises :class:`ConfigurationError` for a sync connection or an unsupported object.
     """
-    if isinstance(connection, async_scoped_session):
-        connection = connection()
     if isinstance(connection, psycopg.AsyncConnection):
         async with connection.cursor(row_factory=dict_row) as cur:
             await cur.execute(statement, params)
             return await cur.fetchall() if cur.description else []
+    from sqlalchemy.engine import Connection as SAConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
+    from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
+    from sqlalchemy.orm import Session
+
+    if isinstance(connection, async_scoped_session):
+        return await arun(connection(), statement, params)
     if isinstance(connection, AsyncSession | SAAsyncConnection):
         result = await connection.execute(sqlalchemy_text(statement), dict(params))
         return [dict(row) for row in result.mappings()]
