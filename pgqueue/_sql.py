@@ -173,8 +173,18 @@ INSERT INTO {s}.worker (id, hostname, pid, queues, backlog, lease_seconds)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s::text[], %(backlog)s, %(lease)s)
 """
 
+#: One round trip per beat (a job holding the GIL delays each one): refresh heartbeat_at, say
+#: whether the row is still live, and list this worker's running tasks whose revoke was
+#: requested (catches notifications missed while the listener reconnected).
 HEARTBEAT_WORKER = """
-UPDATE {s}.worker SET heartbeat_at = now() WHERE id = %(id)s AND stopped_at IS NULL
+WITH beat AS (
+    UPDATE {s}.worker SET heartbeat_at = now() WHERE id = %(id)s AND stopped_at IS NULL
+    RETURNING id
+)
+SELECT EXISTS (SELECT FROM beat) AS alive,
+       ARRAY(SELECT t.id::text FROM {s}.task t
+             WHERE t.worker = %(id)s AND t.status = 5 AND t.revoke_requested_at IS NOT NULL)
+       AS revoked
 """
 
 STOP_WORKER = """
@@ -287,13 +297,6 @@ WITH changed AS (
     SELECT pg_notify(queue || '_task_revoke', id::text) FROM changed WHERE status = 5
 )
 SELECT c.id::text AS id, c.status, (SELECT count(*) FROM told) AS told FROM changed c
-"""
-
-#: Tasks this worker runs whose revoke was requested (catches notifications missed while the
-#: listener reconnected).
-REVOKE_REQUESTS = """
-SELECT id::text AS id FROM {s}.task
-WHERE worker = %(worker)s AND status = 5 AND revoke_requested_at IS NOT NULL
 """
 
 #: Re-register a worker whose row vanished (pruned by mistake) so it may go on claiming; no

@@ -678,15 +678,19 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         interval = self.lease / 4
         conn: Connection | None = None
-        while not self._done.wait(interval):
+        beat_at = time.monotonic()
+        # Beats keep a fixed rate: time spent waiting for the GIL is not added to the interval.
+        while not self._done.wait(max(beat_at + interval - time.monotonic(), 0.0)):
+            beat_at = time.monotonic()
             try:
                 if conn is None or conn.closed:
                     conn = _db.connect(self.dsn, application_name="pgqueue-heartbeat")
-                if not conn.execute(self.sql.heartbeat_worker, {"id": self.id}).rowcount:
+                beat = conn.execute(self.sql.heartbeat_worker, {"id": self.id}).fetchone()
+                if beat is None or not beat["alive"]:
                     self._lost_registration(conn)
-                if self._running:
-                    for row in conn.execute(self.sql.revoke_requests, {"worker": self.id}):
-                        self._revoke_running(row["id"])
+                else:
+                    for task_id in beat["revoked"]:
+                        self._revoke_running(task_id)
             except Exception as exc:
                 logger.warning("heartbeat failed: %s", _first_line(exc))
                 if conn is not None:

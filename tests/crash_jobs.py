@@ -39,8 +39,9 @@ def tracked(
 
 @pgqueue.job(max_retries=3, backoff=FAST)
 def hold_gil(consumer: pgqueue.TaskConsumer, seconds: float, burst: float) -> list[float]:
-    """Run for ``seconds`` in bursts of ``burst`` seconds that hold the GIL (a C loop that
-    never lets another thread run); return the measured burst lengths (F04)."""
+    """Run for ``seconds``: bursts of ``burst`` seconds that hold the GIL (a C loop that never
+    lets another thread run), each followed by 0.2 s of plain Python work; return the
+    measured burst lengths (F04)."""
     record_run(consumer)
     per_second = _sum_rate()
     bursts: list[float] = []
@@ -49,7 +50,9 @@ def hold_gil(consumer: pgqueue.TaskConsumer, seconds: float, burst: float) -> li
         started = time.monotonic()
         sum(range(int(per_second * burst)))  # holds the GIL throughout
         bursts.append(time.monotonic() - started)
-        time.sleep(0.01)
+        python_until = time.monotonic() + 0.2
+        while time.monotonic() < python_until:
+            pass  # bytecode: other threads get the GIL every 5 ms
     return bursts
 
 
