@@ -599,7 +599,23 @@ class Worker:
                     self._outcomes.put(None)
                     break
                 batch.append(item)
+            self._record(batch)
+
+    def _record(self, batch: list[Outcome]) -> None:
+        """Write outcomes; one the database refuses (say a NUL character in a result) is
+        recorded as FAILURE saying so, so that neither the batch nor this thread is lost."""
+        try:
             self._write_outcomes(batch)
+        except psycopg.Error as exc:
+            if len(batch) > 1:
+                for outcome in batch:
+                    self._record([outcome])
+                return
+            refused = batch[0]
+            error = f"the outcome {states.status_string(refused.status)} could not be recorded: "
+            logger.error("%s: %s%s", refused.task.info(), error, _first_line(exc))
+            error += _first_line(exc).replace("\x00", "\\0")
+            self._write_outcomes([Outcome(refused.task, states.FAILURE, error=error)])
 
     def _write_outcomes(self, batch: list[Outcome]) -> None:
         assert self._pool is not None

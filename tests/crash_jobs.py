@@ -163,3 +163,11 @@ def overrun(consumer: pgqueue.TaskConsumer, seconds: float) -> str:
     record_run(consumer)
     time.sleep(seconds)
     return "finished"
+
+
+@pgqueue.job()
+def nul_result(consumer: pgqueue.TaskConsumer, raise_it: bool) -> str:
+    """Return (or raise with) a string holding a NUL character, which PostgreSQL refuses."""
+    if raise_it:
+        raise ValueError("bad\x00byte")
+    return "a\x00b"

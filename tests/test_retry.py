@@ -172,3 +172,20 @@ def test_revoke_missed_notification_is_caught_by_heartbeat(
         runs_dsn, "UPDATE pgqueue.task SET revoke_requested_at = now() WHERE id = %s", (task_id,)
     )
     wait_until(lambda: task_row(runs_dsn, task_id)["status"] == states.REVOKED, 10, "REVOKED")
+
+
+def test_outcome_the_database_refuses_ends_failure(
+    runs_dsn: str, client: TaskBackend, worker: Any
+) -> None:
+    """A result or error PostgreSQL cannot store (a NUL character) ends the task FAILURE with
+    a clear error instead of killing the completer; tasks in the same batch are recorded."""
+    ids = [client.queue_task("nul_result", raise_it=flag) for flag in (False, True)]
+    ok = [client.queue_task("flaky", failures=0) for _ in range(5)]
+    for task_id in ids:
+        row = wait_status(runs_dsn, task_id, {states.FAILURE, states.SUCCESS}, timeout=20)
+        assert row["status"] == states.FAILURE
+        assert "could not be recorded" in row["error"]
+    for task_id in ok:
+        assert wait_status(runs_dsn, task_id, {states.SUCCESS}, timeout=20)
+    again = client.queue_task("flaky", failures=0)
+    assert wait_status(runs_dsn, again, {states.SUCCESS}, timeout=20)  # the worker still works
