@@ -22,13 +22,15 @@ from pgqueue.embedded import EmbeddedPostgres
 
 #: Pickup samples taken (and dropped) before measuring, while the worker settles.
 WARMUP = 3
+#: Seconds one run may spend on pickup samples; slow systems get fewer samples.
+PICKUP_BUDGET = 20.0
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
 class Sizes:
-    """How much work each measurement does (``--quick`` shrinks them for the smoke test)."""
+    """How much work each measurement does (options of run.py; the smoke test makes them tiny)."""
 
     jobs: int = 10_000  # pre-filled jobs drained (and bulk-enqueued) per run
     single: int = 2_000  # jobs enqueued one at a time per run
@@ -179,12 +181,16 @@ class PickupWorker:
 
     def measure(self, enqueue: Callable[[str], Any], samples: int) -> list[float]:
         """Enqueue ``samples`` jobs one by one, each once the worker is idle; return the
-        seconds from just before each enqueue call to its job starting."""
+        seconds from just before each enqueue call to its job starting (fewer samples when
+        they take more than :data:`PICKUP_BUDGET` seconds in all)."""
         if not self.warmed:  # the first jobs prove the worker is listening; they don't count
             self.warmed = True
             self.measure(lambda key: enqueue(f"warm-{key}"), WARMUP)
-        out = []
+        out: list[float] = []
+        deadline = time.monotonic() + PICKUP_BUDGET
         for i in range(samples):
+            if out and time.monotonic() > deadline:
+                break  # a worker that stalls ~1 s per pickup has shown it by now
             time.sleep(0.01)  # let the worker go idle and wait on its notifications
             key = f"k{i}-{time.monotonic_ns()}"
             before = time.time()

@@ -64,7 +64,9 @@ def measure(server: Server, sizes: Sizes, systems: list[str]) -> tuple[list[Row]
 
                 bench_procrastinate.run(dsn, sizes, row)
         bin_dir = server.bin_dir()
-        if "pgbench" in systems and bin_dir is not None:
+        if "pgbench" in systems and bin_dir is None:
+            log("pgbench not found beside the server nor on PATH; skipping the pgbench rows")
+        elif "pgbench" in systems and bin_dir is not None:
             log(f"run {attempt + 1}/{sizes.repeat}: pgbench")
             figures = bench_pgbench.run(
                 bin_dir, server.fresh_database("bench_pgbench"), sizes.pgbench_seconds

