@@ -381,6 +381,14 @@ class Worker:
                     "database unavailable (%s); retrying in %.1fs", _first_line(exc), backoff
                 )
                 sleep, backoff = backoff, min(backoff * 2, 10.0)
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+                # dropped under a running worker (a re-migration?): wait for it to come back
+                logger.error(
+                    "pgqueue's tables are gone (%s): run `pgqueue migrate`; retrying in %.1fs",
+                    _first_line(exc),
+                    backoff,
+                )
+                sleep, backoff = backoff, min(backoff * 2, 10.0)
             self._wake.wait(max(sleep, 0.005))
 
     def _free_slots(self) -> int:
