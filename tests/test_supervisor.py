@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from pgqueue import TaskBackend, states
 from tests import crash_support
@@ -171,3 +173,16 @@ def test_hard_time_limit_kills_the_job_with_its_process(
     with pytest.raises(ProcessLookupError):
         os.kill(first["pid"], 0)
     assert "exited to kill a job past its time limit" in supervisor.log
+
+
+def test_children_get_the_dsn_from_the_environment_not_argv(runs_dsn: str, procs: Any) -> None:
+    """The supervisor hands the DSN (with its password) to children in $PGQUEUE_DSN, so it
+    never shows in a child's command line (``ps``)."""
+    secret = make_conninfo(runs_dsn, password="s3cret-pw")  # trust auth ignores it
+    supervisor = procs(runs_dsn, "--processes", "1", "--dsn", secret, "--lease", "5")
+    child = wait_until(lambda: live_workers(runs_dsn), 30, "the child")[0]
+    cmdline = Path(f"/proc/{child['pid']}/cmdline").read_bytes().split(b"\0")
+    assert not any(b"s3cret-pw" in arg for arg in cmdline)
+    assert b"--dsn" not in cmdline and b"--processes" not in cmdline
+    assert b"--lease" in cmdline
+    assert "s3cret-pw" not in supervisor.log
