@@ -22,6 +22,8 @@ class TaskConsumer:
     * ``worker`` (str): identity of the worker process running it.
     * ``backend``: a :class:`TaskBackend` on the same database, so a job can queue more tasks.
     * ``logger``: a logger named ``pgqueue.job.<job name>``.
+    * ``revoked`` (bool): set by the worker once the task is revoked while it runs.
+    * ``deadline`` (float | None): ``time.monotonic()`` at which the ``time_limit`` passes.
 
     Long-running thread jobs should call :meth:`check` (or test :meth:`is_revoked`) now and
     then: that is how they learn of a revoke or of their ``time_limit`` (cooperative stop).
