@@ -3,25 +3,94 @@
 from __future__ import annotations
 
 import json
+import math
+import operator
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import ConfigurationError, SerializationError
 
+#: An escaped NUL character (``\\u0000``) in JSON text, not preceded by an escaped backslash.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+#: Bounds of a time given in seconds: finite, and small enough that the database's
+#: ``now() + interval`` stays a valid timestamp (1e11 s is about 3,170 years).
+MAX_SECONDS = 1e11
+
+#: The range of PostgreSQL's ``integer`` (the priority column).
+INT4_RANGE = range(-(2**31), 2**31)
+
+#: The longest queue name in UTF-8 bytes: the channel ``<queue>_task_started`` must fit in
+#: PostgreSQL's 63-byte identifiers (the task table also caps queue names at 48 characters).
+MAX_QUEUE_BYTES = 48
+
 
 def dump_json(value: Any, what: str) -> str:
     """Encode ``value`` as JSON text; raise :class:`SerializationError` naming ``what``.
 
-    NaN and infinities are refused too: PostgreSQL's jsonb cannot store them.
+    Refused besides non-JSON types, as PostgreSQL's jsonb cannot store them: NaN and
+    infinities, strings (values or keys) holding a NUL character ``"\\x00"`` or an unpaired
+    surrogate, and nesting deeper than Python's recursion limit. The check happens before
+    anything is sent, so a caller's transaction (``connection=``) stays usable.
     """
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(
-            f"{what} must be JSON-serializable (str, int, float, bool, None, list, dict): {exc}. "
-            "Pass plain data, e.g. an id instead of an object; nothing was queued."
-        ) from None
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _not_json(what, f"{exc}") from None
+    if _ESCAPED_NUL.search(text):
+        raise _not_json(what, "a string holds a NUL character (\\x00), which PostgreSQL refuses")
+    if "\\ud" in text:  # surrogates are escaped: decoded again, valid pairs join into one
+        try:
+            json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _not_json(what, "a string holds an unpaired surrogate character") from None
+    return text
+
+
+def _not_json(what: str, why: str) -> SerializationError:
+    return SerializationError(
+        f"{what} must be JSON-serializable (str, int, float, bool, None, list, dict): {why}. "
+        "Pass plain data, e.g. an id instead of an object; nothing was queued."
+    )
+
+
+def check_text(value: object, what: str) -> str:
+    """``value`` if it is a str PostgreSQL can store as text (no NUL character), else raise
+    :class:`ConfigurationError` naming ``what``."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{what} must be a str, not {type(value).__name__}")
+    if "\x00" in value:
+        raise ConfigurationError(f"{what} must not contain a NUL character (\\x00): {value!r}")
+    return value
+
+
+def check_queue(queue: object) -> str:
+    """``queue`` if it is a valid queue name: a non-empty str of at most
+    :data:`MAX_QUEUE_BYTES` UTF-8 bytes without NUL; else raise :class:`ConfigurationError`."""
+    name = check_text(queue, "queue")
+    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_QUEUE_BYTES:
+        raise ConfigurationError(
+            f"queue must be 1 to {MAX_QUEUE_BYTES} bytes in UTF-8 (its NOTIFY channels are "
+            f"'<queue>_task_queued' ...), not {name[:60]!r}"
+        )
+    return name
+
+
+def check_priority(priority: object) -> int:
+    """``priority`` as an int in PostgreSQL's ``integer`` range; raise
+    :class:`ConfigurationError` for anything else (a float or a str included)."""
+    try:
+        value = operator.index(priority)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigurationError(f"priority must be an int, not {priority!r}") from None
+    if isinstance(priority, bool) or value not in INT4_RANGE:
+        raise ConfigurationError(
+            f"priority must be an int from {INT4_RANGE.start} to {INT4_RANGE.stop - 1}, "
+            f"not {priority!r}"
+        )
+    return value
 
 
 def dump_kwargs(jobname: str, kwargs: dict[str, Any]) -> str:
@@ -39,6 +108,7 @@ def time_params(
 
     A naive datetime is refused with :class:`ConfigurationError`: it would be read as UTC by
     the database or as local time by the host, and pgqueue does not guess which you meant.
+    So are NaN, infinities and more than :data:`MAX_SECONDS` seconds either way.
     """
     if value is None:
         return None, None
@@ -50,12 +120,19 @@ def time_params(
             )
         return value, None
     if isinstance(value, timedelta):
-        return None, value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigurationError(
             f"{what} must be seconds, a timedelta or an aware datetime, not {value!r}"
         )
-    return None, float(value)
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or abs(seconds) > MAX_SECONDS:
+        raise ConfigurationError(
+            f"{what} must be a finite number of seconds of at most {MAX_SECONDS:g} "
+            f"(about 3,000 years), not {value!r}"
+        )
+    return None, seconds
 
 
 def parse_task_id(task_id: object) -> str | None:

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -29,9 +28,17 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import _connections, _db, tracing
 from ._sql import Statements
 from ._sql_schedule import ScheduleStatements
-from ._values import dump_json, dump_kwargs, parse_task_id, time_params
+from ._values import (
+    check_priority,
+    check_queue,
+    check_text,
+    dump_json,
+    dump_kwargs,
+    parse_task_id,
+    time_params,
+)
 from .aio import LoopPool
-from .bulk import Call, QueuedTasks, array_params, as_call
+from .bulk import Call, QueuedTasks, array_params, as_call, calls_of
 from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
 from .jobs import JobRegistry
 from .listener import Listener
@@ -239,7 +246,7 @@ class TaskBackend:
         :raises TaskNotAvailable, SerializationError, ConfigurationError: as ``queue_task``.
         """
         template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
-        calls = [replace(template, kwargs=kwargs) for kwargs in kwargs_list]
+        calls = calls_of(template, kwargs_list)
         return self.queue_many(calls, connection=connection)
 
     def queue_many(
@@ -261,6 +268,11 @@ class TaskBackend:
         rows = []
         for item in calls:
             call = as_call(item)
+            if not isinstance(call.kwargs, Mapping):
+                raise ConfigurationError(
+                    f"the kwargs of each task of job {call.jobname!r} must be a dict, not "
+                    f"{type(call.kwargs).__name__} ({call.kwargs!r:.60}); nothing was queued"
+                )
             rows.append(
                 self._queue_params(
                     call.jobname,
@@ -287,6 +299,10 @@ class TaskBackend:
         kwargs: dict[str, Any],
     ) -> dict[str, Any]:
         job = self.registry[jobname]
+        if meta_params is not None and not isinstance(meta_params, Mapping):
+            raise ConfigurationError(
+                f"meta_params must be a dict, not {type(meta_params).__name__}"
+            )
         expiry_at, expiry_in = time_params(
             expiry if expiry is not None else job.expiry_seconds(), "expiry"
         )
@@ -300,11 +316,13 @@ class TaskBackend:
             raise ConfigurationError(f"countdown must be seconds >= 0, not {countdown!r}")
         return {
             "name": job.name,
-            "queue": queue or job.queue or self.name,
+            "queue": check_queue(queue if queue is not None else job.queue or self.name),
             "can_overlap": job.overlaps(kwargs),
-            "priority": job.priority if priority is None else int(priority),
+            "priority": check_priority(job.priority if priority is None else priority),
             "kwargs": dump_kwargs(job.name, kwargs),
-            "meta_params": dump_json(tracing.with_trace_context(meta_params or {}), "meta_params"),
+            "meta_params": dump_json(
+                tracing.with_trace_context(dict(meta_params or {})), "meta_params"
+            ),
             "run_at": start_at,
             "countdown": start_in,
             "expiry_at": expiry_at,
@@ -338,11 +356,12 @@ class TaskBackend:
         every reconnect of the listener and at least every few seconds, so a lost notification
         can never keep it waiting once the task has ended.
 
-        :param timeout: seconds; None waits for ever.
+        :param timeout: seconds; None waits for ever; 0 or less only reads the task once.
         :raises TaskTimeout: the task was not ready within ``timeout``.
+        :raises ConfigurationError: ``timeout`` is not a number (or is NaN).
         :raises TaskNotFound: no task has this id.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(timeout)
         task = self._require_task(task_id)
         if task.done():
             return task
@@ -440,7 +459,7 @@ class TaskBackend:
     ) -> QueuedTasks:
         """Awaitable :meth:`queue_tasks` (see :meth:`aqueue_task` for ``connection``)."""
         template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
-        calls = [replace(template, kwargs=kwargs) for kwargs in kwargs_list]
+        calls = calls_of(template, kwargs_list)
         return await self.aqueue_many(calls, connection=connection)
 
     async def aqueue_many(
@@ -481,7 +500,7 @@ class TaskBackend:
         :raises TaskTimeout: the task was not ready within ``timeout`` seconds.
         :raises TaskNotFound: no task has this id.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(timeout)
         task = await self._arequire_task(task_id)
         if task.done():
             return task
@@ -551,8 +570,10 @@ class TaskBackend:
         :return: True if the task was live (revoked, or asked to stop); False if it had already
             finished.
         :raises TaskNotFound: no task has this id.
+        :raises ConfigurationError: ``reason`` is not a str, or holds a NUL character.
         """
         valid = parse_task_id(task_id)
+        check_text(reason, "reason")
         with self.connection() as conn:
             row = (
                 conn.execute(self.sql.revoke_task, {"id": valid, "reason": reason}).fetchone()
@@ -658,8 +679,23 @@ def _bulk_result(rows: _connections.Rows) -> QueuedTasks:
 
 
 def _ids_params(ids: Iterable[str]) -> dict[str, list[str]] | None:
+    if isinstance(ids, str | bytes):
+        raise ConfigurationError(
+            f"ids must be an iterable of task ids, not one {type(ids).__name__}: "
+            "pass [task_id], or call get_task"
+        )
     valid = [tid for tid in (parse_task_id(i) for i in ids) if tid]
     return {"ids": valid} if valid else None
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """The ``time.monotonic()`` value at which a wait of ``timeout`` seconds ends (None: no
+    end); raises :class:`ConfigurationError` for a timeout that is not a number or is NaN."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout != timeout:
+        raise ConfigurationError(f"timeout must be seconds or None, not {timeout!r}")
+    return time.monotonic() + timeout
 
 
 def _wait_slice(task: Task, deadline: float | None, timeout: float | None) -> float:

@@ -8,10 +8,12 @@ lock_id, and :class:`QueuedTasks` says which ones were skipped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+from .errors import ConfigurationError
 
 #: The per-task parameters of ``QUEUE_TASK``, sent as arrays named ``<field>s`` by
 #: ``QUEUE_TASKS``.
@@ -71,8 +73,32 @@ class QueuedTasks:
 
 
 def as_call(item: Call | tuple[str, Mapping[str, Any]]) -> Call:
-    """``item`` as a :class:`Call`; a ``(jobname, kwargs)`` pair is accepted too."""
-    return item if isinstance(item, Call) else Call(item[0], item[1])
+    """``item`` as a :class:`Call`; a ``(jobname, kwargs)`` pair is accepted too.
+
+    Raises :class:`ConfigurationError` for anything else.
+    """
+    if isinstance(item, Call):
+        return item
+    if isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str):
+        return Call(item[0], item[1])
+    raise ConfigurationError(
+        f"each task must be a Call or a (jobname, kwargs) pair, not {item!r:.80}; "
+        "nothing was queued"
+    )
+
+
+def calls_of(template: Call, kwargs_list: Iterable[Mapping[str, Any]]) -> list[Call]:
+    """One :class:`Call` like ``template`` per kwargs dict of ``kwargs_list``.
+
+    Raises :class:`ConfigurationError` when ``kwargs_list`` is a single dict or a str (a
+    common slip for a list of dicts).
+    """
+    if isinstance(kwargs_list, Mapping | str | bytes):
+        raise ConfigurationError(
+            f"kwargs_list must be a list of kwargs dicts, not a {type(kwargs_list).__name__}; "
+            "for one task pass [kwargs]; nothing was queued"
+        )
+    return [replace(template, kwargs=kwargs) for kwargs in kwargs_list]
 
 
 def array_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
