@@ -77,7 +77,7 @@ class Task:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:
         """Build a Task from a row dict holding :data:`TASK_COLUMNS` (extra keys ignored)."""
-        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        values = {name: row[name] for name in TASK_COLUMNS if name in row}
         values["id"] = str(values["id"])
         values["kwargs"] = values.get("kwargs") or {}
         values["meta_params"] = values.get("meta_params") or {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import pgqueue
 from pgqueue import states
 from pgqueue.errors import ConfigurationError, SerializationError, TaskNotAvailable
+from pgqueue.task import TASK_COLUMNS
 
 from .conftest import sql
 
@@ -152,3 +154,8 @@ def test_nice_task_message(backend: pgqueue.TaskBackend) -> None:
     assert task is not None
     message = pgqueue.nice_task_message(task)
     assert message.startswith(f"add ({task.id[:8]}) QUEUED at ")
+
+
+def test_task_fields_are_the_selected_columns() -> None:
+    """Task.from_row reads TASK_COLUMNS: the two must name the same fields, in order."""
+    assert tuple(f.name for f in fields(pgqueue.Task)) == TASK_COLUMNS
