@@ -8,11 +8,13 @@ filled in once by :class:`Statements`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 from ._db import quote_ident
 from .task import TASK_COLUMNS
 
 _T = ", ".join(f"t.{c}" for c in TASK_COLUMNS)
-
 
 
 def lock_id_sql(name: str, kwargs: str) -> str:
@@ -204,17 +206,23 @@ class Statements:
     ``Statements("pgqueue").claim_tasks`` is :data:`CLAIM_TASKS` rendered for that schema.
     """
 
+    #: Namespaces searched, in order, for the template ``NAME`` of attribute ``name``. A
+    #: subclass adding a module of statements puts that module's ``globals()`` first.
+    sources: ClassVar[tuple[Mapping[str, object], ...]] = (globals(),)
+
     def __init__(self, schema: str) -> None:
         self.schema = schema
         self._quoted = quote_ident(schema)
 
     def __getattr__(self, name: str) -> str:
-        template = globals().get(name.upper())
-        if name.startswith("_") or not isinstance(template, str):
-            raise AttributeError(name)
-        rendered = template.replace("{s}", self._quoted)
-        setattr(self, name, rendered)
-        return rendered
+        if not name.startswith("_"):
+            for source in self.sources:
+                template = source.get(name.upper())
+                if isinstance(template, str):
+                    rendered = template.replace("{s}", self._quoted)
+                    setattr(self, name, rendered)
+                    return rendered
+        raise AttributeError(name)
 
 
 # -- crash safety: rescue, give-back, revoke (pgqueue.rescuer, pgqueue.worker) ----------------

@@ -99,10 +99,4 @@ SCHEDULES = "SELECT * FROM {s}.schedule_state ORDER BY name"
 class OpsStatements(_sql.Statements):
     """:class:`pgqueue._sql.Statements` plus the statements of this module."""
 
-    def __getattr__(self, name: str) -> str:
-        template = globals().get(name.upper())
-        if name.startswith("_") or not isinstance(template, str):
-            return super().__getattr__(name)
-        rendered = template.replace("{s}", self._quoted)
-        setattr(self, name, rendered)
-        return rendered
+    sources = (globals(), *_sql.Statements.sources)
