@@ -71,6 +71,24 @@ def text(value: Any) -> str:
     return str(value).replace("[", "\\[")
 
 
+#: The most characters of a long text (an error message) a table cell shows.
+BRIEF_CHARS = 120
+
+
+def brief(value: Any) -> str:
+    """Like :func:`text`, cut to the first line and at most :data:`BRIEF_CHARS` characters
+    (``…`` marks a cut): a task's error can be megabytes, which a table must not lay out."""
+    if value is None:
+        return "-"
+    whole = str(value).strip()
+    line = whole.split("\n", 1)[0]
+    if len(line) > BRIEF_CHARS:
+        line = line[: BRIEF_CHARS - 1] + "…"
+    elif len(line) < len(whole):
+        line += " …"
+    return text(line)
+
+
 def table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> Table:
     """A rich table of ``rows``; each column is (heading, key, formatter)."""
     out = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)

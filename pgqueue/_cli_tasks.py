@@ -34,7 +34,7 @@ _LIST_COLUMNS: list[render.Column] = [
     ("queued", "time_queued", render.stamp),
     ("wait", "wait_seconds", render.seconds),
     ("run", "run_seconds", render.seconds),
-    ("error", "error", render.text),
+    ("error", "error", render.brief),
 ]
 
 

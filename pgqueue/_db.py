@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import suppress
 from typing import Any
 
 import psycopg
@@ -51,7 +52,7 @@ def resolve_dsn(dsn: str | None) -> str:
     try:
         conninfo_to_dict(value)
     except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(f"invalid DSN {redact(value)}: {exc}") from None
+        raise ConfigurationError(f"invalid DSN {redact(value)}: {scrub(str(exc), value)}") from None
     return value
 
 
@@ -72,15 +73,33 @@ def quote_ident(name: str) -> str:
     return Identifier(name).as_string(None)
 
 
+#: Where a password sits in a DSN libpq cannot parse: ``scheme://user:PASSWORD@`` (up to the
+#: last ``@`` before the path), and ``password=PASSWORD`` (quoted or not; URL queries too).
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)([^/?#]*)@")
+_KEY_PASSWORD = re.compile(r"""(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]*)""", re.I)
+
+
 def redact(dsn: str) -> str:
     """The DSN with any password replaced by ``***``, safe for logs and error messages."""
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+        return _KEY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
     if "password" in params:
         params["password"] = "***"
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+def scrub(message: str, dsn: str) -> str:
+    """``message`` (e.g. a driver's error about ``dsn``) with every password that ``dsn``
+    holds replaced by ``***``: libpq quotes the token it could not parse, password included."""
+    secrets = [m.group(2) for m in _URL_PASSWORD.finditer(dsn)]
+    secrets += [m.group(2).strip("'") for m in _KEY_PASSWORD.finditer(dsn)]
+    with suppress(psycopg.ProgrammingError):
+        secrets.append(conninfo_to_dict(dsn).get("password") or "")
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def conninfo(dsn: str, application_name: str = "pgqueue") -> str:
@@ -110,6 +129,7 @@ def connect(
 def connection_error_message(dsn: str, exc: BaseException) -> str:
     """A one-paragraph explanation of a connection failure, with the DSN redacted."""
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = scrub(detail, dsn)
     return (
         f"cannot connect to PostgreSQL at {redact(dsn)}: {detail}. "
         "Check that the server is running and that the DSN (host, port, user, database) is right."

@@ -20,7 +20,7 @@ import psycopg
 
 from . import states
 from ._sql_ops import OpsStatements
-from ._values import parse_task_id
+from ._values import MAX_SECONDS, parse_task_id
 from .backend import TaskBackend
 from .errors import ConfigurationError, PgQueueError, TaskNotFound
 
@@ -49,7 +49,10 @@ def parse_duration(text: str, what: str = "duration") -> float:
             f"{what} {text!r} is not a duration: use a number and a unit s, m, h, d or w "
             "(e.g. 90s, 30m, 12h, 7d)"
         )
-    return float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
+    seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
+    if seconds > MAX_SECONDS:
+        raise ConfigurationError(f"{what} {text!r} is too long: at most {MAX_SECONDS:g} seconds")
+    return seconds
 
 
 def parse_states(names: Sequence[str], allowed: frozenset[int] | None = None) -> list[int]:
