@@ -49,6 +49,9 @@ logger = logging.getLogger("pgqueue.backend")
 #: What ``job_list`` shows of a periodic job's stored schedule.
 _SCHEDULE_INFO = ("run_every", "cron", "runs_count", "last_tick", "next_tick")
 
+#: Argument names no job can receive: the worker calls ``job(consumer, **kwargs)``.
+_RESERVED_KWARGS = frozenset({"self", "consumer"})
+
 #: Seconds between re-reads of a task while waiting for it, whatever the notifications say.
 WAIT_RECHECK = 5.0
 
@@ -208,13 +211,23 @@ class TaskBackend:
             exists only if that transaction commits; workers neither see it nor get its
             ``task_queued`` notification before then. pgqueue never commits it. Default: the
             backend's pool, committed at once.
+        :param kwargs: the job's arguments, JSON data. Names of this method's own parameters
+            (``jobname``, ``meta_params``, ``expiry``, ``run_at``, ``countdown``, ``queue``,
+            ``priority``, ``connection``) are taken as those parameters, never passed to the
+            job: to give a job an argument with such a name, use
+            ``queue_tasks(jobname, [kwargs])`` or a :class:`Call`. ``self`` and ``consumer``
+            are refused: every job is called as ``job(consumer, **kwargs)``.
         :return: the task id, or None when the job cannot overlap and a live task (QUEUED,
             STARTED or RETRY) with the same job name and kwargs already exists. A lock_id
             conflict inserts nothing and leaves the caller's transaction usable.
         :raises TaskNotAvailable: unknown job; nothing is inserted.
         :raises SerializationError: kwargs or meta_params are not JSON; nothing is inserted.
-        :raises ConfigurationError: a naive datetime, a negative time, or ``connection`` is not
-            a supported sync connection.
+        :raises ConfigurationError: a naive datetime, a negative countdown, a time that is
+            not finite, a queue that is empty, holds a NUL or exceeds 48 UTF-8 bytes, a
+            priority that is not an int of PostgreSQL's ``integer`` range, ``meta_params``
+            that is not a dict, an argument named ``self`` or ``consumer``, or ``connection``
+            is not a supported sync connection. A past expiry is accepted: such a task is
+            REVOKED without running.
         """
         params = self._queue_params(
             jobname, meta_params, expiry, run_at, countdown, queue, priority, kwargs
@@ -299,6 +312,12 @@ class TaskBackend:
         kwargs: dict[str, Any],
     ) -> dict[str, Any]:
         job = self.registry[jobname]
+        taken = _RESERVED_KWARGS.intersection(kwargs)
+        if taken:
+            raise ConfigurationError(
+                f"job {job.name!r} cannot take an argument named {sorted(taken)[0]!r}: every "
+                "job is called as job(consumer, **kwargs); nothing was queued"
+            )
         if meta_params is not None and not isinstance(meta_params, Mapping):
             raise ConfigurationError(
                 f"meta_params must be a dict, not {type(meta_params).__name__}"
@@ -359,7 +378,10 @@ class TaskBackend:
         :param timeout: seconds; None waits for ever; 0 or less only reads the task once.
         :raises TaskTimeout: the task was not ready within ``timeout``.
         :raises ConfigurationError: ``timeout`` is not a number (or is NaN).
-        :raises TaskNotFound: no task has this id.
+        :raises TaskNotFound: no task has this id, or it was deleted (flushed, pruned) while
+            waiting (noticed at the next re-read, within a few seconds).
+        :raises ConnectionFailed: a re-read found no connection to the database within 10 s
+            (an outage longer than that; a restart or a terminated backend is ridden out).
         """
         deadline = _deadline(timeout)
         task = self._require_task(task_id)
