@@ -181,10 +181,13 @@ def test_outcome_the_database_refuses_ends_failure(
     a clear error instead of killing the completer; tasks in the same batch are recorded."""
     ids = [client.queue_task("nul_result", raise_it=flag) for flag in (False, True)]
     ok = [client.queue_task("flaky", failures=0) for _ in range(5)]
-    for task_id in ids:
-        row = wait_status(runs_dsn, task_id, {states.FAILURE, states.SUCCESS}, timeout=20)
-        assert row["status"] == states.FAILURE
-        assert "could not be recorded" in row["error"]
+    returned, raised = (
+        wait_status(runs_dsn, task_id, {states.FAILURE, states.SUCCESS}, timeout=20)
+        for task_id in ids
+    )
+    assert returned["status"] == raised["status"] == states.FAILURE
+    assert "NUL" in returned["error"]  # refused when encoding the result, or when storing it
+    assert raised["error"].startswith("the outcome FAILURE could not be recorded: ")
     for task_id in ok:
         assert wait_status(runs_dsn, task_id, {states.SUCCESS}, timeout=20)
     again = client.queue_task("flaky", failures=0)
