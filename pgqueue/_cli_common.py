@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import psycopg
 import typer
 
+from ._db import is_connection_error
 from .errors import ConfigurationError, ConnectionFailed, PgQueueError, SchemaError
 
 #: Exit statuses of the command-line programs.
@@ -44,14 +45,18 @@ def friendly_errors() -> Iterator[None]:
         code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), EXIT_FAILED)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code) from None
-    except psycopg.OperationalError as exc:
-        typer.echo(f"error: the database connection failed: {_first_line(exc)}", err=True)
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
     except psycopg.Error as exc:
+        if is_connection_error(exc):
+            typer.echo(f"error: the database connection failed: {_first_line(exc)}", err=True)
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
+        advice = (
+            " If the schema was changed by hand or by another pgqueue version, run "
+            "`pgqueue migrate`."
+            if (exc.sqlstate or "").startswith("42")
+            else ""
+        )
         typer.echo(
-            f"error: the database refused a statement: {_first_line(exc)}. If the schema was "
-            "changed by hand or by another pgqueue version, run `pgqueue migrate`.",
-            err=True,
+            f"error: the database refused a statement: {_first_line(exc)}.{advice}", err=True
         )
         raise typer.Exit(EXIT_FAILED) from None
 

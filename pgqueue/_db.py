@@ -126,6 +126,14 @@ def connect(
         raise ConnectionFailed(connection_error_message(dsn, exc)) from None
 
 
+def is_connection_error(exc: psycopg.Error) -> bool:
+    """True when ``exc`` means the connection failed or was lost (no SQLSTATE, class 08, or
+    the server shutting down), not that the database refused a statement: deadlocks, lock
+    and statement timeouts are ``OperationalError`` too."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
 def connection_error_message(dsn: str, exc: BaseException) -> str:
     """A one-paragraph explanation of a connection failure, with the DSN redacted."""
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

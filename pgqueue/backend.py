@@ -38,7 +38,7 @@ from ._values import (
     time_params,
 )
 from .aio import LoopPool
-from .bulk import Call, QueuedTasks, array_params, as_call, calls_of
+from .bulk import Call, QueuedTasks, array_params, as_call, calls_of, lock_order
 from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
 from .jobs import JobRegistry
 from .listener import Listener
@@ -270,14 +270,17 @@ class TaskBackend:
     ) -> QueuedTasks:
         """Queue tasks of several jobs in one statement: each item is a :class:`Call` or a
         ``(jobname, kwargs)`` pair. Behaves as :meth:`queue_tasks`."""
-        params = self._bulk_params(calls)
-        if params is None:
+        batch = self._bulk_params(calls)
+        if batch is None:
             return QueuedTasks([])
-        return _bulk_result(self._fetch(self.sql.queue_tasks, params, connection))
+        params, order = batch
+        return _bulk_result(self._fetch(self.sql.queue_tasks, params, connection), order)
 
     def _bulk_params(
         self, calls: Iterable[Call | tuple[str, Mapping[str, Any]]]
-    ) -> dict[str, list[Any]] | None:
+    ) -> tuple[dict[str, list[Any]], list[int] | None] | None:
+        """The arrays of ``QUEUE_TASKS`` for ``calls``, in :func:`bulk.lock_order`, and that
+        order (None: input order); None for no calls."""
         rows = []
         for item in calls:
             call = as_call(item)
@@ -298,7 +301,10 @@ class TaskBackend:
                     dict(call.kwargs),
                 )
             )
-        return array_params(rows) if rows else None
+        if not rows:
+            return None
+        order = lock_order(rows)
+        return array_params(rows if order is None else [rows[n] for n in order]), order
 
     def _queue_params(
         self,
@@ -491,10 +497,11 @@ class TaskBackend:
         connection: object | None = None,
     ) -> QueuedTasks:
         """Awaitable :meth:`queue_many` (see :meth:`aqueue_task` for ``connection``)."""
-        params = self._bulk_params(calls)
-        if params is None:
+        batch = self._bulk_params(calls)
+        if batch is None:
             return QueuedTasks([])
-        return _bulk_result(await self._afetch(self.sql.queue_tasks, params, connection))
+        params, order = batch
+        return _bulk_result(await self._afetch(self.sql.queue_tasks, params, connection), order)
 
     async def aget_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
         """Awaitable :meth:`get_task`."""
@@ -635,6 +642,8 @@ class TaskBackend:
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
             raise _missing_schema(self.dsn, exc) from None
         except psycopg.OperationalError as exc:
+            if not _db.is_connection_error(exc):
+                raise  # e.g. a deadlock or a statement timeout: the database's own error
             raise ConnectionFailed(_db.connection_error_message(self.dsn, exc)) from None
 
     def _open_pool(self) -> ConnectionPool[Connection]:
@@ -693,8 +702,16 @@ def _queued_id(jobname: str, rows: _connections.Rows) -> str | None:
     return str(rows[0]["id"])
 
 
-def _bulk_result(rows: _connections.Rows) -> QueuedTasks:
-    result = QueuedTasks([None if row["id"] is None else str(row["id"]) for row in rows])
+def _bulk_result(rows: _connections.Rows, order: list[int] | None) -> QueuedTasks:
+    """The ids ``QUEUE_TASKS`` returned (in the ``order`` the tasks were sent) by input
+    position."""
+    ids: list[str | None] = [None if row["id"] is None else str(row["id"]) for row in rows]
+    if order is not None:
+        by_input: list[str | None] = [None] * len(ids)
+        for sent, position in enumerate(order):
+            by_input[position] = ids[sent]
+        ids = by_input
+    result = QueuedTasks(ids)
     if result.skipped:
         logger.debug("bulk enqueue skipped %d tasks whose lock_id was held", len(result.skipped))
     return result

@@ -8,6 +8,7 @@ lock_id, and :class:`QueuedTasks` says which ones were skipped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -99,6 +100,25 @@ def calls_of(template: Call, kwargs_list: Iterable[Mapping[str, Any]]) -> list[C
             "for one task pass [kwargs]; nothing was queued"
         )
     return [replace(template, kwargs=kwargs) for kwargs in kwargs_list]
+
+
+def lock_order(rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
+    """The order (input positions) in which to insert per-task parameter dicts ``rows``: the
+    tasks that have a lock_id sorted by job name and canonical kwargs, so that two batches
+    sharing lock_ids, run at once, wait for each other's inserts in the same order and never
+    deadlock; tasks without a lock_id first, in input order. Duplicates within a batch keep
+    their input order (the first one is inserted). None when no task has a lock_id.
+    """
+    if all(row["can_overlap"] for row in rows):
+        return None
+
+    def key(n: int) -> tuple[str, str]:
+        row = rows[n]
+        if row["can_overlap"]:
+            return ("", "")
+        return (row["name"], json.dumps(json.loads(row["kwargs"]), sort_keys=True))
+
+    return sorted(range(len(rows)), key=key)
 
 
 def array_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:

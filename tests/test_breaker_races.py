@@ -6,12 +6,14 @@ import threading
 import time
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from pgqueue import TaskBackend, states
-from pgqueue.errors import ConfigurationError, TaskNotFound
+from pgqueue.errors import ConfigurationError, ConnectionFailed, TaskNotFound
 
-from .conftest import TEST_JOBS, sql
+from .conftest import TEST_JOBS, run_cli, sql
 
 JOBS = [TEST_JOBS, "tests.breaker_jobs"]
 
@@ -104,3 +106,66 @@ def test_flush_racing_two_workers_loses_or_doubles_nothing(
     left = {(row["status"], row["attempts"]): row["n"] for row in rows}
     assert left == {(states.SUCCESS, 1): len(ids) - flushed}
     assert 0 < flushed < len(ids)
+
+
+def test_concurrent_bulk_enqueues_sharing_lock_ids_never_deadlock(
+    dsn: str, client: TaskBackend
+) -> None:
+    """F11 at enqueue: two batches of the same non-overlapping tasks in opposite orders used
+    to insert in input order, each waiting for the other's uncommitted lock_id: about one
+    round in three ended in ``deadlock detected`` (reported as "cannot connect")."""
+    errors: list[BaseException] = []
+    results: list[Any] = []
+    for round_ in range(8):
+        keys = [f"r{round_}-{n}" for n in range(200)]
+
+        def enqueue(order: list[str]) -> None:
+            try:
+                results.append(client.queue_tasks("exclusive", [{"key": k} for k in order]))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=enqueue, args=(order,)) for order in (keys, keys[::-1])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
+    # every key is live exactly once
+    rows = sql(dsn, "SELECT kwargs->>'key' AS key, count(*) AS n FROM pgqueue.task GROUP BY 1")
+    assert {row["n"] for row in rows} == {1} and len(rows) == 8 * 200
+    assert sum(len(r.queued) for r in results) == 8 * 200
+
+
+def test_bulk_ids_come_back_in_input_order_with_lock_ids(client: TaskBackend) -> None:
+    """The batch is inserted in lock_id order; ``ids[i]`` is still the i-th task given, and
+    the first of two duplicates in a batch is the one queued."""
+    calls = [{"key": "b"}, {"key": "a"}, {"key": "b"}, {"key": "c", "seconds": 0}, {"key": "a"}]
+    queued = client.queue_tasks("exclusive", calls)
+    assert queued.skipped == [2, 4]
+    for task_id, kwargs in zip(queued.ids, calls, strict=True):
+        if task_id is not None:
+            task = client.get_task(task_id)
+            assert task is not None and task.kwargs == kwargs
+
+
+def test_a_statement_timeout_is_not_reported_as_a_lost_connection(
+    dsn: str, client: TaskBackend
+) -> None:
+    """Deadlocks and timeouts are ``OperationalError`` in psycopg; the client called them
+    "cannot connect to PostgreSQL ... check that the server is running"."""
+    impatient = make_conninfo(dsn, options="-c statement_timeout=300")
+    with psycopg.connect(dsn) as holder:
+        holder.execute("LOCK TABLE pgqueue.task IN ACCESS EXCLUSIVE MODE")
+        with (
+            TaskBackend(impatient, task_paths=JOBS) as backend,
+            pytest.raises(psycopg.errors.QueryCanceled),
+        ):
+            try:
+                backend.queue_task("echo_kwargs", a=1)
+            except ConnectionFailed as exc:  # what it used to raise
+                pytest.fail(f"reported as a connection failure: {exc}")
+        done = run_cli(["pgqueue", "list"], impatient)
+        holder.rollback()
+    assert done.returncode == 1, done.stderr
+    assert "statement timeout" in done.stderr and "migrate" not in done.stderr
