@@ -20,7 +20,7 @@ import psycopg
 
 from . import states
 from ._sql_ops import OpsStatements
-from ._values import MAX_SECONDS, parse_task_id
+from ._values import MAX_SECONDS, check_text, parse_task_id
 from .backend import TaskBackend
 from .errors import ConfigurationError, PgQueueError, TaskNotFound
 
@@ -170,8 +170,12 @@ class Operations:
 
         :param states_: state names; :param since: seconds before now of the last change.
         :param limit: the most rows returned (1..10000).
+        :raises ConfigurationError: an unknown state, a job or queue holding a NUL character,
+            or a limit out of range.
         """
         codes = parse_states(states_)
+        for value in (*jobs, *queues):
+            check_text(value, "a job or queue filter")
         if not 1 <= limit <= 10000:
             raise ConfigurationError(f"limit must be between 1 and 10000, not {limit}")
         return self._rows(
