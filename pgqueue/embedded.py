@@ -37,9 +37,7 @@ class EmbeddedPostgres:
 
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server: Any = get_server(
-            self.data_dir, cleanup_mode="delete" if delete else "stop"
-        )
+        self._server: Any = get_server(self.data_dir, cleanup_mode="delete" if delete else "stop")
         if settings:
             self._apply(settings)
 
