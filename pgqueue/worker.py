@@ -50,9 +50,10 @@ from psycopg_pool import ConnectionPool
 
 from . import _db, states, tracing
 from ._sql import Statements
-from ._values import dump_json
+from ._values import check_queue, dump_json
 from .backend import TaskBackend
 from .consumer import TaskConsumer
+from .errors import ConfigurationError
 from .jobs import Job, JobRegistry
 from .listener import Listener
 from .pruner import Pruner
@@ -147,13 +148,13 @@ class Worker:
         prune_after: float | None = None,
     ) -> None:
         if backlog < 1:
-            raise ValueError("backlog must be at least 1")
+            raise ConfigurationError("backlog must be at least 1")
         if poll_timeout <= 0 or lease <= 0:
-            raise ValueError("poll_timeout and lease must be positive seconds")
+            raise ConfigurationError("poll_timeout and lease must be positive seconds")
         self.dsn = _db.resolve_dsn(dsn)
         self.schema = _db.resolve_schema(schema)
         self.name = name
-        self.queues = list(queues or [name])
+        self.queues = [check_queue(q) for q in (queues or [name])]
         self.backlog = backlog
         self.max_tasks = max_tasks
         self.poll_timeout = poll_timeout
@@ -168,6 +169,11 @@ class Worker:
         self.id = worker_identity()
         self.sql = Statements(self.schema)
         self.registry = registry if registry is not None else JobRegistry.load(task_paths)
+        if not len(self.registry):
+            raise ConfigurationError(
+                f"no jobs in task paths {', '.join(task_paths) or '(none)'}: a worker without "
+                "jobs could never claim a task. Name the modules that define your jobs."
+            )
         self.client = TaskBackend(self.dsn, name=name, registry=self.registry, schema=self.schema)
         self.processed = 0
         self._in_flight: dict[str, Task] = {}

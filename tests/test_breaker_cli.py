@@ -82,11 +82,6 @@ def test_queue_command_refuses_bad_values_with_one_line(dsn: str, args: list[str
     assert run_cli(["pgqueue", "list", "--json"], dsn).stdout.strip() == "[]"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker_cli/worker.py (not the breaker's to edit) accept a queue name that no task "
-    "can have: empty, over 48 bytes (LISTEN on a silently truncated channel), or no jobs at all",
-)
 @pytest.mark.parametrize(
     "extra",
     [
