@@ -9,7 +9,9 @@ One worker process is made of a few small parts, each on its own thread:
 * the **executor**: a thread pool of ``backlog`` threads for ``def`` jobs and one event loop
   thread for ``async def`` jobs;
 * the **completer**: writes finished tasks in batches, one statement per batch, fenced on the
-  attempt; a slot is freed only once its task's outcome has committed;
+  attempt. A slot frees when its job returns, so claiming the next tasks overlaps writing the
+  last outcomes; at most ``backlog`` returned tasks wait for that write, and a task counts as
+  done (logs, ``wait_for_task``, shutdown, ``max_tasks`` exit) only once it has committed;
 * the **heartbeat**: refreshes the worker's row every ``lease/4`` seconds on its own
   connection, so a busy claimer or a job holding the GIL in bursts cannot starve it; it also
   picks up revoke requests for running tasks that a missed notification did not deliver.
@@ -398,7 +400,9 @@ class Worker:
             self._wake.wait(max(sleep, 0.005))
 
     def _free_slots(self) -> int:
-        free = self.backlog - self.in_flight
+        # A slot frees when its job returns, so the next claim overlaps the write of the
+        # previous outcomes; at most `backlog` returned tasks wait for that write.
+        free = min(self.backlog - self.jobs_still_running, 2 * self.backlog - self.in_flight)
         if self.max_tasks:
             free = min(free, self.max_tasks - self.processed)
         return max(free, 0)
@@ -572,6 +576,7 @@ class Worker:
         with self._lock:
             self._busy.discard(future)
         self._outcomes.put(_outcome(consumer, future))
+        self._wake.set()  # a slot is free
 
     def _revoke_running(self, task_id: str) -> None:
         """Tell a running task it was revoked: ``consumer.is_revoked()`` turns True and an
