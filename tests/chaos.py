@@ -101,7 +101,10 @@ class Chaos:
         self.lease = lease
         self.restart = restart
         self.outage = outage
-        self.random = random.Random(seed)
+        self.random = random.Random(seed)  # which event, when, whom: repeatable per seed
+        # The producer draws from its own generator, so how many tasks it queued meanwhile
+        # cannot change which events a seed gives.
+        self.task_random = random.Random(None if seed is None else seed + 1)
         self.report = Report(workers=workers)
         self.procs: list[WorkerProcess] = []
         self.killed_pids: set[int] = set()
@@ -191,12 +194,12 @@ class Chaos:
     def _produce(self) -> None:
         with TaskBackend(self.dsn, task_paths=[CRASH_JOBS]) as client:
             while not self._stop.is_set():
-                key = f"k{self.random.randrange(10**9)}"
-                if self.random.random() < 0.2:
-                    key = f"shared{self.random.randrange(5)}"  # contended lock ids
+                key = f"k{self.task_random.randrange(10**9)}"
+                if self.task_random.random() < 0.2:
+                    key = f"shared{self.task_random.randrange(5)}"  # contended lock ids
                 try:
                     task_id = client.queue_task(
-                        "tracked", key=key, seconds=round(self.random.uniform(0, 1), 2)
+                        "tracked", key=key, seconds=round(self.task_random.uniform(0, 1), 2)
                     )
                 except Exception:  # the server is restarting: try again shortly
                     time.sleep(0.2)
@@ -205,7 +208,7 @@ class Chaos:
                     self.report.duplicates_refused += 1
                 else:
                     self.task_ids.append(task_id)
-                time.sleep(self.random.uniform(0, 0.05))
+                time.sleep(self.task_random.uniform(0, 0.05))
 
     def _sample(self) -> None:
         grace = self.lease / 4 + STUCK_SLACK
