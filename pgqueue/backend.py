@@ -571,8 +571,8 @@ class TaskBackend:
         try:
             async with self._apool.connection() as conn:
                 return await _connections.arun(conn, statement, params)
-        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
-            raise _missing_schema(self.dsn, exc) from None
+        except psycopg.Error as exc:
+            raise _translated(self.dsn, exc) from None
 
     async def aclose(self) -> None:
         """Close the async pool, then what :meth:`close` closes. Call it at the end of the
@@ -639,12 +639,8 @@ class TaskBackend:
             raise ConnectionFailed(
                 f"no free connection in the pool of {self} after 10s (pool_size={self.pool_size})"
             ) from None
-        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
-            raise _missing_schema(self.dsn, exc) from None
-        except psycopg.OperationalError as exc:
-            if not _db.is_connection_error(exc):
-                raise  # e.g. a deadlock or a statement timeout: the database's own error
-            raise ConnectionFailed(_db.connection_error_message(self.dsn, exc)) from None
+        except psycopg.Error as exc:
+            raise _translated(self.dsn, exc) from None
 
     def _open_pool(self) -> ConnectionPool[Connection]:
         with self._pool_lock:
@@ -688,11 +684,19 @@ class TaskBackend:
         self.close()
 
 
-def _missing_schema(dsn: str, exc: psycopg.Error) -> SchemaError:
-    return SchemaError(
-        f"pgqueue's tables are missing ({exc.diag.message_primary}): run "
-        f"`pgqueue migrate --dsn '{_db.redact(dsn)}'`"
-    )
+def _translated(dsn: str, exc: psycopg.Error) -> Exception:
+    """The error to raise for a driver error on one of the backend's own connections: a
+    :class:`SchemaError` for missing tables, :class:`ConnectionFailed` for a lost or refused
+    connection, else ``exc`` itself (a deadlock or a statement timeout is the database's
+    own answer)."""
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
+        return SchemaError(
+            f"pgqueue's tables are missing ({exc.diag.message_primary}): run "
+            f"`pgqueue migrate --dsn '{_db.redact(dsn)}'`"
+        )
+    if isinstance(exc, psycopg.OperationalError) and _db.is_connection_error(exc):
+        return ConnectionFailed(_db.connection_error_message(dsn, exc))
+    return exc
 
 
 def _queued_id(jobname: str, rows: _connections.Rows) -> str | None:

@@ -159,3 +159,12 @@ def test_nice_task_message(backend: pgqueue.TaskBackend) -> None:
 def test_task_fields_are_the_selected_columns() -> None:
     """Task.from_row reads TASK_COLUMNS: the two must name the same fields, in order."""
     assert tuple(f.name for f in fields(pgqueue.Task)) == TASK_COLUMNS
+
+
+def test_queue_names_are_capped_in_bytes_by_the_table(dsn: str) -> None:
+    """NOTIFY channels ``<queue>_task_started`` must fit 63 bytes: the table caps queue names
+    at 48 bytes, so a multi-byte name cannot slip through SQL-side enqueues either."""
+    insert = "INSERT INTO pgqueue.task (name, queue) VALUES ('add', %s)"
+    sql(dsn, insert, ("キ" * 16,))  # 48 bytes
+    with pytest.raises(Exception, match="task_queue_check"):
+        sql(dsn, insert, ("キ" * 17,))  # 17 characters, 51 bytes

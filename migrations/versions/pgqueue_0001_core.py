@@ -68,7 +68,7 @@ CREATE TABLE {s}.task (
     attempts     integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     max_retries  integer NOT NULL DEFAULT 0 CHECK (max_retries >= 0),
     revoke_requested_at timestamptz,
-    CHECK (char_length(queue) BETWEEN 1 AND 48)
+    CHECK (octet_length(queue) BETWEEN 1 AND 48)
 ) WITH (fillfactor = 85);
 -- A queue table churns: every task leaves at least two dead row versions (claim, finish), and
 -- the claim index task_claimable sees the same churn. Vacuum after 1% of the table (plus 1000
