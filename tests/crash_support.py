@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from pgqueue import TaskBackend
 from tests.conftest import ROOT, bin_path, cli_env, sql
 
 CRASH_JOBS = "tests.crash_jobs"
@@ -142,6 +143,13 @@ def runs_dsn(dsn: str) -> str:
     """A fresh migrated database with the ``crash_runs`` table."""
     make_runs_table(dsn)
     return dsn
+
+
+@pytest.fixture
+def client(runs_dsn: str) -> Iterator[TaskBackend]:
+    """A :class:`TaskBackend` on ``runs_dsn`` that knows the crash tests' jobs."""
+    with TaskBackend(runs_dsn, task_paths=[CRASH_JOBS]) as backend:
+        yield backend
 
 
 @pytest.fixture

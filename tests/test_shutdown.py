@@ -10,21 +10,14 @@ import signal
 import time
 from typing import Any
 
-import pytest
-
 from pgqueue import TaskBackend, states
 from tests import crash_support
 from tests.conftest import sql
-from tests.crash_support import CRASH_JOBS, runs, task_row, wait_until
+from tests.crash_support import runs, task_row, wait_until
 
 runs_dsn = crash_support.runs_dsn
 procs = crash_support.procs
-
-
-@pytest.fixture
-def client(runs_dsn: str) -> Any:
-    with TaskBackend(runs_dsn, task_paths=[CRASH_JOBS]) as backend:
-        yield backend
+client = crash_support.client
 
 
 def started(dsn: str, ids: list[str]) -> bool:

@@ -14,16 +14,11 @@ from psycopg.conninfo import make_conninfo
 from pgqueue import TaskBackend, states
 from tests import crash_support
 from tests.conftest import sql
-from tests.crash_support import CRASH_JOBS, live_workers, runs, wait_status, wait_until
+from tests.crash_support import live_workers, runs, wait_status, wait_until
 
 runs_dsn = crash_support.runs_dsn
 procs = crash_support.procs
-
-
-@pytest.fixture
-def client(runs_dsn: str) -> Any:
-    with TaskBackend(runs_dsn, task_paths=[CRASH_JOBS]) as backend:
-        yield backend
+client = crash_support.client
 
 
 def test_supervisor_replaces_killed_children(
