@@ -419,11 +419,11 @@ class Worker:
                     "worker": self.id,
                 },
             ).fetchall()
+        tasks = [Task.from_row(row) for row in rows]
         if self.metrics is not None:
-            self.metrics.claimed([Task.from_row(row) for row in rows])
+            self.metrics.claimed(tasks)
         started = 0
-        for row in rows:
-            task = Task.from_row(row)
+        for task in tasks:
             if task.status == states.REVOKED:
                 logger.info("%s (expired before it started)", nice_task_message(task))
                 continue
