@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -152,6 +153,33 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
+
+
+class Countdown:
+    """Counts finished jobs in the worker's process and notes when the ``total``-th finished.
+
+    The Redis-based peers have no table to look at after a drain, so their no-op job calls
+    :meth:`hit` (a lock, an addition and a comparison: no I/O); the drain is timed from the
+    worker's start to :attr:`finished`.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.count = 0
+        self.finished = 0.0  # time.perf_counter() when the total was reached
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def hit(self) -> None:
+        with self._lock:
+            self.count += 1
+            if self.count == self.total:
+                self.finished = time.perf_counter()
+                self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        """True once ``total`` jobs have finished; False when ``timeout`` seconds passed first."""
+        return self._done.wait(timeout)
 
 
 class PickupWorker:

@@ -3,9 +3,12 @@
     python benchmarks/run.py                  # embedded throwaway PostgreSQL, every system
     python benchmarks/run.py --dsn postgresql://postgres@localhost/postgres
     python benchmarks/run.py --scale --scale-rows 1000000 --memory-tasks 100000
+    python benchmarks/run.py --systems pgqueue,celery,dramatiq --redis-url redis://localhost/0
 
 Each system gets a fresh database on one server; every figure is the median of ``--repeat``
-runs. Peers are measured when installed (``pip install -e '.[bench]'``). See the README,
+runs. Peers are measured when installed (``pip install -e '.[bench]'``); Celery and dramatiq
+also need a Redis: ``--redis-url`` (flushed before each system), or else a throwaway
+``redis-server`` from PATH with the append-only file fsynced every second. See the README,
 section performance, for what each column means.
 """
 
@@ -25,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks import bench_pgbench, bench_pgqueue, scale
 from benchmarks.common import Row, Server, Sizes, installed, log
+from benchmarks.redis_server import RedisServer
 
 console = Console(width=150)
 
@@ -44,14 +48,29 @@ TARGETS = (
     ),
 )
 HISTOGRAM_MS = (1, 2, 3, 5, 10, 20, 50, 100, 1000)
+#: Systems measured on Redis rather than PostgreSQL.
+REDIS_SYSTEMS = ("celery", "dramatiq")
 
 
-def measure(server: Server, sizes: Sizes, systems: list[str]) -> tuple[list[Row], dict[str, float]]:
+def measure(
+    server: Server, redis: RedisServer | None, sizes: Sizes, systems: list[str]
+) -> tuple[list[Row], dict[str, float]]:
     rows: dict[str, Row] = {name: Row(name) for name in systems if name != "pgbench"}
     pgbench: dict[str, list[float]] = {}
     for attempt in range(sizes.repeat):
         for name, row in rows.items():
             log(f"run {attempt + 1}/{sizes.repeat}: {name}")
+            if name in REDIS_SYSTEMS:
+                assert redis is not None
+                if name == "celery":
+                    from benchmarks import bench_celery
+
+                    bench_celery.run(redis.fresh(), sizes, row)
+                else:
+                    from benchmarks import bench_dramatiq
+
+                    bench_dramatiq.run(redis.fresh(), sizes, row)
+                continue
             dsn = server.fresh_database(f"bench_{name.replace('-', '_')}")
             if name == "pgqueue":
                 bench_pgqueue.run(dsn, sizes, row)
@@ -215,8 +234,15 @@ def main(
         ),
     ] = None,
     systems: Annotated[str, typer.Option(help="Comma-separated systems to measure")] = (
-        "pgqueue,pgqueuer-asyncpg,pgqueuer-psycopg,procrastinate,pgbench"
+        "pgqueue,pgqueuer-asyncpg,pgqueuer-psycopg,procrastinate,celery,dramatiq,pgbench"
     ),
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis for celery and dramatiq (flushed before each system); default: a "
+            "throwaway redis-server from PATH (append-only file, fsync every second)"
+        ),
+    ] = None,
     repeat: Annotated[int, typer.Option(help="Runs per figure (median shown)")] = 3,
     jobs: Annotated[int, typer.Option(help="Jobs per drain and bulk enqueue")] = 10_000,
     single: Annotated[int, typer.Option(help="Jobs enqueued one at a time per run")] = 2_000,
@@ -241,10 +267,23 @@ def main(
         pgbench_seconds=pgbench_seconds,
     )
     wanted = [s.strip() for s in systems.split(",") if s.strip()]
-    for name, module in (("pgqueuer", "pgqueuer"), ("procrastinate", "procrastinate")):
-        if any(w.startswith(name) for w in wanted) and not installed(module):
-            log(f"{module} is not installed (pip install -e '.[bench]'); skipping it")
+    for name, modules in (
+        ("pgqueuer", ("pgqueuer",)),
+        ("procrastinate", ("procrastinate",)),
+        ("celery", ("celery", "redis")),
+        ("dramatiq", ("dramatiq", "redis")),
+    ):
+        missing = [m for m in modules if not installed(m)]
+        if any(w.startswith(name) for w in wanted) and missing:
+            log(f"{', '.join(missing)} not installed (pip install -e '.[bench]'); skipping {name}")
             wanted = [w for w in wanted if not w.startswith(name)]
+    redis: RedisServer | None = None
+    if any(w in REDIS_SYSTEMS for w in wanted):
+        redis, why = _redis(redis_url)
+        if redis is None:
+            skipped = ", ".join(w for w in wanted if w in REDIS_SYSTEMS)
+            log(f"{why}; skipping {skipped}")
+            wanted = [w for w in wanted if w not in REDIS_SYSTEMS]
     server = Server(dsn)
     try:
         info = server.describe()
@@ -254,8 +293,17 @@ def main(
             + ", ".join(f"{k}={v}" for k, v in info.items())
             + ")"
         )
+        if redis is not None:
+            rinfo = redis.describe()
+            console.print(
+                f"Redis {rinfo.pop('redis_version')} for celery and dramatiq ("
+                + ("--redis-url" if redis_url else "throwaway redis-server")
+                + ", "
+                + ", ".join(f"{k}={v}" for k, v in rinfo.items())
+                + ")"
+            )
         console.print(f"sizes: {sizes}")
-        rows, pgbench = measure(server, sizes, wanted)
+        rows, pgbench = measure(server, redis, sizes, wanted)
         print_table(rows, pgbench)
         print_histogram(rows)
         print_ratios(rows, pgbench)
@@ -265,6 +313,24 @@ def main(
             print_memory(scale.memory(server.fresh_database("bench_memory"), memory_tasks, sizes))
     finally:
         server.close()
+        if redis is not None:
+            redis.close()
+
+
+def _redis(url: str | None) -> tuple[RedisServer | None, str]:
+    """The Redis for celery and dramatiq, or None and why there is none."""
+    try:
+        redis = RedisServer(url)
+    except RuntimeError as exc:
+        return None, f"could not start redis-server ({exc})"
+    if not redis.available:
+        return None, redis.why
+    try:
+        redis.describe()
+    except Exception as exc:  # any failure to reach it: the other systems still run
+        redis.close()
+        return None, f"Redis at --redis-url not reachable ({type(exc).__name__}: {exc})"
+    return redis, ""
 
 
 def _cpus() -> int:

@@ -1,10 +1,12 @@
 """A worker in its own process for the pickup-latency measurement.
 
 ``python -m benchmarks.worker_proc SYSTEM DSN`` starts an idle, listening worker of
-``SYSTEM`` (pgqueue, pgqueuer-asyncpg, pgqueuer-psycopg, procrastinate) with a job
-``pickup(key)`` that prints ``STARTED <key> <unix time>`` as soon as it starts. It prints
-``READY`` first and runs until terminated. ``pgqueue-burst`` drains the queue and exits
-(for the memory measurement).
+``SYSTEM`` (pgqueue, pgqueuer-asyncpg, pgqueuer-psycopg, procrastinate, celery, dramatiq;
+for the last two DSN is a Redis URL) with a job ``pickup(key)`` that prints
+``STARTED <key> <unix time>`` as soon as it starts. It prints ``READY`` first and runs until
+terminated. ``pgqueue-burst`` drains the queue and exits (for the memory measurement);
+``celery-drain URL N TIMEOUT`` runs Celery's drain worker until it has run N jobs and
+prints ``DRAINED <seconds>`` (or ``TIMEOUT <count>`` after TIMEOUT seconds).
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import asyncio
 import sys
 
 
-def main(system: str, dsn: str) -> None:
+def main(system: str, dsn: str, *extra: str) -> None:
+    if system == "celery-drain":  # no READY: the parent only waits for DRAINED
+        from .bench_celery import drain_worker
+
+        drain_worker(dsn, int(extra[0]), float(extra[1]))
+        return
     print("READY", flush=True)
     if system == "pgqueue":
         from pgqueue import Worker
@@ -35,9 +42,17 @@ def main(system: str, dsn: str) -> None:
         from .bench_procrastinate import pickup_worker
 
         asyncio.run(pickup_worker(dsn))
+    elif system == "celery":
+        from .bench_celery import pickup_worker as celery_worker
+
+        celery_worker(dsn)
+    elif system == "dramatiq":
+        from .bench_dramatiq import pickup_worker as dramatiq_worker
+
+        dramatiq_worker(dsn)
     else:
         raise SystemExit(f"unknown system {system!r}")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:])
