@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 from contextlib import suppress
 from typing import Any
 
@@ -16,7 +17,10 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg.sql import Identifier
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ._values import load_json
 from .errors import ConfigurationError, ConnectionFailed
 
 DSN_ENV = "PGQUEUE_DSN"
@@ -114,16 +118,55 @@ def conninfo(dsn: str, application_name: str = "pgqueue") -> str:
 def connect(
     dsn: str, *, autocommit: bool = True, application_name: str = "pgqueue"
 ) -> psycopg.Connection[dict[str, Any]]:
-    """Open one connection returning rows as dicts.
+    """Open one connection returning rows as dicts, configured by :func:`configure`.
 
     Raises :class:`ConnectionFailed` with a redacted DSN when the server cannot be reached.
     """
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             conninfo(dsn, application_name), autocommit=autocommit, row_factory=dict_row
         )
     except psycopg.OperationalError as exc:
         raise ConnectionFailed(connection_error_message(dsn, exc)) from None
+    configure(conn)
+    return conn
+
+
+def configure(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Set up a connection pgqueue opened (never a caller's): json and jsonb values are
+    decoded by :func:`pgqueue._values.load_json`, several times faster than psycopg's default
+    (a claim decodes two or three per task)."""
+    set_json_loads(load_json, conn)
+
+
+async def aconfigure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """:func:`configure` for an async pool's ``configure`` hook."""
+    configure(conn)
+
+
+def _unread_input(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """True when the server sent something to an idle connection: its end closed the
+    connection (restart, ``pg_terminate_backend``), the kernel gave up on it (keepalives),
+    or a notice arrived. A healthy idle connection has nothing to read."""
+    if conn.closed:
+        return True
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    return bool(readable)
+
+
+def check_pooled(conn: psycopg.Connection[Any]) -> None:
+    """The check of a connection a pool is about to hand out, without a round trip unless
+    needed: when :func:`_unread_input` says something arrived, psycopg's own check runs (a
+    query), which raises for a dead connection so the pool replaces it. A round trip on
+    every checkout cost a fifth of a single enqueue."""
+    if _unread_input(conn):
+        ConnectionPool.check_connection(conn)
+
+
+async def acheck_pooled(conn: psycopg.AsyncConnection[Any]) -> None:
+    """:func:`check_pooled` for async pools."""
+    if _unread_input(conn):
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def is_connection_error(exc: psycopg.Error) -> bool:

@@ -10,6 +10,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from .errors import ConfigurationError, SerializationError
 
 #: An escaped NUL character (``\\u0000``) in JSON text, not preceded by an escaped backslash.
@@ -47,6 +49,15 @@ def dump_json(value: Any, what: str) -> str:
         except UnicodeEncodeError:
             raise _not_json(what, "a string holds an unpaired surrogate character") from None
     return text
+
+
+def load_json(data: bytes | bytearray | memoryview | str) -> Any:
+    """Decode JSON text the database sent (a json or jsonb value) with orjson, falling back
+    to Python's json for what orjson refuses but jsonb holds: integers beyond 64 bits."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
 
 
 def _not_json(what: str, why: str) -> SerializationError:

@@ -78,7 +78,8 @@ class LoopPool:
                 min_size=1,
                 max_size=self.max_size,
                 kwargs={"autocommit": True, "row_factory": dict_row},
-                check=AsyncConnectionPool.check_connection,
+                configure=_db.aconfigure,
+                check=_db.acheck_pooled,
                 open=False,
                 name=self.application_name,
             )

@@ -651,7 +651,8 @@ class TaskBackend:
                     min_size=1,
                     max_size=max(self.pool_size, 1),
                     kwargs={"autocommit": True, "row_factory": dict_row},
-                    check=ConnectionPool.check_connection,
+                    configure=_db.configure,
+                    check=_db.check_pooled,
                     open=True,
                     name="pgqueue-client",
                 )

@@ -20,6 +20,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigurationError, TaskNotAvailable
@@ -93,9 +94,9 @@ class Job:
     def __call__(self, consumer: TaskConsumer, **kwargs: Any) -> Any:
         raise NotImplementedError(f"job {self.name!r} does not implement __call__")
 
-    @property
+    @cached_property
     def is_async(self) -> bool:
-        """True when calling the job returns a coroutine (``async def``)."""
+        """True when calling the job returns a coroutine (``async def``); asked once."""
         return inspect.iscoroutinefunction(self.run_function)
 
     @property

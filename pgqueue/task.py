@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -83,6 +84,14 @@ class Task:
         values["meta_params"] = values.get("meta_params") or {}
         return cls(**values)
 
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> Task:
+        """Build a Task from the values of :data:`TASK_COLUMNS` in that order, ``id`` as text
+        (what a claim returns); quicker than :meth:`from_row` for the worker's hot path."""
+        if values[6] is None or values[7] is None:  # JSON null kwargs or meta_params
+            return cls.from_row(dict(zip(TASK_COLUMNS, values, strict=True)))
+        return cls(*values)
+
     def done(self) -> bool:
         """True when the status is one of :data:`pgqueue.states.READY_STATES`."""
         return self.status in states.READY_STATES
@@ -103,6 +112,11 @@ class Task:
             out[f.name] = value.isoformat() if isinstance(value, datetime) else value
         out["status_string"] = self.status_string()
         return out
+
+
+def task_row(cursor: object) -> Callable[[Sequence[Any]], Task]:
+    """A psycopg row factory making a :class:`Task` of each row (see :meth:`Task.from_values`)."""
+    return Task.from_values
 
 
 def nice_task_message(task: Task) -> str:

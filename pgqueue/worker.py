@@ -64,7 +64,7 @@ from .retry import DEFAULT_BACKOFF, ExponentialBackoff, Revoked, TimeLimitExceed
 from .scheduler import Scheduler
 from .schema import check_schema
 from .supervisor import EXIT_REPLACE
-from .task import Task, nice_task_message
+from .task import Task, nice_task_message, task_row
 
 if TYPE_CHECKING:
     from .metrics import WorkerMetrics
@@ -287,9 +287,9 @@ class Worker:
             min_size=2,
             max_size=2,
             kwargs={"autocommit": True, "row_factory": dict_row},
-            # No check on checkout: it would cost a round trip per claim and per finish. A
-            # broken connection fails its statement instead (OperationalError: the claimer
-            # and the completer retry) and the pool replaces it.
+            configure=_db.configure,
+            # No check on checkout: a broken connection fails its statement instead
+            # (OperationalError: the claimer and the completer retry) and the pool replaces it.
             name="pgqueue-worker",
             open=True,
         )
@@ -409,8 +409,8 @@ class Worker:
 
     def _claim(self, limit: int) -> int:
         assert self._pool is not None
-        with self._pool.connection() as conn:
-            rows = conn.execute(
+        with self._pool.connection() as conn, conn.cursor(row_factory=task_row) as cursor:
+            tasks = cursor.execute(
                 self.sql.claim_tasks,
                 {
                     "queues": self.queues,
@@ -419,10 +419,10 @@ class Worker:
                     "worker": self.id,
                 },
             ).fetchall()
-        tasks = [Task.from_row(row) for row in rows]
         if self.metrics is not None:
             self.metrics.claimed(tasks)
         started = 0
+        provider_set = tracing.configured()
         for task in tasks:
             if task.status == states.REVOKED:
                 logger.info("%s (expired before it started)", nice_task_message(task))
@@ -431,7 +431,7 @@ class Worker:
             self.processed += 1
             with self._lock:
                 self._in_flight[task.id] = task
-            self._submit(task)
+            self._submit(task, provider_set)
         return started
 
     def _seconds_to_next_due(self) -> float:
@@ -553,7 +553,7 @@ class Worker:
 
     # -- the executor ----------------------------------------------------------------------
 
-    def _submit(self, task: Task) -> None:
+    def _submit(self, task: Task, provider_set: bool) -> None:
         job = self.registry[task.name]
         consumer = TaskConsumer(self.client, self.id, task, job)
         if logger.isEnabledFor(logging.INFO):  # the message costs more than a no-op job
@@ -566,7 +566,9 @@ class Worker:
             )
         else:
             assert self._executor is not None
-            future = self._executor.submit(tracing.traced(task, job), consumer, **task.kwargs)
+            future = self._executor.submit(
+                tracing.traced(task, job, provider_set), consumer, **task.kwargs
+            )
         with self._lock:
             self._running[task.id] = (consumer, future)
             self._busy.add(future)
