@@ -89,7 +89,9 @@ _T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
 #: in claim order and stops after ``limit`` rows: the cost follows ``limit``, not the backlog
 #: nor the history (``queue = ANY(...)`` made PostgreSQL read and sort the whole backlog).
 #: With several queues up to ``limit`` rows per queue are locked for the statement; the rows
-#: not picked are free again at its commit.
+#: not picked are free again at its commit. The worker keeps one generic plan of it: the
+#: redundant ``t.id = ANY(ARRAY(...))`` makes that plan read the picked rows by primary key
+#: whatever ``limit`` is, where the join alone was planned as a scan of the whole table.
 CLAIM_TASKS = f"""
 WITH picked AS (
     SELECT c.id, c.expired
@@ -114,7 +116,7 @@ SET status = CASE WHEN picked.expired THEN 3 ELSE 5 END,
     worker = %(worker)s,
     attempts = t.attempts + CASE WHEN picked.expired THEN 0 ELSE 1 END
 FROM picked
-WHERE t.id = picked.id
+WHERE t.id = picked.id AND t.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING {_T_CLAIMED}
 """
 

@@ -22,12 +22,13 @@ running tasks finish for up to ``shutdown_timeout`` seconds, then gives back the
 ones (QUEUED, or RETRY after an earlier failed attempt) with their attempt handed back; a second
 stop gives back at once.
 
-Connections per worker process: 2 (claimer and completer pool) + 1 (listener) + 1 (heartbeat),
-plus the pool of the :class:`TaskBackend` that jobs use through ``consumer.backend``
-(opened only if a job uses it; at most 2). So at most 6; 7 with ``schedule_periodic``, whose
-**scheduler** (:mod:`pgqueue.scheduler`) queues periodic jobs' ticks on its own connection;
-one more with ``prune_after``, whose **pruner** (:mod:`pgqueue.pruner`) deletes old finished
-tasks in small batches on its own connection, apart from the claim path.
+Connections per worker process: 2 (one each for the claimer and the completer) + 1 (listener)
++ 1 (heartbeat), plus the pool of the :class:`TaskBackend` that jobs use through
+``consumer.backend`` (opened only if a job uses it; at most 2). So at most 6; 7 with
+``schedule_periodic``, whose **scheduler** (:mod:`pgqueue.scheduler`) queues periodic jobs'
+ticks on its own connection; one more with ``prune_after``, whose **pruner**
+(:mod:`pgqueue.pruner`) deletes old finished tasks in small batches on its own connection,
+apart from the claim path.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +189,10 @@ class Worker:
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
-        self._pool: ConnectionPool[Connection] | None = None
+        #: The claimer's connection (claims commit without waiting for the WAL flush, see
+        #: :func:`claim_session`) and the completer's (outcomes wait for it).
+        self._claim_pool: ConnectionPool[Connection] | None = None
+        self._finish_pool: ConnectionPool[Connection] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
@@ -282,17 +286,8 @@ class Worker:
         }
 
     def _start_parts(self) -> None:
-        self._pool = ConnectionPool(
-            _db.conninfo(self.dsn, "pgqueue-worker"),
-            min_size=2,
-            max_size=2,
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            configure=_db.configure,
-            # No check on checkout: a broken connection fails its statement instead
-            # (OperationalError: the claimer and the completer retry) and the pool replaces it.
-            name="pgqueue-worker",
-            open=True,
-        )
+        self._claim_pool = _one_connection(self.dsn, "pgqueue-worker", claim_session)
+        self._finish_pool = _one_connection(self.dsn, "pgqueue-worker", _db.configure)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             self.backlog, thread_name_prefix="pgqueue-job"
         )
@@ -349,8 +344,9 @@ class Worker:
                 conn.execute(self.sql.stop_worker, {"id": self.id})
         except Exception as exc:  # the database may be gone; the lease covers it
             logger.warning("could not mark worker %s stopped: %s", self.id, exc)
-        if self._pool is not None:
-            self._pool.close()
+        for pool in (self._claim_pool, self._finish_pool):
+            if pool is not None:
+                pool.close()
         self.client.close()
 
     # -- the claimer -----------------------------------------------------------------------
@@ -408,8 +404,8 @@ class Worker:
         return max(free, 0)
 
     def _claim(self, limit: int) -> int:
-        assert self._pool is not None
-        with self._pool.connection() as conn, conn.cursor(row_factory=task_row) as cursor:
+        assert self._claim_pool is not None
+        with self._claim_pool.connection() as conn, conn.cursor(row_factory=task_row) as cursor:
             tasks = cursor.execute(
                 self.sql.claim_tasks,
                 {
@@ -435,15 +431,15 @@ class Worker:
         return started
 
     def _seconds_to_next_due(self) -> float:
-        assert self._pool is not None
-        with self._pool.connection() as conn:
+        assert self._claim_pool is not None
+        with self._claim_pool.connection() as conn:
             row = conn.execute(self.sql.next_run_at, {"queues": self.queues}).fetchone()
         seconds = row["seconds"] if row else None
         return self.poll_timeout if seconds is None else max(seconds, 0.0)
 
     def _sweep(self) -> None:
-        assert self._pool is not None
-        with self._pool.connection() as conn:
+        assert self._claim_pool is not None
+        with self._claim_pool.connection() as conn:
             rows = conn.execute(
                 self.sql.revoke_expired, {"queues": self.queues, "limit": SWEEP_BATCH}
             ).fetchall()
@@ -486,8 +482,8 @@ class Worker:
         return next_check
 
     def _rescue(self) -> None:
-        assert self._pool is not None
-        with self._pool.connection() as conn:
+        assert self._claim_pool is not None
+        with self._claim_pool.connection() as conn:
             rescue_lost_tasks(conn, self.sql, self.rescue_backoff)
 
     def _drain(self) -> None:
@@ -523,7 +519,7 @@ class Worker:
         with self._lock:
             tasks = list(self._in_flight.values())
             self._in_flight.clear()
-        if not tasks or self._pool is None:
+        if not tasks or self._finish_pool is None:
             return
         params = {
             "ids": [t.id for t in tasks],
@@ -531,7 +527,7 @@ class Worker:
             "worker": self.id,
         }
         try:
-            with self._pool.connection(timeout=5) as conn:
+            with self._finish_pool.connection(timeout=5) as conn:
                 rows = conn.execute(self.sql.give_back_tasks, params).fetchall()
         except Exception as exc:  # the database may be gone: the lease covers these tasks
             logger.warning(
@@ -639,7 +635,7 @@ class Worker:
             self._write_outcomes([Outcome(refused.task, states.FAILURE, error=error)])
 
     def _write_outcomes(self, batch: list[Outcome]) -> None:
-        assert self._pool is not None
+        assert self._finish_pool is not None
         params = {
             "ids": [o.task.id for o in batch],
             "attempts": [o.task.attempts for o in batch],
@@ -653,7 +649,7 @@ class Worker:
         backoff = 0.2
         while True:
             try:
-                with self._pool.connection() as conn:
+                with self._finish_pool.connection() as conn:
                     rows = conn.execute(self.sql.finish_tasks, params).fetchall()
                 break
             except psycopg.OperationalError as exc:
@@ -735,6 +731,44 @@ class Worker:
                 conn = None
         if conn is not None:
             conn.close()
+
+
+def claim_session(conn: Connection) -> None:
+    """Set up the claimer's connection: its transactions (claims, the expiry sweep, rescues)
+    commit without waiting for the WAL flush (``synchronous_commit = off``), which takes a
+    disk flush off the path from enqueue to job start and off every claim of a drain, and
+    its prepared statements keep one generic plan.
+
+    What a server crash can then forget (PostgreSQL: at most about three
+    ``wal_writer_delay``, 0.6 s by default) is only the latest claims: those tasks are
+    QUEUED again and run again, exactly as after a lost worker, and the finish of their first
+    run is refused by the attempt fence. Nothing is lost: every outcome commits with the
+    flush, and the WAL is flushed in order, so a durable outcome makes its claim durable too.
+    """
+    _db.configure(conn)
+    conn.execute("SET synchronous_commit = off")
+    # The claim is planned once, not once per execution (~0.2 ms of each claim otherwise):
+    # its plan walks the partial index task_claimable whatever the parameters.
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+
+
+def _one_connection(
+    dsn: str, application_name: str, configure: Callable[[Connection], None]
+) -> ConnectionPool[Connection]:
+    """A pool of exactly one autocommit connection for one thread of the worker; it replaces
+    the connection when a statement finds it broken. No check on checkout: a broken
+    connection fails its statement instead (``OperationalError``: the claimer and the
+    completer retry)."""
+    return ConnectionPool(
+        _db.conninfo(dsn, application_name),
+        min_size=1,
+        max_size=1,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        configure=configure,
+        name=application_name,
+        num_workers=1,
+        open=True,
+    )
 
 
 async def _run_async(job: Job, consumer: TaskConsumer, kwargs: dict[str, Any]) -> Any:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 from pgqueue import TaskBackend
 from pgqueue._db import connect
 from pgqueue.pruner import Pruner
+from pgqueue.worker import claim_session
 from tests.conftest import sql
 
 HISTORY = """
@@ -28,10 +30,27 @@ def _history(dsn: str, status: int, count: int, age: float) -> None:
     sql(dsn, HISTORY, {"status": status, "count": count, "age": age})
 
 
-def _plan_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [plan] if plan.get("Relation Name") == "task" and "Scan" in plan["Node Type"] else []
+def _claimer_plan(conn: Any, claim: str, limit: int) -> list[dict[str, Any]]:
+    """The nodes of the plan the worker's claimer runs: the claim statement prepared on a
+    connection set up by ``claim_session`` (one generic plan), executed once, explained."""
+    claim_session(conn)
+    names: list[str] = []
+    for name in re.findall(r"%\((\w+)\)s", claim):
+        if name not in names:
+            names.append(name)
+    prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", claim)
+    conn.execute(f"PREPARE claim_plan AS {prepared}")
+    values = {"queues": "'{tasks}'", "jobs": "'{add}'", "limit": str(limit), "worker": "'x'"}
+    args = ", ".join(values[name] for name in names)
+    raw = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_plan({args})").fetchone()
+    plan = raw["QUERY PLAN"]
+    return _plan_nodes((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan]
     for child in plan.get("Plans", []):
-        found += _plan_scans(child)
+        found += _plan_nodes(child)
     return found
 
 
@@ -40,7 +59,8 @@ def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_
 ) -> None:
     """F10: 200,000 finished rows, 20,000 of them updated again (dead tuples), and a
     transaction left open in another session that holds vacuum back. A claim still reads the
-    partial index task_claimable and touches about as many rows as it claims."""
+    partial index task_claimable and touches about as many rows as it claims, then the
+    picked rows by primary key, also in the one generic plan the worker's claimer keeps."""
     _history(dsn, 1, 200_000, 2 * DAY)
     sql(dsn, "UPDATE pgqueue.task SET result = '1' WHERE mod((kwargs->>'a')::int, 10) = 0")
     backend.queue_tasks("add", [{"a": n, "b": 1} for n in range(50)])
@@ -49,17 +69,32 @@ def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_
         holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         holder.execute("SELECT count(*) FROM pgqueue.worker")
         with connect(dsn, autocommit=False) as conn:
-            query = backend.sql.claim_tasks.replace(
-                "WITH picked", "EXPLAIN (ANALYZE, FORMAT JSON) WITH picked", 1
-            )
-            params = {"queues": ["tasks"], "jobs": ["add"], "limit": 10, "worker": "explain"}
-            raw = conn.execute(query, params).fetchone()["QUERY PLAN"]  # type: ignore[index]
+            nodes = _claimer_plan(conn, backend.sql.claim_tasks, 10)
             conn.rollback()
-        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
-        scans = [s for s in _plan_scans(plan) if s.get("Index Name") != "task_pkey"]
-        assert {s.get("Index Name") for s in scans} == {"task_claimable"}, plan
-        assert sum(s["Actual Rows"] * s["Actual Loops"] for s in scans) <= 20, plan
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
+        assert {n["Index Name"] for n in nodes if "Index Name" in n} == {
+            "task_claimable",
+            "task_pkey",
+        }, nodes
+        claimable = [n for n in nodes if n.get("Index Name") == "task_claimable"]
+        assert sum(n["Actual Rows"] * n["Actual Loops"] for n in claimable) <= 20, nodes
         holder.rollback()
+
+
+def test_claimer_generic_plan_reads_picked_rows_by_primary_key(
+    dsn: str, backend: TaskBackend
+) -> None:
+    """The claimer keeps one generic plan (``claim_session``), planned without knowing
+    ``limit``: with a backlog of 20,000 tasks it must still update the picked rows through the
+    primary key, not join them to a scan of the whole table."""
+    for _ in range(20):
+        backend.queue_tasks("add", [{"a": n, "b": 1} for n in range(1000)])
+    sql(dsn, "ANALYZE pgqueue.task")
+    with connect(dsn, autocommit=False) as conn:
+        nodes = _claimer_plan(conn, backend.sql.claim_tasks, 20)
+        conn.rollback()
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
+    assert {n["Index Name"] for n in nodes if "Index Name" in n} == {"task_claimable", "task_pkey"}
 
 
 def test_f10_pruner_deletes_only_old_finished_tasks_in_batches(dsn: str) -> None:
