@@ -45,18 +45,18 @@ ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
 RETURNING t.id::text AS id
 """
 
-#: Queue many tasks in one statement from parallel arrays (one element per task, the same
-#: fields as :data:`QUEUE_TASK` with an ``s`` appended). Returns one row per input task, in
-#: input order, with ``id`` NULL where a live task already held the lock_id (or an earlier
-#: task of the same batch did). ``input`` is materialized, so each row keeps one id.
+#: Queue many tasks in one statement from one JSON document: an array of objects with the
+#: fields of :data:`QUEUE_TASK` (``kwargs`` and ``meta_params`` as JSON values, timestamps as
+#: ISO 8601 text). Returns one row per input task, in input order, with ``id`` NULL where a
+#: live task already held the lock_id (or an earlier task of the same batch did). ``input``
+#: is materialized, so each row keeps one id.
 QUEUE_TASKS = f"""
 WITH input AS (
     SELECT gen_random_uuid() AS id, i.*
-    FROM unnest(%(names)s::text[], %(queues)s::text[], %(can_overlaps)s::boolean[],
-                %(prioritys)s::integer[], %(kwargss)s::jsonb[], %(meta_paramss)s::jsonb[],
-                %(run_ats)s::timestamptz[], %(countdowns)s::float8[],
-                %(expiry_ats)s::timestamptz[], %(expiry_ins)s::float8[],
-                %(max_retriess)s::integer[])
+    FROM ROWS FROM (jsonb_to_recordset(%(tasks)s::jsonb) AS (
+             name text, queue text, can_overlap boolean, priority integer, kwargs jsonb,
+             meta_params jsonb, run_at timestamptz, countdown float8, expiry_at timestamptz,
+             expiry_in float8, max_retries integer))
          WITH ORDINALITY AS i(name, queue, can_overlap, priority, kwargs, meta_params, run_at,
                               countdown, expiry_at, expiry_in, max_retries, ord)
 ), inserted AS (

@@ -41,7 +41,7 @@ def dump_json(value: Any, what: str) -> str:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
         raise _not_json(what, f"{exc}") from None
-    if _ESCAPED_NUL.search(text):
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):  # the regex alone is slow
         raise _not_json(what, "a string holds a NUL character (\\x00), which PostgreSQL refuses")
     if "\\ud" in text:  # surrogates are escaped: decoded again, valid pairs join into one
         try:

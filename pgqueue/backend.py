@@ -25,20 +25,15 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import _connections, _db, tracing
+from . import _connections, _db, _enqueue
 from ._sql import Statements
 from ._sql_schedule import ScheduleStatements
 from ._values import (
-    check_priority,
-    check_queue,
     check_text,
-    dump_json,
-    dump_kwargs,
     parse_task_id,
-    time_params,
 )
 from .aio import LoopPool
-from .bulk import Call, QueuedTasks, array_params, as_call, calls_of, lock_order
+from .bulk import Call, QueuedTasks, as_call
 from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
 from .jobs import JobRegistry
 from .listener import Listener
@@ -48,9 +43,6 @@ logger = logging.getLogger("pgqueue.backend")
 
 #: What ``job_list`` shows of a periodic job's stored schedule.
 _SCHEDULE_INFO = ("run_every", "cron", "runs_count", "last_tick", "next_tick")
-
-#: Argument names no job can receive: the worker calls ``job(consumer, **kwargs)``.
-_RESERVED_KWARGS = frozenset({"self", "consumer"})
 
 #: Seconds between re-reads of a task while waiting for it, whatever the notifications say.
 WAIT_RECHECK = 5.0
@@ -229,9 +221,8 @@ class TaskBackend:
             is not a supported sync connection. A past expiry is accepted: such a task is
             REVOKED without running.
         """
-        params = self._queue_params(
-            jobname, meta_params, expiry, run_at, countdown, queue, priority, kwargs
-        )
+        call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
+        params = _enqueue.task_params(self.registry, self.name, call, kwargs)
         return _queued_id(jobname, self._fetch(self.sql.queue_task, params, connection))
 
     def queue_tasks(
@@ -259,8 +250,8 @@ class TaskBackend:
         :raises TaskNotAvailable, SerializationError, ConfigurationError: as ``queue_task``.
         """
         template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
-        calls = calls_of(template, kwargs_list)
-        return self.queue_many(calls, connection=connection)
+        batch = self._batch_params(_same_call(template, kwargs_list))
+        return self._queue_batch(batch, connection)
 
     def queue_many(
         self,
@@ -270,90 +261,20 @@ class TaskBackend:
     ) -> QueuedTasks:
         """Queue tasks of several jobs in one statement: each item is a :class:`Call` or a
         ``(jobname, kwargs)`` pair. Behaves as :meth:`queue_tasks`."""
-        batch = self._bulk_params(calls)
+        return self._queue_batch(self._batch_params(_own_kwargs(calls)), connection)
+
+    def _batch_params(
+        self, calls: Iterable[tuple[Call, Mapping[str, Any]]]
+    ) -> tuple[dict[str, str], list[int] | None] | None:
+        return _enqueue.batch_params(self.registry, self.name, calls)
+
+    def _queue_batch(
+        self, batch: tuple[dict[str, str], list[int] | None] | None, connection: object | None
+    ) -> QueuedTasks:
         if batch is None:
             return QueuedTasks([])
         params, order = batch
         return _bulk_result(self._fetch(self.sql.queue_tasks, params, connection), order)
-
-    def _bulk_params(
-        self, calls: Iterable[Call | tuple[str, Mapping[str, Any]]]
-    ) -> tuple[dict[str, list[Any]], list[int] | None] | None:
-        """The arrays of ``QUEUE_TASKS`` for ``calls``, in :func:`bulk.lock_order`, and that
-        order (None: input order); None for no calls."""
-        rows = []
-        for item in calls:
-            call = as_call(item)
-            if not isinstance(call.kwargs, Mapping):
-                raise ConfigurationError(
-                    f"the kwargs of each task of job {call.jobname!r} must be a dict, not "
-                    f"{type(call.kwargs).__name__} ({call.kwargs!r:.60}); nothing was queued"
-                )
-            rows.append(
-                self._queue_params(
-                    call.jobname,
-                    call.meta_params,
-                    call.expiry,
-                    call.run_at,
-                    call.countdown,
-                    call.queue,
-                    call.priority,
-                    dict(call.kwargs),
-                )
-            )
-        if not rows:
-            return None
-        order = lock_order(rows)
-        return array_params(rows if order is None else [rows[n] for n in order]), order
-
-    def _queue_params(
-        self,
-        jobname: str,
-        meta_params: dict[str, Any] | None,
-        expiry: float | timedelta | datetime | None,
-        run_at: datetime | None,
-        countdown: float | timedelta | None,
-        queue: str | None,
-        priority: int | None,
-        kwargs: dict[str, Any],
-    ) -> dict[str, Any]:
-        job = self.registry[jobname]
-        taken = _RESERVED_KWARGS.intersection(kwargs)
-        if taken:
-            raise ConfigurationError(
-                f"job {job.name!r} cannot take an argument named {sorted(taken)[0]!r}: every "
-                "job is called as job(consumer, **kwargs); nothing was queued"
-            )
-        if meta_params is not None and not isinstance(meta_params, Mapping):
-            raise ConfigurationError(
-                f"meta_params must be a dict, not {type(meta_params).__name__}"
-            )
-        expiry_at, expiry_in = time_params(
-            expiry if expiry is not None else job.expiry_seconds(), "expiry"
-        )
-        if run_at is not None and countdown is not None:
-            raise ConfigurationError("give run_at or countdown, not both")
-        start_at, start_in = time_params(
-            run_at if run_at is not None else countdown,
-            "run_at" if run_at is not None else "countdown",
-        )
-        if start_in is not None and start_in < 0:
-            raise ConfigurationError(f"countdown must be seconds >= 0, not {countdown!r}")
-        return {
-            "name": job.name,
-            "queue": check_queue(queue if queue is not None else job.queue or self.name),
-            "can_overlap": job.overlaps(kwargs),
-            "priority": check_priority(job.priority if priority is None else priority),
-            "kwargs": dump_kwargs(job.name, kwargs),
-            "meta_params": dump_json(
-                tracing.with_trace_context(dict(meta_params or {})), "meta_params"
-            ),
-            "run_at": start_at,
-            "countdown": start_in,
-            "expiry_at": expiry_at,
-            "expiry_in": expiry_in,
-            "max_retries": int(job.max_retries),
-        }
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -467,9 +388,8 @@ class TaskBackend:
         """Awaitable :meth:`queue_task`: the same statement and rules on the async pool, or
         on the caller's psycopg ``AsyncConnection`` or SQLAlchemy ``AsyncSession`` /
         ``AsyncConnection`` given as ``connection`` (in its transaction, never committed)."""
-        params = self._queue_params(
-            jobname, meta_params, expiry, run_at, countdown, queue, priority, kwargs
-        )
+        call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
+        params = _enqueue.task_params(self.registry, self.name, call, kwargs)
         return _queued_id(jobname, await self._afetch(self.sql.queue_task, params, connection))
 
     async def aqueue_tasks(
@@ -487,8 +407,11 @@ class TaskBackend:
     ) -> QueuedTasks:
         """Awaitable :meth:`queue_tasks` (see :meth:`aqueue_task` for ``connection``)."""
         template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
-        calls = calls_of(template, kwargs_list)
-        return await self.aqueue_many(calls, connection=connection)
+        batch = self._batch_params(_same_call(template, kwargs_list))
+        if batch is None:
+            return QueuedTasks([])
+        params, order = batch
+        return _bulk_result(await self._afetch(self.sql.queue_tasks, params, connection), order)
 
     async def aqueue_many(
         self,
@@ -497,7 +420,7 @@ class TaskBackend:
         connection: object | None = None,
     ) -> QueuedTasks:
         """Awaitable :meth:`queue_many` (see :meth:`aqueue_task` for ``connection``)."""
-        batch = self._bulk_params(calls)
+        batch = self._batch_params(_own_kwargs(calls))
         if batch is None:
             return QueuedTasks([])
         params, order = batch
@@ -698,6 +621,29 @@ def _translated(dsn: str, exc: psycopg.Error) -> Exception:
     if isinstance(exc, psycopg.OperationalError) and _db.is_connection_error(exc):
         return ConnectionFailed(_db.connection_error_message(dsn, exc))
     return exc
+
+
+def _same_call(
+    template: Call, kwargs_list: Iterable[Mapping[str, Any]]
+) -> Iterator[tuple[Call, Mapping[str, Any]]]:
+    """``(template, kwargs)`` for each kwargs dict of ``kwargs_list``. Raises
+    :class:`ConfigurationError` when ``kwargs_list`` is a single dict or a str (a common slip
+    for a list of dicts)."""
+    if isinstance(kwargs_list, Mapping | str | bytes):
+        raise ConfigurationError(
+            f"kwargs_list must be a list of kwargs dicts, not a {type(kwargs_list).__name__}; "
+            "for one task pass [kwargs]; nothing was queued"
+        )
+    return ((template, kwargs) for kwargs in kwargs_list)
+
+
+def _own_kwargs(
+    calls: Iterable[Call | tuple[str, Mapping[str, Any]]],
+) -> Iterator[tuple[Call, Mapping[str, Any]]]:
+    """``(call, call.kwargs)`` for each item of a mixed batch (see :func:`bulk.as_call`)."""
+    for item in calls:
+        call = as_call(item)
+        yield call, call.kwargs
 
 
 def _queued_id(jobname: str, rows: _connections.Rows) -> str | None:

@@ -1,36 +1,21 @@
 """Bulk enqueue: the shapes :meth:`TaskBackend.queue_tasks` and ``queue_many`` take and return.
 
-A batch is inserted by one statement (``QUEUE_TASKS``) from parallel arrays, one element per
-task, so 10,000 tasks cost one round trip. lock_ids are honoured per task: a task whose job
-cannot overlap is skipped when a live task, or an earlier task of the same batch, holds its
-lock_id, and :class:`QueuedTasks` says which ones were skipped.
+A batch is inserted by one statement (``QUEUE_TASKS``) from one JSON document, one object per
+task (see :mod:`pgqueue._enqueue`), so 10,000 tasks cost one round trip. lock_ids are honoured
+per task: a task whose job cannot overlap is skipped when a live task, or an earlier task of
+the same batch, holds its lock_id, and :class:`QueuedTasks` says which ones were skipped.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ._values import dump_kwargs
 from .errors import ConfigurationError
-
-#: The per-task parameters of ``QUEUE_TASK``, sent as arrays named ``<field>s`` by
-#: ``QUEUE_TASKS``.
-FIELDS = (
-    "name",
-    "queue",
-    "can_overlap",
-    "priority",
-    "kwargs",
-    "meta_params",
-    "run_at",
-    "countdown",
-    "expiry_at",
-    "expiry_in",
-    "max_retries",
-)
 
 
 @dataclass(frozen=True)
@@ -88,22 +73,9 @@ def as_call(item: Call | tuple[str, Mapping[str, Any]]) -> Call:
     )
 
 
-def calls_of(template: Call, kwargs_list: Iterable[Mapping[str, Any]]) -> list[Call]:
-    """One :class:`Call` like ``template`` per kwargs dict of ``kwargs_list``.
-
-    Raises :class:`ConfigurationError` when ``kwargs_list`` is a single dict or a str (a
-    common slip for a list of dicts).
-    """
-    if isinstance(kwargs_list, Mapping | str | bytes):
-        raise ConfigurationError(
-            f"kwargs_list must be a list of kwargs dicts, not a {type(kwargs_list).__name__}; "
-            "for one task pass [kwargs]; nothing was queued"
-        )
-    return [replace(template, kwargs=kwargs) for kwargs in kwargs_list]
-
-
 def lock_order(rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
-    """The order (input positions) in which to insert per-task parameter dicts ``rows``: the
+    """The order (input positions) in which to insert per-task parameter dicts ``rows`` (with
+    ``name``, ``can_overlap`` and the ``kwargs`` mapping): the
     tasks that have a lock_id sorted by job name and canonical kwargs, so that two batches
     sharing lock_ids, run at once, wait for each other's inserts in the same order and never
     deadlock; tasks without a lock_id first, in input order. Duplicates within a batch keep
@@ -116,12 +88,7 @@ def lock_order(rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
         row = rows[n]
         if row["can_overlap"]:
             return ("", "")
-        return (row["name"], json.dumps(json.loads(row["kwargs"]), sort_keys=True))
+        canonical = json.loads(dump_kwargs(row["name"], dict(row["kwargs"])))
+        return (row["name"], json.dumps(canonical, sort_keys=True))
 
     return sorted(range(len(rows)), key=key)
-
-
-def array_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Turn per-task parameter dicts (as for ``QUEUE_TASK``) into the arrays of
-    ``QUEUE_TASKS``: ``{"names": [...], "queues": [...], ...}``."""
-    return {f"{name}s": [row[name] for row in rows] for name in FIELDS}

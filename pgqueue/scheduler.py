@@ -28,8 +28,10 @@ from typing import Any
 import psycopg
 
 from . import _db
+from ._enqueue import task_params
 from ._sql_schedule import ScheduleStatements
 from .backend import TaskBackend
+from .bulk import Call
 from .errors import PgQueueError
 from .jobs import JobRegistry
 from .periodic import PeriodicJob, ScheduleDefinition, plan_ticks
@@ -223,9 +225,8 @@ class Scheduler:
         return result
 
     def _queue(self, conn: Connection, job_name: str, moment: datetime) -> str | None:
-        params = self.client._queue_params(
-            job_name, {"tick": moment.isoformat()}, None, None, None, None, None, {}
-        )
+        call = Call(job_name, meta_params={"tick": moment.isoformat()})
+        params = task_params(self.client.registry, self.client.name, call, {})
         row = conn.execute(self.sql.queue_task, params).fetchone()
         return None if row is None else str(row["id"])
 
