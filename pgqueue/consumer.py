@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,7 @@ class TaskConsumer:
         self.task = task
         self.task_id = task.id
         self.job = job
-        self.logger = logging.getLogger(f"pgqueue.job.{job.name}")
+        self.logger = job.logger
         limit = job.time_limit_seconds()
         #: ``time.monotonic()`` value at which this attempt passes its time limit, or None.
         self.deadline = None if limit is None else time.monotonic() + limit

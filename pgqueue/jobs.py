@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from functools import cached_property
@@ -111,11 +112,20 @@ class Job:
 
     def expiry_seconds(self) -> float | None:
         """The default expiry (``timeout``) in seconds, or None."""
+        if self.timeout is None:
+            return None
         return to_seconds(self.timeout, f"{self.name}.timeout")
 
     def time_limit_seconds(self) -> float | None:
-        """The ``time_limit`` in seconds, or None."""
+        """The ``time_limit`` in seconds, or None (asked once per task run)."""
+        if self.time_limit is None:
+            return None
         return to_seconds(self.time_limit, f"{self.name}.time_limit")
+
+    @cached_property
+    def logger(self) -> logging.Logger:
+        """The logger of this job's runs: ``pgqueue.job.<name>``."""
+        return logging.getLogger(f"pgqueue.job.{self.name}")
 
     def overlaps(self, kwargs: dict[str, Any]) -> bool:
         """Resolve ``can_overlap`` for these kwargs (a callable receives them as keywords)."""

@@ -62,7 +62,7 @@ def configured() -> bool:
 def _spanned(task: Task, provider_set: bool | None = None) -> bool:
     """Whether :func:`run_span` makes a span for ``task``; ``provider_set``: what
     :func:`configured` said, if the caller asked already."""
-    if trace is None or any(key in task.meta_params for key in CONTEXT_KEYS):
+    if trace is None or "traceparent" in task.meta_params:  # tracestate alone means nothing
         return trace is not None
     return configured() if provider_set is None else provider_set
 
