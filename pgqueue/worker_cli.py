@@ -14,6 +14,7 @@ import typer
 
 from . import _db
 from ._cli_common import friendly_errors, setup_logging, split_list
+from ._ops import parse_duration
 from .supervisor import Supervisor
 from .worker import Worker
 
@@ -77,6 +78,13 @@ def worker(
             help="Also queue the periodic jobs at their ticks (safe on any number of workers).",
         ),
     ] = False,
+    prune_after: Annotated[
+        str | None,
+        typer.Option(
+            help="Also delete tasks that finished longer ago than this (7d, 12h), in small "
+            "batches every minute, on one more connection (default: keep them).",
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
@@ -112,6 +120,7 @@ def worker(
             hard_time_limits=hard_time_limits,
             schema=schema,
             schedule_periodic=schedule_periodic,
+            prune_after=parse_duration(prune_after, "--prune-after") if prune_after else None,
         )
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:

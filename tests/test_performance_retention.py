@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from pgqueue import TaskBackend
 from pgqueue._db import connect
 from pgqueue.pruner import Pruner
 from pgqueue.worker import claim_session
-from tests.conftest import sql
+from tests.conftest import bin_path, cli_env, sql
 
 HISTORY = """
 INSERT INTO pgqueue.task (name, status, kwargs, time_ended, worker, attempts)
@@ -135,6 +136,31 @@ def test_f10_worker_with_prune_after_prunes_in_the_background(dsn: str, start_wo
         time.sleep(0.1)
     assert sql(dsn, "SELECT count(*) AS n FROM pgqueue.task")[0]["n"] == 5
     handle.stop()
+
+
+def test_f10_pgqueue_worker_prune_after_flag(dsn: str) -> None:
+    """``pgqueue-worker --prune-after 1d``: the operator's switch for the same pruner; a bad
+    duration is refused with a message, not a traceback."""
+    _history(dsn, 1, 30, 3 * DAY)
+    _history(dsn, 1, 4, 60.0)
+    args = [bin_path("pgqueue-worker"), "--task-paths", "tests.jobs", "--log-level", "WARNING"]
+    env = cli_env(dsn)
+    bad = subprocess.run(
+        [*args, "--prune-after", "soon"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode != 0 and "--prune-after" in bad.stderr and "Traceback" not in bad.stderr
+    proc = subprocess.Popen(
+        [*args, "--prune-after", "1d"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while sql(dsn, "SELECT count(*) AS n FROM pgqueue.task")[0]["n"] != 4:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "old tasks were not pruned"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_f10_task_table_is_tuned_for_churn(dsn: str) -> None:
