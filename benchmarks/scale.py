@@ -71,7 +71,7 @@ def claim_rate(dsn: str, count: int, concurrency: int) -> tuple[float, int]:
     claimed = 0
     pages = 0
     with connect(dsn) as conn, timer() as elapsed:
-        claim_session(conn)  # as the worker's claimer: async commit, one generic plan
+        claim_session(conn)  # as the worker's claimer: one generic plan
         while claimed < count:
             if not pages and claimed >= count // 2:
                 pages = _claim_pages(conn, sql.claim_tasks, params)

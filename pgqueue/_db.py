@@ -150,8 +150,9 @@ def _unread_input(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) 
     or a notice arrived. A healthy idle connection has nothing to read."""
     if conn.closed:
         return True
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    return bool(readable)
+    poll = select.poll()  # not select.select: it refuses sockets numbered 1024 and above
+    poll.register(conn.pgconn.socket, select.POLLIN)
+    return bool(poll.poll(0))
 
 
 def check_pooled(conn: psycopg.Connection[Any]) -> None:

@@ -2,22 +2,21 @@
 (a batch): job defaults applied, every value checked, nothing sent before all of it passed.
 
 A batch travels as one JSON document (``{"tasks": "[{...}, ...]"}``) that the statement reads
-with ``jsonb_to_recordset``: one parameter whatever the batch size, dumped by Python's json in C
-in one call. Tasks of one batch that share everything but their kwargs (``queue_tasks``) have
-their job defaults worked out once.
+with ``jsonb_to_recordset``: one parameter whatever the batch size. Tasks of one batch that
+share everything but their kwargs (``queue_tasks``) have their job defaults worked out once.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from . import tracing
 from ._values import check_priority, check_queue, dump_json, dump_kwargs, time_params
-from .bulk import Call, lock_order
-from .errors import ConfigurationError, SerializationError
+from .bulk import Call
+from .errors import ConfigurationError
 from .jobs import Job, JobRegistry
 
 #: Arguments no job can take: every job is called as ``job(consumer, **kwargs)``.
@@ -96,64 +95,48 @@ def batch_params(
     registry: JobRegistry,
     default_queue: str,
     calls: Iterable[tuple[Call, Mapping[str, Any]]],
-) -> tuple[dict[str, str], list[int] | None] | None:
+) -> dict[str, str] | None:
     """The parameter of ``QUEUE_TASKS`` for ``(call, kwargs)`` pairs (the call's own kwargs
-    are ignored), the tasks in :func:`pgqueue.bulk.lock_order`, and that order (None: input
-    order); None for no tasks. Raises as :func:`task_params`, before anything is sent.
+    are ignored), in input order; None for no tasks. Raises as :func:`task_params`, before
+    anything is sent. Each task's kwargs are checked and dumped as they come, so a caller may
+    reuse one dict for the next task.
     """
-    rows: list[dict[str, Any]] = []
+    texts: list[str] = []
     last: Call | None = None
-    last_key: tuple[Any, ...] = ()
+    key: tuple[Any, ...] | None = None
     job: Job | None = None
-    common: dict[str, Any] = {}
+    head = ""
     for call, kwargs in calls:
-        if job is None or call is not last:
-            # ``last`` keeps the previous call alive, so the id() of its meta_params in the key
-            # cannot be reused by a new dict of a later call.
-            key = _template_key(call)
-            if job is None or key != last_key:
+        if call is not last:
+            new_key = _template_key(call)
+            if job is None or new_key != key:
                 job, common = common_params(registry, default_queue, call)
-                common = _as_json_fields(common)
-            last, last_key = call, key
-        check_kwargs(job, kwargs)
-        rows.append({**common, "can_overlap": job.overlaps(dict(kwargs)), "kwargs": kwargs})
-    if not rows:
-        return None
-    order = lock_order(rows)
-    return {"tasks": _dump_rows(rows if order is None else [rows[n] for n in order])}, order
+                head = _json_head(common)
+            key, last = new_key, call
+        assert job is not None
+        checked = dict(check_kwargs(job, kwargs))
+        overlap = "true" if job.overlaps(checked) else "false"
+        texts.append(f'{head},"can_overlap":{overlap},"kwargs":{dump_kwargs(job.name, checked)}}}')
+    return {"tasks": f"[{','.join(texts)}]"} if texts else None
 
 
 def _template_key(call: Call) -> tuple[Any, ...]:
-    """What decides a call's :func:`common_params` (its kwargs aside)."""
-    return (
-        call.jobname,
-        id(call.meta_params),
-        call.expiry,
-        call.run_at,
-        call.countdown,
-        call.queue,
-        call.priority,
-    )
-
-
-def _as_json_fields(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with the values JSON has no type for turned into what ``jsonb_to_recordset``
-    reads back: timestamps as ISO 8601 text, meta_params as the JSON value itself."""
-    out = dict(params)
-    out["meta_params"] = json.loads(params["meta_params"])
-    for name in ("run_at", "expiry_at"):
-        value = params[name]
-        if isinstance(value, datetime):
-            out[name] = value.isoformat()
-    return out
-
-
-def _dump_rows(rows: list[dict[str, Any]]) -> str:
-    """The batch as one JSON document; a task whose kwargs are not JSON raises the error
-    naming that task's job and argument."""
+    """What decides a call's :func:`common_params` (its kwargs aside), each value with its
+    type so that ``True``, ``1`` and ``1.0`` (equal in Python) are each checked."""
     try:
-        return dump_json(rows, "the batch")
-    except SerializationError:
-        for row in rows:
-            dump_kwargs(row["name"], dict(row["kwargs"]))
-        raise
+        meta: object = json.dumps(call.meta_params, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        meta = object()  # never equal: common_params says what is wrong
+    fields = (call.expiry, call.run_at, call.countdown, call.queue, call.priority)
+    return (call.jobname, meta, *((type(value), value) for value in fields))
+
+
+def _json_head(params: dict[str, Any]) -> str:
+    """The common fields of one task of ``QUEUE_TASKS`` as the start of a JSON object (no
+    closing brace): timestamps as ISO 8601 text in UTC, meta_params as its checked JSON."""
+    fields = {
+        name: value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+        for name, value in params.items()
+        if name != "meta_params"
+    }
+    return f'{json.dumps(fields)[:-1]},"meta_params":{params["meta_params"]}'

@@ -48,11 +48,16 @@ RETURNING t.id::text AS id
 #: Queue many tasks in one statement from one JSON document: an array of objects with the
 #: fields of :data:`QUEUE_TASK` (``kwargs`` and ``meta_params`` as JSON values, timestamps as
 #: ISO 8601 text). Returns one row per input task, in input order, with ``id`` NULL where a
-#: live task already held the lock_id (or an earlier task of the same batch did). ``input``
+#: live task already held the lock_id (or an earlier task of the same batch did). Rows are
+#: inserted in lock_id order, then input order: two batches sharing lock_ids take them in the
+#: same order (no deadlock), and of two duplicates the first one given is inserted. ``input``
 #: is materialized, so each row keeps one id.
 QUEUE_TASKS = f"""
 WITH input AS (
-    SELECT gen_random_uuid() AS id, i.*
+    SELECT gen_random_uuid() AS id,
+           CASE WHEN i.can_overlap THEN NULL
+                ELSE {lock_id_sql("i.name", "i.kwargs")} END AS lock_id,
+           i.*
     FROM ROWS FROM (jsonb_to_recordset(%(tasks)s::jsonb) AS (
              name text, queue text, can_overlap boolean, priority integer, kwargs jsonb,
              meta_params jsonb, run_at timestamptz, countdown float8, expiry_at timestamptz,
@@ -62,14 +67,12 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO {{s}}.task AS t (id, name, queue, lock_id, priority, kwargs, meta_params,
                                  run_at, expiry, max_retries)
-    SELECT id, name, queue,
-           CASE WHEN can_overlap THEN NULL ELSE {lock_id_sql("name", "kwargs")} END,
-           priority, kwargs, meta_params,
+    SELECT id, name, queue, lock_id, priority, kwargs, meta_params,
            COALESCE(run_at, now() + countdown * interval '1 second', now()),
            COALESCE(expiry_at, now() + expiry_in * interval '1 second'),
            max_retries
     FROM input
-    ORDER BY ord
+    ORDER BY lock_id NULLS FIRST, ord
     ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
     RETURNING t.id
 )

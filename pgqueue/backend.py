@@ -265,16 +265,13 @@ class TaskBackend:
 
     def _batch_params(
         self, calls: Iterable[tuple[Call, Mapping[str, Any]]]
-    ) -> tuple[dict[str, str], list[int] | None] | None:
+    ) -> dict[str, str] | None:
         return _enqueue.batch_params(self.registry, self.name, calls)
 
-    def _queue_batch(
-        self, batch: tuple[dict[str, str], list[int] | None] | None, connection: object | None
-    ) -> QueuedTasks:
-        if batch is None:
+    def _queue_batch(self, params: dict[str, str] | None, connection: object | None) -> QueuedTasks:
+        if params is None:
             return QueuedTasks([])
-        params, order = batch
-        return _bulk_result(self._fetch(self.sql.queue_tasks, params, connection), order)
+        return _bulk_result(self._fetch(self.sql.queue_tasks, params, connection))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -407,11 +404,9 @@ class TaskBackend:
     ) -> QueuedTasks:
         """Awaitable :meth:`queue_tasks` (see :meth:`aqueue_task` for ``connection``)."""
         template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
-        batch = self._batch_params(_same_call(template, kwargs_list))
-        if batch is None:
-            return QueuedTasks([])
-        params, order = batch
-        return _bulk_result(await self._afetch(self.sql.queue_tasks, params, connection), order)
+        return await self._aqueue_batch(
+            self._batch_params(_same_call(template, kwargs_list)), connection
+        )
 
     async def aqueue_many(
         self,
@@ -420,11 +415,14 @@ class TaskBackend:
         connection: object | None = None,
     ) -> QueuedTasks:
         """Awaitable :meth:`queue_many` (see :meth:`aqueue_task` for ``connection``)."""
-        batch = self._batch_params(_own_kwargs(calls))
-        if batch is None:
+        return await self._aqueue_batch(self._batch_params(_own_kwargs(calls)), connection)
+
+    async def _aqueue_batch(
+        self, params: dict[str, str] | None, connection: object | None
+    ) -> QueuedTasks:
+        if params is None:
             return QueuedTasks([])
-        params, order = batch
-        return _bulk_result(await self._afetch(self.sql.queue_tasks, params, connection), order)
+        return _bulk_result(await self._afetch(self.sql.queue_tasks, params, connection))
 
     async def aget_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
         """Awaitable :meth:`get_task`."""
@@ -653,16 +651,9 @@ def _queued_id(jobname: str, rows: _connections.Rows) -> str | None:
     return str(rows[0]["id"])
 
 
-def _bulk_result(rows: _connections.Rows, order: list[int] | None) -> QueuedTasks:
-    """The ids ``QUEUE_TASKS`` returned (in the ``order`` the tasks were sent) by input
-    position."""
-    ids: list[str | None] = [None if row["id"] is None else str(row["id"]) for row in rows]
-    if order is not None:
-        by_input: list[str | None] = [None] * len(ids)
-        for sent, position in enumerate(order):
-            by_input[position] = ids[sent]
-        ids = by_input
-    result = QueuedTasks(ids)
+def _bulk_result(rows: _connections.Rows) -> QueuedTasks:
+    """The ids ``QUEUE_TASKS`` returned, one row per task in input order."""
+    result = QueuedTasks([None if row["id"] is None else str(row["id"]) for row in rows])
     if result.skipped:
         logger.debug("bulk enqueue skipped %d tasks whose lock_id was held", len(result.skipped))
     return result

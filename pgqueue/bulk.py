@@ -8,13 +8,11 @@ the same batch, holds its lock_id, and :class:`QueuedTasks` says which ones were
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._values import dump_kwargs
 from .errors import ConfigurationError
 
 
@@ -71,24 +69,3 @@ def as_call(item: Call | tuple[str, Mapping[str, Any]]) -> Call:
         f"each task must be a Call or a (jobname, kwargs) pair, not {item!r:.80}; "
         "nothing was queued"
     )
-
-
-def lock_order(rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
-    """The order (input positions) in which to insert per-task parameter dicts ``rows`` (with
-    ``name``, ``can_overlap`` and the ``kwargs`` mapping): the
-    tasks that have a lock_id sorted by job name and canonical kwargs, so that two batches
-    sharing lock_ids, run at once, wait for each other's inserts in the same order and never
-    deadlock; tasks without a lock_id first, in input order. Duplicates within a batch keep
-    their input order (the first one is inserted). None when no task has a lock_id.
-    """
-    if all(row["can_overlap"] for row in rows):
-        return None
-
-    def key(n: int) -> tuple[str, str]:
-        row = rows[n]
-        if row["can_overlap"]:
-            return ("", "")
-        canonical = json.loads(dump_kwargs(row["name"], dict(row["kwargs"])))
-        return (row["name"], json.dumps(canonical, sort_keys=True))
-
-    return sorted(range(len(rows)), key=key)

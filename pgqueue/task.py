@@ -88,7 +88,7 @@ class Task:
     def from_values(cls, values: Sequence[Any]) -> Task:
         """Build a Task from the values of :data:`TASK_COLUMNS` in that order, ``id`` as text
         (what a claim returns); quicker than :meth:`from_row` for the worker's hot path."""
-        if values[6] is None or values[7] is None:  # JSON null kwargs or meta_params
+        if type(values[6]) is not dict or type(values[7]) is not dict:  # odd rows from SQL
             return cls.from_row(dict(zip(TASK_COLUMNS, values, strict=True)))
         # The frozen dataclass's __init__ sets 19 fields one object.__setattr__ at a time;
         # filling __dict__ at once costs a third (the values are a database row, checked).

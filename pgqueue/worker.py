@@ -189,8 +189,8 @@ class Worker:
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
-        #: The claimer's connection (claims commit without waiting for the WAL flush, see
-        #: :func:`claim_session`) and the completer's (outcomes wait for it).
+        #: The claimer's connection (one generic plan per statement, see
+        #: :func:`claim_session`) and the completer's.
         self._claim_pool: ConnectionPool[Connection] | None = None
         self._finish_pool: ConnectionPool[Connection] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -427,7 +427,11 @@ class Worker:
             self.processed += 1
             with self._lock:
                 self._in_flight[task.id] = task
-            self._submit(task, provider_set)
+            try:
+                self._submit(task, provider_set)
+            except Exception as exc:  # a row the job cannot be called with (SQL-made kwargs)
+                logger.error("%s could not start: %s", task.info(), _first_line(exc))
+                self._outcomes.put(_not_started(task, exc))
         return started
 
     def _seconds_to_next_due(self) -> float:
@@ -734,21 +738,14 @@ class Worker:
 
 
 def claim_session(conn: Connection) -> None:
-    """Set up the claimer's connection: its transactions (claims, the expiry sweep, rescues)
-    commit without waiting for the WAL flush (``synchronous_commit = off``), which takes a
-    disk flush off the path from enqueue to job start and off every claim of a drain, and
-    its prepared statements keep one generic plan.
-
-    What a server crash can then forget (PostgreSQL: at most about three
-    ``wal_writer_delay``, 0.6 s by default) is only the latest claims: those tasks are
-    QUEUED again and run again, exactly as after a lost worker, and the finish of their first
-    run is refused by the attempt fence. Nothing is lost: every outcome commits with the
-    flush, and the WAL is flushed in order, so a durable outcome makes its claim durable too.
+    """Set up the claimer's connection: its prepared statements keep one generic plan
+    (``plan_cache_mode = force_generic_plan``), so a claim is planned once, not on every
+    execution (~0.2 ms of each claim otherwise). The claim's plan walks the partial index
+    task_claimable and reads the picked rows by primary key whatever its parameters (see
+    ``CLAIM_TASKS``). Claims commit durably, like everything pgqueue writes: a claim a
+    server crash forgot could run its task a second time beside the first.
     """
     _db.configure(conn)
-    conn.execute("SET synchronous_commit = off")
-    # The claim is planned once, not once per execution (~0.2 ms of each claim otherwise):
-    # its plan walks the partial index task_claimable whatever the parameters.
     conn.execute("SET plan_cache_mode = force_generic_plan")
 
 
@@ -819,6 +816,17 @@ def _failure(consumer: TaskConsumer, exc: BaseException) -> Outcome:
         error=decision.error,
         traceback="".join(traceback.format_exception(exc)),
         delay=decision.delay,
+    )
+
+
+def _not_started(task: Task, exc: Exception) -> Outcome:
+    """FAILURE for a task whose job could not even be called, e.g. kwargs that are a JSON
+    array written by plain SQL: retrying could not help, and the rest of its claim runs on."""
+    return Outcome(
+        task,
+        states.FAILURE,
+        error=f"could not start: {type(exc).__name__}: {exc}",
+        traceback="".join(traceback.format_exception(exc)),
     )
 
 
