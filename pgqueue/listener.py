@@ -33,6 +33,11 @@ LIVENESS_INTERVAL = 5.0
 #: whose peer stopped answering without closing (half-open, F08) is noticed within
 #: LIVENESS_INTERVAL + LIVENESS_TIMEOUT seconds even where TCP keepalives cannot tell.
 LIVENESS_TIMEOUT = 5.0
+#: Seconds the listener waits for notifications before looking at its stop and new-channel
+#: flags: how long :meth:`Listener.stop` and :meth:`Listener.listen` may wait for the thread
+#: (at 0.25 s a stop took up to 240 ms, measured). 20 idle wake-ups a second cost well under
+#: 0.1% of a core.
+POLL_INTERVAL = 0.05
 #: The longest pause between reconnect attempts, in seconds.
 MAX_BACKOFF = 5.0
 
@@ -142,7 +147,7 @@ class Listener:
             if self._changed.is_set():
                 self._subscribe(conn)
             got_any = False
-            for notify in conn.notifies(timeout=0.25):
+            for notify in conn.notifies(timeout=POLL_INTERVAL):
                 got_any = True
                 self.on_notify(notify.channel, notify.payload)
                 if self._changed.is_set() or self._stop.is_set():
