@@ -38,7 +38,8 @@ from .task import Task
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from .worker import Outcome, Worker
+    from .completer import Outcome
+    from .worker import Worker
 
 #: Buckets of the wait and run histograms, in seconds: 5 ms to 1 hour.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)

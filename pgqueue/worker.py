@@ -8,13 +8,15 @@ One worker process is made of a few small parts, each on its own thread:
 * the **listener**: LISTENs on ``<queue>_task_queued`` and wakes the claimer;
 * the **executor**: a thread pool of ``backlog`` threads for ``def`` jobs and one event loop
   thread for ``async def`` jobs;
-* the **completer**: writes finished tasks in batches, one statement per batch, fenced on the
-  attempt. A slot frees when its job returns, so claiming the next tasks overlaps writing the
-  last outcomes; at most ``backlog`` returned tasks wait for that write, and a task counts as
-  done (logs, ``wait_for_task``, shutdown, ``max_tasks`` exit) only once it has committed;
-* the **heartbeat**: refreshes the worker's row every ``lease/4`` seconds on its own
-  connection, so a busy claimer or a job holding the GIL in bursts cannot starve it; it also
-  picks up revoke requests for running tasks that a missed notification did not deliver.
+* the **completer** (:mod:`pgqueue.completer`): writes finished tasks in batches, one
+  statement per batch, fenced on the attempt. A slot frees when its job returns, so claiming
+  the next tasks overlaps writing the last outcomes; at most ``backlog`` returned tasks wait
+  for that write, and a task counts as done (logs, ``wait_for_task``, shutdown,
+  ``max_tasks`` exit) only once it has committed;
+* the **heartbeat** (:mod:`pgqueue.heartbeat`): refreshes the worker's row every
+  ``lease/4`` seconds on its own connection, so a busy claimer or a job holding the GIL in
+  bursts cannot starve it; it also picks up revoke requests for running tasks that a missed
+  notification did not deliver.
 
 The claimer also rescues the tasks of lost workers every ``lease/4`` seconds
 (:mod:`pgqueue.rescuer`). On :meth:`Worker.stop` (SIGTERM/SIGINT) it stops claiming, lets
@@ -37,14 +39,14 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-import queue
 import socket
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -55,8 +57,10 @@ from . import _db, states, tracing
 from ._sql import Statements
 from ._values import check_queue, dump_json
 from .backend import TaskBackend
+from .completer import Completer, Outcome, first_line
 from .consumer import TaskConsumer
 from .errors import ConfigurationError
+from .heartbeat import Heartbeat
 from .jobs import Job, JobRegistry
 from .listener import Listener
 from .pruner import Pruner
@@ -74,8 +78,6 @@ logger = logging.getLogger("pgqueue.worker")
 
 Connection = psycopg.Connection[dict[str, Any]]
 
-#: Most outcomes written by one finish statement.
-FINISH_BATCH = 500
 #: Most expired tasks revoked by one sweep statement.
 SWEEP_BATCH = 1000
 #: Seconds past its time limit after which a thread job is killed with its process
@@ -83,18 +85,6 @@ SWEEP_BATCH = 1000
 HARD_LIMIT_GRACE = 1.0
 #: The event on which a running task's worker is told it was revoked: ``<queue>_task_revoke``.
 REVOKE_EVENT = "task_revoke"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one execution ended, waiting to be written by the completer."""
-
-    task: Task
-    status: int
-    result: str | None = None
-    error: str | None = None
-    traceback: str | None = None
-    delay: float | None = None
 
 
 def worker_identity() -> str:
@@ -187,8 +177,8 @@ class Worker:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._done = threading.Event()
-        self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        self._completer: Completer | None = None
+        self._heartbeat: Heartbeat | None = None
         #: The claimer's connection (one generic plan per statement, see
         #: :func:`claim_session`) and the completer's.
         self._claim_pool: ConnectionPool[Connection] | None = None
@@ -196,7 +186,6 @@ class Worker:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
-        self._threads: list[threading.Thread] = []
         #: Prometheus metrics (pgqueue-worker --metrics-port); None: not measured.
         self.metrics: WorkerMetrics | None = None
         self._scheduler = (
@@ -307,13 +296,20 @@ class Worker:
             self._scheduler.start()
         if self._pruner is not None:
             self._pruner.start()
-        for target, label in (
-            (self._complete_loop, "completer"),
-            (self._heartbeat_loop, "heartbeat"),
-        ):
-            thread = threading.Thread(target=target, name=f"pgqueue-{label}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._completer = Completer(
+            self._finish_pool, self.sql, self.id, self._written, self._abort
+        )
+        self._completer.start()
+        self._heartbeat = Heartbeat(
+            self.dsn,
+            self.sql,
+            self.id,
+            self.lease / 4,
+            self._registration(),
+            on_revoked=self._revoke_running,
+            on_stopped=self._stopped_elsewhere,
+        )
+        self._heartbeat.start()
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel.endswith(REVOKE_EVENT):
@@ -326,12 +322,13 @@ class Worker:
             self._scheduler.stop()
         if self._pruner is not None:
             self._pruner.stop()
-        self._done.set()
-        self._outcomes.put(None)
-        for thread in self._threads:
-            thread.join(10)
+        if self._completer is not None:
+            self._completer.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self._abort.set()  # a completer still retrying gives up: the lease covers its tasks
-        self._write_late_outcomes()
+        if self._completer is not None:
+            self._completer.write_late()  # jobs that returned meanwhile are not given back
         self._give_back()
         if self._listener is not None:
             self._listener.stop()
@@ -382,14 +379,14 @@ class Worker:
                 backoff = 0.5
             except psycopg.OperationalError as exc:
                 logger.warning(
-                    "database unavailable (%s); retrying in %.1fs", _first_line(exc), backoff
+                    "database unavailable (%s); retrying in %.1fs", first_line(exc), backoff
                 )
                 sleep, backoff = backoff, min(backoff * 2, 10.0)
             except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
                 # dropped under a running worker (a re-migration?): wait for it to come back
                 logger.error(
                     "pgqueue's tables are gone (%s): run `pgqueue migrate`; retrying in %.1fs",
-                    _first_line(exc),
+                    first_line(exc),
                     backoff,
                 )
                 sleep, backoff = backoff, min(backoff * 2, 10.0)
@@ -430,8 +427,8 @@ class Worker:
             try:
                 self._submit(task, provider_set)
             except Exception as exc:  # a row the job cannot be called with (SQL-made kwargs)
-                logger.error("%s could not start: %s", task.info(), _first_line(exc))
-                self._outcomes.put(_not_started(task, exc))
+                logger.error("%s could not start: %s", task.info(), first_line(exc))
+                self._finished(_not_started(task, exc))
         return started
 
     def _seconds_to_next_due(self) -> float:
@@ -475,7 +472,7 @@ class Worker:
                 HARD_LIMIT_GRACE,
                 limit,
             )
-            self._outcomes.put(
+            self._finished(
                 _failure(
                     consumer, TimeLimitExceeded(f"killed: ran past its time limit of {limit}s")
                 )
@@ -505,19 +502,6 @@ class Worker:
             self._wake.wait(0.2)
             self._wake.clear()
 
-    def _write_late_outcomes(self) -> None:
-        """Record jobs that returned after the completer stopped, so they are not given back."""
-        late: list[Outcome] = []
-        while True:
-            try:
-                item = self._outcomes.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                late.append(item)
-        if late and not any(t.is_alive() for t in self._threads):
-            self._write_outcomes(late)
-
     def _give_back(self) -> None:
         """Hand unfinished tasks back to the queue without using up their attempt."""
         with self._lock:
@@ -538,7 +522,7 @@ class Worker:
                 "could not give back %d unfinished tasks (%s); they will be rescued %.1fs "
                 "after the last heartbeat",
                 len(tasks),
-                _first_line(exc),
+                first_line(exc),
                 self.lease,
             )
             return
@@ -577,8 +561,12 @@ class Worker:
     def _job_done(self, consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self._busy.discard(future)
-        self._outcomes.put(_outcome(consumer, future))
+        self._finished(_outcome(consumer, future))
         self._wake.set()  # a slot is free
+
+    def _finished(self, outcome: Outcome) -> None:
+        assert self._completer is not None
+        self._completer.put(outcome)
 
     def _revoke_running(self, task_id: str) -> None:
         """Tell a running task it was revoked: ``consumer.is_revoked()`` turns True and an
@@ -603,92 +591,21 @@ class Worker:
             self._loop = loop
         return self._loop
 
-    # -- the completer ---------------------------------------------------------------------
+    # -- after the completer wrote ----------------------------------------------------------
 
-    def _complete_loop(self) -> None:
-        while True:
-            first = self._outcomes.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < FINISH_BATCH:
-                try:
-                    item = self._outcomes.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._outcomes.put(None)
-                    break
-                batch.append(item)
-            self._record(batch)
-
-    def _record(self, batch: list[Outcome]) -> None:
-        """Write outcomes; one the database refuses (say a NUL character in a result) is
-        recorded as FAILURE saying so, so that neither the batch nor this thread is lost."""
-        try:
-            self._write_outcomes(batch)
-        except psycopg.Error as exc:
-            if len(batch) > 1:
-                for outcome in batch:
-                    self._record([outcome])
-                return
-            refused = batch[0]
-            error = f"the outcome {states.status_string(refused.status)} could not be recorded: "
-            logger.error("%s: %s%s", refused.task.info(), error, _first_line(exc))
-            error += _first_line(exc).replace("\x00", "\\0")
-            self._write_outcomes([Outcome(refused.task, states.FAILURE, error=error)])
-
-    def _write_outcomes(self, batch: list[Outcome]) -> None:
-        assert self._finish_pool is not None
-        params = {
-            "ids": [o.task.id for o in batch],
-            "attempts": [o.task.attempts for o in batch],
-            "statuses": [o.status for o in batch],
-            "results": [o.result for o in batch],
-            "errors": [o.error for o in batch],
-            "tracebacks": [o.traceback for o in batch],
-            "delays": [o.delay for o in batch],
-            "worker": self.id,
-        }
-        backoff = 0.2
-        while True:
-            try:
-                with self._finish_pool.connection() as conn:
-                    rows = conn.execute(self.sql.finish_tasks, params).fetchall()
-                break
-            except psycopg.OperationalError as exc:
-                # The statement is fenced on (attempt, STARTED), so running it again after an
-                # unknown outcome is harmless: it updates nothing the second time.
-                if self._abort.is_set():
-                    logger.error(
-                        "giving up recording %d finished tasks (%s): stopping; they will be "
-                        "rescued after the lease",
-                        len(batch),
-                        _first_line(exc),
-                    )
-                    return
-                logger.warning(
-                    "could not record %d finished tasks (%s); retrying in %.1fs",
-                    len(batch),
-                    _first_line(exc),
-                    backoff,
-                )
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-        written = {row["id"]: row["time_ended"] for row in rows}
+    def _written(self, batch: list[Outcome], written: Mapping[str, datetime | None]) -> None:
+        """The completer committed ``batch``: count, log and forget its tasks."""
         if self.metrics is not None:
             self.metrics.finished(batch, written)
         verbose = logger.isEnabledFor(logging.INFO)
         for outcome in batch:
-            ended = written.get(outcome.task.id)
             if outcome.task.id in written:
                 if verbose:
-                    logger.info(
-                        nice_task_message(
-                            replace(outcome.task, status=outcome.status, time_ended=ended)
-                        )
-                        + (f": {outcome.error}" if outcome.error else "")
+                    ended = replace(
+                        outcome.task, status=outcome.status, time_ended=written[outcome.task.id]
                     )
+                    error = f": {outcome.error}" if outcome.error else ""
+                    logger.info(nice_task_message(ended) + error)
             else:
                 logger.warning(
                     "%s: outcome %s not recorded, the task was changed by someone else "
@@ -701,40 +618,12 @@ class Worker:
                 self._running.pop(outcome.task.id, None)
         self._wake.set()
 
-    # -- the heartbeat ---------------------------------------------------------------------
-
-    def _lost_registration(self, conn: Connection) -> None:
-        """The heartbeat found no live row: register again if it was deleted; stop if it was
-        marked stopped (its tasks are being rescued, so it must not claim more)."""
-        if conn.execute(self.sql.reregister_worker, self._registration()).fetchone():
-            logger.error("the row of worker %s was deleted; registered again", self.id)
-        elif not self._stopping.is_set():
+    def _stopped_elsewhere(self) -> None:
+        """The heartbeat found this worker's row marked stopped by someone else: its tasks
+        are being rescued, so it must not claim more."""
+        if not self._stopping.is_set():
             logger.error("worker %s was marked stopped by someone else; stopping", self.id)
             self.stop()
-
-    def _heartbeat_loop(self) -> None:
-        interval = self.lease / 4
-        conn: Connection | None = None
-        beat_at = time.monotonic()
-        # Beats keep a fixed rate: time spent waiting for the GIL is not added to the interval.
-        while not self._done.wait(max(beat_at + interval - time.monotonic(), 0.0)):
-            beat_at = time.monotonic()
-            try:
-                if conn is None or conn.closed:
-                    conn = _db.connect(self.dsn, application_name="pgqueue-heartbeat")
-                beat = conn.execute(self.sql.heartbeat_worker, {"id": self.id}).fetchone()
-                if beat is None or not beat["alive"]:
-                    self._lost_registration(conn)
-                else:
-                    for task_id in beat["revoked"]:
-                        self._revoke_running(task_id)
-            except Exception as exc:
-                logger.warning("heartbeat failed: %s", _first_line(exc))
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
 
 
 def claim_session(conn: Connection) -> None:
@@ -828,8 +717,3 @@ def _not_started(task: Task, exc: Exception) -> Outcome:
         error=f"could not start: {type(exc).__name__}: {exc}",
         traceback="".join(traceback.format_exception(exc)),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

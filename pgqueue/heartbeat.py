@@ -1,0 +1,96 @@
+"""The heartbeat: a worker's thread that proves, every ``lease/4`` seconds, that it lives.
+
+Each beat is one statement on the heartbeat's own connection (``HEARTBEAT_WORKER``): it sets
+``heartbeat_at = now()`` on the worker's row, says whether that row is still live, and lists
+the worker's running tasks whose revoke was requested, which catches revoke notifications
+missed while the listener reconnected. A busy claimer or a job holding the GIL in bursts
+cannot starve it, and beats keep a fixed rate: time spent waiting for the GIL is not added to
+the interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import psycopg
+
+from . import _db
+from ._sql import Statements
+from .completer import first_line
+
+logger = logging.getLogger("pgqueue.worker")
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+class Heartbeat:
+    """Beats for worker ``worker_id`` every ``interval`` seconds until :meth:`stop`.
+
+    :param registration: the worker's row (the parameters of ``REGISTER_WORKER``), to
+        register again if the row was deleted (pruned by mistake).
+    :param on_revoked: called with the id of each running task whose revoke was requested.
+    :param on_stopped: called when the row was marked stopped by someone else (its tasks are
+        being rescued, so the worker must stop claiming).
+    A failed beat is logged and the connection made anew at the next one.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        sql: Statements,
+        worker_id: str,
+        interval: float,
+        registration: Mapping[str, Any],
+        on_revoked: Callable[[str], None],
+        on_stopped: Callable[[], None],
+    ) -> None:
+        self.dsn = dsn
+        self.sql = sql
+        self.worker_id = worker_id
+        self.interval = interval
+        self.registration = registration
+        self._on_revoked = on_revoked
+        self._on_stopped = on_stopped
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pgqueue-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Start beating (the first beat comes after one interval)."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop beating and close the connection."""
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        conn: Connection | None = None
+        beat_at = time.monotonic()
+        while not self._done.wait(max(beat_at + self.interval - time.monotonic(), 0.0)):
+            beat_at = time.monotonic()
+            try:
+                if conn is None or conn.closed:
+                    conn = _db.connect(self.dsn, application_name="pgqueue-heartbeat")
+                self._beat(conn)
+            except Exception as exc:
+                logger.warning("heartbeat failed: %s", first_line(exc))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def _beat(self, conn: Connection) -> None:
+        beat = conn.execute(self.sql.heartbeat_worker, {"id": self.worker_id}).fetchone()
+        if beat is not None and beat["alive"]:
+            for task_id in beat["revoked"]:
+                self._on_revoked(task_id)
+        elif conn.execute(self.sql.reregister_worker, dict(self.registration)).fetchone():
+            logger.error("the row of worker %s was deleted; registered again", self.worker_id)
+        else:
+            self._on_stopped()
