@@ -11,7 +11,6 @@ the interval.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import psycopg
 
 from . import _db
+from ._background import BackgroundThread
 from ._sql import Statements
 from .completer import first_line
 
@@ -27,7 +27,7 @@ logger = logging.getLogger("pgqueue.worker")
 Connection = psycopg.Connection[dict[str, Any]]
 
 
-class Heartbeat:
+class Heartbeat(BackgroundThread):
     """Beats for worker ``worker_id`` every ``interval`` seconds until :meth:`stop`.
 
     :param registration: the worker's row (the parameters of ``REGISTER_WORKER``), to
@@ -35,7 +35,8 @@ class Heartbeat:
     :param on_revoked: called with the id of each running task whose revoke was requested.
     :param on_stopped: called when the row was marked stopped by someone else (its tasks are
         being rescued, so the worker must stop claiming).
-    A failed beat is logged and the connection made anew at the next one.
+    The first beat comes one interval after :meth:`start`; :meth:`stop` ends the beats and
+    closes the connection. A failed beat is logged and the connection made anew at the next.
     """
 
     def __init__(
@@ -55,23 +56,12 @@ class Heartbeat:
         self.registration = registration
         self._on_revoked = on_revoked
         self._on_stopped = on_stopped
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pgqueue-heartbeat", daemon=True)
-
-    def start(self) -> None:
-        """Start beating (the first beat comes after one interval)."""
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop beating and close the connection."""
-        self._done.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().__init__("pgqueue-heartbeat")
 
     def _run(self) -> None:
         conn: Connection | None = None
         beat_at = time.monotonic()
-        while not self._done.wait(max(beat_at + self.interval - time.monotonic(), 0.0)):
+        while not self._stop.wait(max(beat_at + self.interval - time.monotonic(), 0.0)):
             beat_at = time.monotonic()
             try:
                 if conn is None or conn.closed:

@@ -25,16 +25,16 @@ Trade-offs, and why it works this way:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 
 from . import _db, states
+from ._background import BackgroundThread
 from ._sql import Statements
 
 logger = logging.getLogger("pgqueue.pruner")
 
 
-class Pruner:
+class Pruner(BackgroundThread):
     """Deletes tasks that finished more than ``older_than`` seconds ago, in the background.
 
     :param dsn: the database.
@@ -46,8 +46,10 @@ class Pruner:
     :param interval: seconds between pruning rounds.
     :param pause: seconds between two batches of one round.
 
-    Raises :class:`ValueError` for a negative age or a non-positive batch, interval or pause.
-    Database errors are logged and the round is retried at the next interval.
+    :meth:`start` runs the first round at once on a background thread; :meth:`stop` stops
+    after the current batch. Raises :class:`ValueError` for a negative age or a non-positive
+    batch, interval or pause. Database errors are logged and the round is retried at the next
+    interval.
     """
 
     def __init__(
@@ -71,18 +73,7 @@ class Pruner:
         self.interval = interval
         self.pause = pause
         self.deleted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pgqueue-pruner", daemon=True)
-
-    def start(self) -> None:
-        """Start pruning on a background thread; the first round runs at once."""
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the current batch."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().__init__("pgqueue-pruner")
 
     def prune(self) -> int:
         """Run one round now, on a new connection; return how many tasks it deleted."""
