@@ -52,6 +52,18 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
+def terminate_backends(dsn: str, application_name: str) -> int:
+    """``pg_terminate_backend`` every connection of ``application_name`` to this database,
+    waiting (up to 5 s each) until they have exited; return how many there were."""
+    rows = sql(
+        dsn,
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) AS n "
+        "FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+        (application_name,),
+    )
+    return int(rows[0]["n"])
+
+
 def wait_status(dsn: str, task_id: str, statuses: set[int], timeout: float) -> dict[str, Any]:
     """Wait until the task is in one of ``statuses``; return its row."""
     return wait_until(

@@ -40,7 +40,7 @@ from pgqueue.bulk import Call
 from pgqueue.errors import ConfigurationError, SerializationError
 from tests.callers import run_async
 from tests.conftest import TEST_JOBS, Server, sql
-from tests.crash_support import wait_until
+from tests.crash_support import terminate_backends, wait_until
 
 HERE = __name__
 JOBS = [TEST_JOBS, HERE]
@@ -395,17 +395,6 @@ def test_a_task_with_a_traceparent_but_no_provider_runs(
 # == 2. client pools checked without a round trip ==========================================
 
 
-def _terminate_and_wait(dsn: str, application_name: str) -> int:
-    """pg_terminate_backend with a timeout: returns once the backends have exited."""
-    rows = sql(
-        dsn,
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) AS n "
-        "FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
-        (application_name,),
-    )
-    return int(rows[0]["n"])
-
-
 def test_pools_replace_terminated_connections_at_once(client: TaskBackend) -> None:
     """No sleep between the backends' exit and the next enqueue, several rounds, sync and
     async in one event loop; also a connection closed by ``idle_session_timeout``."""
@@ -414,8 +403,8 @@ def test_pools_replace_terminated_connections_at_once(client: TaskBackend) -> No
         for n in range(2):
             assert await client.aqueue_task("add", a=n, b=0)
             assert client.queue_task("add", a=n, b=1)
-            assert _terminate_and_wait(client.dsn, "pgqueue-client") >= 1
-            assert _terminate_and_wait(client.dsn, "pgqueue-client-async") >= 1
+            assert terminate_backends(client.dsn, "pgqueue-client") >= 1
+            assert terminate_backends(client.dsn, "pgqueue-client-async") >= 1
             assert await client.aqueue_task("add", a=n, b=2)
             assert client.queue_task("add", a=n, b=3)
             assert client.queue_tasks("add", [{"a": n, "b": 4}]).queued

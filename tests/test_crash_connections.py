@@ -23,7 +23,14 @@ from tests import crash_support
 from tests.callers import run_async
 from tests.conftest import Server, sql
 from tests.crash_proxy import BlackholeProxy
-from tests.crash_support import CRASH_JOBS, runs, task_row, wait_status, wait_until
+from tests.crash_support import (
+    CRASH_JOBS,
+    runs,
+    task_row,
+    terminate_backends,
+    wait_status,
+    wait_until,
+)
 
 runs_dsn = crash_support.runs_dsn
 procs = crash_support.procs
@@ -186,16 +193,6 @@ def test_listener_drains_while_a_job_holds_the_gil(
     assert task_row(runs_dsn, hog)["attempts"] == 1
 
 
-def _terminate(dsn: str, application_name: str) -> int:
-    rows = sql(
-        dsn,
-        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
-        "WHERE application_name = %s AND datname = current_database()",
-        (application_name,),
-    )
-    return int(rows[0]["n"])
-
-
 def test_enqueue_after_the_client_pool_connections_were_terminated(backend: TaskBackend) -> None:
     """The pools check a connection before handing it out without a round trip (a closed
     server end shows as input on the socket): after the server dropped every pooled
@@ -205,8 +202,8 @@ def test_enqueue_after_the_client_pool_connections_were_terminated(backend: Task
     async def main() -> None:
         assert await backend.aqueue_task("add", a=1, b=2)
         assert backend.queue_task("add", a=1, b=3)
-        assert _terminate(backend.dsn, "pgqueue-client") >= 1
-        assert _terminate(backend.dsn, "pgqueue-client-async") >= 1
+        assert terminate_backends(backend.dsn, "pgqueue-client") >= 1
+        assert terminate_backends(backend.dsn, "pgqueue-client-async") >= 1
         await asyncio.sleep(0.2)  # the FIN reaches the client sockets
         assert await backend.aqueue_task("add", a=1, b=4)
         assert backend.queue_task("add", a=1, b=5)
