@@ -28,7 +28,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -44,6 +44,31 @@ EXIT_REPLACE = 75
 #: First and longest pause before replacing a crashed child, in seconds.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
+
+
+#: Set in each child's environment to the supervisor's pid (see :func:`watch_supervisor`).
+SUPERVISOR_PID_ENV = "PGQUEUE_SUPERVISOR_PID"
+
+
+def watch_supervisor(on_gone: Callable[[], None], interval: float = 1.0) -> None:
+    """In a child of :class:`Supervisor`: call ``on_gone`` once if the supervisor dies.
+
+    Children run in sessions of their own (a Ctrl-C reaches them through the supervisor), so
+    a supervisor killed with SIGKILL would leave them running with nobody to stop or replace
+    them. A daemon thread compares the parent pid with :data:`SUPERVISOR_PID_ENV` every
+    ``interval`` seconds; nothing happens when the variable is not set.
+    """
+    expected = os.environ.get(SUPERVISOR_PID_ENV)
+    if not expected:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(expected):
+            time.sleep(interval)
+        logger.error("the supervisor (pid %s) is gone; stopping this worker process", expected)
+        on_gone()
+
+    threading.Thread(target=watch, name="pgqueue-supervisor-watch", daemon=True).start()
 
 
 @dataclass
@@ -131,7 +156,9 @@ class Supervisor:
             self._wake.wait(0.1)
 
     def _spawn(self, slot: int) -> None:
-        process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
+        env = dict(self.env if self.env is not None else os.environ)
+        env[SUPERVISOR_PID_ENV] = str(os.getpid())
+        process = subprocess.Popen(self.command, env=env, start_new_session=True)
         self._children[slot] = Child(slot, process, time.monotonic())
         logger.info("started worker process %d (pid %d)", slot, process.pid)
 

@@ -15,7 +15,7 @@ import typer
 from . import _db
 from ._cli_common import friendly_errors, setup_logging, split_list
 from ._ops import parse_duration
-from .supervisor import Supervisor
+from .supervisor import Supervisor, watch_supervisor
 from .worker import Worker
 
 app = typer.Typer(add_completion=False)
@@ -128,6 +128,7 @@ def worker(
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        watch_supervisor(runner.stop)  # a child whose supervisor was killed stops too
         if metrics_port:
             from .metrics import serve_metrics  # the metrics extra, needed only here
 

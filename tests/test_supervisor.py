@@ -181,3 +181,26 @@ def test_children_get_the_dsn_from_the_environment_not_argv(runs_dsn: str, procs
     assert b"--dsn" not in cmdline and b"--processes" not in cmdline
     assert b"--lease" in cmdline
     assert "s3cret-pw" not in supervisor.log
+
+
+def test_children_stop_when_the_supervisor_is_killed(
+    runs_dsn: str, client: TaskBackend, procs: Any
+) -> None:
+    """SIGKILL the supervisor: its children (in sessions of their own, so no signal reaches
+    them) notice their parent is gone, stop claiming and exit cleanly instead of running on
+    as orphans nobody stops or replaces."""
+    supervisor = procs(runs_dsn, "--processes", "2", "--lease", "2")
+    children = wait_until(lambda: len(w := live_workers(runs_dsn)) == 2 and w, 30, "two children")
+    supervisor.signal(signal.SIGKILL)
+    supervisor.wait(10)
+    wait_until(lambda: not live_workers(runs_dsn), 20, "the children to stop")
+    for pid in (child["pid"] for child in children):
+        wait_until(lambda pid=pid: not _alive(pid), 10, f"child {pid} to exit")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
