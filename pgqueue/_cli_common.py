@@ -11,7 +11,7 @@ import psycopg
 import typer
 
 from ._db import is_connection_error
-from .errors import ConfigurationError, ConnectionFailed, PgQueueError, SchemaError
+from .errors import ConfigurationError, ConnectionFailed, PgQueueError, SchemaError, first_line
 
 #: Exit statuses of the command-line programs.
 EXIT_OK = 0
@@ -47,7 +47,7 @@ def friendly_errors() -> Iterator[None]:
         raise typer.Exit(code) from None
     except psycopg.Error as exc:
         if is_connection_error(exc):
-            typer.echo(f"error: the database connection failed: {_first_line(exc)}", err=True)
+            typer.echo(f"error: the database connection failed: {first_line(exc)}", err=True)
             raise typer.Exit(EXIT_UNAVAILABLE) from None
         advice = (
             " If the schema was changed by hand or by another pgqueue version, run "
@@ -55,15 +55,8 @@ def friendly_errors() -> Iterator[None]:
             if (exc.sqlstate or "").startswith("42")
             else ""
         )
-        typer.echo(
-            f"error: the database refused a statement: {_first_line(exc)}.{advice}", err=True
-        )
+        typer.echo(f"error: the database refused a statement: {first_line(exc)}.{advice}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def split_list(value: str | None) -> list[str]:

@@ -21,7 +21,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._values import load_json
-from .errors import ConfigurationError, ConnectionFailed
+from .errors import ConfigurationError, ConnectionFailed, first_line
 
 DSN_ENV = "PGQUEUE_DSN"
 SCHEMA_ENV = "PGQUEUE_SCHEMA"
@@ -180,8 +180,7 @@ def is_connection_error(exc: psycopg.Error) -> bool:
 
 def connection_error_message(dsn: str, exc: BaseException) -> str:
     """A one-paragraph explanation of a connection failure, with the DSN redacted."""
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    detail = scrub(detail, dsn)
+    detail = scrub(first_line(exc), dsn)
     return (
         f"cannot connect to PostgreSQL at {redact(dsn)}: {detail}. "
         "Check that the server is running and that the DSN (host, port, user, database) is right."

@@ -79,15 +79,21 @@ def check_kwargs(job: Job, kwargs: object) -> Mapping[str, Any]:
     return kwargs
 
 
+def kwargs_params(job: Job, kwargs: object) -> tuple[bool, str]:
+    """What ``QUEUE_TASK`` takes of one task's kwargs: ``can_overlap`` for them and their JSON
+    text. Raises as :func:`check_kwargs`, and :class:`SerializationError` for kwargs that are
+    not JSON."""
+    checked = dict(check_kwargs(job, kwargs))
+    return job.overlaps(checked), dump_kwargs(job.name, checked)
+
+
 def task_params(
     registry: JobRegistry, default_queue: str, call: Call, kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The parameters of ``QUEUE_TASK`` for one task; raises as :func:`common_params`, and
-    :class:`SerializationError` for kwargs that are not JSON."""
+    """The parameters of ``QUEUE_TASK`` for one task; raises as :func:`common_params` and
+    :func:`kwargs_params`."""
     job, params = common_params(registry, default_queue, call)
-    check_kwargs(job, kwargs)
-    params["can_overlap"] = job.overlaps(dict(kwargs))
-    params["kwargs"] = dump_kwargs(job.name, dict(kwargs))
+    params["can_overlap"], params["kwargs"] = kwargs_params(job, kwargs)
     return params
 
 
@@ -114,9 +120,8 @@ def batch_params(
                 head = _json_head(common)
             key, last = new_key, call
         assert job is not None
-        checked = dict(check_kwargs(job, kwargs))
-        overlap = "true" if job.overlaps(checked) else "false"
-        texts.append(f'{head},"can_overlap":{overlap},"kwargs":{dump_kwargs(job.name, checked)}}}')
+        overlap, text = kwargs_params(job, kwargs)
+        texts.append(f'{head},"can_overlap":{"true" if overlap else "false"},"kwargs":{text}}}')
     return {"tasks": f"[{','.join(texts)}]"} if texts else None
 
 

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from . import states
 from ._sql import Statements
+from .errors import first_line
 from .task import Task
 
 logger = logging.getLogger("pgqueue.worker")
@@ -180,9 +181,3 @@ class Completer:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._on_written(batch, {row["id"]: row["time_ended"] for row in rows})
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type's name when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

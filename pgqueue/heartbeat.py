@@ -20,7 +20,7 @@ import psycopg
 from . import _db
 from ._background import BackgroundThread
 from ._sql import Statements
-from .completer import first_line
+from .errors import first_line
 
 logger = logging.getLogger("pgqueue.worker")
 

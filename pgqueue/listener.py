@@ -20,7 +20,7 @@ from contextlib import suppress
 import psycopg
 
 from ._db import connect, quote_ident, redact
-from .errors import ConnectionFailed
+from .errors import ConnectionFailed, first_line
 
 logger = logging.getLogger("pgqueue.listener")
 
@@ -120,7 +120,7 @@ class Listener:
                     self._listening.clear()
                 logger.warning(
                     "listener connection lost (%s); reconnecting in %.1fs",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    first_line(exc),
                     backoff,
                 )
                 self._stop.wait(backoff)

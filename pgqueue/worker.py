@@ -57,9 +57,9 @@ from . import _db, states, tracing
 from ._sql import Statements
 from ._values import check_queue, dump_json
 from .backend import TaskBackend
-from .completer import Completer, Outcome, first_line
+from .completer import Completer, Outcome
 from .consumer import TaskConsumer
-from .errors import ConfigurationError
+from .errors import ConfigurationError, first_line
 from .heartbeat import Heartbeat
 from .jobs import Job, JobRegistry
 from .listener import Listener
@@ -613,7 +613,8 @@ class Worker:
                     outcome.task.info(),
                     states.status_string(outcome.status),
                 )
-            with self._lock:
+        with self._lock:
+            for outcome in batch:
                 self._in_flight.pop(outcome.task.id, None)
                 self._running.pop(outcome.task.id, None)
         self._wake.set()
