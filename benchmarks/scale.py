@@ -19,7 +19,7 @@ from typing import Any
 
 from pgqueue import TaskBackend
 from pgqueue._db import connect
-from pgqueue._sql import Statements
+from pgqueue._store import Store
 from pgqueue.schema import migrate
 from pgqueue.worker import claim_session
 
@@ -65,17 +65,19 @@ def claim_rate(dsn: str, count: int, concurrency: int) -> tuple[float, int]:
     ``concurrency`` tasks per statement, and the
     buffers (8 kB pages) one claim touched halfway through: a figure the machine's load
     does not blur."""
-    sql = Statements("pgqueue")
     registry = bench_pgqueue.registry()
-    params = {"queues": ["tasks"], "jobs": list(registry), "limit": concurrency, "worker": "bench"}
+    claim = Store("pgqueue").claim_tasks(
+        queues=["tasks"], jobs=list(registry), limit=concurrency, worker="bench"
+    )
+    params = claim.params
     claimed = 0
     pages = 0
     with connect(dsn) as conn, timer() as elapsed:
         claim_session(conn)  # as the worker's claimer: one generic plan
         while claimed < count:
             if not pages and claimed >= count // 2:
-                pages = _claim_pages(conn, sql.claim_tasks, params)
-            rows = conn.execute(sql.claim_tasks, params).fetchall()
+                pages = _claim_pages(conn, claim.sql, params)
+            rows = conn.execute(claim.sql, params).fetchall()
             if not rows:
                 break
             claimed += len(rows)

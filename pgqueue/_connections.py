@@ -9,27 +9,28 @@ transaction commits. ``X`` may be
   PostgreSQL driver (the tests use psycopg 3 and asyncpg), or a ``scoped_session`` /
   ``async_scoped_session`` (Flask-SQLAlchemy's ``db.session``), meaning its current session.
 
-The statements of :mod:`pgqueue._sql` are the same for every kind: psycopg runs them as they
-are; for SQLAlchemy their ``%(name)s`` parameters become ``:name`` bind parameters of a
-``text()`` construct, which every SQLAlchemy dialect knows how to send.
+The operations of :mod:`pgqueue._store` are the same for every kind: psycopg runs their
+statements as they are; for SQLAlchemy their ``%(name)s`` parameters become ``:name`` bind
+parameters of a ``text()`` construct, which every SQLAlchemy dialect knows how to send. The
+op's own decoder turns the rows into its result either way.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 
+from ._store import Op
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:  # SQLAlchemy loads on the first SQLAlchemy connection a caller passes.
     from sqlalchemy import TextClause
 
-Rows = list[dict[str, Any]]
+R = TypeVar("R")
 
 SYNC_KINDS = "a psycopg Connection or a SQLAlchemy Session or Connection"
 ASYNC_KINDS = "a psycopg AsyncConnection or a SQLAlchemy AsyncSession or AsyncConnection"
@@ -48,9 +49,8 @@ def sqlalchemy_text(statement: str) -> TextClause:
     return text(_PARAM.sub(r"(:\1)", statement).replace("%%", "%"))
 
 
-def run(connection: object, statement: str, params: Mapping[str, Any]) -> Rows:
-    """Execute ``statement`` (one that returns rows) on the caller's sync ``connection``;
-    return its rows as dicts.
+def run(connection: object, op: Op[R]) -> R:
+    """Execute ``op`` on the caller's sync ``connection``; return its decoded result.
 
     Raises :class:`ConfigurationError` for an async connection (use the ``a``-prefixed
     method instead) or an object that is not a supported connection. Database errors are
@@ -58,18 +58,18 @@ def run(connection: object, statement: str, params: Mapping[str, Any]) -> Rows:
     """
     if isinstance(connection, psycopg.Connection):
         with connection.cursor(row_factory=dict_row) as cur:
-            cur.execute(statement, params)
-            return cur.fetchall() if cur.description else []
+            cur.execute(op.sql, op.params)
+            return op.decode(cur.fetchall() if cur.description else [], cur.rowcount)
     from sqlalchemy.engine import Connection as SAConnection
     from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session, scoped_session
 
     if isinstance(connection, scoped_session):
-        return run(connection(), statement, params)
+        return run(connection(), op)
     if isinstance(connection, Session | SAConnection):
-        result = connection.execute(sqlalchemy_text(statement), dict(params))
-        return [dict(row) for row in result.mappings()]
+        result = connection.execute(sqlalchemy_text(op.sql), dict(op.params))
+        return op.decode([dict(row) for row in result.mappings()], _rowcount(result))
     if isinstance(connection, psycopg.AsyncConnection | AsyncSession | SAAsyncConnection):
         raise ConfigurationError(
             f"{type(connection).__name__} is asynchronous: await the a-prefixed method "
@@ -81,25 +81,25 @@ def run(connection: object, statement: str, params: Mapping[str, Any]) -> Rows:
     )
 
 
-async def arun(connection: object, statement: str, params: Mapping[str, Any]) -> Rows:
-    """Execute ``statement`` on the caller's async ``connection``; return its rows as dicts.
+async def arun(connection: object, op: Op[R]) -> R:
+    """Execute ``op`` on the caller's async ``connection``; return its decoded result.
 
     Raises :class:`ConfigurationError` for a sync connection or an unsupported object.
     """
     if isinstance(connection, psycopg.AsyncConnection):
         async with connection.cursor(row_factory=dict_row) as cur:
-            await cur.execute(statement, params)
-            return await cur.fetchall() if cur.description else []
+            await cur.execute(op.sql, op.params)
+            return op.decode(await cur.fetchall() if cur.description else [], cur.rowcount)
     from sqlalchemy.engine import Connection as SAConnection
     from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
     from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
     from sqlalchemy.orm import Session
 
     if isinstance(connection, async_scoped_session):
-        return await arun(connection(), statement, params)
+        return await arun(connection(), op)
     if isinstance(connection, AsyncSession | SAAsyncConnection):
-        result = await connection.execute(sqlalchemy_text(statement), dict(params))
-        return [dict(row) for row in result.mappings()]
+        result = await connection.execute(sqlalchemy_text(op.sql), dict(op.params))
+        return op.decode([dict(row) for row in result.mappings()], _rowcount(result))
     if isinstance(connection, psycopg.Connection | Session | SAConnection):
         raise ConfigurationError(
             f"{type(connection).__name__} is synchronous: call the method without the a prefix "
@@ -109,3 +109,9 @@ async def arun(connection: object, statement: str, params: Mapping[str, Any]) ->
         f"connection= must be {ASYNC_KINDS} (or, to the sync methods, {SYNC_KINDS}), "
         f"not {type(connection).__name__}"
     )
+
+
+def _rowcount(result: object) -> int:
+    """The rows a SQLAlchemy result changed, -1 when its kind does not say."""
+    count = getattr(result, "rowcount", -1)
+    return count if isinstance(count, int) else -1

@@ -9,7 +9,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from ._sql_demo import DemoStatements
+from ._store import Store
 
 #: How many of the longest files the summary lists.
 LARGEST = 10
@@ -42,15 +42,12 @@ class Summary:
     failures: list[dict[str, Any]]
 
 
-def read_summary(
-    conn: psycopg.Connection[dict[str, Any]], sql: DemoStatements, queue: str
-) -> Summary:
+def read_summary(conn: psycopg.Connection[dict[str, Any]], store: Store, queue: str) -> Summary:
     """Compute the :class:`Summary` of ``queue`` with SQL on the task table."""
-    params: dict[str, Any] = {"queue": queue, "limit": LARGEST}
-    states = {row["state"]: row["tasks"] for row in conn.execute(sql.states, params)}
-    totals = conn.execute(sql.totals, params).fetchone()
+    states = store.demo_states(queue=queue).run(conn)
+    totals = store.demo_totals(queue=queue).run(conn)
     assert totals is not None  # an aggregate always returns one row
-    workers = {row["worker"]: row["tasks"] for row in conn.execute(sql.workers, params)}
+    workers = store.demo_workers(queue=queue).run(conn)
     return Summary(
         states=states,
         tasks=totals["tasks"],
@@ -62,8 +59,8 @@ def read_summary(
         run_seconds=totals["run_seconds"],
         files_per_second=totals["files_per_second"],
         workers=workers,
-        largest=conn.execute(sql.largest, params).fetchall(),
-        failures=conn.execute(sql.failures, params).fetchall(),
+        largest=store.demo_largest(queue=queue, limit=LARGEST).run(conn),
+        failures=store.demo_failures(queue=queue).run(conn),
     )
 
 

@@ -1,7 +1,8 @@
-"""Turning enqueue calls into the parameters of ``QUEUE_TASK`` (one task) and ``QUEUE_TASKS``
-(a batch): job defaults applied, every value checked, nothing sent before all of it passed.
+"""Turning enqueue calls into the parameters of the store's ``queue_task`` (one task) and
+``queue_tasks`` (a batch): job defaults applied, every value checked, nothing sent before all
+of it passed.
 
-A batch travels as one JSON document (``{"tasks": "[{...}, ...]"}``) that the statement reads
+A batch travels as one JSON document (``"[{...}, ...]"``) that the statement reads
 with ``jsonb_to_recordset``: one parameter whatever the batch size. Tasks of one batch that
 share everything but their kwargs (``queue_tasks``) have their job defaults worked out once.
 """
@@ -11,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from . import tracing
+from ._store.tasks import CommonParams, TaskParams
 from ._values import check_priority, check_queue, dump_json, dump_kwargs, time_params
 from .bulk import Call
 from .errors import ConfigurationError
@@ -25,7 +27,7 @@ RESERVED_KWARGS = frozenset({"self", "consumer"})
 
 def common_params(
     registry: JobRegistry, default_queue: str, call: Call
-) -> tuple[Job, dict[str, Any]]:
+) -> tuple[Job, CommonParams]:
     """The job of ``call`` and the parameters of ``QUEUE_TASK`` that do not depend on its
     kwargs (all but ``can_overlap`` and ``kwargs``), the job's defaults applied.
 
@@ -89,10 +91,11 @@ def kwargs_params(job: Job, kwargs: object) -> tuple[bool, str]:
 
 def task_params(
     registry: JobRegistry, default_queue: str, call: Call, kwargs: Mapping[str, Any]
-) -> dict[str, Any]:
+) -> TaskParams:
     """The parameters of ``QUEUE_TASK`` for one task; raises as :func:`common_params` and
     :func:`kwargs_params`."""
-    job, params = common_params(registry, default_queue, call)
+    job, common = common_params(registry, default_queue, call)
+    params = cast(TaskParams, common)  # completed in place: no copy per task
     params["can_overlap"], params["kwargs"] = kwargs_params(job, kwargs)
     return params
 
@@ -101,11 +104,11 @@ def batch_params(
     registry: JobRegistry,
     default_queue: str,
     calls: Iterable[tuple[Call, Mapping[str, Any]]],
-) -> dict[str, str] | None:
-    """The parameter of ``QUEUE_TASKS`` for ``(call, kwargs)`` pairs (the call's own kwargs
-    are ignored), in input order; None for no tasks. Raises as :func:`task_params`, before
-    anything is sent. Each task's kwargs are checked and dumped as they come, so a caller may
-    reuse one dict for the next task.
+) -> str | None:
+    """The JSON document of ``QUEUE_TASKS`` (its ``tasks``) for ``(call, kwargs)`` pairs (the
+    call's own kwargs are ignored), in input order; None for no tasks. Raises as
+    :func:`task_params`, before anything is sent. Each task's kwargs are checked and dumped
+    as they come, so a caller may reuse one dict for the next task.
     """
     texts: list[str] = []
     last: Call | None = None
@@ -122,7 +125,7 @@ def batch_params(
         assert job is not None
         overlap, text = kwargs_params(job, kwargs)
         texts.append(f'{head},"can_overlap":{"true" if overlap else "false"},"kwargs":{text}}}')
-    return {"tasks": f"[{','.join(texts)}]"} if texts else None
+    return f"[{','.join(texts)}]" if texts else None
 
 
 def _template_key(call: Call) -> tuple[Any, ...]:
@@ -136,7 +139,7 @@ def _template_key(call: Call) -> tuple[Any, ...]:
     return (call.jobname, meta, *((type(value), value) for value in fields))
 
 
-def _json_head(params: dict[str, Any]) -> str:
+def _json_head(params: CommonParams) -> str:
     """The common fields of one task of ``QUEUE_TASKS`` as the start of a JSON object (no
     closing brace): timestamps as ISO 8601 text in UTC, meta_params as its checked JSON."""
     fields = {

@@ -14,17 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 from . import states
-from ._sql_ops import OpsStatements
+from ._store import Op, Store
 from ._values import MAX_SECONDS, check_text, parse_task_id
 from .backend import TaskBackend
 from .errors import ConfigurationError, PgQueueError, TaskNotFound
 
 Row = dict[str, Any]
+
+R = TypeVar("R")
 
 #: What ``revoke`` records as the error of a task an operator revoked.
 REVOKED_BY_OPERATOR = "revoked by an operator"
@@ -132,11 +134,11 @@ class Operations:
 
     def __init__(self, backend: TaskBackend) -> None:
         self.backend = backend
-        self.sql = OpsStatements(backend.schema)
+        self.store = Store(backend.schema)
 
-    def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[Row]:
+    def _run(self, op: Op[R]) -> R:
         with self.backend.connection() as conn:
-            return conn.execute(query, params).fetchall()
+            return op.run(conn)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -147,15 +149,15 @@ class Operations:
         for worker in workers:
             counts[worker["state"]] = counts.get(worker["state"], 0) + 1
         return Overview(
-            queues=self._rows(self.sql.queue_stats),
-            throughput=self._rows(self.sql.queue_throughput),
+            queues=self._run(self.store.queue_stats()),
+            throughput=self._run(self.store.queue_throughput()),
             workers=counts,
-            stuck=self._rows(self.sql.stuck_tasks),
+            stuck=self._run(self.store.stuck_tasks()),
         )
 
     def timeline(self) -> list[Row]:
         """Rows of ``queue_timeline``: per queue and minute of the last hour."""
-        return self._rows(self.sql.queue_timeline)
+        return self._run(self.store.queue_timeline())
 
     def list_tasks(
         self,
@@ -178,36 +180,37 @@ class Operations:
             check_text(value, "a job or queue filter")
         if not 1 <= limit <= 10000:
             raise ConfigurationError(f"limit must be between 1 and 10000, not {limit}")
-        return self._rows(
-            self.sql.list_tasks,
-            {
-                "states": [states.NAMES[c] for c in codes] or None,
-                "jobs": list(jobs) or None,
-                "queues": list(queues) or None,
-                "since": since,
-                "limit": limit,
-            },
+        return self._run(
+            self.store.list_tasks(
+                states=[states.NAMES[c] for c in codes] or None,
+                jobs=list(jobs) or None,
+                queues=list(queues) or None,
+                since=since,
+                limit=limit,
+            )
         )
 
     def task(self, task_id: str) -> Row:
         """Every column of one task (``task_state``), traceback included."""
-        rows = self._rows(self.sql.task_detail, {"id": require_task_id(task_id)})
-        if not rows:
+        row = self._run(self.store.task_detail(id=require_task_id(task_id)))
+        if row is None:
             raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
-        return rows[0]
+        return row
 
     def workers(self, recent: float | None = 3600.0) -> list[Row]:
         """Rows of ``worker_status``: live workers and those seen in the last ``recent``
         seconds (None: every worker ever registered)."""
-        return self._rows(self.sql.workers, {"recent": recent})
+        return self._run(self.store.workers(recent=recent))
 
     def queue_names(self) -> list[str]:
         """Names of the queues that have live tasks or running workers, sorted."""
-        return sorted(row["queue"] for row in self._rows(self.sql.queue_names))
+        names: list[str] = self._run(self.store.queue_names())
+        return sorted(names)
 
     def schedules(self) -> list[Row]:
-        """Rows of ``schedule_state`` (periodic jobs and their next tick)."""
-        return self._rows(self.sql.schedules)
+        """The stored schedules of periodic jobs, by name: :meth:`TaskBackend.schedules`
+        (the ``schedule_state`` view, ``due_in`` in seconds)."""
+        return self.backend.schedules()
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -233,16 +236,16 @@ class Operations:
         task_id = require_task_id(task_id)
         try:
             with self.backend.connection() as conn:
-                done = conn.execute(self.sql.retry_task, {"id": task_id}).fetchone()
+                done = self.store.retry_task(id=task_id).run(conn)
         except psycopg.errors.UniqueViolation:
-            holder = self._rows(self.sql.lock_holder, {"id": task_id})
-            who = f"task {holder[0]['id']} ({holder[0]['state']})" if holder else "another task"
+            holder = self._run(self.store.lock_holder(id=task_id))
+            who = f"task {holder['id']} ({holder['state']})" if holder else "another task"
             raise ActionRefused(
                 f"task {task_id} cannot run again: its job cannot overlap and {who} with the "
                 "same job and arguments is live; wait for it to finish or revoke it"
             ) from None
         task = self.task(task_id)
-        if done is None:
+        if not done:
             raise ActionRefused(
                 f"task {task_id} is {task['state']}: only FAILURE and REVOKED tasks can be retried"
             )
@@ -250,16 +253,10 @@ class Operations:
 
     def count_prunable(self, older_than: float, states_: Sequence[int]) -> int:
         """How many finished tasks in ``states_`` ended more than ``older_than`` s ago."""
-        rows = self._rows(
-            self.sql.count_prunable, {"older_than": older_than, "states": list(states_)}
-        )
-        return int(rows[0]["n"])
+        return self._run(self.store.count_prunable(older_than=older_than, states=list(states_)))
 
     def prune_batch(self, older_than: float, states_: Sequence[int], limit: int) -> int:
         """Delete at most ``limit`` such tasks (one short transaction); return how many."""
-        with self.backend.connection() as conn:
-            cur = conn.execute(
-                self.sql.prune_tasks,
-                {"older_than": older_than, "states": list(states_), "limit": limit},
-            )
-            return cur.rowcount
+        return self._run(
+            self.store.prune_tasks(older_than=older_than, states=list(states_), limit=limit)
+        )

@@ -19,15 +19,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import _connections, _db, _enqueue
-from ._sql import Statements
-from ._sql_schedule import ScheduleStatements
+from ._store import Op, Store
 from ._values import (
     check_text,
     parse_task_id,
@@ -48,6 +47,8 @@ _SCHEDULE_INFO = ("run_every", "cron", "runs_count", "last_tick", "next_tick")
 WAIT_RECHECK = 5.0
 
 Connection = psycopg.Connection[dict[str, Any]]
+
+R = TypeVar("R")
 
 
 class TaskBackend:
@@ -78,7 +79,7 @@ class TaskBackend:
         self.name = name
         self.task_paths = list(task_paths)
         self.schema = _db.resolve_schema(schema)
-        self.sql = Statements(self.schema)
+        self.store = Store(self.schema)
         self.pool_size = pool_size
         self._registry = registry
         self._pool: ConnectionPool[Connection] | None = None
@@ -156,9 +157,7 @@ class TaskBackend:
         """
         names = None if jobnames is None else list(jobnames)
         with self.connection() as conn:
-            return conn.execute(
-                ScheduleStatements(self.schema).list_schedules, {"names": names}
-            ).fetchall()
+            return self.store.list_schedules(names=names).run(conn)
 
     def next_scheduled(
         self, jobnames: Iterable[str] | None = None
@@ -223,7 +222,7 @@ class TaskBackend:
         """
         call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
         params = _enqueue.task_params(self.registry, self.name, call, kwargs)
-        return _queued_id(jobname, self._fetch(self.sql.queue_task, params, connection))
+        return _queued_id(jobname, self._fetch(self.store.queue_task(params), connection))
 
     def queue_tasks(
         self,
@@ -263,15 +262,13 @@ class TaskBackend:
         ``(jobname, kwargs)`` pair. Behaves as :meth:`queue_tasks`."""
         return self._queue_batch(self._batch_params(_own_kwargs(calls)), connection)
 
-    def _batch_params(
-        self, calls: Iterable[tuple[Call, Mapping[str, Any]]]
-    ) -> dict[str, str] | None:
+    def _batch_params(self, calls: Iterable[tuple[Call, Mapping[str, Any]]]) -> str | None:
         return _enqueue.batch_params(self.registry, self.name, calls)
 
-    def _queue_batch(self, params: dict[str, str] | None, connection: object | None) -> QueuedTasks:
-        if params is None:
+    def _queue_batch(self, tasks: str | None, connection: object | None) -> QueuedTasks:
+        if tasks is None:
             return QueuedTasks([])
-        return _bulk_result(self._fetch(self.sql.queue_tasks, params, connection))
+        return _bulk_result(self._fetch(self.store.queue_tasks(tasks=tasks), connection))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -287,10 +284,10 @@ class TaskBackend:
         :param connection: read through the caller's connection (which sees its own
             uncommitted tasks) instead of the backend's pool.
         """
-        params = _ids_params(ids)
-        if params is None:
+        valid = _valid_ids(ids)
+        if not valid:
             return []
-        return [Task.from_row(row) for row in self._fetch(self.sql.get_tasks, params, connection)]
+        return self._fetch(self.store.get_tasks(ids=valid), connection)
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Task:
         """Block until the task is in a ready state (SUCCESS, FAILURE, REVOKED); return it.
@@ -387,7 +384,8 @@ class TaskBackend:
         ``AsyncConnection`` given as ``connection`` (in its transaction, never committed)."""
         call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
         params = _enqueue.task_params(self.registry, self.name, call, kwargs)
-        return _queued_id(jobname, await self._afetch(self.sql.queue_task, params, connection))
+        op = self.store.queue_task(params)
+        return _queued_id(jobname, await self._afetch(op, connection))
 
     async def aqueue_tasks(
         self,
@@ -417,12 +415,10 @@ class TaskBackend:
         """Awaitable :meth:`queue_many` (see :meth:`aqueue_task` for ``connection``)."""
         return await self._aqueue_batch(self._batch_params(_own_kwargs(calls)), connection)
 
-    async def _aqueue_batch(
-        self, params: dict[str, str] | None, connection: object | None
-    ) -> QueuedTasks:
-        if params is None:
+    async def _aqueue_batch(self, tasks: str | None, connection: object | None) -> QueuedTasks:
+        if tasks is None:
             return QueuedTasks([])
-        return _bulk_result(await self._afetch(self.sql.queue_tasks, params, connection))
+        return _bulk_result(await self._afetch(self.store.queue_tasks(tasks=tasks), connection))
 
     async def aget_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
         """Awaitable :meth:`get_task`."""
@@ -433,11 +429,10 @@ class TaskBackend:
         self, ids: Iterable[str], *, connection: object | None = None
     ) -> list[Task]:
         """Awaitable :meth:`get_tasks`."""
-        params = _ids_params(ids)
-        if params is None:
+        valid = _valid_ids(ids)
+        if not valid:
             return []
-        rows = await self._afetch(self.sql.get_tasks, params, connection)
-        return [Task.from_row(row) for row in rows]
+        return await self._afetch(self.store.get_tasks(ids=valid), connection)
 
     async def await_task(self, task_id: str, timeout: float | None = None) -> Task:
         """Awaitable :meth:`wait_for_task`: wait without blocking the event loop until the
@@ -483,15 +478,13 @@ class TaskBackend:
             raise TaskNotFound(f"no task has id {task_id!r}")
         return task
 
-    async def _afetch(
-        self, statement: str, params: Mapping[str, Any], connection: object | None
-    ) -> _connections.Rows:
-        """Run a statement on the caller's async ``connection``, else on the async pool."""
+    async def _afetch(self, op: Op[R], connection: object | None) -> R:
+        """Run ``op`` on the caller's async ``connection``, else on the async pool."""
         if connection is not None:
-            return await _connections.arun(connection, statement, params)
+            return await _connections.arun(connection, op)
         try:
             async with self._apool.connection() as conn:
-                return await _connections.arun(conn, statement, params)
+                return await _connections.arun(conn, op)
         except psycopg.Error as exc:
             raise _translated(self.dsn, exc) from None
 
@@ -507,8 +500,7 @@ class TaskBackend:
         """Delete every task of this backend's queue that has not started (QUEUED or RETRY),
         as pulsar's ``flush``; return how many were deleted."""
         with self.connection() as conn:
-            cur = conn.execute(self.sql.flush_queue, {"queue": self.name})
-            return cur.rowcount
+            return self.store.flush_queue(queue=self.name).run(conn)
 
     def revoke(self, task_id: str, reason: str = "revoked") -> bool:
         """Cancel a task. A QUEUED or RETRY task becomes REVOKED at once (``error`` =
@@ -525,11 +517,7 @@ class TaskBackend:
         valid = parse_task_id(task_id)
         check_text(reason, "reason")
         with self.connection() as conn:
-            row = (
-                conn.execute(self.sql.revoke_task, {"id": valid, "reason": reason}).fetchone()
-                if valid
-                else None
-            )
+            row = self.store.revoke_task(id=valid, reason=reason).run(conn) if valid else None
         if row is not None:
             return True
         if self.get_task(task_id) is None:
@@ -538,14 +526,12 @@ class TaskBackend:
 
     # -- connections -----------------------------------------------------------------------
 
-    def _fetch(
-        self, statement: str, params: Mapping[str, Any], connection: object | None
-    ) -> _connections.Rows:
-        """Run a statement on the caller's ``connection``, else on the backend's pool."""
+    def _fetch(self, op: Op[R], connection: object | None) -> R:
+        """Run ``op`` on the caller's ``connection``, else on the backend's pool."""
         if connection is not None:
-            return _connections.run(connection, statement, params)
+            return _connections.run(connection, op)
         with self.connection() as conn:
-            return _connections.run(conn, statement, params)
+            return _connections.run(conn, op)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -644,29 +630,27 @@ def _own_kwargs(
         yield call, call.kwargs
 
 
-def _queued_id(jobname: str, rows: _connections.Rows) -> str | None:
-    if not rows:
+def _queued_id(jobname: str, task_id: str | None) -> str | None:
+    if task_id is None:
         logger.debug("%s cannot queue new task: a live task holds its lock_id", jobname)
-        return None
-    return str(rows[0]["id"])
+    return task_id
 
 
-def _bulk_result(rows: _connections.Rows) -> QueuedTasks:
-    """The ids ``QUEUE_TASKS`` returned, one row per task in input order."""
-    result = QueuedTasks([None if row["id"] is None else str(row["id"]) for row in rows])
+def _bulk_result(ids: list[str | None]) -> QueuedTasks:
+    """The ids ``QUEUE_TASKS`` returned, one per task in input order."""
+    result = QueuedTasks(ids)
     if result.skipped:
         logger.debug("bulk enqueue skipped %d tasks whose lock_id was held", len(result.skipped))
     return result
 
 
-def _ids_params(ids: Iterable[str]) -> dict[str, list[str]] | None:
+def _valid_ids(ids: Iterable[str]) -> list[str]:
     if isinstance(ids, str | bytes):
         raise ConfigurationError(
             f"ids must be an iterable of task ids, not one {type(ids).__name__}: "
             "pass [task_id], or call get_task"
         )
-    valid = [tid for tid in (parse_task_id(i) for i in ids) if tid]
-    return {"ids": valid} if valid else None
+    return [tid for tid in (parse_task_id(i) for i in ids) if tid]
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from . import states
-from ._sql import Statements
+from ._store import Store
 from .errors import first_line
 from .task import Task
 
@@ -57,7 +57,7 @@ class Completer:
     """Writes outcomes put with :meth:`put` on a background thread (see the module docstring).
 
     :param pool: a pool holding the completer's one connection.
-    :param sql: the statements of the worker's schema.
+    :param store: the store of the worker's schema.
     :param worker_id: the identity the tasks were claimed under (part of the fence).
     :param on_written: told of every committed write, on the completer's thread.
     :param abort: once set, a write failing on a lost connection is given up instead of
@@ -67,13 +67,13 @@ class Completer:
     def __init__(
         self,
         pool: ConnectionPool[Connection],
-        sql: Statements,
+        store: Store,
         worker_id: str,
         on_written: WrittenHandler,
         abort: threading.Event,
     ) -> None:
         self._pool = pool
-        self.sql = sql
+        self.store = store
         self.worker_id = worker_id
         self._on_written = on_written
         self._abort = abort
@@ -145,21 +145,21 @@ class Completer:
         """Write ``batch`` in one statement, retrying on a lost connection until it commits
         (or :attr:`abort` is set); then call ``on_written``. Raises ``psycopg.Error`` when
         the database refuses the statement itself."""
-        params = {
-            "ids": [o.task.id for o in batch],
-            "attempts": [o.task.attempts for o in batch],
-            "statuses": [o.status for o in batch],
-            "results": [o.result for o in batch],
-            "errors": [o.error for o in batch],
-            "tracebacks": [o.traceback for o in batch],
-            "delays": [o.delay for o in batch],
-            "worker": self.worker_id,
-        }
+        op = self.store.finish_tasks(
+            ids=[o.task.id for o in batch],
+            attempts=[o.task.attempts for o in batch],
+            statuses=[o.status for o in batch],
+            results=[o.result for o in batch],
+            errors=[o.error for o in batch],
+            tracebacks=[o.traceback for o in batch],
+            delays=[o.delay for o in batch],
+            worker=self.worker_id,
+        )
         backoff = 0.2
         while True:
             try:
                 with self._pool.connection() as conn:
-                    rows = conn.execute(self.sql.finish_tasks, params).fetchall()
+                    rows = op.run(conn)
                 break
             except psycopg.OperationalError as exc:
                 # The statement is fenced on (attempt, STARTED), so running it again after an

@@ -35,7 +35,7 @@ from . import _db, schema
 from ._cli_common import EXIT_FAILED, friendly_errors, setup_logging
 from ._cli_options import DsnOption, SchemaOption
 from ._demo_summary import Summary, read_summary, render_summary
-from ._sql_demo import DemoStatements
+from ._store import Store
 from .backend import TaskBackend
 from .embedded import EmbeddedPostgres
 from .errors import ConfigurationError, ConnectionFailed, PgQueueError
@@ -145,7 +145,7 @@ def running_workers(
 
 def follow_progress(
     conn: Connection,
-    sql: DemoStatements,
+    store: Store,
     queue: str,
     workers: list[tuple[subprocess.Popen[bytes], Path]],
     console: Console,
@@ -163,8 +163,7 @@ def follow_progress(
         bar = progress.add_task("files", total=None, running=0, failed=0)
         while True:
             finished = all(process.poll() is not None for process, _ in workers)
-            counts = conn.execute(sql.progress, {"queue": queue}).fetchone()
-            assert counts is not None  # an aggregate always returns one row
+            counts = store.demo_progress(queue=queue).run(conn)
             progress.update(
                 bar,
                 total=counts["total"],
@@ -210,9 +209,9 @@ def run_demo(
         raise ConfigurationError(f"--queue {queue!r}: a queue name has 1 to 48 characters")
     files = source_files(root, limit)
     schema.migrate(dsn, schema_name)
-    sql = DemoStatements.for_schema(schema_name)
+    store = Store(schema_name)
     with _db.connect(dsn, application_name="pgqueue-demo") as conn:
-        conn.execute(sql.reset, {"queue": queue})
+        store.demo_reset(queue=queue).run(conn)
         started = time.monotonic()
         with TaskBackend(
             dsn, task_paths=[JOB_MODULE], name=queue, schema=schema_name, pool_size=1
@@ -227,8 +226,8 @@ def run_demo(
             f"logs in {log_dir}"
         )
         with running_workers(workers, dsn, schema_name, queue, backlog, log_dir) as procs:
-            follow_progress(conn, sql, queue, procs, console)
-        return read_summary(conn, sql, queue)
+            follow_progress(conn, store, queue, procs, console)
+        return read_summary(conn, store, queue)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ._db import connect
+from ._store import session
 
 logger = logging.getLogger("pgqueue.embedded")
 
@@ -54,9 +55,8 @@ class EmbeddedPostgres:
         with connect(self.dsn) as conn:
             changed = False
             for name, value in settings.items():
-                current = conn.execute("SELECT current_setting(%s) AS v", (name,)).fetchone()
-                if current is None or str(current["v"]) != value:
-                    conn.execute(f"ALTER SYSTEM SET {name} = '{int(value)}'")
+                if session.current_setting(conn, name) != value:
+                    session.alter_system(conn, name, int(value))
                     changed = True
         if changed:
             self.restart()

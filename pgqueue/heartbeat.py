@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from . import _db
 from ._background import BackgroundThread
-from ._sql import Statements
+from ._store import Store
+from ._store.workers import Registration
 from .errors import first_line
 
 logger = logging.getLogger("pgqueue.worker")
@@ -30,7 +31,7 @@ Connection = psycopg.Connection[dict[str, Any]]
 class Heartbeat(BackgroundThread):
     """Beats for worker ``worker_id`` every ``interval`` seconds until :meth:`stop`.
 
-    :param registration: the worker's row (the parameters of ``REGISTER_WORKER``), to
+    :param registration: the worker's row (as :meth:`Store.register_worker` takes it), to
         register again if the row was deleted (pruned by mistake).
     :param on_revoked: called with the id of each running task whose revoke was requested.
     :param on_stopped: called when the row was marked stopped by someone else (its tasks are
@@ -42,15 +43,15 @@ class Heartbeat(BackgroundThread):
     def __init__(
         self,
         dsn: str,
-        sql: Statements,
+        store: Store,
         worker_id: str,
         interval: float,
-        registration: Mapping[str, Any],
+        registration: Registration,
         on_revoked: Callable[[str], None],
         on_stopped: Callable[[], None],
     ) -> None:
         self.dsn = dsn
-        self.sql = sql
+        self.store = store
         self.worker_id = worker_id
         self.interval = interval
         self.registration = registration
@@ -76,11 +77,11 @@ class Heartbeat(BackgroundThread):
             conn.close()
 
     def _beat(self, conn: Connection) -> None:
-        beat = conn.execute(self.sql.heartbeat_worker, {"id": self.worker_id}).fetchone()
+        beat = self.store.heartbeat_worker(id=self.worker_id).run(conn)
         if beat is not None and beat["alive"]:
             for task_id in beat["revoked"]:
                 self._on_revoked(task_id)
-        elif conn.execute(self.sql.reregister_worker, dict(self.registration)).fetchone():
+        elif self.store.reregister_worker(self.registration).run(conn):
             logger.error("the row of worker %s was deleted; registered again", self.worker_id)
         else:
             self._on_stopped()

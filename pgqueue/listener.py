@@ -19,7 +19,8 @@ from contextlib import suppress
 
 import psycopg
 
-from ._db import connect, quote_ident, redact
+from ._db import connect, redact
+from ._store import session
 from .errors import ConnectionFailed, first_line
 
 logger = logging.getLogger("pgqueue.listener")
@@ -136,7 +137,7 @@ class Listener:
             wanted = set(self._channels)
             self._changed.clear()
         for channel in sorted(wanted - self._listening):
-            conn.execute(f"LISTEN {quote_ident(channel)}")
+            session.listen(conn, channel)
         with self._ready:
             self._listening |= wanted
             self._ready.notify_all()
@@ -167,7 +168,7 @@ def _check_alive(conn: psycopg.Connection[object]) -> None:
     timer.daemon = True
     timer.start()
     try:
-        conn.execute("SELECT 1")
+        session.ping(conn)
     finally:
         timer.cancel()
 

@@ -24,14 +24,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import _db, states
-from ._sql_ops import OpsStatements
+from ._store import Store
+from ._store.operator import DepthRow
 from .errors import ConfigurationError
 from .task import Task
 
@@ -143,7 +144,7 @@ class _WorkerCollector(Collector):
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.sql = OpsStatements(worker.schema)
+        self.store = Store(worker.schema)
         self._lock = threading.Lock()  # one scrape connection at a time
 
     def collect(self) -> Iterator[Metric]:
@@ -162,12 +163,12 @@ class _WorkerCollector(Collector):
             depth.add_metric([row["queue"], row["state"]], row["n"])
         yield depth
 
-    def _depth(self) -> list[dict[str, Any]]:
+    def _depth(self) -> list[DepthRow]:
         with (
             self._lock,
             _db.connect(self.worker.dsn, application_name="pgqueue-metrics") as conn,
         ):
-            return conn.execute(self.sql.queue_depth).fetchall()
+            return self.store.queue_depth().run(conn)
 
 
 def serve_metrics(worker: Worker, port: int, host: str = "127.0.0.1") -> WorkerMetrics:

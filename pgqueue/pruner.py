@@ -8,7 +8,7 @@ command line.
 
 Trade-offs, and why it works this way:
 
-* **Small batches, each its own transaction** (:data:`pgqueue._sql.PRUNE_TASKS`, ``batch``
+* **Small batches, each its own transaction** (the store's ``prune_tasks``, ``batch``
   rows, oldest first): locks are held for milliseconds, WAL comes in small pieces, and a
   replica or a long report is never blocked behind one huge ``DELETE``.
 * **``FOR UPDATE SKIP LOCKED``**: any number of workers may prune at once; they never wait
@@ -29,7 +29,7 @@ from collections.abc import Iterable
 
 from . import _db, states
 from ._background import BackgroundThread
-from ._sql import Statements
+from ._store import Store
 
 logger = logging.getLogger("pgqueue.pruner")
 
@@ -66,7 +66,7 @@ class Pruner(BackgroundThread):
         if older_than < 0 or batch < 1 or interval <= 0 or pause < 0:
             raise ValueError("older_than and pause must be >= 0; batch and interval positive")
         self.dsn = dsn
-        self.sql = Statements(schema)
+        self.store = Store(schema)
         self.older_than = float(older_than)
         self.task_states = sorted(set(task_states) & states.READY_STATES)
         self.batch = batch
@@ -78,10 +78,12 @@ class Pruner(BackgroundThread):
     def prune(self) -> int:
         """Run one round now, on a new connection; return how many tasks it deleted."""
         total = 0
-        params = {"states": self.task_states, "older_than": self.older_than, "limit": self.batch}
+        op = self.store.prune_tasks(
+            states=self.task_states, older_than=self.older_than, limit=self.batch
+        )
         with _db.connect(self.dsn, application_name="pgqueue-pruner") as conn:
             while not self._stop.is_set():
-                deleted = conn.execute(self.sql.prune_tasks, params).rowcount
+                deleted = op.run(conn)
                 total += deleted
                 if deleted < self.batch:
                     break

@@ -4,9 +4,9 @@ A worker is *lost* when its row is missing, marked stopped, or its last heartbea
 its lease (``heartbeat_at + lease_seconds < now()`` on the database clock, counting from the
 server's start when that is later, so an outage never makes a live worker look dead). Every
 worker runs :func:`rescue_lost_tasks` every ``lease / 4`` seconds; the statement
-(:data:`pgqueue._sql.RESCUE_LOST_TASKS`) locks the rows it changes with ``SKIP LOCKED`` in id
-order, so any number of concurrent sweeps neither wait for each other nor deadlock, and each
-task is rescued by exactly one of them.
+(``RESCUE_LOST_TASKS`` of :mod:`pgqueue._store.workers`) locks the rows it changes with
+``SKIP LOCKED`` in id order, so any number of concurrent sweeps neither wait for each other
+nor deadlock, and each task is rescued by exactly one of them.
 
 The lost run counts as an attempt: a task that kills its worker every time ends FAILURE after
 ``1 + max_retries`` attempts (F20). The error says ``worker lost: <id> stopped heartbeating``.
@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 
 from . import states
-from ._sql import Statements
+from ._store import Store
+from ._store.workers import RescuedRow
 from .retry import ExponentialBackoff
 
 logger = logging.getLogger("pgqueue.rescuer")
@@ -31,29 +32,29 @@ RESCUE_BATCH = 500
 
 def rescue_lost_tasks(
     conn: psycopg.Connection[dict[str, Any]],
-    sql: Statements,
+    store: Store,
     backoff: ExponentialBackoff,
     limit: int = RESCUE_BATCH,
-) -> list[dict[str, Any]]:
+) -> list[RescuedRow]:
     """Rescue every task of a lost worker; return the rows changed (``id``, ``name``,
     ``status``, ``attempts``, ``worker``).
 
     :param conn: an autocommit connection (each batch commits on its own).
-    :param sql: the statements of the schema.
+    :param store: the store of the schema.
     :param backoff: the delay before the next attempt of a rescued task (its ``base``,
         ``factor``, ``cap`` and ``jitter`` are applied in SQL, on the database clock).
     :raises psycopg.OperationalError: the database went away (the caller retries later).
     """
-    params = {
-        "limit": limit,
-        "backoff_base": backoff.base,
-        "backoff_factor": backoff.factor,
-        "backoff_cap": backoff.cap,
-        "backoff_jitter": backoff.jitter,
-    }
-    rescued: list[dict[str, Any]] = []
+    op = store.rescue_lost_tasks(
+        limit=limit,
+        backoff_base=backoff.base,
+        backoff_factor=backoff.factor,
+        backoff_cap=backoff.cap,
+        backoff_jitter=backoff.jitter,
+    )
+    rescued: list[RescuedRow] = []
     while True:
-        rows = conn.execute(sql.rescue_lost_tasks, params).fetchall()
+        rows = op.run(conn)
         rescued.extend(rows)
         for row in rows:
             logger.warning(

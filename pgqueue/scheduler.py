@@ -29,7 +29,8 @@ import psycopg
 
 from . import _db
 from ._enqueue import task_params
-from ._sql_schedule import ScheduleStatements
+from ._store import Store
+from ._store.schedules import Definition
 from .backend import TaskBackend
 from .bulk import Call
 from .errors import PgQueueError
@@ -90,7 +91,7 @@ class Scheduler:
     ) -> None:
         self.dsn = _db.resolve_dsn(dsn)
         self.schema = _db.resolve_schema(schema)
-        self.sql = ScheduleStatements(self.schema)
+        self.store = Store(self.schema)
         self.jobs: dict[str, PeriodicJob] = {
             job_name: job
             for job_name, job in registry.filter_types("periodic")
@@ -125,14 +126,14 @@ class Scheduler:
     def _define_job(
         self, conn: Connection, job_name: str, wanted: ScheduleDefinition, now: datetime | None
     ) -> None:
-        row = conn.execute(self.sql.schedule_for_define, {"name": job_name}).fetchone()
+        row = self.store.schedule_for_define(name=job_name).run(conn)
         db_now = self._now(conn, now)
         if row is None:
             anchor = None if wanted.cron else wanted.anchor or db_now
             first = wanted.schedule(anchor).next_after(db_now)
-            conn.execute(
-                self.sql.define_schedule, _definition_params(job_name, wanted, anchor, first, now)
-            )
+            self.store.define_schedule(
+                _definition_params(job_name, wanted, anchor, first, now)
+            ).run(conn)
             logger.info("periodic job %s defined; first tick %s", job_name, first)
             return
         stored = ScheduleDefinition.from_row(row)
@@ -141,9 +142,9 @@ class Scheduler:
         if replace(wanted, anchor=anchor) == stored:
             return
         restart = wanted.schedule(anchor).next_after(db_now) if retimed else None
-        conn.execute(
-            self.sql.redefine_schedule, _definition_params(job_name, wanted, anchor, restart, now)
-        )
+        self.store.redefine_schedule(
+            _definition_params(job_name, wanted, anchor, restart, now)
+        ).run(conn)
         logger.info(
             "periodic job %s redefined%s",
             job_name,
@@ -158,9 +159,7 @@ class Scheduler:
         :param now: the time to tick at; None: the database's ``now()``.
         """
         conn = self._connection()
-        waits = conn.execute(
-            self.sql.schedule_waits, {"names": list(self.jobs), "now": now}
-        ).fetchall()
+        waits = self.store.schedule_waits(names=list(self.jobs), now=now).run(conn)
         results = []
         for row in waits:
             if row["wait"] > 0:
@@ -173,34 +172,25 @@ class Scheduler:
     def seconds_to_next_tick(self, now: datetime | None = None) -> float | None:
         """Seconds from ``now`` (the database's by default) to the next tick of any of this
         scheduler's jobs: <= 0 when one is due; None when there is no schedule yet."""
-        row = (
-            self._connection()
-            .execute(self.sql.schedule_waits, {"names": list(self.jobs), "now": now})
-            .fetchone()
-        )
-        return None if row is None else float(row["wait"])
+        waits = self.store.schedule_waits(names=list(self.jobs), now=now).run(self._connection())
+        return float(waits[0]["wait"]) if waits else None
 
     def _tick_job(self, conn: Connection, job_name: str, now: datetime | None) -> TickResult | None:
         with conn.transaction():
-            row = conn.execute(
-                self.sql.lock_due_schedule, {"name": job_name, "now": now}
-            ).fetchone()
+            row = self.store.lock_due_schedule(name=job_name, now=now).run(conn)
             if row is None:
                 return None  # not due any more, or another scheduler is handling it
             db_now = row["now"]
             definition = ScheduleDefinition.from_row(row)
             plan = plan_ticks(definition.schedule(), definition, row["next_tick"], db_now)
-            advanced = conn.execute(
-                self.sql.advance_schedule,
-                {
-                    "name": job_name,
-                    "seen": row["next_tick"],
-                    "next_tick": plan.next_tick,
-                    "last_tick": plan.last_tick,
-                    "now": db_now,
-                },
-            ).fetchone()
-            if advanced is None:
+            advanced = self.store.advance_schedule(
+                name=job_name,
+                seen=row["next_tick"],
+                next_tick=plan.next_tick,
+                last_tick=plan.last_tick,
+                now=db_now,
+            ).run(conn)
+            if not advanced:
                 return None  # another scheduler moved next_tick first
             queued: list[tuple[datetime, str]] = []
             overlapped: list[datetime] = []
@@ -210,16 +200,13 @@ class Scheduler:
                     overlapped.append(moment)
                 else:
                     queued.append((moment, task_id))
-            conn.execute(
-                self.sql.record_ticks,
-                {
-                    "name": job_name,
-                    "queued": len(queued),
-                    "skipped": plan.skipped + len(overlapped),
-                    "last_task": queued[-1][1] if queued else None,
-                    "outcome": _outcome(plan.last_tick, queued, overlapped),
-                },
-            )
+            self.store.record_ticks(
+                name=job_name,
+                queued=len(queued),
+                skipped=plan.skipped + len(overlapped),
+                last_task=queued[-1][1] if queued else None,
+                outcome=_outcome(plan.last_tick, queued, overlapped),
+            ).run(conn)
         result = TickResult(job_name, queued, overlapped, plan.skipped, plan.next_tick)
         _log(result)
         return result
@@ -227,14 +214,10 @@ class Scheduler:
     def _queue(self, conn: Connection, job_name: str, moment: datetime) -> str | None:
         call = Call(job_name, meta_params={"tick": moment.isoformat()})
         params = task_params(self.client.registry, self.client.name, call, {})
-        row = conn.execute(self.sql.queue_task, params).fetchone()
-        return None if row is None else str(row["id"])
+        return self.store.queue_task(params).run(conn)
 
     def _now(self, conn: Connection, now: datetime | None) -> datetime:
-        row = conn.execute(self.sql.schedule_now, {"now": now}).fetchone()
-        assert row is not None
-        value: datetime = row["now"]
-        return value
+        return self.store.schedule_now(now=now).run(conn)
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -302,7 +285,7 @@ def _definition_params(
     anchor: datetime | None,
     next_tick: datetime | None,
     now: datetime | None,
-) -> dict[str, Any]:
+) -> Definition:
     return {
         "name": job_name,
         "run_every": definition.run_every,

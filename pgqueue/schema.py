@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ._db import conninfo, quote_ident, redact
+from ._db import conninfo, redact
+from ._store import Store
 from .errors import ConnectionFailed, SchemaError
 
 if TYPE_CHECKING:  # Alembic and SQLAlchemy load only when migrating: workers start faster.
@@ -91,16 +92,13 @@ def check_schema(conn: psycopg.Connection[Any], schema: str, dsn: str) -> None:
     if schema != "pgqueue":
         fix += f" with PGQUEUE_SCHEMA={schema}"
     try:
-        row = conn.execute(
-            f"SELECT count(*) AS n FROM {quote_ident(schema)}.schema_version WHERE revision = %s",
-            (SCHEMA_REVISION,),
-        ).fetchone()
+        found = Store(schema).schema_has_revision(revision=SCHEMA_REVISION).run(conn)
     except psycopg.errors.UndefinedTable:
         conn.rollback()
         raise SchemaError(
             f"the database has no pgqueue schema {schema!r} yet: {fix} first"
         ) from None
-    if not row or not row["n"]:
+    if not found:
         raise SchemaError(
             f"the pgqueue schema {schema!r} is older than this pgqueue needs "
             f"(revision {SCHEMA_REVISION} is missing): {fix}"

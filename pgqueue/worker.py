@@ -54,7 +54,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from . import _db, states, tracing
-from ._sql import Statements
+from ._store import Store, session
+from ._store.workers import Registration
 from ._values import check_queue, dump_json
 from .backend import TaskBackend
 from .completer import Completer, Outcome
@@ -69,7 +70,7 @@ from .retry import DEFAULT_BACKOFF, ExponentialBackoff, Revoked, TimeLimitExceed
 from .scheduler import Scheduler
 from .schema import check_schema
 from .supervisor import EXIT_REPLACE
-from .task import Task, nice_task_message, task_row
+from .task import Task, nice_task_message
 
 if TYPE_CHECKING:
     from .metrics import WorkerMetrics
@@ -160,7 +161,7 @@ class Worker:
         self._killed: set[str] = set()
         self.given_back = 0
         self.id = worker_identity()
-        self.sql = Statements(self.schema)
+        self.store = Store(self.schema)
         self.registry = registry if registry is not None else JobRegistry.load(task_paths)
         if not len(self.registry):
             raise ConfigurationError(
@@ -247,7 +248,7 @@ class Worker:
         """
         with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
             check_schema(conn, self.schema, self.dsn)
-            conn.execute(self.sql.register_worker, self._registration())
+            self.store.register_worker(self._registration()).run(conn)
         logger.info(
             "worker %s started: queues %s, jobs %s, backlog %d",
             self.id,
@@ -264,7 +265,7 @@ class Worker:
         logger.info("worker %s stopped after %d tasks", self.id, self.processed)
         return self.exit_code
 
-    def _registration(self) -> dict[str, Any]:
+    def _registration(self) -> Registration:
         return {
             "id": self.id,
             "hostname": socket.gethostname(),
@@ -297,12 +298,12 @@ class Worker:
         if self._pruner is not None:
             self._pruner.start()
         self._completer = Completer(
-            self._finish_pool, self.sql, self.id, self._written, self._abort
+            self._finish_pool, self.store, self.id, self._written, self._abort
         )
         self._completer.start()
         self._heartbeat = Heartbeat(
             self.dsn,
-            self.sql,
+            self.store,
             self.id,
             self.lease / 4,
             self._registration(),
@@ -338,7 +339,7 @@ class Worker:
             self._loop.call_soon_threadsafe(self._loop.stop)
         try:
             with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
-                conn.execute(self.sql.stop_worker, {"id": self.id})
+                self.store.stop_worker(id=self.id).run(conn)
         except Exception as exc:  # the database may be gone; the lease covers it
             logger.warning("could not mark worker %s stopped: %s", self.id, exc)
         for pool in (self._claim_pool, self._finish_pool):
@@ -402,16 +403,13 @@ class Worker:
 
     def _claim(self, limit: int) -> int:
         assert self._claim_pool is not None
-        with self._claim_pool.connection() as conn, conn.cursor(row_factory=task_row) as cursor:
-            tasks = cursor.execute(
-                self.sql.claim_tasks,
-                {
-                    "queues": self.queues,
-                    "jobs": list(self.registry),
-                    "limit": limit,
-                    "worker": self.id,
-                },
-            ).fetchall()
+        with self._claim_pool.connection() as conn:
+            tasks = self.store.claim_tasks(
+                queues=self.queues,
+                jobs=list(self.registry),
+                limit=limit,
+                worker=self.id,
+            ).run(conn)
         if self.metrics is not None:
             self.metrics.claimed(tasks)
         started = 0
@@ -434,16 +432,13 @@ class Worker:
     def _seconds_to_next_due(self) -> float:
         assert self._claim_pool is not None
         with self._claim_pool.connection() as conn:
-            row = conn.execute(self.sql.next_run_at, {"queues": self.queues}).fetchone()
-        seconds = row["seconds"] if row else None
+            seconds = self.store.next_run_at(queues=self.queues).run(conn)
         return self.poll_timeout if seconds is None else max(seconds, 0.0)
 
     def _sweep(self) -> None:
         assert self._claim_pool is not None
         with self._claim_pool.connection() as conn:
-            rows = conn.execute(
-                self.sql.revoke_expired, {"queues": self.queues, "limit": SWEEP_BATCH}
-            ).fetchall()
+            rows = self.store.revoke_expired(queues=self.queues, limit=SWEEP_BATCH).run(conn)
         if rows:
             logger.info("revoked %d expired tasks", len(rows))
 
@@ -485,7 +480,7 @@ class Worker:
     def _rescue(self) -> None:
         assert self._claim_pool is not None
         with self._claim_pool.connection() as conn:
-            rescue_lost_tasks(conn, self.sql, self.rescue_backoff)
+            rescue_lost_tasks(conn, self.store, self.rescue_backoff)
 
     def _drain(self) -> None:
         """Wait for running tasks: for ever after ``max_tasks``, until the shutdown deadline
@@ -509,14 +504,14 @@ class Worker:
             self._in_flight.clear()
         if not tasks or self._finish_pool is None:
             return
-        params = {
-            "ids": [t.id for t in tasks],
-            "attempts": [t.attempts for t in tasks],
-            "worker": self.id,
-        }
+        op = self.store.give_back_tasks(
+            ids=[t.id for t in tasks],
+            attempts=[t.attempts for t in tasks],
+            worker=self.id,
+        )
         try:
             with self._finish_pool.connection(timeout=5) as conn:
-                rows = conn.execute(self.sql.give_back_tasks, params).fetchall()
+                rows = op.run(conn)
         except Exception as exc:  # the database may be gone: the lease covers these tasks
             logger.warning(
                 "could not give back %d unfinished tasks (%s); they will be rescued %.1fs "
@@ -636,7 +631,7 @@ def claim_session(conn: Connection) -> None:
     server crash forgot could run its task a second time beside the first.
     """
     _db.configure(conn)
-    conn.execute("SET plan_cache_mode = force_generic_plan")
+    session.claim_session(conn)
 
 
 def _one_connection(

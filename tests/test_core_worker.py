@@ -11,7 +11,7 @@ import pytest
 import pgqueue
 from pgqueue import states
 from pgqueue._db import connect
-from pgqueue._sql import Statements
+from pgqueue._store import Store
 from pgqueue.errors import TaskNotFound, TaskTimeout
 
 from .conftest import sql
@@ -96,10 +96,10 @@ def test_sweep_racing_claims_never_overwrites_a_started_task(dsn: str, start_wor
 
     def sweep() -> None:
         nonlocal revoked_by_sweep
-        statement = Statements("pgqueue").revoke_expired
+        op = Store("pgqueue").revoke_expired(queues=["tasks"], limit=50)
         with connect(dsn) as conn:
             while not stop.is_set():
-                rows = conn.execute(statement, {"queues": ["tasks"], "limit": 50}).fetchall()
+                rows = op.run(conn)
                 revoked_by_sweep += len(rows)
 
     sweeper = threading.Thread(target=sweep)

@@ -16,7 +16,7 @@ import pytest
 
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
-from pgqueue._sql import Statements
+from pgqueue._store import Store
 from pgqueue.rescuer import rescue_lost_tasks
 from pgqueue.retry import DEFAULT_BACKOFF
 from tests import crash_support
@@ -120,7 +120,7 @@ def test_outage_longer_than_lease_causes_no_second_run(
     outage(pg_server, 3.0)
     # a rescue sweep right after the restart, before the owner's heartbeat got through
     with connect(runs_dsn) as conn:
-        assert rescue_lost_tasks(conn, Statements("pgqueue"), DEFAULT_BACKOFF) == []
+        assert rescue_lost_tasks(conn, Store("pgqueue"), DEFAULT_BACKOFF) == []
     row = wait_status(runs_dsn, task_id, {states.SUCCESS, states.RETRY}, timeout=30)
     assert row["status"] == states.SUCCESS, row["error"]
     assert row["attempts"] == 1

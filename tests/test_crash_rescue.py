@@ -17,7 +17,7 @@ import pytest
 
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
-from pgqueue._sql import Statements
+from pgqueue._store import Store
 from pgqueue.rescuer import rescue_lost_tasks
 from pgqueue.retry import ExponentialBackoff
 from tests import crash_support
@@ -184,7 +184,7 @@ def test_concurrent_rescue_sweeps_never_deadlock(
         "INSERT INTO pgqueue.task (name, status, attempts, worker, time_started) "
         "SELECT 'tracked', 5, 1, 'dead-' || (i % 7), now() FROM generate_series(1, 1500) i",
     )
-    statements = Statements("pgqueue")
+    store = Store("pgqueue")
     rescued: list[str] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -193,7 +193,7 @@ def test_concurrent_rescue_sweeps_never_deadlock(
         try:
             with connect(runs_dsn) as conn:
                 for _ in range(20):
-                    rows = rescue_lost_tasks(conn, statements, ExponentialBackoff(), limit=25)
+                    rows = rescue_lost_tasks(conn, store, ExponentialBackoff(), limit=25)
                     with lock:
                         rescued.extend(r["id"] for r in rows)
         except BaseException as exc:

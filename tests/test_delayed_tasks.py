@@ -12,7 +12,7 @@ import pytest
 
 import pgqueue
 from pgqueue import ConfigurationError, states
-from pgqueue._sql import Statements
+from pgqueue._store import Store
 
 from .conftest import sql
 
@@ -24,11 +24,10 @@ def db_now(dsn: str) -> datetime:
 
 def claim(dsn: str) -> list[dict]:
     """Run the workers' claim statement once, as a worker named test-claimer."""
-    return sql(
-        dsn,
-        Statements("pgqueue").claim_tasks,
-        {"queues": ["tasks"], "jobs": ["add"], "limit": 10, "worker": "test-claimer"},
+    op = Store("pgqueue").claim_tasks(
+        queues=["tasks"], jobs=["add"], limit=10, worker="test-claimer"
     )
+    return sql(dsn, op.sql, op.params)
 
 
 def test_countdown_is_counted_on_the_database_clock(backend: pgqueue.TaskBackend, dsn: str) -> None:

@@ -31,6 +31,11 @@ def _history(dsn: str, status: int, count: int, age: float) -> None:
     sql(dsn, HISTORY, {"status": status, "count": count, "age": age})
 
 
+def _claim_sql(backend: TaskBackend) -> str:
+    """The text of the worker's claim statement for the backend's schema."""
+    return backend.store.claim_tasks(queues=[], jobs=[], limit=0, worker="").sql
+
+
 def _claimer_plan(conn: Any, claim: str, limit: int) -> list[dict[str, Any]]:
     """The nodes of the plan the worker's claimer runs: the claim statement prepared on a
     connection set up by ``claim_session`` (one generic plan), executed once, explained."""
@@ -70,7 +75,7 @@ def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_
         holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         holder.execute("SELECT count(*) FROM pgqueue.worker")
         with connect(dsn, autocommit=False) as conn:
-            nodes = _claimer_plan(conn, backend.sql.claim_tasks, 10)
+            nodes = _claimer_plan(conn, _claim_sql(backend), 10)
             conn.rollback()
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
         assert {n["Index Name"] for n in nodes if "Index Name" in n} == {
@@ -92,7 +97,7 @@ def test_claimer_generic_plan_reads_picked_rows_by_primary_key(
         backend.queue_tasks("add", [{"a": n, "b": 1} for n in range(1000)])
     sql(dsn, "ANALYZE pgqueue.task")
     with connect(dsn, autocommit=False) as conn:
-        nodes = _claimer_plan(conn, backend.sql.claim_tasks, 20)
+        nodes = _claimer_plan(conn, _claim_sql(backend), 20)
         conn.rollback()
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
     assert {n["Index Name"] for n in nodes if "Index Name" in n} == {"task_claimable", "task_pkey"}

@@ -18,10 +18,10 @@ JOBS = ["tests.jobs", "tests.integration_jobs"]
 
 def claim(dsn: str, backend: pgqueue.TaskBackend, queues: list[str], limit: int) -> list[Any]:
     with connect(dsn) as conn:
-        rows = conn.execute(
-            backend.sql.claim_tasks,
-            {"queues": queues, "jobs": ["add", "send_mail"], "limit": limit, "worker": "t"},
-        ).fetchall()
+        op = backend.store.claim_tasks(
+            queues=queues, jobs=["add", "send_mail"], limit=limit, worker="t"
+        )
+        rows = conn.execute(op.sql, op.params).fetchall()
     return rows
 
 
@@ -105,11 +105,9 @@ def test_claims_stay_index_driven_with_a_large_backlog(
     sql(dsn, "ANALYZE pgqueue.task")
     for queues in (["a"], ["a", "b"]):
         with connect(dsn, autocommit=False) as conn:
-            query = backend.sql.claim_tasks.replace(
-                "WITH picked", "EXPLAIN (ANALYZE, FORMAT JSON) WITH picked", 1
-            )
-            params = {"queues": queues, "jobs": ["add"], "limit": 5, "worker": "explain"}
-            plan_json = conn.execute(query, params).fetchone()
+            op = backend.store.claim_tasks(queues=queues, jobs=["add"], limit=5, worker="explain")
+            query = op.sql.replace("WITH picked", "EXPLAIN (ANALYZE, FORMAT JSON) WITH picked", 1)
+            plan_json = conn.execute(query, op.params).fetchone()
             conn.rollback()
         assert plan_json is not None
         raw = plan_json["QUERY PLAN"]

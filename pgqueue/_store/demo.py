@@ -1,16 +1,15 @@
 """The SQL of ``pgqueue demo``: resetting its queue, its progress counts and its summary.
 
-Same conventions as :mod:`pgqueue._sql`: ``%(name)s`` parameters bound by the driver, ``{s}``
-for the quoted schema. Every statement reads one queue (``%(queue)s``, the demo's own), so a
-demo run against a shared database never touches other queues. The summary is plain SQL on
-the task table: an operator can run the same queries with psql.
+Every statement reads one queue (``queue``, the demo's own), so a demo run against a shared
+database never touches other queues. The summary is plain SQL on the task table: an operator
+can run the same queries with psql.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, TypedDict
 
-from ._db import quote_ident
+from ._op import Op, StoreBase, first, nothing, rows
 
 #: A fresh start for the demo's queue: every task of it, in any state.
 DEMO_RESET = "DELETE FROM {s}.task WHERE queue = %(queue)s"
@@ -82,29 +81,53 @@ ORDER BY path
 """
 
 
-@dataclass(frozen=True)
-class DemoStatements:
-    """The statements above rendered for ``schema`` (its quoted identifier filled in)."""
+class Progress(TypedDict):
+    """Task counts of the demo's queue."""
 
-    reset: str
-    progress: str
-    states: str
-    totals: str
-    workers: str
-    largest: str
-    failures: str
+    total: int
+    done: int
+    failed: int
+    running: int
 
-    @classmethod
-    def for_schema(cls, schema: str) -> DemoStatements:
-        """Render every statement for ``schema``."""
-        quoted = quote_ident(schema)
-        templates = (
-            DEMO_RESET,
-            DEMO_PROGRESS,
-            DEMO_STATES,
-            DEMO_TOTALS,
-            DEMO_WORKERS,
-            DEMO_LARGEST,
-            DEMO_FAILURES,
-        )
-        return cls(*(template.replace("{s}", quoted) for template in templates))
+
+def _counts(key: str) -> Any:
+    def decode(found: list[Any], count: int) -> dict[str, int]:
+        return {row[key]: row["tasks"] for row in found}
+
+    return decode
+
+
+_by_state = _counts("state")
+_by_worker = _counts("worker")
+
+
+class DemoOps(StoreBase):
+    """The demo's statements (see the module docstring)."""
+
+    def demo_reset(self, *, queue: str) -> Op[None]:
+        """Delete every task of ``queue``."""
+        return Op(self._sql(DEMO_RESET), {"queue": queue}, nothing)
+
+    def demo_progress(self, *, queue: str) -> Op[Progress]:
+        """What the progress bar shows (an aggregate: always one row)."""
+        return Op(self._sql(DEMO_PROGRESS), {"queue": queue}, first)
+
+    def demo_states(self, *, queue: str) -> Op[dict[str, int]]:
+        """Tasks per state name, every state listed, QUEUED first."""
+        return Op(self._sql(DEMO_STATES), {"queue": queue}, _by_state)
+
+    def demo_totals(self, *, queue: str) -> Op[dict[str, Any]]:
+        """Totals over the queue (see :data:`DEMO_TOTALS`; one row)."""
+        return Op(self._sql(DEMO_TOTALS), {"queue": queue}, first)
+
+    def demo_workers(self, *, queue: str) -> Op[dict[str, int]]:
+        """Tasks run per worker id, most first."""
+        return Op(self._sql(DEMO_WORKERS), {"queue": queue}, _by_worker)
+
+    def demo_largest(self, *, queue: str, limit: int) -> Op[list[dict[str, Any]]]:
+        """The ``limit`` longest files read: ``{path, lines, bytes, definitions}``."""
+        return Op(self._sql(DEMO_LARGEST), {"queue": queue, "limit": limit}, rows)
+
+    def demo_failures(self, *, queue: str) -> Op[list[dict[str, Any]]]:
+        """FAILURE and REVOKED tasks: ``{path, state, error}``, by path."""
+        return Op(self._sql(DEMO_FAILURES), {"queue": queue}, rows)

@@ -1,13 +1,19 @@
-"""The SQL of operators' tools (``pgqueue status/list/show/...``, the dashboard, the metrics).
+"""What operators' tools read and do (``pgqueue status/list/show/retry``, the dashboard, the
+metrics).
 
 Read queries go through the views of revision ``pgqueue_0004_operations`` (the stable SQL
 surface) rather than the tables, so what the tools show is what an operator's own SQL shows.
-Same conventions as :mod:`pgqueue._sql`: ``%(name)s`` parameters, ``{s}`` for the schema.
+Rows of the views are dicts of their columns (``Row``), as the tools render them whole.
 """
 
 from __future__ import annotations
 
-from . import _sql
+from typing import Any, TypedDict
+
+from ._op import Op, StoreBase, any_row, first, rows
+
+#: A row of a view, by column name.
+Row = dict[str, Any]
 
 QUEUE_STATS = "SELECT * FROM {s}.queue_stats ORDER BY queue, name"
 
@@ -79,13 +85,6 @@ JOIN {s}.state s ON s.code = h.status
 WHERE t.id = %(id)s::uuid
 """
 
-#: How many tasks :data:`pgqueue._sql.PRUNE_TASKS` would delete with the same parameters.
-COUNT_PRUNABLE = """
-SELECT count(*) AS n FROM {s}.task
-WHERE status = ANY(%(states)s::smallint[]) AND status IN (1, 2, 3)
-  AND time_ended < now() - %(older_than)s::float8 * interval '1 second'
-"""
-
 #: Queues that have live tasks or running workers (for following their events).
 QUEUE_NAMES = """
 SELECT DISTINCT queue FROM {s}.task WHERE status IN (4, 5, 6)
@@ -93,10 +92,80 @@ UNION
 SELECT unnest(queues) FROM {s}.worker WHERE stopped_at IS NULL
 """
 
-SCHEDULES = "SELECT * FROM {s}.schedule_state ORDER BY name"
+
+class DepthRow(TypedDict):
+    """Live tasks of one queue in one state."""
+
+    queue: str
+    state: str
+    n: int
 
 
-class OpsStatements(_sql.Statements):
-    """:class:`pgqueue._sql.Statements` plus the statements of this module."""
+class HolderRow(TypedDict):
+    """The live task holding a lock_id, and its state name."""
 
-    sources = (globals(), *_sql.Statements.sources)
+    id: str
+    state: str
+
+
+def _queue_names(found: list[Any], count: int) -> list[str]:
+    return [row["queue"] for row in found]
+
+
+class OperatorOps(StoreBase):
+    """Operators' reads and actions (see the module docstring)."""
+
+    def queue_stats(self) -> Op[list[Row]]:
+        """Rows of ``queue_stats``: counts per queue and job."""
+        return Op(self._sql(QUEUE_STATS), {}, rows)
+
+    def queue_throughput(self) -> Op[list[Row]]:
+        """Rows of ``queue_throughput``: per queue, job and period."""
+        return Op(self._sql(QUEUE_THROUGHPUT), {}, rows)
+
+    def queue_timeline(self) -> Op[list[Row]]:
+        """Rows of ``queue_timeline``: per queue and minute of the last hour."""
+        return Op(self._sql(QUEUE_TIMELINE), {}, rows)
+
+    def queue_depth(self) -> Op[list[DepthRow]]:
+        """Live tasks per queue and state (see :data:`QUEUE_DEPTH`)."""
+        return Op(self._sql(QUEUE_DEPTH), {}, rows)
+
+    def workers(self, *, recent: float | None) -> Op[list[Row]]:
+        """Rows of ``worker_status``: live workers and those seen within ``recent`` seconds
+        (None: all)."""
+        return Op(self._sql(WORKERS), {"recent": recent}, rows)
+
+    def stuck_tasks(self) -> Op[list[Row]]:
+        """Rows of ``stuck_tasks``."""
+        return Op(self._sql(STUCK_TASKS), {}, rows)
+
+    def list_tasks(
+        self,
+        *,
+        states: list[str] | None,
+        jobs: list[str] | None,
+        queues: list[str] | None,
+        since: float | None,
+        limit: int,
+    ) -> Op[list[Row]]:
+        """Tasks by filters (None: any; ``since`` in seconds), latest change first."""
+        params = {"states": states, "jobs": jobs, "queues": queues, "since": since, "limit": limit}
+        return Op(self._sql(LIST_TASKS), params, rows)
+
+    def task_detail(self, *, id: str) -> Op[Row | None]:
+        """Every column of task ``id`` (``task_state``); None when it does not exist."""
+        return Op(self._sql(TASK_DETAIL), {"id": id}, first)
+
+    def retry_task(self, *, id: str) -> Op[bool]:
+        """Queue FAILURE or REVOKED task ``id`` again; False when it is in another state.
+        Raises ``psycopg.errors.UniqueViolation`` when a live task holds its lock_id."""
+        return Op(self._sql(RETRY_TASK), {"id": id}, any_row)
+
+    def lock_holder(self, *, id: str) -> Op[HolderRow | None]:
+        """The live task holding the lock_id of task ``id``, if any."""
+        return Op(self._sql(LOCK_HOLDER), {"id": id}, first)
+
+    def queue_names(self) -> Op[list[str]]:
+        """Queues that have live tasks or running workers (unordered)."""
+        return Op(self._sql(QUEUE_NAMES), {}, _queue_names)

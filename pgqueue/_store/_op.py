@@ -1,0 +1,97 @@
+"""What every operation of the store is: a statement rendered for one schema, its bound
+parameters and the decoder of its rows (:class:`Op`), and the schema-bound base that renders
+each statement once (:class:`StoreBase`).
+
+Statements use ``%(name)s`` parameters (bound by the driver, never formatted in) and cast each
+one explicitly, so they run unchanged on psycopg, psycopg2 or SQLAlchemy's ``text()``. ``{s}``
+stands for the quoted schema and is filled in once per :class:`StoreBase` and statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import psycopg
+from psycopg.rows import RowFactory, dict_row
+
+from .._db import quote_ident
+
+R = TypeVar("R")
+
+#: A parameter of a statement: ``%(name)s``.
+PARAM = re.compile(r"%\((\w+)\)s")
+
+#: Decodes the rows a statement returned (dicts, or what the op's row factory makes) and its
+#: row count into the op's result.
+Decoder = Callable[[list[Any], int], R]
+
+
+class Op(NamedTuple, Generic[R]):
+    """One database operation ready to run: ``sql`` (rendered for a schema), ``params`` (the
+    values of its ``%(name)s`` parameters) and ``decode`` (rows, rowcount -> the result).
+
+    The same op runs on a sync psycopg connection (:meth:`run`), or on any connection a caller
+    gives, sync or async (:mod:`pgqueue._connections`); ``row_factory``, when set, is the
+    psycopg row factory :meth:`run` reads rows with (the claim's ``task_row``).
+    """
+
+    sql: str
+    params: Mapping[str, Any]
+    decode: Decoder[R]
+    row_factory: RowFactory[Any] | None = None
+
+    def run(self, conn: psycopg.Connection[Any]) -> R:
+        """Execute on ``conn`` (a sync psycopg connection, in whatever transaction it has
+        open) and return the decoded result. Raises the driver's ``psycopg.Error``."""
+        with conn.cursor(row_factory=self.row_factory or dict_row) as cur:
+            cur.execute(self.sql, self.params)
+            return self.decode(cur.fetchall() if cur.description else [], cur.rowcount)
+
+
+class StoreBase:
+    """Binds statements to the schema ``schema`` (a name, quoted here)."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self._quoted = quote_ident(schema)
+        self._rendered: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<Store {self.schema}>"
+
+    def _sql(self, template: str) -> str:
+        """``template`` with the schema filled in, rendered on first use only."""
+        rendered = self._rendered.get(template)
+        if rendered is None:
+            rendered = self._rendered[template] = template.replace("{s}", self._quoted)
+        return rendered
+
+
+# -- decoders shared by the areas ------------------------------------------------------------
+
+
+def rows(found: list[Any], count: int) -> list[Any]:
+    """Every row as it came."""
+    return found
+
+
+def first(found: list[Any], count: int) -> Any:
+    """The first row, or None when there is none."""
+    return found[0] if found else None
+
+
+def any_row(found: list[Any], count: int) -> bool:
+    """Whether the statement returned a row."""
+    return bool(found)
+
+
+def rowcount(found: list[Any], count: int) -> int:
+    """How many rows the statement changed."""
+    return count
+
+
+def nothing(found: list[Any], count: int) -> None:
+    """No result."""
+    return None

@@ -1,0 +1,65 @@
+"""Statements about a connection rather than the queue: the claimer's session setting, the
+listener's LISTEN and liveness probe, the schema's revision check and the embedded server's
+settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from .._db import quote_ident
+from ._op import Op, StoreBase
+
+#: The claimer's prepared statements keep one generic plan (see :func:`claim_session`).
+GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+
+#: The listener's probe of a quiet connection.
+PING = "SELECT 1"
+
+#: Whether the schema holds a revision (the worker's and the tools' start-up check).
+SCHEMA_HAS_REVISION = "SELECT count(*) AS n FROM {s}.schema_version WHERE revision = %(revision)s"
+
+#: One server setting, as text.
+CURRENT_SETTING = "SELECT current_setting(%(name)s) AS v"
+
+
+def claim_session(conn: psycopg.Connection[Any]) -> None:
+    """Make ``conn``'s prepared statements keep one generic plan (``plan_cache_mode =
+    force_generic_plan``), so a claim is planned once, not on every execution."""
+    conn.execute(GENERIC_PLANS)
+
+
+def listen(conn: psycopg.Connection[Any], channel: str) -> None:
+    """``LISTEN`` on ``channel`` (quoted as an identifier)."""
+    conn.execute(f"LISTEN {quote_ident(channel)}")
+
+
+def ping(conn: psycopg.Connection[Any]) -> None:
+    """Run a trivial statement (raises ``psycopg.Error`` when the connection is gone)."""
+    conn.execute(PING)
+
+
+def current_setting(conn: psycopg.Connection[Any], name: str) -> str | None:
+    """The value of server setting ``name`` as text (None if it has none)."""
+    row = conn.execute(CURRENT_SETTING, {"name": name}).fetchone()
+    return None if row is None else str(row["v"] if isinstance(row, dict) else row[0])
+
+
+def alter_system(conn: psycopg.Connection[Any], name: str, value: int) -> None:
+    """``ALTER SYSTEM SET name = 'value'`` (``name`` quoted as an identifier, ``value`` an
+    int); takes effect at the next restart or reload."""
+    conn.execute(f"ALTER SYSTEM SET {quote_ident(name)} = '{int(value)}'")
+
+
+def _has_rows(found: list[Any], count: int) -> bool:
+    return bool(found and found[0]["n"])
+
+
+class SessionOps(StoreBase):
+    """The schema's revision check (see the module docstring)."""
+
+    def schema_has_revision(self, *, revision: str) -> Op[bool]:
+        """Whether the schema's ``schema_version`` table records ``revision``. Raises
+        ``psycopg.errors.UndefinedTable`` when the schema or table is missing."""
+        return Op(self._sql(SCHEMA_HAS_REVISION), {"revision": revision}, _has_rows)

@@ -1,0 +1,158 @@
+"""Workers' rows: register, register again, heartbeat, stop; and the rescue of the tasks of
+lost workers (:mod:`pgqueue.rescuer`)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from ._op import Op, StoreBase, any_row, first, nothing, rows
+
+REGISTER_WORKER = """
+INSERT INTO {s}.worker (id, hostname, pid, queues, backlog, lease_seconds)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s::text[], %(backlog)s, %(lease)s)
+"""
+
+#: One round trip per beat (a job holding the GIL delays each one): refresh heartbeat_at, say
+#: whether the row is still live, and list this worker's running tasks whose revoke was
+#: requested (catches notifications missed while the listener reconnected).
+HEARTBEAT_WORKER = """
+WITH beat AS (
+    UPDATE {s}.worker SET heartbeat_at = now() WHERE id = %(id)s AND stopped_at IS NULL
+    RETURNING id
+)
+SELECT EXISTS (SELECT FROM beat) AS alive,
+       ARRAY(SELECT t.id::text FROM {s}.task t
+             WHERE t.worker = %(id)s AND t.status = 5 AND t.revoke_requested_at IS NOT NULL)
+       AS revoked
+"""
+
+STOP_WORKER = """
+UPDATE {s}.worker SET stopped_at = now(), heartbeat_at = now() WHERE id = %(id)s
+"""
+
+#: Re-register a worker whose row vanished (pruned by mistake) so it may go on claiming; no
+#: row comes back when the row exists but was marked stopped (the worker must then stop).
+REREGISTER_WORKER = """
+INSERT INTO {s}.worker (id, hostname, pid, queues, backlog, lease_seconds)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s::text[], %(backlog)s, %(lease)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+#: A worker is lost once its lease has run out since its last heartbeat, counted from the
+#: server's start when that is later: a database outage or restart never makes a live worker
+#: look dead (F06). Missing and stopped workers are lost at once (F02).
+WORKER_LOST = """(w.id IS NULL OR w.stopped_at IS NOT NULL
+     OR greatest(w.heartbeat_at, pg_postmaster_start_time())
+        + w.lease_seconds * interval '1 second' < now())"""
+
+#: What a lost worker's task becomes: 3 REVOKED if a revoke is pending, 4 RETRY while attempts
+#: remain, else 2 FAILURE. It reads the locked row's current values.
+RESCUED_STATUS = """CASE WHEN t.revoke_requested_at IS NOT NULL THEN 3
+                  WHEN t.attempts <= t.max_retries THEN 4 ELSE 2 END"""
+
+#: Rescue up to ``limit`` STARTED tasks whose worker is lost: back to RETRY after an
+#: exponential backoff with jitter when attempts remain (the lost run counts as an attempt),
+#: else FAILURE; REVOKED when a revoke was requested. Rows are locked in id order with SKIP
+#: LOCKED, so concurrent sweeps never wait on each other nor deadlock (F11), and the update
+#: re-checks STARTED on the locked row, so a row that changed since it was read is left alone.
+RESCUE_LOST_TASKS = f"""
+WITH lost AS (
+    SELECT t.id
+    FROM {{s}}.task t LEFT JOIN {{s}}.worker w ON w.id = t.worker
+    WHERE t.status = 5 AND {WORKER_LOST}
+    ORDER BY t.id
+    LIMIT %(limit)s
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE {{s}}.task t
+SET status = {RESCUED_STATUS},
+    time_ended = CASE WHEN {RESCUED_STATUS} = 4 THEN NULL ELSE now() END,
+    run_at = CASE WHEN {RESCUED_STATUS} = 4
+                  THEN now() + least(%(backoff_cap)s::float8,
+                                     %(backoff_base)s::float8
+                                     * %(backoff_factor)s::float8 ^ (t.attempts - 1))
+                       * (1 - %(backoff_jitter)s::float8 * random()) * interval '1 second'
+                  ELSE t.run_at END,
+    error = 'worker lost: ' || coalesce(t.worker, 'unknown worker')
+            || ' stopped heartbeating during attempt ' || t.attempts || ' of '
+            || (t.max_retries + 1) || CASE {RESCUED_STATUS}
+                WHEN 4 THEN '; retrying'
+                WHEN 3 THEN '; revoked as requested'
+                ELSE '; no retries left' END,
+    traceback = NULL
+FROM lost
+WHERE t.id = lost.id AND t.status = 5
+RETURNING t.id::text AS id, t.name, t.status, t.attempts, t.worker
+"""
+
+
+class Registration(TypedDict):
+    """A worker's row as it registers: identity, host, pid, queues, backlog and lease
+    (seconds)."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    backlog: int
+    lease: float
+
+
+class Beat(TypedDict):
+    """One heartbeat: whether the worker's row is still live, and its running tasks whose
+    revoke was requested."""
+
+    alive: bool
+    revoked: list[str]
+
+
+class RescuedRow(TypedDict):
+    """A task rescued from a lost worker, and its status after (4 RETRY, 2 FAILURE, 3
+    REVOKED)."""
+
+    id: str
+    name: str
+    status: int
+    attempts: int
+    worker: str | None
+
+
+class WorkerOps(StoreBase):
+    """Worker rows and the rescue of lost workers' tasks (see the module docstring)."""
+
+    def register_worker(self, registration: Registration) -> Op[None]:
+        """Insert the row of a starting worker."""
+        return Op(self._sql(REGISTER_WORKER), registration, nothing)
+
+    def reregister_worker(self, registration: Registration) -> Op[bool]:
+        """Insert the row again if it vanished; False when it exists (marked stopped)."""
+        return Op(self._sql(REREGISTER_WORKER), registration, any_row)
+
+    def heartbeat_worker(self, *, id: str) -> Op[Beat | None]:
+        """Beat for worker ``id`` (see :data:`HEARTBEAT_WORKER`)."""
+        return Op(self._sql(HEARTBEAT_WORKER), {"id": id}, first)
+
+    def stop_worker(self, *, id: str) -> Op[None]:
+        """Mark worker ``id`` stopped."""
+        return Op(self._sql(STOP_WORKER), {"id": id}, nothing)
+
+    def rescue_lost_tasks(
+        self,
+        *,
+        limit: int,
+        backoff_base: float,
+        backoff_factor: float,
+        backoff_cap: float,
+        backoff_jitter: float,
+    ) -> Op[list[RescuedRow]]:
+        """Rescue up to ``limit`` tasks of lost workers (see :data:`RESCUE_LOST_TASKS`); the
+        backoff (seconds, factor, fraction) sets when a retried one is due."""
+        params = {
+            "limit": limit,
+            "backoff_base": backoff_base,
+            "backoff_factor": backoff_factor,
+            "backoff_cap": backoff_cap,
+            "backoff_jitter": backoff_jitter,
+        }
+        return Op(self._sql(RESCUE_LOST_TASKS), params, rows)

@@ -1,0 +1,149 @@
+"""The store's statements, without a database: each operation binds exactly the parameters
+its statement names, and each statement is rendered once per store, for its schema."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pgqueue._store import Op, Store
+from pgqueue._store._op import PARAM
+from pgqueue._store.schedules import Definition
+from pgqueue._store.tasks import TaskParams
+from pgqueue._store.workers import Registration
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+TASK: TaskParams = {
+    "name": "add",
+    "queue": "tasks",
+    "priority": 0,
+    "meta_params": "{}",
+    "run_at": None,
+    "countdown": None,
+    "expiry_at": None,
+    "expiry_in": None,
+    "max_retries": 0,
+    "can_overlap": True,
+    "kwargs": "{}",
+}
+REGISTRATION: Registration = {
+    "id": "w",
+    "hostname": "h",
+    "pid": 1,
+    "queues": ["tasks"],
+    "backlog": 1,
+    "lease": 30.0,
+}
+DEFINITION: Definition = {
+    "name": "tick",
+    "run_every": timedelta(seconds=1),
+    "anchor": None,
+    "cron": None,
+    "timezone": None,
+    "missed": "skip",
+    "backfill_limit": None,
+    "misfire_grace": None,
+    "next_tick": None,
+    "now": None,
+}
+
+
+def every_op(store: Store) -> dict[str, Op[Any]]:
+    """One op of every operation of the store, with values of the right types."""
+    s = store
+    return {
+        "queue_task": s.queue_task(TASK),
+        "queue_tasks": s.queue_tasks(tasks="[]"),
+        "get_tasks": s.get_tasks(ids=[]),
+        "flush_queue": s.flush_queue(queue="tasks"),
+        "revoke_task": s.revoke_task(id="x", reason="r"),
+        "claim_tasks": s.claim_tasks(queues=["tasks"], jobs=["add"], limit=1, worker="w"),
+        "finish_tasks": s.finish_tasks(
+            ids=[],
+            attempts=[],
+            statuses=[],
+            results=[],
+            errors=[],
+            tracebacks=[],
+            delays=[],
+            worker="w",
+        ),
+        "give_back_tasks": s.give_back_tasks(ids=[], attempts=[], worker="w"),
+        "revoke_expired": s.revoke_expired(queues=["tasks"], limit=1),
+        "next_run_at": s.next_run_at(queues=["tasks"]),
+        "register_worker": s.register_worker(REGISTRATION),
+        "reregister_worker": s.reregister_worker(REGISTRATION),
+        "heartbeat_worker": s.heartbeat_worker(id="w"),
+        "stop_worker": s.stop_worker(id="w"),
+        "rescue_lost_tasks": s.rescue_lost_tasks(
+            limit=1, backoff_base=1.0, backoff_factor=2.0, backoff_cap=60.0, backoff_jitter=0.1
+        ),
+        "prune_tasks": s.prune_tasks(states=[1], older_than=1.0, limit=1),
+        "count_prunable": s.count_prunable(states=[1], older_than=1.0),
+        "schedule_now": s.schedule_now(now=None),
+        "schedule_for_define": s.schedule_for_define(name="tick"),
+        "define_schedule": s.define_schedule(DEFINITION),
+        "redefine_schedule": s.redefine_schedule(DEFINITION),
+        "schedule_waits": s.schedule_waits(names=["tick"], now=None),
+        "lock_due_schedule": s.lock_due_schedule(name="tick", now=None),
+        "advance_schedule": s.advance_schedule(
+            name="tick", seen=NOW, next_tick=NOW, last_tick=None, now=None
+        ),
+        "record_ticks": s.record_ticks(
+            name="tick", queued=1, skipped=0, last_task=None, outcome="queued"
+        ),
+        "list_schedules": s.list_schedules(names=None),
+        "queue_stats": s.queue_stats(),
+        "queue_throughput": s.queue_throughput(),
+        "queue_timeline": s.queue_timeline(),
+        "queue_depth": s.queue_depth(),
+        "workers": s.workers(recent=None),
+        "stuck_tasks": s.stuck_tasks(),
+        "list_tasks": s.list_tasks(states=None, jobs=None, queues=None, since=None, limit=1),
+        "task_detail": s.task_detail(id="x"),
+        "retry_task": s.retry_task(id="x"),
+        "lock_holder": s.lock_holder(id="x"),
+        "queue_names": s.queue_names(),
+        "demo_reset": s.demo_reset(queue="demo"),
+        "demo_progress": s.demo_progress(queue="demo"),
+        "demo_states": s.demo_states(queue="demo"),
+        "demo_totals": s.demo_totals(queue="demo"),
+        "demo_workers": s.demo_workers(queue="demo"),
+        "demo_largest": s.demo_largest(queue="demo", limit=1),
+        "demo_failures": s.demo_failures(queue="demo"),
+        "schema_has_revision": s.schema_has_revision(revision="r"),
+    }
+
+
+def test_every_operation_is_covered() -> None:
+    """A new operation of the store must be added to :func:`every_op` (and so checked)."""
+    public = {
+        name
+        for name, member in inspect.getmembers(Store, inspect.isfunction)
+        if not name.startswith("_")
+    }
+    assert public == set(every_op(Store("pgqueue")))
+
+
+@pytest.mark.parametrize("name", sorted(every_op(Store("pgqueue"))))
+def test_statement_binds_exactly_its_parameters(name: str) -> None:
+    """Each statement, rendered for a schema, names exactly the parameters its operation
+    binds: a misspelled name on either side fails here, not at run time."""
+    op = every_op(Store('my "schema'))[name]
+    assert set(PARAM.findall(op.sql)) == set(op.params), name
+    assert "{s}" not in op.sql and "{{" not in op.sql
+
+
+def test_statements_are_rendered_for_the_schema_once() -> None:
+    store = Store('my "schema')
+    first = every_op(store)
+    again = every_op(store)
+    for name, op in first.items():
+        assert op.sql is again[name].sql, name  # the same text: psycopg prepares it once
+        if name != "schedule_now":  # the one statement that reads no table
+            assert '"my ""schema".' in op.sql, name
+    assert '"pgqueue".' in every_op(Store("pgqueue"))["claim_tasks"].sql
