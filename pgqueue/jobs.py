@@ -22,15 +22,16 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .errors import ConfigurationError, TaskNotAvailable
 from .retry import DEFAULT_BACKOFF, Backoff
 
-if TYPE_CHECKING:
-    from .consumer import TaskConsumer
-
 Overlap = bool | Callable[..., bool]
+#: What a job is called with: a :class:`pgqueue.TaskConsumer`. That class holds a
+#: :class:`pgqueue.TaskBackend` (the client layer), which this core module does not import:
+#: jobs are typed with ``Any`` here, and a job may annotate its own ``consumer`` precisely.
+Consumer = Any
 
 
 def to_seconds(value: float | timedelta | None, what: str) -> float | None:
@@ -92,7 +93,7 @@ class Job:
         if not cls.__dict__.get("name"):
             cls.name = cls.__name__.lower()
 
-    def __call__(self, consumer: TaskConsumer, **kwargs: Any) -> Any:
+    def __call__(self, consumer: Consumer, **kwargs: Any) -> Any:
         raise NotImplementedError(f"job {self.name!r} does not implement __call__")
 
     @cached_property
@@ -164,7 +165,7 @@ class FunctionJob(Job):
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__
 
-    def __call__(self, consumer: TaskConsumer, **kwargs: Any) -> Any:
+    def __call__(self, consumer: Consumer, **kwargs: Any) -> Any:
         return self.func(consumer, **kwargs)
 
     @property

@@ -35,16 +35,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 from .errors import ConfigurationError
-from .jobs import FunctionJob, Job, to_seconds
-
-if TYPE_CHECKING:
-    from .consumer import TaskConsumer
+from .jobs import Consumer, FunctionJob, Job, to_seconds
 
 MissedPolicy = Literal["skip", "once", "all"]
 #: What a scheduler does with ticks that passed while no scheduler ran.
@@ -408,7 +405,7 @@ def periodic_job(
     :class:`~pgqueue.errors.ConfigurationError` at decoration time when the schedule is invalid.
     """
 
-    def decorate(func: Callable[[TaskConsumer], Any]) -> FunctionPeriodicJob:
+    def decorate(func: Callable[[Consumer], Any]) -> FunctionPeriodicJob:
         return FunctionPeriodicJob(
             func,
             run_every=run_every,
