@@ -2,7 +2,17 @@
 
 Descends from the task backend of pulsar 0.9: tasks are rows of ``pgqueue.task``, claimed with
 ``SELECT ... FOR UPDATE SKIP LOCKED``; events travel by LISTEN/NOTIFY.
+
+``import pgqueue`` loads the core and the client (what an application that only queues tasks
+needs); :class:`Worker` and the worker services load on first use of ``pgqueue.Worker``.
+Neither the command line (typer, rich) nor the dashboard (starlette) is loaded.
 """
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 from . import states
 from .backend import TaskBackend
@@ -22,7 +32,14 @@ from .jobs import Job, JobRegistry, job
 from .periodic import PeriodicJob, periodic_job
 from .retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
 from .task import Task, nice_task_message
-from .worker import Worker
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+try:
+    __version__: str = metadata.version("pgqueue")
+except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Call",
@@ -51,3 +68,23 @@ __all__ = [
     "periodic_job",
     "states",
 ]
+
+#: Public names defined in the worker layer, by module: loaded by :func:`__getattr__`.
+_LAZY = {"Worker": "pgqueue.worker"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a worker-side name (``pgqueue.Worker``) on first use (PEP 562).
+
+    Raises :class:`AttributeError` for any other unknown name, as a module does.
+    """
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups find it without calling this again
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -11,14 +11,20 @@ import psycopg
 import typer
 
 from ._db import is_connection_error
+from ._exits import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA, EXIT_UNAVAILABLE, EXIT_USAGE
 from .errors import ConfigurationError, ConnectionFailed, PgQueueError, SchemaError, first_line
 
-#: Exit statuses of the command-line programs.
-EXIT_OK = 0
-EXIT_FAILED = 1  # the command ran and reports a failure (e.g. a task that failed)
-EXIT_USAGE = 2  # bad arguments or configuration
-EXIT_UNAVAILABLE = 3  # the database cannot be reached
-EXIT_SCHEMA = 4  # the schema is missing or outdated
+#: The exit statuses of the command-line programs (defined in :mod:`pgqueue._exits`).
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_SCHEMA",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "friendly_errors",
+    "setup_logging",
+    "split_list",
+]
 
 _EXIT_CODES: list[tuple[type[PgQueueError], int]] = [
     (ConnectionFailed, EXIT_UNAVAILABLE),

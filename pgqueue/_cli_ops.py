@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import _cli_render as render
 from ._cli_common import EXIT_USAGE, friendly_errors, setup_logging, split_list
 from ._cli_options import DsnOption, JsonOption, SchemaOption, operations
+from ._format import format_seconds
 from ._ops import Overview, parse_duration, parse_states
 from .errors import ConfigurationError
 from .states import READY_STATES
@@ -26,7 +27,7 @@ _QUEUE_COLUMNS: list[render.Column] = [
     ("failure", "failure", render.text),
     ("success", "success", render.text),
     ("revoked", "revoked", render.text),
-    ("oldest due", "oldest_due_age", render.seconds),
+    ("oldest due", "oldest_due_age", format_seconds),
 ]
 _THROUGHPUT_COLUMNS: list[render.Column] = [
     ("queue", "queue", render.text),
@@ -35,17 +36,17 @@ _THROUGHPUT_COLUMNS: list[render.Column] = [
     ("finished", "finished", render.text),
     ("failed", "failed", render.text),
     ("per s", "per_second", lambda v: f"{v:.3g}"),
-    ("wait p50", "wait_p50", render.seconds),
-    ("wait p95", "wait_p95", render.seconds),
-    ("run p50", "run_p50", render.seconds),
-    ("run p95", "run_p95", render.seconds),
+    ("wait p50", "wait_p50", format_seconds),
+    ("wait p95", "wait_p95", format_seconds),
+    ("run p50", "run_p50", format_seconds),
+    ("run p95", "run_p95", format_seconds),
 ]
 _STUCK_COLUMNS: list[render.Column] = [
     ("id", "id", render.text),
     ("job", "name", render.text),
     ("state", "state", render.state),
     ("reason", "reason", render.text),
-    ("overdue", "overdue", render.seconds),
+    ("overdue", "overdue", format_seconds),
     ("worker", "worker", render.text),
 ]
 _WORKER_COLUMNS: list[render.Column] = [
@@ -55,7 +56,7 @@ _WORKER_COLUMNS: list[render.Column] = [
     ("backlog", "backlog", render.text),
     ("running", "running", render.text),
     ("jobs", "jobs", render.text),
-    ("heartbeat", "heartbeat_age", render.seconds),
+    ("heartbeat", "heartbeat_age", format_seconds),
     ("started", "started_at", render.stamp),
 ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -31,23 +31,6 @@ Column = tuple[str, str, Callable[[Any], str]]
 def print_json(data: Any) -> None:
     """Print ``data`` (rows, dicts of row values) as indented JSON on stdout."""
     print(json.dumps(jsonable(data), indent=2, sort_keys=True, default=str))
-
-
-def seconds(value: float | timedelta | None) -> str:
-    """A duration for people: ``0.25s``, ``42s``, ``3m 04s``, ``2h 03m``, ``4d 02h``."""
-    if value is None:
-        return "-"
-    total = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if abs(total) < 60:
-        return f"{total:.3g}s"
-    minutes, secs = divmod(int(total), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
 
 
 def stamp(value: datetime | None) -> str:

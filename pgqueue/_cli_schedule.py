@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import _cli_render as render
 from ._cli_common import friendly_errors, setup_logging
 from ._cli_options import DsnOption, JsonOption, SchemaOption
+from ._format import format_seconds
 from .backend import TaskBackend
 
 _SCHEDULE_COLUMNS: list[render.Column] = [
@@ -13,7 +14,7 @@ _SCHEDULE_COLUMNS: list[render.Column] = [
     ("missed", "missed", render.text),
     ("last tick", "last_tick", render.stamp),
     ("next tick", "next_tick", render.stamp),
-    ("due in", "due_in", render.seconds),
+    ("due in", "due_in", format_seconds),
     ("runs", "runs_count", render.text),
     ("skipped", "skipped_count", render.text),
     ("last outcome", "last_outcome", render.text),

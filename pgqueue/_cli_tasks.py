@@ -17,6 +17,7 @@ from rich.panel import Panel
 from . import _cli_render as render
 from ._cli_common import EXIT_FAILED, friendly_errors, setup_logging, split_list
 from ._cli_options import DsnOption, JsonOption, SchemaOption, TaskIdArgument, operations
+from ._format import format_seconds
 from ._ops import Row, parse_duration, require_task_id
 from .backend import TaskBackend
 from .errors import ConfigurationError, TaskTimeout
@@ -32,8 +33,8 @@ _LIST_COLUMNS: list[render.Column] = [
     ("state", "state", render.state),
     ("tries", "attempts", render.text),
     ("queued", "time_queued", render.stamp),
-    ("wait", "wait_seconds", render.seconds),
-    ("run", "run_seconds", render.seconds),
+    ("wait", "wait_seconds", format_seconds),
+    ("run", "run_seconds", format_seconds),
     ("error", "error", render.brief),
 ]
 
@@ -102,8 +103,8 @@ def _print_task(task: Row) -> None:
         ("started", render.stamp(task["time_started"])),
         ("ended", render.stamp(task["time_ended"])),
         ("expiry", render.stamp(task["expiry"])),
-        ("wait", render.seconds(task["wait_seconds"])),
-        ("run", render.seconds(task["run_seconds"])),
+        ("wait", format_seconds(task["wait_seconds"])),
+        ("run", format_seconds(task["run_seconds"])),
         ("kwargs", json.dumps(task["kwargs"])),
         ("meta_params", json.dumps(task["meta_params"])),
         ("result", json.dumps(task["result"])),

@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import _connections, _db, _enqueue
+from . import _channels, _connections, _db, _enqueue
 from ._store import Op, Store
 from ._values import (
     check_text,
@@ -105,7 +105,7 @@ class TaskBackend:
     def channel(self, event: str, queue: str | None = None) -> str:
         """The NOTIFY channel of ``event`` (``task_queued``, ``task_started``, ``task_done``)
         for ``queue`` (default this backend's name): ``"<queue>_<event>"``, as in pulsar."""
-        return f"{queue or self.name}_{event}"
+        return _channels.channel(queue or self.name, event)
 
     def job_list(self, jobnames: Iterable[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
         """``[(name, info), ...]`` for the registered jobs (all, or those named), as in pulsar.
@@ -311,7 +311,7 @@ class TaskBackend:
         event = threading.Event()
         self._add_waiter(task.id, event.set)
         try:
-            self._ensure_listener().listen([self.channel("task_done", task.queue)], timeout)
+            self._ensure_listener().listen([self.channel(_channels.TASK_DONE, task.queue)], timeout)
             while True:
                 task = self._require_task(task.id)
                 if task.done():
@@ -459,7 +459,7 @@ class TaskBackend:
         self._add_waiter(task.id, wake)
         try:
             listener = await asyncio.to_thread(self._ensure_listener)
-            channels = [self.channel("task_done", task.queue)]
+            channels = [self.channel(_channels.TASK_DONE, task.queue)]
             await asyncio.to_thread(listener.listen, channels, WAIT_RECHECK)
             while True:
                 task = await self._arequire_task(task.id)

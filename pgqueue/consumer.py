@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from .backend import TaskBackend
+from .jobs import Job
 from .retry import Revoked, TimeLimitExceeded
-
-if TYPE_CHECKING:
-    from .backend import TaskBackend
-    from .jobs import Job
-    from .task import Task
+from .task import Task
 
 
 class TaskConsumer:

@@ -16,21 +16,27 @@ in ``task_paths`` (:meth:`JobRegistry.load`).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import KW_ONLY, dataclass, fields
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from .errors import ConfigurationError, TaskNotAvailable
 from .retry import DEFAULT_BACKOFF, Backoff
 
-if TYPE_CHECKING:
-    from .consumer import TaskConsumer
-
 Overlap = bool | Callable[..., bool]
+P = ParamSpec("P")
+OptionsT = TypeVar("OptionsT", bound="JobOptions")
+JobT = TypeVar("JobT", bound="Job")
+#: What a job is called with: a :class:`pgqueue.TaskConsumer`. That class holds a
+#: :class:`pgqueue.TaskBackend` (the client layer), which this core module does not import:
+#: jobs are typed with ``Any`` here, and a job may annotate its own ``consumer`` precisely.
+Consumer = Any
 
 
 def to_seconds(value: float | timedelta | None, what: str) -> float | None:
@@ -46,12 +52,14 @@ def to_seconds(value: float | timedelta | None, what: str) -> float | None:
     return float(seconds)
 
 
-class Job:
-    """Base class of every job (pulsar's ``Job``).
+@dataclass(eq=False, repr=False)
+class JobOptions:
+    """The options of a job, declared once: the class attributes every :class:`Job` has (a
+    subclass overrides them in its body), and the arguments of :func:`job` and
+    :func:`pgqueue.periodic_job` (which make a :class:`JobOptions` and copy it onto the job).
 
-    Class attributes (all optional):
-
-    * ``name`` (str): the name tasks are queued under; default the class name lower-cased.
+    * ``name`` (str): the name tasks are queued under; default the class name lower-cased
+      (the function's name for :func:`job`).
     * ``timeout`` (seconds or timedelta): the default expiry. A task not started within
       ``timeout`` of being queued becomes ``REVOKED`` without running. None: never expires.
     * ``can_overlap`` (bool, or a callable taking the task kwargs and returning bool): when
@@ -71,28 +79,53 @@ class Job:
       ``consumer.is_revoked()`` (cooperative). The attempt then fails (or retries) with
       ``TimeLimitExceeded``. None: no limit.
 
+    Nothing is checked when the options are made: ``timeout`` and ``time_limit`` raise
+    :class:`ConfigurationError` when first read as seconds (:meth:`Job.expiry_seconds`).
+    """
+
+    name: str | None = None
+    timeout: float | timedelta | None = None
+    can_overlap: Overlap = True
+    _: KW_ONLY
+    queue: str | None = None
+    priority: int = 0
+    max_retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: Backoff = DEFAULT_BACKOFF
+    time_limit: float | timedelta | None = None
+
+
+def copy_options(target: object, options: object, kind: type) -> None:
+    """Set on ``target`` every field of the dataclass ``kind`` to its value in ``options``
+    (instance attributes shadow the class defaults for this one job)."""
+    for field in fields(kind):
+        setattr(target, field.name, getattr(options, field.name))
+
+
+class Job(JobOptions):
+    """Base class of every job (pulsar's ``Job``).
+
+    Its options are class attributes (all optional), listed and explained at
+    :class:`JobOptions`: ``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
+    ``max_retries``, ``retry_on``, ``backoff`` and ``time_limit``.
+
     Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
     result, or ``async def __call__``.
     """
 
-    name: ClassVar[str] = ""
-    timeout: ClassVar[float | timedelta | None] = None
-    can_overlap: ClassVar[Overlap] = True
-    queue: ClassVar[str | None] = None
-    priority: ClassVar[int] = 0
-    max_retries: ClassVar[int] = 0
-    retry_on: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
-    backoff: ClassVar[Backoff] = DEFAULT_BACKOFF
-    time_limit: ClassVar[float | timedelta | None] = None
+    name: str = ""
     #: ``"regular"``, or ``"periodic"`` for :class:`pgqueue.PeriodicJob` (pulsar's ``Job.type``).
     type: ClassVar[str] = "regular"
+
+    def __init__(self) -> None:
+        """A job takes no arguments: its options are class attributes."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("name"):
             cls.name = cls.__name__.lower()
 
-    def __call__(self, consumer: TaskConsumer, **kwargs: Any) -> Any:
+    def __call__(self, consumer: Consumer, **kwargs: Any) -> Any:
         raise NotImplementedError(f"job {self.name!r} does not implement __call__")
 
     @cached_property
@@ -136,35 +169,14 @@ class Job:
 class FunctionJob(Job):
     """A job made from a plain function by :func:`job`; calling it calls the function."""
 
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        *,
-        name: str | None = None,
-        timeout: float | timedelta | None = None,
-        can_overlap: Overlap = True,
-        queue: str | None = None,
-        priority: int = 0,
-        max_retries: int = 0,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        backoff: Backoff = DEFAULT_BACKOFF,
-        time_limit: float | timedelta | None = None,
-    ) -> None:
+    def __init__(self, func: Callable[..., Any], options: JobOptions | None = None) -> None:
         self.func = func
-        # Instance attributes shadow the class defaults for this one job.
-        self.name = name or func.__name__.lower()  # type: ignore[misc]
-        self.timeout = timeout  # type: ignore[misc]
-        self.can_overlap = can_overlap  # type: ignore[misc]
-        self.queue = queue  # type: ignore[misc]
-        self.priority = priority  # type: ignore[misc]
-        self.max_retries = max_retries  # type: ignore[misc]
-        self.retry_on = retry_on  # type: ignore[misc]
-        self.backoff = backoff  # type: ignore[misc]
-        self.time_limit = time_limit  # type: ignore[misc]
+        copy_options(self, options or JobOptions(), JobOptions)
+        self.name = self.name or func.__name__.lower()
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__
 
-    def __call__(self, consumer: TaskConsumer, **kwargs: Any) -> Any:
+    def __call__(self, consumer: Consumer, **kwargs: Any) -> Any:
         return self.func(consumer, **kwargs)
 
     @property
@@ -179,39 +191,28 @@ class FunctionJob(Job):
         return f"<job {self.name} ({self.func.__module__}.{self.func.__qualname__})>"
 
 
-def job(
-    name: str | None = None,
-    timeout: float | timedelta | None = None,
-    can_overlap: Overlap = True,
-    *,
-    queue: str | None = None,
-    priority: int = 0,
-    max_retries: int = 0,
-    retry_on: tuple[type[BaseException], ...] = (Exception,),
-    backoff: Backoff = DEFAULT_BACKOFF,
-    time_limit: float | timedelta | None = None,
-) -> Callable[[Callable[..., Any]], FunctionJob]:
-    """Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job.
+def decorator_of(
+    options: Callable[P, OptionsT], make: Callable[[Callable[..., Any], OptionsT], JobT], name: str
+) -> Callable[P, Callable[[Callable[..., Any]], JobT]]:
+    """A decorator factory called ``name`` that takes the arguments of ``options`` (a
+    :class:`JobOptions` class) and gives ``make(function, options)``. Wrong arguments raise
+    :class:`TypeError` when the factory is called, as for any call."""
 
-    The arguments mean what the :class:`Job` class attributes of the same names mean.
-    Returns a :class:`FunctionJob`; calling it still calls the function.
-    """
+    def factory(*args: P.args, **kwargs: P.kwargs) -> Callable[[Callable[..., Any]], JobT]:
+        given = options(*args, **kwargs)
+        return lambda func: make(func, given)
 
-    def decorate(func: Callable[..., Any]) -> FunctionJob:
-        return FunctionJob(
-            func,
-            name=name,
-            timeout=timeout,
-            can_overlap=can_overlap,
-            queue=queue,
-            priority=priority,
-            max_retries=max_retries,
-            retry_on=retry_on,
-            backoff=backoff,
-            time_limit=time_limit,
-        )
+    # help() and inspect.signature() show the options' arguments and their documentation.
+    functools.update_wrapper(factory, options, assigned=("__doc__",), updated=())
+    factory.__name__ = factory.__qualname__ = name
+    return factory
 
-    return decorate
+
+#: Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job:
+#: ``@job(name=None, timeout=None, can_overlap=True, *, queue=None, priority=0, max_retries=0,
+#: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None)``, the options of
+#: :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
+job = decorator_of(JobOptions, FunctionJob, "job")
 
 
 class JobRegistry:

@@ -33,18 +33,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 from .errors import ConfigurationError
-from .jobs import FunctionJob, Job, to_seconds
-
-if TYPE_CHECKING:
-    from .consumer import TaskConsumer
+from .jobs import FunctionJob, Job, JobOptions, copy_options, decorator_of, to_seconds
 
 MissedPolicy = Literal["skip", "once", "all"]
 #: What a scheduler does with ticks that passed while no scheduler ran.
@@ -269,10 +266,10 @@ def plan_ticks(
     return TickPlan(run, total - len(run), latest, following)
 
 
-class PeriodicJob(Job):
-    """A job queued by the scheduler at every tick (pulsar's ``PeriodicJob``).
-
-    Class attributes, besides those of :class:`~pgqueue.Job`:
+@dataclass(eq=False, repr=False)
+class ScheduleOptions:
+    """The schedule options of a periodic job, declared once: class attributes of every
+    :class:`PeriodicJob`, and arguments of :func:`periodic_job`.
 
     * ``run_every`` (seconds or timedelta): the interval between ticks; or
     * ``cron`` (str) with ``timezone`` (IANA name): a cron expression on that zone's clock.
@@ -284,6 +281,31 @@ class PeriodicJob(Job):
     * ``misfire_grace`` (seconds or timedelta, default 60): with ``missed="skip"``, a tick
       found later than this is skipped.
 
+    They are checked when the job is made (:meth:`PeriodicJob.definition`).
+    """
+
+    run_every: float | timedelta | None = None
+    _: KW_ONLY
+    anchor: datetime | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    missed: MissedPolicy = "once"
+    backfill_limit: int = 100
+    misfire_grace: float | timedelta = 60.0
+
+
+@dataclass(eq=False, repr=False)
+class PeriodicJobOptions(JobOptions, ScheduleOptions):
+    """What :func:`periodic_job` takes: ``run_every`` first, the job's options
+    (:class:`~pgqueue.jobs.JobOptions`) and the schedule's (:class:`ScheduleOptions`)."""
+
+
+class PeriodicJob(Job, ScheduleOptions):
+    """A job queued by the scheduler at every tick (pulsar's ``PeriodicJob``).
+
+    Class attributes: those of :class:`~pgqueue.Job`, and the schedule's, listed and
+    explained at :class:`ScheduleOptions`.
+
     The job is called without keyword arguments; ``consumer.task.meta_params["tick"]`` holds
     the tick (ISO 8601, UTC) the task was queued for. With ``can_overlap = False`` a tick that
     finds the previous task still live (QUEUED, STARTED or RETRY) is skipped and logged.
@@ -292,13 +314,6 @@ class PeriodicJob(Job):
     """
 
     type: ClassVar[str] = "periodic"
-    run_every: ClassVar[float | timedelta | None] = None
-    anchor: ClassVar[datetime | None] = None
-    cron: ClassVar[str | None] = None
-    timezone: ClassVar[str | None] = None
-    missed: ClassVar[MissedPolicy] = "once"
-    backfill_limit: ClassVar[int] = 100
-    misfire_grace: ClassVar[float | timedelta] = 60.0
 
     def __init__(self) -> None:
         self.definition()
@@ -364,61 +379,17 @@ class PeriodicJob(Job):
 class FunctionPeriodicJob(FunctionJob, PeriodicJob):
     """A periodic job made from a plain function by :func:`periodic_job`."""
 
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        *,
-        run_every: float | timedelta | None,
-        anchor: datetime | None,
-        cron: str | None,
-        timezone: str | None,
-        missed: MissedPolicy,
-        backfill_limit: int,
-        misfire_grace: float | timedelta,
-        **options: Any,
-    ) -> None:
-        FunctionJob.__init__(self, func, **options)
-        # Instance attributes shadow the class defaults for this one job.
-        self.run_every = run_every  # type: ignore[misc]
-        self.anchor = anchor  # type: ignore[misc]
-        self.cron = cron  # type: ignore[misc]
-        self.timezone = timezone  # type: ignore[misc]
-        self.missed = missed  # type: ignore[misc]
-        self.backfill_limit = backfill_limit  # type: ignore[misc]
-        self.misfire_grace = misfire_grace  # type: ignore[misc]
+    def __init__(self, func: Callable[..., Any], options: PeriodicJobOptions) -> None:
+        FunctionJob.__init__(self, func, options)
+        copy_options(self, options, ScheduleOptions)
         PeriodicJob.__init__(self)
 
 
-def periodic_job(
-    run_every: float | timedelta | None = None,
-    *,
-    anchor: datetime | None = None,
-    cron: str | None = None,
-    timezone: str | None = None,
-    missed: MissedPolicy = "once",
-    backfill_limit: int = 100,
-    misfire_grace: float | timedelta = 60.0,
-    **options: Any,
-) -> Callable[[Callable[..., Any]], FunctionPeriodicJob]:
-    """Decorator turning ``def fn(consumer)`` (or ``async def``) into a periodic job.
-
-    The schedule arguments mean what the :class:`PeriodicJob` class attributes of the same
-    names mean; ``options`` are those of :func:`pgqueue.job` (``name``, ``timeout``,
-    ``can_overlap``, ``queue``, ``priority``, ``max_retries``, ...). Raises
-    :class:`~pgqueue.errors.ConfigurationError` at decoration time when the schedule is invalid.
-    """
-
-    def decorate(func: Callable[[TaskConsumer], Any]) -> FunctionPeriodicJob:
-        return FunctionPeriodicJob(
-            func,
-            run_every=run_every,
-            anchor=anchor,
-            cron=cron,
-            timezone=timezone,
-            missed=missed,
-            backfill_limit=backfill_limit,
-            misfire_grace=misfire_grace,
-            **options,
-        )
-
-    return decorate
+#: Decorator turning ``def fn(consumer)`` (or ``async def``) into a periodic job:
+#: ``@periodic_job(run_every=None, *, anchor=None, cron=None, timezone=None, missed="once",
+#: backfill_limit=100, misfire_grace=60.0, **options)``. The schedule arguments mean what the
+#: :class:`ScheduleOptions` of the same names mean; ``options`` are those of
+#: :func:`pgqueue.job` (``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
+#: ``max_retries``, ...). Raises :class:`~pgqueue.errors.ConfigurationError` at decoration
+#: time when the schedule is invalid.
+periodic_job = decorator_of(PeriodicJobOptions, FunctionPeriodicJob, "periodic_job")

@@ -32,15 +32,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from ._cli_common import EXIT_OK, EXIT_SCHEMA, EXIT_USAGE
+from ._exits import EXIT_OK, EXIT_REPLACE, EXIT_SCHEMA, EXIT_USAGE
 
 logger = logging.getLogger("pgqueue.supervisor")
 
 #: Exit statuses after which restarting a child cannot help.
 FATAL_EXITS = frozenset({EXIT_USAGE, EXIT_SCHEMA})
-#: Exit status of a worker that ended itself to kill a job thread past its hard time limit
-#: (``--hard-time-limits``); it is replaced at once.
-EXIT_REPLACE = 75
 #: First and longest pause before replacing a crashed child, in seconds.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0

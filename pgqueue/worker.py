@@ -54,6 +54,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from . import _db, states, tracing
+from ._channels import TASK_QUEUED, TASK_REVOKE, channel
+from ._exits import EXIT_REPLACE
 from ._store import Store, session
 from ._store.workers import Registration
 from ._values import check_queue, dump_json
@@ -69,7 +71,6 @@ from .rescuer import rescue_lost_tasks
 from .retry import DEFAULT_BACKOFF, ExponentialBackoff, Revoked, TimeLimitExceeded, decide
 from .scheduler import Scheduler
 from .schema import check_schema
-from .supervisor import EXIT_REPLACE
 from .task import Task, nice_task_message
 
 if TYPE_CHECKING:
@@ -84,8 +85,6 @@ SWEEP_BATCH = 1000
 #: Seconds past its time limit after which a thread job is killed with its process
 #: (``hard_time_limits``); a job calling ``consumer.check()`` has stopped by then.
 HARD_LIMIT_GRACE = 1.0
-#: The event on which a running task's worker is told it was revoked: ``<queue>_task_revoke``.
-REVOKE_EVENT = "task_revoke"
 
 
 def worker_identity() -> str:
@@ -283,11 +282,7 @@ class Worker:
         )
         self._listener = Listener(
             self.dsn,
-            [
-                self.client.channel(e, q)
-                for q in self.queues
-                for e in ("task_queued", "task_revoke")
-            ],
+            [channel(q, e) for q in self.queues for e in (TASK_QUEUED, TASK_REVOKE)],
             on_notify=self._on_notify,
             on_reconnect=self._wake.set,
             application_name="pgqueue-worker-listener",
@@ -313,7 +308,7 @@ class Worker:
         self._heartbeat.start()
 
     def _on_notify(self, channel: str, payload: str) -> None:
-        if channel.endswith(REVOKE_EVENT):
+        if channel.endswith(TASK_REVOKE):
             self._revoke_running(payload)
         else:
             self._wake.set()

@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import _db, states
-from .._cli_render import seconds as format_seconds
+from .._format import format_seconds
 from .._ops import ActionRefused, Operations, parse_duration
 from ..backend import TaskBackend
 from ..errors import ConfigurationError, PgQueueError, TaskNotFound

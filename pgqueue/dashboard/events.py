@@ -14,10 +14,9 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterable
 
+from .._channels import TASK_EVENTS, channel
 from ..listener import Listener
 
-#: Channel suffixes (pulsar's task events) the dashboard follows for each queue.
-EVENTS = ("task_queued", "task_started", "task_done")
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE = 15.0
 #: Seconds a new stream waits for the listener before it says "ready" anyway.
@@ -51,7 +50,7 @@ class EventHub:
             new = set(queues) - self._queues
             self._queues |= new
         if new:  # subscribes in the background: a page never waits for the listener
-            channels = [f"{queue}_{event}" for queue in new for event in EVENTS]
+            channels = [channel(queue, event) for queue in new for event in TASK_EVENTS]
             self._listener.listen(channels, timeout=0)
 
     def _notify(self, channel: str, _payload: str) -> None:
