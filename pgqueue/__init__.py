@@ -11,6 +11,7 @@ from .consumer import TaskConsumer
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
+    JobArgumentError,
     PgQueueError,
     SchemaError,
     SerializationError,
@@ -30,6 +31,7 @@ __all__ = [
     "ConnectionFailed",
     "ExponentialBackoff",
     "Job",
+    "JobArgumentError",
     "JobRegistry",
     "PeriodicJob",
     "PgQueueError",

@@ -63,8 +63,12 @@ def common_params(
     }
 
 
-def check_kwargs(job: Job, kwargs: object) -> Mapping[str, Any]:
-    """``kwargs`` if it is a dict a job can be called with; else :class:`ConfigurationError`."""
+def check_kwargs(
+    job: Job, kwargs: object, meta_params: Mapping[str, Any] | None = None
+) -> Mapping[str, Any]:
+    """``kwargs`` if it is a dict the job can be called with; else :class:`ConfigurationError`
+    (:class:`JobArgumentError` when it does not fit the job's signature; ``meta_params``
+    only improves that message)."""
     if not isinstance(kwargs, Mapping):
         raise ConfigurationError(
             f"the kwargs of each task of job {job.name!r} must be a dict, not "
@@ -76,14 +80,17 @@ def check_kwargs(job: Job, kwargs: object) -> Mapping[str, Any]:
             f"job {job.name!r} cannot take an argument named {sorted(taken)[0]!r}: every "
             "job is called as job(consumer, **kwargs); nothing was queued"
         )
+    job.argument_check(kwargs, meta_params)
     return kwargs
 
 
-def kwargs_params(job: Job, kwargs: object) -> tuple[bool, str]:
+def kwargs_params(
+    job: Job, kwargs: object, meta_params: Mapping[str, Any] | None = None
+) -> tuple[bool, str]:
     """What ``QUEUE_TASK`` takes of one task's kwargs: ``can_overlap`` for them and their JSON
     text. Raises as :func:`check_kwargs`, and :class:`SerializationError` for kwargs that are
     not JSON."""
-    checked = dict(check_kwargs(job, kwargs))
+    checked = dict(check_kwargs(job, kwargs, meta_params))
     return job.overlaps(checked), dump_kwargs(job.name, checked)
 
 
@@ -93,7 +100,7 @@ def task_params(
     """The parameters of ``QUEUE_TASK`` for one task; raises as :func:`common_params` and
     :func:`kwargs_params`."""
     job, params = common_params(registry, default_queue, call)
-    params["can_overlap"], params["kwargs"] = kwargs_params(job, kwargs)
+    params["can_overlap"], params["kwargs"] = kwargs_params(job, kwargs, call.meta_params)
     return params
 
 

@@ -46,6 +46,12 @@ class ConfigurationError(PgQueueError, ValueError):
     """An argument or setting is invalid (for example a naive datetime for ``expiry``)."""
 
 
+class JobArgumentError(ConfigurationError, TypeError):
+    """The kwargs of a task do not fit its job's signature (an unknown or a missing argument);
+    nothing was queued. A :class:`ConfigurationError` (so ``except ValueError`` catches it)
+    and a ``TypeError``, as calling the function with them would raise."""
+
+
 class TaskNotFound(PgQueueError, KeyError):
     """No task has this id (it never existed, or it was pruned)."""
 

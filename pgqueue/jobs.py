@@ -24,6 +24,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._arguments import ArgumentCheck
 from .errors import ConfigurationError, TaskNotAvailable
 from .retry import DEFAULT_BACKOFF, Backoff
 
@@ -121,6 +122,13 @@ class Job:
         if self.time_limit is None:
             return None
         return to_seconds(self.time_limit, f"{self.name}.time_limit")
+
+    @cached_property
+    def argument_check(self) -> ArgumentCheck:
+        """The job's parameters after the consumer, read once: called with a task's kwargs it
+        raises :class:`pgqueue.errors.JobArgumentError` unless they fit (see
+        :mod:`pgqueue._arguments`)."""
+        return ArgumentCheck(self.name, self.run_function)
 
     @cached_property
     def logger(self) -> logging.Logger:
