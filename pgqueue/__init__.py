@@ -23,6 +23,7 @@ from .jobs import Job, JobRegistry, job
 from .periodic import PeriodicJob, periodic_job
 from .retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
 from .task import Task, nice_task_message
+from .typed import JobOptions, TaskId
 from .worker import Worker
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ExponentialBackoff",
     "Job",
     "JobArgumentError",
+    "JobOptions",
     "JobRegistry",
     "PeriodicJob",
     "PgQueueError",
@@ -43,6 +45,7 @@ __all__ = [
     "Task",
     "TaskBackend",
     "TaskConsumer",
+    "TaskId",
     "TaskNotAvailable",
     "TaskNotFound",
     "TaskTimeout",

@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import tracing
-from ._values import check_priority, check_queue, dump_json, dump_kwargs, time_params
+from ._values import (
+    check_priority,
+    check_queue,
+    dump_json,
+    dump_kwargs,
+    parse_duration,
+    time_params,
+)
 from .bulk import Call
 from .errors import ConfigurationError
 from .jobs import Job, JobRegistry
@@ -42,8 +49,11 @@ def common_params(
     )
     if call.run_at is not None and call.countdown is not None:
         raise ConfigurationError("give run_at or countdown, not both")
+    countdown = call.countdown
+    if isinstance(countdown, str):  # "90s", "5m": read as the command line reads --countdown
+        countdown = parse_duration(countdown, "countdown")
     start_at, start_in = time_params(
-        call.run_at if call.run_at is not None else call.countdown,
+        call.run_at if call.run_at is not None else countdown,
         "run_at" if call.run_at is not None else "countdown",
     )
     if start_in is not None and start_in < 0:
@@ -63,12 +73,8 @@ def common_params(
     }
 
 
-def check_kwargs(
-    job: Job, kwargs: object, meta_params: Mapping[str, Any] | None = None
-) -> Mapping[str, Any]:
-    """``kwargs`` if it is a dict the job can be called with; else :class:`ConfigurationError`
-    (:class:`JobArgumentError` when it does not fit the job's signature; ``meta_params``
-    only improves that message)."""
+def check_kwargs(job: Job, kwargs: object) -> Mapping[str, Any]:
+    """``kwargs`` if it is a dict a job can be called with; else :class:`ConfigurationError`."""
     if not isinstance(kwargs, Mapping):
         raise ConfigurationError(
             f"the kwargs of each task of job {job.name!r} must be a dict, not "
@@ -80,7 +86,6 @@ def check_kwargs(
             f"job {job.name!r} cannot take an argument named {sorted(taken)[0]!r}: every "
             "job is called as job(consumer, **kwargs); nothing was queued"
         )
-    job.argument_check(kwargs, meta_params)
     return kwargs
 
 
@@ -88,10 +93,13 @@ def kwargs_params(
     job: Job, kwargs: object, meta_params: Mapping[str, Any] | None = None
 ) -> tuple[bool, str]:
     """What ``QUEUE_TASK`` takes of one task's kwargs: ``can_overlap`` for them and their JSON
-    text. Raises as :func:`check_kwargs`, and :class:`SerializationError` for kwargs that are
-    not JSON."""
-    checked = dict(check_kwargs(job, kwargs, meta_params))
-    return job.overlaps(checked), dump_kwargs(job.name, checked)
+    text. Raises as :func:`check_kwargs`, :class:`SerializationError` for kwargs that are
+    not JSON, and :class:`JobArgumentError` for kwargs that do not fit the job's signature
+    (``meta_params`` only improves that message: see :mod:`pgqueue._arguments`)."""
+    checked = dict(check_kwargs(job, kwargs))
+    text = dump_kwargs(job.name, checked)
+    job.argument_check(checked, meta_params)  # after the JSON checks, before can_overlap
+    return job.overlaps(checked), text
 
 
 def task_params(

@@ -26,6 +26,10 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 #: ``now() + interval`` stays a valid timestamp (1e11 s is about 3,170 years).
 MAX_SECONDS = 1e11
 
+#: A duration as the command line and ``countdown`` take it: a number and an optional unit.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
 #: The range of PostgreSQL's ``integer`` (the priority column).
 INT4_RANGE = range(-(2**31), 2**31)
 
@@ -158,6 +162,23 @@ def time_params(
             f"(about 3,000 years), not {value!r}"
         )
     return None, seconds
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """``"7d"`` -> 604800.0: a number with an optional unit s, m, h, d or w (default seconds).
+
+    Raises :class:`ConfigurationError` for anything else.
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigurationError(
+            f"{what} {text!r} is not a duration: use a number and a unit s, m, h, d or w "
+            "(e.g. 90s, 30m, 12h, 7d)"
+        )
+    seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
+    if seconds > MAX_SECONDS:
+        raise ConfigurationError(f"{what} {text!r} is too long: at most {MAX_SECONDS:g} seconds")
+    return seconds
 
 
 def parse_task_id(task_id: object) -> str | None:

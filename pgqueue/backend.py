@@ -183,7 +183,7 @@ class TaskBackend:
         expiry: float | timedelta | datetime | None = None,
         *,
         run_at: datetime | None = None,
-        countdown: float | timedelta | None = None,
+        countdown: float | timedelta | str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
@@ -195,7 +195,8 @@ class TaskBackend:
         :param expiry: seconds or timedelta from now, or an aware datetime; a task not started
             by then is REVOKED. Default: the job's ``timeout``. Naive datetimes are refused.
         :param run_at: an aware datetime before which no worker claims the task.
-        :param countdown: seconds (or timedelta) from now before which no worker claims it.
+        :param countdown: seconds (or timedelta) from now before which no worker claims it,
+            or a duration string as the command line takes it (``"90s"``, ``"5m"``, ``"2h"``).
         :param queue: the queue; default the job's ``queue``, else the backend's ``name``.
         :param priority: higher runs first; default the job's ``priority``.
         :param connection: the caller's connection (psycopg ``Connection``, SQLAlchemy
@@ -233,7 +234,7 @@ class TaskBackend:
         meta_params: dict[str, Any] | None = None,
         expiry: float | timedelta | datetime | None = None,
         run_at: datetime | None = None,
-        countdown: float | timedelta | None = None,
+        countdown: float | timedelta | str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
@@ -376,7 +377,7 @@ class TaskBackend:
         expiry: float | timedelta | datetime | None = None,
         *,
         run_at: datetime | None = None,
-        countdown: float | timedelta | None = None,
+        countdown: float | timedelta | str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
@@ -397,7 +398,7 @@ class TaskBackend:
         meta_params: dict[str, Any] | None = None,
         expiry: float | timedelta | datetime | None = None,
         run_at: datetime | None = None,
-        countdown: float | timedelta | None = None,
+        countdown: float | timedelta | str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,

@@ -20,16 +20,22 @@ import importlib
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 
 from ._arguments import ArgumentCheck
 from .errors import ConfigurationError, TaskNotAvailable
 from .retry import DEFAULT_BACKOFF, Backoff
+from .typed import JobOptions, TaskId
 
 if TYPE_CHECKING:
+    from .backend import TaskBackend
+    from .bulk import Call
     from .consumer import TaskConsumer
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 Overlap = bool | Callable[..., bool]
 
@@ -141,12 +147,18 @@ class Job:
         return bool(overlap(**kwargs)) if callable(overlap) else bool(overlap)
 
 
-class FunctionJob(Job):
-    """A job made from a plain function by :func:`job`; calling it calls the function."""
+class FunctionJob(Job, Generic[P, R]):
+    """A job made from a plain function by :func:`job`; calling it calls the function.
+
+    Generic over the function's parameters after the consumer (``P``) and its return type
+    (``R``), so type checkers see the function's own signature, and check typed enqueue:
+    :meth:`enqueue`, :meth:`aenqueue`, :meth:`call` and :meth:`options` (see
+    :mod:`pgqueue.typed`).
+    """
 
     def __init__(
         self,
-        func: Callable[..., Any],
+        func: Callable[Concatenate[TaskConsumer, P], R],
         *,
         name: str | None = None,
         timeout: float | timedelta | None = None,
@@ -172,12 +184,45 @@ class FunctionJob(Job):
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__
 
-    def __call__(self, consumer: TaskConsumer, **kwargs: Any) -> Any:
-        return self.func(consumer, **kwargs)
+    def __call__(self, consumer: TaskConsumer, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(consumer, *args, **kwargs)
 
     @property
     def run_function(self) -> Callable[..., Any]:
         return self.func
+
+    def options(
+        self,
+        *,
+        meta_params: dict[str, Any] | None = None,
+        expiry: float | timedelta | datetime | None = None,
+        run_at: datetime | None = None,
+        countdown: float | timedelta | str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        connection: object | None = None,
+    ) -> JobOptions[P]:
+        """This job with enqueue options fixed; the options mean what the arguments of
+        :meth:`TaskBackend.queue_task` of the same names mean (None: the job's default).
+        ``resize.options(countdown="5m").enqueue(backend, path="a.png", width=200)``."""
+        return JobOptions(self, meta_params, expiry, run_at, countdown, queue, priority, connection)
+
+    def enqueue(self, backend: TaskBackend, /, *args: P.args, **kwargs: P.kwargs) -> TaskId | None:
+        """Queue a task of this job on ``backend`` with the function's own arguments (after
+        the consumer), checked by type checkers and at run time; return its
+        :data:`~pgqueue.typed.TaskId`, or None when the job cannot overlap and a live task
+        with the same arguments exists. Raises what :meth:`TaskBackend.queue_task` raises."""
+        return JobOptions[P](self).enqueue(backend, *args, **kwargs)
+
+    async def aenqueue(
+        self, backend: TaskBackend, /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskId | None:
+        """Awaitable :meth:`enqueue` (the backend's async pool)."""
+        return await JobOptions[P](self).aenqueue(backend, *args, **kwargs)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
+        """One task of this job as a :class:`pgqueue.Call` for ``backend.queue_many``."""
+        return JobOptions[P](self).call(*args, **kwargs)
 
     @property
     def doc(self) -> str:
@@ -198,14 +243,16 @@ def job(
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     backoff: Backoff = DEFAULT_BACKOFF,
     time_limit: float | timedelta | None = None,
-) -> Callable[[Callable[..., Any]], FunctionJob]:
+) -> Callable[[Callable[Concatenate[TaskConsumer, P], R]], FunctionJob[P, R]]:
     """Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job.
 
     The arguments mean what the :class:`Job` class attributes of the same names mean.
-    Returns a :class:`FunctionJob`; calling it still calls the function.
+    Returns a :class:`FunctionJob`; calling it still calls the function, and type checkers
+    see its signature (``FunctionJob[P, R]``), also in typed enqueue
+    (``fn.enqueue(backend, ...)``).
     """
 
-    def decorate(func: Callable[..., Any]) -> FunctionJob:
+    def decorate(func: Callable[Concatenate[TaskConsumer, P], R]) -> FunctionJob[P, R]:
         return FunctionJob(
             func,
             name=name,

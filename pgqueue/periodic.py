@@ -361,7 +361,7 @@ class PeriodicJob(Job):
         return anchor.astimezone(UTC)
 
 
-class FunctionPeriodicJob(FunctionJob, PeriodicJob):
+class FunctionPeriodicJob(FunctionJob[..., Any], PeriodicJob):
     """A periodic job made from a plain function by :func:`periodic_job`."""
 
     def __init__(

@@ -44,7 +44,7 @@ def test_a_missing_argument_is_refused(client: TaskBackend, dsn: str) -> None:
         client.queue_task("resize", path="cat.png")
     with pytest.raises(JobArgumentError, match="'user'"):
         client.queue_task("notify", text="hi")
-    with pytest.raises(JobArgumentError, match="job 'report' is missing .* 'day'"):
+    with pytest.raises(JobArgumentError, match=r"job 'report' is missing .* 'day'"):
         client.queue_task("report")
     assert _count(dsn) == 0
 
@@ -91,12 +91,16 @@ def test_bulk_and_async_paths_check_every_task(client: TaskBackend, dsn: str) ->
 
 
 def test_cli_queue_refuses_a_misspelled_argument(dsn: str) -> None:
-    out = run_cli(["pgqueue", "queue", "resize", "path=a.png", "widht=2", "--task-paths", JOBS], dsn)
+    out = run_cli(
+        ["pgqueue", "queue", "resize", "path=a.png", "widht=2", "--task-paths", JOBS], dsn
+    )
     assert out.returncode == 2, out.stderr
     assert "did you mean 'width'?" in out.stderr
     assert "Traceback" not in out.stderr
     assert _count(dsn) == 0
-    out = run_cli(["pgqueue", "queue", "resize", "path=a.png", "width=2", "--task-paths", JOBS], dsn)
+    out = run_cli(
+        ["pgqueue", "queue", "resize", "path=a.png", "width=2", "--task-paths", JOBS], dsn
+    )
     assert out.returncode == 0, out.stderr
     assert _count(dsn) == 1
 
