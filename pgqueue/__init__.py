@@ -11,6 +11,7 @@ from .consumer import TaskConsumer
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
+    InvalidTaskId,
     JobArgumentError,
     PgQueueError,
     SchemaError,
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "ExponentialBackoff",
+    "InvalidTaskId",
     "Job",
     "JobArgumentError",
     "JobOptions",

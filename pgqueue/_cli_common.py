@@ -6,6 +6,8 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
+from typing import Annotated
 
 import psycopg
 import typer
@@ -62,3 +64,26 @@ def friendly_errors() -> Iterator[None]:
 def split_list(value: str | None) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def installed_version() -> str:
+    """pgqueue's version as installed (the package metadata), ``"unknown"`` without it."""
+    try:
+        return metadata.version("pgqueue")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pgqueue {installed_version()}")
+        raise typer.Exit(EXIT_OK)
+
+
+#: ``--version``: print ``pgqueue <version>`` and exit 0, before anything else is checked.
+VersionOption = Annotated[
+    bool,
+    typer.Option(
+        "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+]

@@ -51,7 +51,7 @@ def common_params(
         raise ConfigurationError("give run_at or countdown, not both")
     countdown = call.countdown
     if isinstance(countdown, str):  # "90s", "5m": read as the command line reads --countdown
-        countdown = parse_duration(countdown, "countdown")
+        countdown = _duration(countdown)
     start_at, start_in = time_params(
         call.run_at if call.run_at is not None else countdown,
         "run_at" if call.run_at is not None else "countdown",
@@ -138,6 +138,17 @@ def batch_params(
         overlap, text = kwargs_params(job, kwargs)
         texts.append(f'{head},"can_overlap":{"true" if overlap else "false"},"kwargs":{text}}}')
     return {"tasks": f"[{','.join(texts)}]"} if texts else None
+
+
+def _duration(text: str) -> float:
+    """A ``countdown`` string in seconds, as :func:`parse_duration` reads it."""
+    try:
+        return parse_duration(text, "countdown")
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"countdown must be seconds, a timedelta or a duration such as '90s', '5m', "
+            f"'2h' or '7d', not {text!r}"
+        ) from None
 
 
 def _template_key(call: Call) -> tuple[Any, ...]:

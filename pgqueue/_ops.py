@@ -19,8 +19,9 @@ import psycopg
 
 from . import states
 from ._sql_ops import OpsStatements
-from ._values import check_text, parse_task_id
+from ._values import check_text
 from ._values import parse_duration as parse_duration  # where the command line finds it
+from ._values import require_task_id as require_task_id
 from .backend import TaskBackend
 from .errors import ConfigurationError, PgQueueError, TaskNotFound
 
@@ -49,17 +50,6 @@ def parse_states(names: Sequence[str], allowed: frozenset[int] | None = None) ->
             raise ConfigurationError(f"state {name.upper()} is not allowed here; use {choices}")
         codes.append(code)
     return codes
-
-
-def require_task_id(text: str) -> str:
-    """The canonical form of a task id; :class:`ConfigurationError` when it is no UUID."""
-    task_id = parse_task_id(text)
-    if task_id is None:
-        raise ConfigurationError(
-            f"{text!r} is not a task id: ids are UUIDs such as "
-            "3f2b8c1e-5d4a-4c2b-9e7f-0a1b2c3d4e5f (see `pgqueue list`)"
-        )
-    return task_id
 
 
 def jsonable(value: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .errors import ConfigurationError, SerializationError
+from .errors import ConfigurationError, InvalidTaskId, SerializationError
 
 #: A run of digits that may be an integer beyond 64 bits (2**63 has 19 digits).
 _LONG_DIGITS = re.compile(r"\d{19}")
@@ -187,3 +187,14 @@ def parse_task_id(task_id: object) -> str | None:
         return str(uuid.UUID(str(task_id)))
     except ValueError:
         return None
+
+
+def require_task_id(task_id: object) -> str:
+    """The canonical text of a task id; :class:`InvalidTaskId` when it is no UUID."""
+    valid = parse_task_id(task_id)
+    if valid is None:
+        raise InvalidTaskId(
+            f"{task_id!r:.80} is not a task id: ids are UUIDs such as "
+            "3f2b8c1e-5d4a-4c2b-9e7f-0a1b2c3d4e5f (see `pgqueue list`)"
+        )
+    return valid

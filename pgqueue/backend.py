@@ -28,10 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import _connections, _db, _enqueue
 from ._sql import Statements
 from ._sql_schedule import ScheduleStatements
-from ._values import (
-    check_text,
-    parse_task_id,
-)
+from ._values import check_text, require_task_id
 from .aio import LoopPool
 from .bulk import Call, QueuedTasks, as_call
 from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
@@ -277,13 +274,14 @@ class TaskBackend:
     # -- reading ---------------------------------------------------------------------------
 
     def get_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
-        """The task with this id, or None (also for a malformed id). ``connection`` as for
-        :meth:`get_tasks`."""
+        """The task with this id, or None when no task has it. ``connection`` as for
+        :meth:`get_tasks`. Raises :class:`InvalidTaskId` for an id that is not a UUID."""
         tasks = self.get_tasks([task_id], connection=connection)
         return tasks[0] if tasks else None
 
     def get_tasks(self, ids: Iterable[str], *, connection: object | None = None) -> list[Task]:
-        """The tasks with these ids that exist, in no particular order.
+        """The tasks with these ids that exist, in no particular order. Raises
+        :class:`InvalidTaskId` (nothing is read) when one of the ids is not a UUID.
 
         :param connection: read through the caller's connection (which sees its own
             uncommitted tasks) instead of the backend's pool.
@@ -304,7 +302,8 @@ class TaskBackend:
         :raises TaskTimeout: the task was not ready within ``timeout``.
         :raises ConfigurationError: ``timeout`` is not a number (or is NaN).
         :raises TaskNotFound: no task has this id, or it was deleted (flushed, pruned) while
-            waiting (noticed at the next re-read, within a few seconds).
+            waiting (noticed at the next re-read, within a few seconds); its subclass
+            :class:`InvalidTaskId` when ``task_id`` is not a UUID.
         :raises ConnectionFailed: a re-read found no connection to the database within 10 s
             (an outage longer than that; a restart or a terminated backend is ridden out).
         """
@@ -521,16 +520,13 @@ class TaskBackend:
         :return: True if the task was live (revoked, or asked to stop); False if it had already
             finished.
         :raises TaskNotFound: no task has this id.
+        :raises InvalidTaskId: ``task_id`` is not a UUID.
         :raises ConfigurationError: ``reason`` is not a str, or holds a NUL character.
         """
-        valid = parse_task_id(task_id)
+        valid = require_task_id(task_id)
         check_text(reason, "reason")
         with self.connection() as conn:
-            row = (
-                conn.execute(self.sql.revoke_task, {"id": valid, "reason": reason}).fetchone()
-                if valid
-                else None
-            )
+            row = conn.execute(self.sql.revoke_task, {"id": valid, "reason": reason}).fetchone()
         if row is not None:
             return True
         if self.get_task(task_id) is None:
@@ -666,7 +662,7 @@ def _ids_params(ids: Iterable[str]) -> dict[str, list[str]] | None:
             f"ids must be an iterable of task ids, not one {type(ids).__name__}: "
             "pass [task_id], or call get_task"
         )
-    valid = [tid for tid in (parse_task_id(i) for i in ids) if tid]
+    valid = [require_task_id(i) for i in ids]
     return {"ids": valid} if valid else None
 
 

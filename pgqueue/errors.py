@@ -57,3 +57,13 @@ class TaskNotFound(PgQueueError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "task not found"
+
+
+class InvalidTaskId(ConfigurationError, TaskNotFound):
+    """A task id that is not a UUID: a usage error (a :class:`ConfigurationError`), raised by
+    every call taking task ids (``get_task``, ``get_tasks``, ``wait_for_task``, ``revoke``,
+    their async twins, ``pgqueue show/wait/revoke/retry``). Also a :class:`TaskNotFound`, which
+    ``wait_for_task`` and ``revoke`` raised for such ids before."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not a task id"

@@ -104,5 +104,5 @@ def test_countdown_takes_the_command_lines_duration_strings(client: TaskBackend,
     )
     assert [row["id"] for row in rows] == ids
     assert rows[0]["delay"] == timedelta(seconds=90) and rows[1]["delay"] == timedelta(hours=2)
-    with pytest.raises(ConfigurationError, match="countdown '5x' is not a duration"):
+    with pytest.raises(ConfigurationError, match=r"countdown must be .* such as '90s'.*, not '5x'"):
         client.queue_task("resize", countdown="5x", path="a", width=1)
