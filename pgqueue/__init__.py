@@ -4,6 +4,8 @@ Descends from the task backend of pulsar 0.9: tasks are rows of ``pgqueue.task``
 ``SELECT ... FOR UPDATE SKIP LOCKED``; events travel by LISTEN/NOTIFY.
 """
 
+from importlib import metadata as _metadata
+
 from . import states
 from .backend import TaskBackend
 from .bulk import Call, QueuedTasks
@@ -26,6 +28,12 @@ from .retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
 from .task import Task, nice_task_message
 from .typed import JobOptions, TaskId
 from .worker import Worker
+
+try:
+    #: The installed version of pgqueue (its package metadata).
+    __version__ = _metadata.version("pgqueue")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "unknown"
 
 __all__ = [
     "Call",

@@ -6,7 +6,6 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from typing import Annotated
 
 import psycopg
@@ -66,17 +65,11 @@ def split_list(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def installed_version() -> str:
-    """pgqueue's version as installed (the package metadata), ``"unknown"`` without it."""
-    try:
-        return metadata.version("pgqueue")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"pgqueue {installed_version()}")
+        from . import __version__  # the package imports this module (via the supervisor)
+
+        typer.echo(f"pgqueue {__version__}")
         raise typer.Exit(EXIT_OK)
 
 
