@@ -7,6 +7,7 @@ Descends from the task backend of pulsar 0.9: tasks are rows of ``pgqueue.task``
 from importlib import metadata as _metadata
 
 from . import states
+from ._backends import get_task_backend, register_task_backend, task_backends
 from .backend import TaskBackend
 from .bulk import Call, QueuedTasks
 from .consumer import TaskConsumer
@@ -25,7 +26,7 @@ from .errors import (
 from .jobs import Job, JobRegistry, job
 from .periodic import PeriodicJob, periodic_job
 from .retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
-from .task import Task, nice_task_message
+from .task import Task, format_time, nice_task_message
 from .typed import JobOptions, TaskId
 from .worker import Worker
 
@@ -61,8 +62,12 @@ __all__ = [
     "TaskTimeout",
     "TimeLimitExceeded",
     "Worker",
+    "format_time",
+    "get_task_backend",
     "job",
     "nice_task_message",
     "periodic_job",
+    "register_task_backend",
     "states",
+    "task_backends",
 ]

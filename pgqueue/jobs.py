@@ -333,6 +333,16 @@ class JobRegistry:
         name, as pulsar's ``JobRegistry.filter_types``."""
         return [(name, self._jobs[name]) for name in self if self._jobs[name].type == type]
 
+    def regular(self) -> Iterator[tuple[str, Job]]:
+        """``(name, job)`` of each regular (not periodic) job, by name: pulsar's
+        ``JobRegistry.regular()``."""
+        return iter(self.filter_types("regular"))
+
+    def periodic(self) -> Iterator[tuple[str, Job]]:
+        """``(name, job)`` of each periodic job, by name: pulsar's
+        ``JobRegistry.periodic()``."""
+        return iter(self.filter_types("periodic"))
+
 
 def _module_jobs(module: Any) -> Iterator[Job]:
     for value in vars(module).values():
