@@ -211,6 +211,10 @@ class TaskBackend:
             STARTED or RETRY) with the same job name and kwargs already exists. A lock_id
             conflict inserts nothing and leaves the caller's transaction usable.
         :raises TaskNotAvailable: unknown job; nothing is inserted.
+        :raises JobArgumentError: the kwargs do not fit the job's signature after the
+            consumer (an unknown or a missing argument; jobs taking ``**kwargs`` accept any);
+            a dict passed positionally is ``meta_params`` and leaves required arguments
+            missing (see :mod:`pgqueue._arguments` for the rule); nothing is inserted.
         :raises SerializationError: kwargs or meta_params are not JSON; nothing is inserted.
         :raises ConfigurationError: a naive datetime, a negative countdown, a time that is
             not finite, a queue that is empty, holds a NUL or exceeds 48 UTF-8 bytes, a
