@@ -103,6 +103,15 @@ class TaskBackend:
         for ``queue`` (default this backend's name): ``"<queue>_<event>"``, as in pulsar."""
         return f"{queue or self.name}_{event}"
 
+    def event_name(self, channel: str, queue: str | None = None) -> str:
+        """The event of a NOTIFY ``channel`` of ``queue`` (default this backend's name): the
+        inverse of :meth:`channel`, as pulsar's ``event_name``. Raises
+        :class:`ConfigurationError` for a channel of another queue."""
+        prefix = f"{queue or self.name}_"
+        if not channel.startswith(prefix):
+            raise ConfigurationError(f"channel {channel!r} is not one of queue {prefix[:-1]!r}")
+        return channel[len(prefix) :]
+
     def job_list(self, jobnames: Iterable[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
         """``[(name, info), ...]`` for the registered jobs (all, or those named), as in pulsar.
 

@@ -111,3 +111,12 @@ def test_nice_task_message_takes_pulsars_request_dicts() -> None:
     req = {"name": "add", "id": "abcdef0123456789", "status": 6}
     message = pgqueue.nice_task_message(req, smart_time=lambda t: seen.append(t) or "never")
     assert message == "add (abcdef01) QUEUED at never" and seen == [None]
+
+
+def test_event_name_is_the_inverse_of_channel() -> None:
+    backend = TaskBackend("postgresql://nobody@localhost/none", name="mail")
+    for event in ("task_queued", "task_started", "task_done"):
+        assert backend.event_name(backend.channel(event)) == event
+        assert backend.event_name(backend.channel(event, "slow"), "slow") == event
+    with pytest.raises(ConfigurationError, match="not one of queue 'mail'"):
+        backend.event_name("tasks_task_done")
