@@ -15,12 +15,15 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from . import states
+from ._backends import get_task_backend, register_task_backend, task_backends
 from .backend import TaskBackend
 from .bulk import Call, QueuedTasks
 from .consumer import TaskConsumer
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
+    InvalidTaskId,
+    JobArgumentError,
     PgQueueError,
     SchemaError,
     SerializationError,
@@ -31,7 +34,8 @@ from .errors import (
 from .jobs import Job, JobRegistry, job
 from .periodic import PeriodicJob, periodic_job
 from .retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
-from .task import Task, nice_task_message
+from .task import Task, format_time, nice_task_message
+from .typed import EnqueueOptions, TaskId
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -45,8 +49,11 @@ __all__ = [
     "Call",
     "ConfigurationError",
     "ConnectionFailed",
+    "EnqueueOptions",
     "ExponentialBackoff",
+    "InvalidTaskId",
     "Job",
+    "JobArgumentError",
     "JobRegistry",
     "PeriodicJob",
     "PgQueueError",
@@ -58,15 +65,20 @@ __all__ = [
     "Task",
     "TaskBackend",
     "TaskConsumer",
+    "TaskId",
     "TaskNotAvailable",
     "TaskNotFound",
     "TaskTimeout",
     "TimeLimitExceeded",
     "Worker",
+    "format_time",
+    "get_task_backend",
     "job",
     "nice_task_message",
     "periodic_job",
+    "register_task_backend",
     "states",
+    "task_backends",
 ]
 
 #: Public names defined in the worker layer, by module: loaded by :func:`__getattr__`.

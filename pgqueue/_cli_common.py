@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import psycopg
 import typer
@@ -68,3 +69,20 @@ def friendly_errors() -> Iterator[None]:
 def split_list(value: str | None) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__  # the package imports this module (via the supervisor)
+
+        typer.echo(f"pgqueue {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+#: ``--version``: print ``pgqueue <version>`` and exit 0, before anything else is checked.
+VersionOption = Annotated[
+    bool,
+    typer.Option(
+        "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+]

@@ -16,7 +16,14 @@ from typing import Any, cast
 
 from . import tracing
 from ._store.tasks import CommonParams, TaskParams
-from ._values import check_priority, check_queue, dump_json, dump_kwargs, time_params
+from ._values import (
+    check_priority,
+    check_queue,
+    dump_json,
+    dump_kwargs,
+    parse_duration,
+    time_params,
+)
 from .bulk import Call
 from .errors import ConfigurationError
 from .jobs import Job, JobRegistry
@@ -44,8 +51,11 @@ def common_params(
     )
     if call.run_at is not None and call.countdown is not None:
         raise ConfigurationError("give run_at or countdown, not both")
+    countdown = call.countdown
+    if isinstance(countdown, str):  # "90s", "5m": read as the command line reads --countdown
+        countdown = _duration(countdown)
     start_at, start_in = time_params(
-        call.run_at if call.run_at is not None else call.countdown,
+        call.run_at if call.run_at is not None else countdown,
         "run_at" if call.run_at is not None else "countdown",
     )
     if start_in is not None and start_in < 0:
@@ -81,12 +91,17 @@ def check_kwargs(job: Job, kwargs: object) -> Mapping[str, Any]:
     return kwargs
 
 
-def kwargs_params(job: Job, kwargs: object) -> tuple[bool, str]:
+def kwargs_params(
+    job: Job, kwargs: object, meta_params: Mapping[str, Any] | None = None
+) -> tuple[bool, str]:
     """What ``QUEUE_TASK`` takes of one task's kwargs: ``can_overlap`` for them and their JSON
-    text. Raises as :func:`check_kwargs`, and :class:`SerializationError` for kwargs that are
-    not JSON."""
+    text. Raises as :func:`check_kwargs`, :class:`SerializationError` for kwargs that are
+    not JSON, and :class:`JobArgumentError` for kwargs that do not fit the job's signature
+    (``meta_params`` only improves that message: see :mod:`pgqueue._arguments`)."""
     checked = dict(check_kwargs(job, kwargs))
-    return job.overlaps(checked), dump_kwargs(job.name, checked)
+    text = dump_kwargs(job.name, checked)
+    job.argument_check(checked, meta_params)  # after the JSON checks, before can_overlap
+    return job.overlaps(checked), text
 
 
 def task_params(
@@ -96,7 +111,7 @@ def task_params(
     :func:`kwargs_params`."""
     job, common = common_params(registry, default_queue, call)
     params = cast(TaskParams, common)  # completed in place: no copy per task
-    params["can_overlap"], params["kwargs"] = kwargs_params(job, kwargs)
+    params["can_overlap"], params["kwargs"] = kwargs_params(job, kwargs, call.meta_params)
     return params
 
 
@@ -126,6 +141,17 @@ def batch_params(
         overlap, text = kwargs_params(job, kwargs)
         texts.append(f'{head},"can_overlap":{"true" if overlap else "false"},"kwargs":{text}}}')
     return f"[{','.join(texts)}]" if texts else None
+
+
+def _duration(text: str) -> float:
+    """A ``countdown`` string in seconds, as :func:`parse_duration` reads it."""
+    try:
+        return parse_duration(text, "countdown")
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"countdown must be seconds, a timedelta or a duration such as '90s', '5m', "
+            f"'2h' or '7d', not {text!r}"
+        ) from None
 
 
 def _template_key(call: Call) -> tuple[Any, ...]:

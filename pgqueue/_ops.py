@@ -8,7 +8,6 @@ dicts of plain values (``datetime``, ``timedelta``, ``float``, JSON data) that
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,9 @@ import psycopg
 
 from . import states
 from ._store import Op, Store
-from ._values import MAX_SECONDS, check_text, parse_task_id
+from ._values import check_text
+from ._values import parse_duration as parse_duration  # where the command line finds it
+from ._values import require_task_id as require_task_id
 from .backend import TaskBackend
 from .errors import ConfigurationError, PgQueueError, TaskNotFound
 
@@ -31,30 +32,10 @@ R = TypeVar("R")
 #: What ``revoke`` records as the error of a task an operator revoked.
 REVOKED_BY_OPERATOR = "revoked by an operator"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 class ActionRefused(PgQueueError):
     """An operator action (revoke, retry) does not apply to the task in its current state;
     nothing was changed. The message says why and what the task's state is."""
-
-
-def parse_duration(text: str, what: str = "duration") -> float:
-    """``"7d"`` -> 604800.0: a number with an optional unit s, m, h, d or w (default seconds).
-
-    Raises :class:`ConfigurationError` for anything else.
-    """
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigurationError(
-            f"{what} {text!r} is not a duration: use a number and a unit s, m, h, d or w "
-            "(e.g. 90s, 30m, 12h, 7d)"
-        )
-    seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
-    if seconds > MAX_SECONDS:
-        raise ConfigurationError(f"{what} {text!r} is too long: at most {MAX_SECONDS:g} seconds")
-    return seconds
 
 
 def parse_states(names: Sequence[str], allowed: frozenset[int] | None = None) -> list[int]:
@@ -71,17 +52,6 @@ def parse_states(names: Sequence[str], allowed: frozenset[int] | None = None) ->
             raise ConfigurationError(f"state {name.upper()} is not allowed here; use {choices}")
         codes.append(code)
     return codes
-
-
-def require_task_id(text: str) -> str:
-    """The canonical form of a task id; :class:`ConfigurationError` when it is no UUID."""
-    task_id = parse_task_id(text)
-    if task_id is None:
-        raise ConfigurationError(
-            f"{text!r} is not a task id: ids are UUIDs such as "
-            "3f2b8c1e-5d4a-4c2b-9e7f-0a1b2c3d4e5f (see `pgqueue list`)"
-        )
-    return task_id
 
 
 def jsonable(value: Any) -> Any:

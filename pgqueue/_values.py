@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .errors import ConfigurationError, SerializationError
+from .errors import ConfigurationError, InvalidTaskId, SerializationError
 
 #: A run of digits that may be an integer beyond 64 bits (2**63 has 19 digits).
 _LONG_DIGITS = re.compile(r"\d{19}")
@@ -25,6 +25,10 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 #: Bounds of a time given in seconds: finite, and small enough that the database's
 #: ``now() + interval`` stays a valid timestamp (1e11 s is about 3,170 years).
 MAX_SECONDS = 1e11
+
+#: A duration as the command line and ``countdown`` take it: a number and an optional unit.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 #: The range of PostgreSQL's ``integer`` (the priority column).
 INT4_RANGE = range(-(2**31), 2**31)
@@ -160,9 +164,37 @@ def time_params(
     return None, seconds
 
 
+def parse_duration(text: str, what: str = "duration") -> float:
+    """``"7d"`` -> 604800.0: a number with an optional unit s, m, h, d or w (default seconds).
+
+    Raises :class:`ConfigurationError` for anything else.
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigurationError(
+            f"{what} {text!r} is not a duration: use a number and a unit s, m, h, d or w "
+            "(e.g. 90s, 30m, 12h, 7d)"
+        )
+    seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
+    if seconds > MAX_SECONDS:
+        raise ConfigurationError(f"{what} {text!r} is too long: at most {MAX_SECONDS:g} seconds")
+    return seconds
+
+
 def parse_task_id(task_id: object) -> str | None:
     """The canonical text of a task id, or None when it is not a UUID."""
     try:
         return str(uuid.UUID(str(task_id)))
     except ValueError:
         return None
+
+
+def require_task_id(task_id: object) -> str:
+    """The canonical text of a task id; :class:`InvalidTaskId` when it is no UUID."""
+    valid = parse_task_id(task_id)
+    if valid is None:
+        raise InvalidTaskId(
+            f"{task_id!r:.80} is not a task id: ids are UUIDs such as "
+            "3f2b8c1e-5d4a-4c2b-9e7f-0a1b2c3d4e5f (see `pgqueue list`)"
+        )
+    return valid

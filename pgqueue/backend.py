@@ -27,10 +27,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import _channels, _connections, _db, _enqueue
 from ._store import Op, Store
-from ._values import (
-    check_text,
-    parse_task_id,
-)
+from ._values import check_text, require_task_id
 from .aio import LoopPool
 from .bulk import Call, QueuedTasks, as_call
 from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
@@ -107,6 +104,15 @@ class TaskBackend:
         for ``queue`` (default this backend's name): ``"<queue>_<event>"``, as in pulsar."""
         return _channels.channel(queue or self.name, event)
 
+    def event_name(self, channel: str, queue: str | None = None) -> str:
+        """The event of a NOTIFY ``channel`` of ``queue`` (default this backend's name): the
+        inverse of :meth:`channel`, as pulsar's ``event_name``. Raises
+        :class:`ConfigurationError` for a channel of another queue."""
+        prefix = f"{queue or self.name}_"
+        if not channel.startswith(prefix):
+            raise ConfigurationError(f"channel {channel!r} is not one of queue {prefix[:-1]!r}")
+        return channel[len(prefix) :]
+
     def job_list(self, jobnames: Iterable[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
         """``[(name, info), ...]`` for the registered jobs (all, or those named), as in pulsar.
 
@@ -182,7 +188,7 @@ class TaskBackend:
         expiry: float | timedelta | datetime | None = None,
         *,
         run_at: datetime | None = None,
-        countdown: float | timedelta | None = None,
+        countdown: float | timedelta | str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
@@ -194,7 +200,8 @@ class TaskBackend:
         :param expiry: seconds or timedelta from now, or an aware datetime; a task not started
             by then is REVOKED. Default: the job's ``timeout``. Naive datetimes are refused.
         :param run_at: an aware datetime before which no worker claims the task.
-        :param countdown: seconds (or timedelta) from now before which no worker claims it.
+        :param countdown: seconds (or timedelta) from now before which no worker claims it,
+            or a duration string as the command line takes it (``"90s"``, ``"5m"``, ``"2h"``).
         :param queue: the queue; default the job's ``queue``, else the backend's ``name``.
         :param priority: higher runs first; default the job's ``priority``.
         :param connection: the caller's connection (psycopg ``Connection``, SQLAlchemy
@@ -212,6 +219,10 @@ class TaskBackend:
             STARTED or RETRY) with the same job name and kwargs already exists. A lock_id
             conflict inserts nothing and leaves the caller's transaction usable.
         :raises TaskNotAvailable: unknown job; nothing is inserted.
+        :raises JobArgumentError: the kwargs do not fit the job's signature after the
+            consumer (an unknown or a missing argument; jobs taking ``**kwargs`` accept any);
+            a dict passed positionally is ``meta_params`` and leaves required arguments
+            missing (see :mod:`pgqueue._arguments` for the rule); nothing is inserted.
         :raises SerializationError: kwargs or meta_params are not JSON; nothing is inserted.
         :raises ConfigurationError: a naive datetime, a negative countdown, a time that is
             not finite, a queue that is empty, holds a NUL or exceeds 48 UTF-8 bytes, a
@@ -232,7 +243,7 @@ class TaskBackend:
         meta_params: dict[str, Any] | None = None,
         expiry: float | timedelta | datetime | None = None,
         run_at: datetime | None = None,
-        countdown: float | timedelta | None = None,
+        countdown: float | timedelta | str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
@@ -273,13 +284,14 @@ class TaskBackend:
     # -- reading ---------------------------------------------------------------------------
 
     def get_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
-        """The task with this id, or None (also for a malformed id). ``connection`` as for
-        :meth:`get_tasks`."""
+        """The task with this id, or None when no task has it. ``connection`` as for
+        :meth:`get_tasks`. Raises :class:`InvalidTaskId` for an id that is not a UUID."""
         tasks = self.get_tasks([task_id], connection=connection)
         return tasks[0] if tasks else None
 
     def get_tasks(self, ids: Iterable[str], *, connection: object | None = None) -> list[Task]:
-        """The tasks with these ids that exist, in no particular order.
+        """The tasks with these ids that exist, in no particular order. Raises
+        :class:`InvalidTaskId` (nothing is read) when one of the ids is not a UUID.
 
         :param connection: read through the caller's connection (which sees its own
             uncommitted tasks) instead of the backend's pool.
@@ -300,7 +312,8 @@ class TaskBackend:
         :raises TaskTimeout: the task was not ready within ``timeout``.
         :raises ConfigurationError: ``timeout`` is not a number (or is NaN).
         :raises TaskNotFound: no task has this id, or it was deleted (flushed, pruned) while
-            waiting (noticed at the next re-read, within a few seconds).
+            waiting (noticed at the next re-read, within a few seconds); its subclass
+            :class:`InvalidTaskId` when ``task_id`` is not a UUID.
         :raises ConnectionFailed: a re-read found no connection to the database within 10 s
             (an outage longer than that; a restart or a terminated backend is ridden out).
         """
@@ -373,7 +386,7 @@ class TaskBackend:
         expiry: float | timedelta | datetime | None = None,
         *,
         run_at: datetime | None = None,
-        countdown: float | timedelta | None = None,
+        countdown: float | timedelta | str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
@@ -395,7 +408,7 @@ class TaskBackend:
         meta_params: dict[str, Any] | None = None,
         expiry: float | timedelta | datetime | None = None,
         run_at: datetime | None = None,
-        countdown: float | timedelta | None = None,
+        countdown: float | timedelta | str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
@@ -512,12 +525,13 @@ class TaskBackend:
         :return: True if the task was live (revoked, or asked to stop); False if it had already
             finished.
         :raises TaskNotFound: no task has this id.
+        :raises InvalidTaskId: ``task_id`` is not a UUID.
         :raises ConfigurationError: ``reason`` is not a str, or holds a NUL character.
         """
-        valid = parse_task_id(task_id)
+        valid = require_task_id(task_id)
         check_text(reason, "reason")
         with self.connection() as conn:
-            row = self.store.revoke_task(id=valid, reason=reason).run(conn) if valid else None
+            row = self.store.revoke_task(id=valid, reason=reason).run(conn)
         if row is not None:
             return True
         if self.get_task(task_id) is None:
@@ -650,7 +664,7 @@ def _valid_ids(ids: Iterable[str]) -> list[str]:
             f"ids must be an iterable of task ids, not one {type(ids).__name__}: "
             "pass [task_id], or call get_task"
         )
-    return [tid for tid in (parse_task_id(i) for i in ids) if tid]
+    return [require_task_id(i) for i in ids]
 
 
 def _deadline(timeout: float | None) -> float | None:

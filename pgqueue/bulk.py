@@ -29,7 +29,7 @@ class Call:
     meta_params: dict[str, Any] | None = None
     expiry: float | timedelta | datetime | None = None
     run_at: datetime | None = None
-    countdown: float | timedelta | None = None
+    countdown: float | timedelta | str | None = None
     queue: str | None = None
     priority: int | None = None
 

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from . import _cli_ops, _cli_schedule, _cli_tasks, _db, demo, schema
-from ._cli_common import friendly_errors, setup_logging
+from ._cli_common import VersionOption, friendly_errors, setup_logging
 from ._cli_options import DsnOption, SchemaOption
 
 app = typer.Typer(
@@ -25,7 +25,7 @@ __all__ = ["DsnOption", "SchemaOption", "app", "main"]
 
 
 @app.callback()
-def _group() -> None:
+def _group(version: VersionOption = False) -> None:
     """pgqueue: a durable job queue for Python that lives in PostgreSQL."""
 
 

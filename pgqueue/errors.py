@@ -46,8 +46,24 @@ class ConfigurationError(PgQueueError, ValueError):
     """An argument or setting is invalid (for example a naive datetime for ``expiry``)."""
 
 
+class JobArgumentError(ConfigurationError, TypeError):
+    """The kwargs of a task do not fit its job's signature (an unknown or a missing argument);
+    nothing was queued. A :class:`ConfigurationError` (so ``except ValueError`` catches it)
+    and a ``TypeError``, as calling the function with them would raise."""
+
+
 class TaskNotFound(PgQueueError, KeyError):
     """No task has this id (it never existed, or it was pruned)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "task not found"
+
+
+class InvalidTaskId(ConfigurationError, TaskNotFound):
+    """A task id that is not a UUID: a usage error (a :class:`ConfigurationError`), raised by
+    every call taking task ids (``get_task``, ``get_tasks``, ``wait_for_task``, ``revoke``,
+    their async twins, ``pgqueue show/wait/revoke/retry``). Also a :class:`TaskNotFound`, which
+    ``wait_for_task`` and ``revoke`` raised for such ids before."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not a task id"

@@ -22,15 +22,20 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import KW_ONLY, dataclass, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
+from ._arguments import ArgumentCheck
+from .bulk import Call
 from .errors import ConfigurationError, TaskNotAvailable
 from .retry import DEFAULT_BACKOFF, Backoff
+from .typed import EnqueueOptions, Enqueuer, TaskId
 
 Overlap = bool | Callable[..., bool]
 P = ParamSpec("P")
+R = TypeVar("R")
+OptionsP = ParamSpec("OptionsP")
 OptionsT = TypeVar("OptionsT", bound="JobOptions")
 JobT = TypeVar("JobT", bound="Job")
 #: What a job is called with: a :class:`pgqueue.TaskConsumer`. That class holds a
@@ -156,6 +161,13 @@ class Job(JobOptions):
         return to_seconds(self.time_limit, f"{self.name}.time_limit")
 
     @cached_property
+    def argument_check(self) -> ArgumentCheck:
+        """The job's parameters after the consumer, read once: called with a task's kwargs it
+        raises :class:`pgqueue.errors.JobArgumentError` unless they fit (see
+        :mod:`pgqueue._arguments`)."""
+        return ArgumentCheck(self.name, self.run_function)
+
+    @cached_property
     def logger(self) -> logging.Logger:
         """The logger of this job's runs: ``pgqueue.job.<name>``."""
         return logging.getLogger(f"pgqueue.job.{self.name}")
@@ -166,22 +178,65 @@ class Job(JobOptions):
         return bool(overlap(**kwargs)) if callable(overlap) else bool(overlap)
 
 
-class FunctionJob(Job):
-    """A job made from a plain function by :func:`job`; calling it calls the function."""
+class FunctionJob(Job, Generic[P, R]):
+    """A job made from a plain function by :func:`job`; calling it calls the function.
 
-    def __init__(self, func: Callable[..., Any], options: JobOptions | None = None) -> None:
+    Generic over the function's parameters after the consumer (``P``) and its return type
+    (``R``), so type checkers see the function's own signature, and check typed enqueue:
+    :meth:`enqueue`, :meth:`aenqueue`, :meth:`call` and :meth:`options` (see
+    :mod:`pgqueue.typed`).
+    """
+
+    def __init__(
+        self, func: Callable[Concatenate[Consumer, P], R], options: JobOptions | None = None
+    ) -> None:
         self.func = func
         copy_options(self, options or JobOptions(), JobOptions)
         self.name = self.name or func.__name__.lower()
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__
 
-    def __call__(self, consumer: Consumer, **kwargs: Any) -> Any:
-        return self.func(consumer, **kwargs)
+    def __call__(self, consumer: Consumer, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(consumer, *args, **kwargs)
 
     @property
     def run_function(self) -> Callable[..., Any]:
         return self.func
+
+    def options(
+        self,
+        *,
+        meta_params: dict[str, Any] | None = None,
+        expiry: float | timedelta | datetime | None = None,
+        run_at: datetime | None = None,
+        countdown: float | timedelta | str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        connection: object | None = None,
+    ) -> EnqueueOptions[P]:
+        """This job with enqueue options fixed; the options mean what the arguments of
+        :meth:`TaskBackend.queue_task` of the same names mean (None: the job's default).
+        ``resize.options(countdown="5m").enqueue(backend, path="a.png", width=200)``."""
+        return EnqueueOptions(
+            self, meta_params, expiry, run_at, countdown, queue, priority, connection
+        )
+
+    def enqueue(self, backend: Enqueuer, /, *args: P.args, **kwargs: P.kwargs) -> TaskId | None:
+        """Queue a task of this job on ``backend`` with the function's own arguments (after
+        the consumer), checked by type checkers and at run time; return its
+        :data:`~pgqueue.typed.TaskId`, or None when the job cannot overlap and a live task
+        with the same arguments exists. Raises what :meth:`TaskBackend.queue_task` raises."""
+        return EnqueueOptions[P](self).enqueue(backend, *args, **kwargs)
+
+    async def aenqueue(
+        self, backend: Enqueuer, /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskId | None:
+        """Awaitable :meth:`enqueue` (the backend's async pool)."""
+        return await EnqueueOptions[P](self).aenqueue(backend, *args, **kwargs)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
+        """One task of this job as a :class:`pgqueue.Call` for ``backend.queue_many``."""
+        return EnqueueOptions[P](self).call(*args, **kwargs)
 
     @property
     def doc(self) -> str:
@@ -208,11 +263,37 @@ def decorator_of(
     return factory
 
 
+class JobDecorator(Protocol):
+    """What ``@job(...)`` gives: called with a function ``fn(consumer, ...)``, the
+    :class:`FunctionJob` of it, typed with that function's own parameters and result."""
+
+    def __call__(self, func: Callable[Concatenate[Consumer, P], R], /) -> FunctionJob[P, R]: ...
+
+
+def typed_job_decorator(
+    options: Callable[OptionsP, JobOptions],
+) -> Callable[OptionsP, JobDecorator]:
+    """The ``job`` decorator factory: it takes the arguments of ``options`` (checked by type
+    checkers and, as for any call, at run time) and gives a :class:`JobDecorator`."""
+
+    def factory(*args: OptionsP.args, **kwargs: OptionsP.kwargs) -> JobDecorator:
+        given = options(*args, **kwargs)
+
+        def decorate(func: Callable[Concatenate[Consumer, P], R], /) -> FunctionJob[P, R]:
+            return FunctionJob(func, given)
+
+        return decorate
+
+    functools.update_wrapper(factory, options, assigned=("__doc__",), updated=())
+    factory.__name__ = factory.__qualname__ = "job"
+    return factory
+
+
 #: Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job:
 #: ``@job(name=None, timeout=None, can_overlap=True, *, queue=None, priority=0, max_retries=0,
 #: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None)``, the options of
 #: :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
-job = decorator_of(JobOptions, FunctionJob, "job")
+job = typed_job_decorator(JobOptions)
 
 
 class JobRegistry:
@@ -278,6 +359,16 @@ class JobRegistry:
         """``[(name, job), ...]`` of the jobs whose ``type`` is ``type`` (``"periodic"``), by
         name, as pulsar's ``JobRegistry.filter_types``."""
         return [(name, self._jobs[name]) for name in self if self._jobs[name].type == type]
+
+    def regular(self) -> Iterator[tuple[str, Job]]:
+        """``(name, job)`` of each regular (not periodic) job, by name: pulsar's
+        ``JobRegistry.regular()``."""
+        return iter(self.filter_types("regular"))
+
+    def periodic(self) -> Iterator[tuple[str, Job]]:
+        """``(name, job)`` of each periodic job, by name: pulsar's
+        ``JobRegistry.periodic()``."""
+        return iter(self.filter_types("periodic"))
 
 
 def _module_jobs(module: Any) -> Iterator[Job]:

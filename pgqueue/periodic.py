@@ -376,7 +376,7 @@ class PeriodicJob(Job, ScheduleOptions):
         return anchor.astimezone(UTC)
 
 
-class FunctionPeriodicJob(FunctionJob, PeriodicJob):
+class FunctionPeriodicJob(FunctionJob[..., Any], PeriodicJob):
     """A periodic job made from a plain function by :func:`periodic_job`."""
 
     def __init__(self, func: Callable[..., Any], options: PeriodicJobOptions) -> None:

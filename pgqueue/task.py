@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from . import states
@@ -123,13 +123,55 @@ def task_row(cursor: object) -> Callable[[Sequence[Any]], Task]:
     return Task.from_values
 
 
-def nice_task_message(task: Task) -> str:
-    """One log line for a task: ``"<name> (<id8>) <STATUS> at <time> by <worker>"``.
+def format_time(value: datetime | float | str | None) -> str:
+    """The default ``smart_time`` of :func:`nice_task_message` (pulsar's ``format_time``):
+    ISO 8601 to the millisecond; a float is a POSIX timestamp, a str is shown as it is (as
+    :meth:`Task.as_dict` gives times); None is ``"?"``."""
+    if value is None:
+        return "?"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.isoformat(timespec="milliseconds")
 
-    The time shown is the most recent of ended, started and queued (pulsar's
-    ``nice_task_message``, which showed the start time).
+
+def nice_task_message(
+    req: Task | Mapping[str, Any],
+    smart_time: Callable[[Any], str] | None = None,
+) -> str:
+    """One log line for a task, in the shape of pulsar's ``nice_task_message(req,
+    smart_time=None)``: ``"<name> (<id8>) <STATUS> at <time> on <worker> by <user>"``.
+
+    :param req: a :class:`Task`, or a mapping with pulsar's keys (``name``, ``id``,
+        ``status`` as an int code, ``user``, ``time_start`` / ``time_executed``) or those of
+        :meth:`Task.as_dict`.
+    :param smart_time: turns the time shown into text; default :func:`format_time`.
+
+    The time is the most recent of ended, started and queued (pulsar showed the start time).
+    ``on <worker>`` appears when the task has a worker; ``by <user>`` when the task's
+    ``meta_params`` (or a mapping's ``user`` key) name a ``user``, as pulsar's did.
     """
-    when = task.time_ended or task.time_started or task.time_queued
-    stamp = when.isoformat(timespec="milliseconds") if when else "?"
-    msg = f"{task.name} ({task.id[:8]}) {task.status_string()} at {stamp}"
-    return f"{msg} by {task.worker}" if task.worker else msg
+    show = smart_time or format_time
+    if isinstance(req, Task):
+        when: Any = req.time_ended or req.time_started or req.time_queued
+        status, worker, user = req.status_string(), req.worker, req.meta_params.get("user")
+        name, task_id = req.name, req.id
+    else:
+        when = next(
+            (req[k] for k in _MAPPING_TIMES if req.get(k) is not None),
+            None,
+        )
+        code = req.get("status")
+        status = states.status_string(code) if isinstance(code, int) else str(code)
+        worker = req.get("worker")
+        user = req.get("user") or (req.get("meta_params") or {}).get("user")
+        name, task_id = req["name"], str(req["id"])
+    msg = f"{name} ({task_id[:8]}) {status} at {show(when)}"
+    if worker:
+        msg += f" on {worker}"
+    return f"{msg} by {user}" if user else msg
+
+
+#: Where a mapping given to :func:`nice_task_message` keeps its time, most telling first.
+_MAPPING_TIMES = ("time_ended", "time_started", "time_start", "time_executed", "time_queued")

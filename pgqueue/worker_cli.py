@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from . import _db
-from ._cli_common import friendly_errors, setup_logging, split_list
+from ._cli_common import VersionOption, friendly_errors, setup_logging, split_list
 from ._ops import parse_duration
 from .supervisor import Supervisor, watch_supervisor
 from .worker import Worker
@@ -91,6 +91,7 @@ def worker(
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = "127.0.0.1",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    version: VersionOption = False,
 ) -> None:
     """Claim and run tasks from a pgqueue database until stopped (SIGTERM or Ctrl-C)."""
     setup_logging(log_level)

@@ -56,9 +56,13 @@ def test_async_bulk_and_reads_match_the_sync_calls(backend: pgqueue.TaskBackend)
         mixed = await backend.aqueue_many([("add", {"a": 1, "b": 1}), ("exclusive", {"key": "a"})])
         assert mixed.skipped == [1]
         ids = result.queued + mixed.queued
-        fetched = await backend.aget_tasks([*ids, "not-a-uuid"])
+        fetched = await backend.aget_tasks(ids)
         assert sorted(t.id for t in fetched) == sorted(ids)
-        assert await backend.aget_task("not-a-uuid") is None
+        # A malformed id is a usage error everywhere (issue 17), no longer read as "absent".
+        with pytest.raises(pgqueue.InvalidTaskId):
+            await backend.aget_tasks([*ids, "not-a-uuid"])
+        with pytest.raises(pgqueue.InvalidTaskId):
+            await backend.aget_task("not-a-uuid")
         assert await backend.aqueue_task("exclusive", key="a") is None
         await backend.aclose()
         return fetched

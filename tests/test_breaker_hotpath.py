@@ -734,7 +734,9 @@ def test_the_first_of_two_duplicates_is_inserted_even_when_jsonb_normalises_them
         "exclusive", [{"key": "z", "seconds": 0.0}, {"key": "z", "seconds": -0.0}]
     )
     assert result.skipped == [1]
-    result = client.queue_tasks("exclusive", [{"key": "y", "n": 1e16}, {"key": "y", "n": 10**16}])
+    result = client.queue_tasks(
+        "exclusive", [{"key": "y", "seconds": 1e16}, {"key": "y", "seconds": 10**16}]
+    )
     assert result.skipped == [1]
 
 

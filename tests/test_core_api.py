@@ -52,8 +52,12 @@ def test_queue_task_inserts_a_queued_row(backend: pgqueue.TaskBackend, dsn: str)
 
 def test_get_tasks_and_unknown_ids(backend: pgqueue.TaskBackend) -> None:
     ids = [backend.queue_task("add", a=i, b=i) for i in range(3)]
-    assert {t.id for t in backend.get_tasks([*ids, "not-a-uuid"])} == set(ids)
-    assert backend.get_task("not-a-uuid") is None
+    assert {t.id for t in backend.get_tasks(ids)} == set(ids)
+    # A malformed id is a usage error everywhere (issue 17), no longer read as "absent".
+    with pytest.raises(pgqueue.InvalidTaskId):
+        backend.get_tasks([*ids, "not-a-uuid"])
+    with pytest.raises(pgqueue.InvalidTaskId):
+        backend.get_task("not-a-uuid")
     assert backend.get_task("00000000-0000-0000-0000-000000000000") is None
 
 

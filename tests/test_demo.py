@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pgqueue.examples.stdlib_jobs import count_lines, inspect_source
 from rich.console import Console
 
 from pgqueue import PgQueueError, TaskBackend
@@ -27,6 +26,7 @@ from pgqueue import demo as demo_module
 from pgqueue._db import connect
 from pgqueue._demo_summary import render_summary
 from pgqueue.demo import run_demo, source_files
+from pgqueue.examples.stdlib_jobs import count_lines, inspect_source
 
 from .conftest import TEST_JOBS, bin_path, cli_env, run_cli, sql
 

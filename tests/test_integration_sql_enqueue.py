@@ -15,8 +15,9 @@ from .conftest import sql
 KWARGS_SAMPLES: list[dict[str, Any]] = [
     {"key": "plain"},
     {"key": "x", "seconds": 0.5},
-    {"seconds": 0.5, "key": "x", "nested": {"b": [1, 2, {"z": None}], "a": "é ü 🐘"}},
-    {"key": "quote ' and \\ backslash", "n": 10**15},
+    # Only the job's own parameters: enqueue refuses arguments the job does not take.
+    {"seconds": 0.5, "key": {"nested": {"b": [1, 2, {"z": None}], "a": "é ü 🐘"}}},
+    {"key": "quote ' and \\ backslash", "seconds": 10**15},
 ]
 
 

@@ -8,10 +8,11 @@ migrating one database at once run one after another instead of racing. The vers
 from __future__ import annotations
 
 from alembic import context
-from pgqueue.migrations import MIGRATION_LOCK_KEY, target_schema
 from sqlalchemy import Connection, text
 
 from pgqueue._db import quote_ident
+from pgqueue.alembic_host import target_schema
+from pgqueue.migrations import MIGRATION_LOCK_KEY
 
 
 def _configure(schema: str, **kwargs: object) -> None:
