@@ -1,5 +1,8 @@
 """The heartbeat: a worker's service that proves, every ``lease/4`` seconds, that it lives.
 
+It owns the worker's row: :meth:`Heartbeat.register` writes it at the start,
+:meth:`Heartbeat.sign_off` marks it stopped at the end.
+
 Each beat is one statement on the heartbeat's own connection (``HEARTBEAT_WORKER``): it sets
 ``heartbeat_at = now()`` on the worker's row, says whether that row is still live, and lists
 the worker's running tasks whose revoke was requested, which catches revoke notifications
@@ -11,8 +14,10 @@ the interval.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -28,10 +33,11 @@ Connection = psycopg.Connection[dict[str, Any]]
 
 
 class Heartbeat(Service):
-    """Beats for worker ``worker_id`` every ``interval`` seconds until :meth:`stop`.
+    """Beats for worker ``worker_id`` every ``lease/4`` seconds until :meth:`stop`.
 
-    :param registration: the worker's row (the parameters of ``REGISTER_WORKER``), to
-        register again if the row was deleted (pruned by mistake).
+    :param lease: seconds after the last beat after which the worker counts as lost.
+    :param queues: the queues the worker claims from, and ``backlog`` its most tasks at once
+        (written in its row; the row is written again if it was deleted, pruned by mistake).
     :param on_revoked: called with the id of each running task whose revoke was requested.
     :param on_stopped: called when the row was marked stopped by someone else (its tasks are
         being rescued, so the worker must stop claiming).
@@ -45,8 +51,9 @@ class Heartbeat(Service):
         dsn: str,
         sql: Statements,
         worker_id: str,
-        interval: float,
-        registration: Mapping[str, Any],
+        lease: float,
+        queues: Sequence[str],
+        backlog: int,
         on_revoked: Callable[[str], None],
         on_stopped: Callable[[], None],
     ) -> None:
@@ -54,12 +61,32 @@ class Heartbeat(Service):
         self.dsn = dsn
         self.sql = sql
         self.worker_id = worker_id
-        self.interval = interval
-        self.registration = registration
+        self.interval = lease / 4
+        self.registration = {
+            "id": worker_id,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": list(queues),
+            "backlog": backlog,
+            "lease": lease,
+        }
         self._on_revoked = on_revoked
         self._on_stopped = on_stopped
         self._conn: Connection | None = None
         self._beat_at = 0.0
+
+    def register(self, conn: Connection) -> None:
+        """Write the worker's row (``REGISTER_WORKER``) on ``conn``, before the first beat."""
+        conn.execute(self.sql.register_worker, self.registration)
+
+    def sign_off(self) -> None:
+        """Mark the worker's row stopped, on a connection of its own, after the last beat;
+        a database that is gone is logged (the lease then covers the row)."""
+        try:
+            with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
+                conn.execute(self.sql.stop_worker, {"id": self.worker_id})
+        except Exception as exc:  # the database may be gone; the lease covers it
+            logger.warning("could not mark worker %s stopped: %s", self.worker_id, exc)
 
     def first_delay(self) -> float:
         """The first beat comes one interval after the start (registration just beat)."""
@@ -94,7 +121,7 @@ class Heartbeat(Service):
         if beat is not None and beat["alive"]:
             for task_id in beat["revoked"]:
                 self._on_revoked(task_id)
-        elif conn.execute(self.sql.reregister_worker, dict(self.registration)).fetchone():
+        elif conn.execute(self.sql.reregister_worker, self.registration).fetchone():
             logger.error("the row of worker %s was deleted; registered again", self.worker_id)
         else:
             self._on_stopped()

@@ -177,8 +177,9 @@ class Worker:
             self.dsn,
             self.sql,
             self.id,
-            self.lease / 4,
-            self._registration(),
+            self.lease,
+            self.queues,
+            self.backlog,
             on_revoked=executor.revoke,
             on_stopped=self._stopped_elsewhere,
         )
@@ -267,7 +268,7 @@ class Worker:
         """
         with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
             check_schema(conn, self.schema, self.dsn)
-            conn.execute(self.sql.register_worker, self._registration())
+            self._heartbeat.register(conn)
         logger.info(
             "worker %s started: queues %s, jobs %s, backlog %d",
             self.id,
@@ -283,16 +284,6 @@ class Worker:
             self._shutdown()
         logger.info("worker %s stopped after %d tasks", self.id, self.processed)
         return self.exit_code
-
-    def _registration(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
-            "queues": self.queues,
-            "backlog": self.backlog,
-            "lease": self.lease,
-        }
 
     def _start(self) -> None:
         self._claim_pool.open()
@@ -331,11 +322,7 @@ class Worker:
             self.given_back = self._completer.give_back(unfinished, self.lease)
         self._listener.stop()
         self._executor.stop()
-        try:
-            with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
-                conn.execute(self.sql.stop_worker, {"id": self.id})
-        except Exception as exc:  # the database may be gone; the lease covers it
-            logger.warning("could not mark worker %s stopped: %s", self.id, exc)
+        self._heartbeat.sign_off()
         self._claim_pool.close()
         self._finish_pool.close()
         self.client.close()
