@@ -135,7 +135,9 @@ class Service:
         return woken
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the loop to end after its current round; wait up to ``timeout`` seconds.
+        """Ask the loop to end after its current round; wait up to ``timeout`` seconds for its
+        thread (a loop that :meth:`run` runs on a caller's thread is not waited for: that
+        caller returns from :meth:`run`; see :meth:`wait`).
 
         Safe to call twice, from the loop's own thread, and before :meth:`start`."""
         self._interrupt()
