@@ -20,8 +20,9 @@ from contextlib import suppress
 import psycopg
 
 from ._db import connect, redact
+from ._service import Service
 from ._store import session
-from .errors import ConnectionFailed, first_line
+from .errors import first_line
 
 logger = logging.getLogger("pgqueue.listener")
 
@@ -43,13 +44,18 @@ POLL_INTERVAL = 0.05
 MAX_BACKOFF = 5.0
 
 
-class Listener:
-    """A background thread LISTENing on channels for its owner.
+class Listener(Service):
+    """A background thread LISTENing on channels for its owner (a :class:`Service`).
 
     ``on_notify(channel, payload)`` and ``on_reconnect()`` run on the listener thread and
     must return quickly (set an event, wake a waiter). Channels can be added while running
-    with :meth:`listen`; :meth:`stop` ends the thread and closes the connection.
+    with :meth:`listen`; :meth:`stop` ends the thread and closes the connection. Each round
+    (:meth:`run_once`) connects if needed, then hands on what arrives within
+    :data:`POLL_INTERVAL`.
     """
+
+    MIN_BACKOFF = 0.1
+    MAX_BACKOFF = MAX_BACKOFF
 
     def __init__(
         self,
@@ -59,6 +65,7 @@ class Listener:
         on_reconnect: Callable[[], None] | None = None,
         application_name: str = "pgqueue-listener",
     ) -> None:
+        super().__init__("pgqueue-listener")
         self.dsn = dsn
         self.on_notify = on_notify
         self.on_reconnect = on_reconnect
@@ -69,13 +76,9 @@ class Listener:
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._ready = threading.Condition(self._lock)
-        self._stop = threading.Event()
         self._conn: psycopg.Connection[object] | None = None
-        self._thread = threading.Thread(target=self._run, name="pgqueue-listener", daemon=True)
-
-    def start(self) -> None:
-        """Start the thread; returns at once (see :meth:`wait_listening`)."""
-        self._thread.start()
+        self._connected_once = False
+        self._last_traffic = 0.0
 
     def listen(self, channels: Iterable[str], timeout: float | None = None) -> bool:
         """Add channels and wait until they are LISTENed on; False if ``timeout`` passed first."""
@@ -91,46 +94,70 @@ class Listener:
         with self._ready:
             return self._ready.wait_for(lambda: self._channels <= self._listening, timeout)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop listening and close the connection."""
-        self._stop.set()
+    def _interrupt(self) -> None:
+        super()._interrupt()
         self._changed.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
 
-    def _run(self) -> None:
-        backoff = 0.1
-        first = True
-        while not self._stop.is_set():
-            try:
-                with connect(self.dsn, application_name=self.application_name) as conn:
-                    self._conn = conn
-                    self._subscribe(conn)
-                    if not first:
-                        self.reconnects += 1
-                        logger.warning("listener reconnected to %s", redact(self.dsn))
-                    first = False
-                    backoff = 0.1
-                    if self.on_reconnect is not None:
-                        self.on_reconnect()
-                    self._pump(conn)
-            except (psycopg.Error, ConnectionFailed, OSError) as exc:
-                if self._stop.is_set():
-                    break
-                with self._lock:
-                    self._listening.clear()
-                logger.warning(
-                    "listener connection lost (%s); reconnecting in %.1fs",
-                    first_line(exc),
-                    backoff,
-                )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            finally:
-                self._conn = None
+    def run_once(self) -> float:
+        """Connect and LISTEN if not connected, then hand on the notifications that arrive
+        within :data:`POLL_INTERVAL` (checking the connection after a silence)."""
+        conn = self._conn
+        if conn is None:
+            conn = self._connect()
+        if self._changed.is_set():
+            self._subscribe(conn)
+        got_any = False
+        for notify in conn.notifies(timeout=POLL_INTERVAL):
+            got_any = True
+            self.on_notify(notify.channel, notify.payload)
+            if self._changed.is_set() or self.stopping:
+                break
+        now = time.monotonic()
+        if got_any:
+            self._last_traffic = now
+        elif now - self._last_traffic > LIVENESS_INTERVAL:
+            _check_alive(conn)
+            self._last_traffic = time.monotonic()
+        return 0.0
+
+    def on_error(self, exc: Exception) -> float | None:
+        """The connection was lost: forget it and reconnect after a backoff."""
+        self._drop()
+        if self.stopping:
+            return None
+        delay = self.backoff()
+        logger.warning(
+            "listener connection lost (%s); reconnecting in %.1fs", first_line(exc), delay
+        )
+        return delay
+
+    def close(self) -> None:
+        """Close the connection; nothing is LISTENed on any more."""
+        self._drop()
         with self._ready:
-            self._listening.clear()
             self._ready.notify_all()
+
+    def _connect(self) -> psycopg.Connection[object]:
+        conn = connect(self.dsn, application_name=self.application_name)
+        self._conn = conn
+        self._subscribe(conn)
+        if self._connected_once:
+            self.reconnects += 1
+            logger.warning("listener reconnected to %s", redact(self.dsn))
+        self._connected_once = True
+        self.succeeded()
+        self._last_traffic = time.monotonic()
+        if self.on_reconnect is not None:
+            self.on_reconnect()
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        with self._lock:
+            self._listening.clear()
+        if conn is not None:
+            with suppress(Exception):
+                conn.close()
 
     def _subscribe(self, conn: psycopg.Connection[object]) -> None:
         with self._lock:
@@ -141,24 +168,6 @@ class Listener:
         with self._ready:
             self._listening |= wanted
             self._ready.notify_all()
-
-    def _pump(self, conn: psycopg.Connection[object]) -> None:
-        last_traffic = time.monotonic()
-        while not self._stop.is_set():
-            if self._changed.is_set():
-                self._subscribe(conn)
-            got_any = False
-            for notify in conn.notifies(timeout=POLL_INTERVAL):
-                got_any = True
-                self.on_notify(notify.channel, notify.payload)
-                if self._changed.is_set() or self._stop.is_set():
-                    break
-            now = time.monotonic()
-            if got_any:
-                last_traffic = now
-            elif now - last_traffic > LIVENESS_INTERVAL:
-                _check_alive(conn)
-                last_traffic = time.monotonic()
 
 
 def _check_alive(conn: psycopg.Connection[object]) -> None:

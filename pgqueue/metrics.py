@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -39,8 +39,8 @@ from .task import Task
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from .completer import Outcome
-    from .worker import Worker
+    from .worker.events import WorkerEvents
+    from .worker.outcome import Outcome
 
 #: Buckets of the wait and run histograms, in seconds: 5 ms to 1 hour.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
@@ -48,14 +48,39 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 BATCH_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
+class Measured(Protocol):
+    """What the metrics read of a worker (a :class:`pgqueue.Worker` has it all)."""
+
+    @property
+    def dsn(self) -> str:
+        """The worker's database, for the queue depth read at scrape time."""
+
+    @property
+    def schema(self) -> str:
+        """The schema of pgqueue's tables."""
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks claimed and not yet recorded as finished."""
+
+    @property
+    def listener_reconnects(self) -> int:
+        """Times the LISTEN connection was re-established."""
+
+    @property
+    def events(self) -> WorkerEvents:
+        """Where the worker reports claims and written outcomes."""
+
+
 class WorkerMetrics:
     """The Prometheus metrics of one :class:`pgqueue.Worker`.
 
-    Attach it with ``worker.metrics = WorkerMetrics(worker)`` before :meth:`Worker.run`; the
-    worker calls :meth:`claimed` and :meth:`finished`. :meth:`serve` exposes them over HTTP.
+    ``WorkerMetrics(worker)`` before :meth:`Worker.run` subscribes to ``worker.events``: the
+    worker's claimer reports to :meth:`claimed` and its completer to :meth:`finished`.
+    :meth:`serve` exposes them over HTTP.
     """
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Measured) -> None:
         self.registry = CollectorRegistry()
         labels = ["queue", "job"]
         self.started = Counter(
@@ -99,6 +124,7 @@ class WorkerMetrics:
         self.registry.register(_WorkerCollector(worker))
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        worker.events.subscribe(self)
 
     def claimed(self, tasks: Sequence[Task]) -> None:
         """Record one claim: its batch size, and each task started (or revoked as expired)."""
@@ -142,7 +168,7 @@ class WorkerMetrics:
 class _WorkerCollector(Collector):
     """Metrics read when scraped: listener reconnects, and queue depth from the database."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Measured) -> None:
         self.worker = worker
         self.store = Store(worker.schema)
         self._lock = threading.Lock()  # one scrape connection at a time
@@ -171,8 +197,8 @@ class _WorkerCollector(Collector):
             return self.store.queue_depth().run(conn)
 
 
-def serve_metrics(worker: Worker, port: int, host: str = "127.0.0.1") -> WorkerMetrics:
-    """Attach :class:`WorkerMetrics` to ``worker`` and serve them on ``host:port``.
+def serve_metrics(worker: Measured, port: int, host: str = "127.0.0.1") -> WorkerMetrics:
+    """Subscribe :class:`WorkerMetrics` to ``worker`` and serve them on ``host:port``.
 
     Raises :class:`pgqueue.errors.ConfigurationError` when the port cannot be bound.
     """
@@ -181,5 +207,4 @@ def serve_metrics(worker: Worker, port: int, host: str = "127.0.0.1") -> WorkerM
         metrics.serve(port, host)
     except OSError as exc:
         raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {exc}") from None
-    worker.metrics = metrics
     return metrics

@@ -28,13 +28,13 @@ import logging
 from collections.abc import Iterable
 
 from . import _db, states
-from ._background import BackgroundThread
+from ._service import Service
 from ._store import Store
 
 logger = logging.getLogger("pgqueue.pruner")
 
 
-class Pruner(BackgroundThread):
+class Pruner(Service):
     """Deletes tasks that finished more than ``older_than`` seconds ago, in the background.
 
     :param dsn: the database.
@@ -82,21 +82,23 @@ class Pruner(BackgroundThread):
             states=self.task_states, older_than=self.older_than, limit=self.batch
         )
         with _db.connect(self.dsn, application_name="pgqueue-pruner") as conn:
-            while not self._stop.is_set():
+            while not self.stopping:
                 deleted = op.run(conn)
                 total += deleted
                 if deleted < self.batch:
                     break
-                self._stop.wait(self.pause)
+                self._wake.wait(self.pause)
         self.deleted += total
         if total:
             logger.info("pruned %d finished tasks older than %gs", total, self.older_than)
         return total
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.prune()
-            except Exception as exc:  # a lost database must not end the worker's pruning
-                logger.warning("pruning failed (%s); next round in %gs", exc, self.interval)
-            self._stop.wait(self.interval)
+    def run_once(self) -> float:
+        """One round (:meth:`prune`); the next comes ``interval`` seconds later."""
+        self.prune()
+        return self.interval
+
+    def on_error(self, exc: Exception) -> float:
+        """A lost database must not end the worker's pruning: retry at the next interval."""
+        logger.warning("pruning failed (%s); next round in %gs", exc, self.interval)
+        return self.interval

@@ -20,7 +20,6 @@ Connections: one, opened on first use and re-opened after an error.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -29,9 +28,9 @@ import psycopg
 
 from . import _db
 from ._enqueue import task_params
+from ._service import Service
 from ._store import Store
 from ._store.schedules import Definition
-from .backend import TaskBackend
 from .bulk import Call
 from .errors import PgQueueError
 from .jobs import JobRegistry
@@ -63,15 +62,14 @@ class TickResult:
     next_tick: datetime
 
 
-class Scheduler:
-    """Queues the tasks of the periodic jobs in ``registry`` at their ticks.
+class Scheduler(Service):
+    """Queues the tasks of the periodic jobs in ``registry`` at their ticks (a :class:`Service`).
 
     :param dsn: the database; None reads ``$PGQUEUE_DSN``.
     :param registry: the jobs; those with ``type == "periodic"`` are scheduled.
-    :param name: the default queue (the backend's name).
+    :param name: the default queue (the backend's name): ticks of jobs without a queue of
+        their own go there, with the job's priority, expiry and lock_id.
     :param schema: the schema of pgqueue's tables.
-    :param client: the :class:`TaskBackend` whose queue parameters (queue, priority, expiry,
-        lock_id) tasks get; default a new one.
     :param max_sleep: the longest sleep between two rounds (seconds), so a schedule another
         process redefined is noticed.
 
@@ -86,25 +84,23 @@ class Scheduler:
         *,
         name: str = "tasks",
         schema: str | None = None,
-        client: TaskBackend | None = None,
         max_sleep: float = 30.0,
     ) -> None:
+        super().__init__("pgqueue-scheduler")
         self.dsn = _db.resolve_dsn(dsn)
         self.schema = _db.resolve_schema(schema)
         self.store = Store(self.schema)
+        self.registry = registry
+        self.queue = name
         self.jobs: dict[str, PeriodicJob] = {
             job_name: job
             for job_name, job in registry.filter_types("periodic")
             if isinstance(job, PeriodicJob)
         }
-        self._own_client = client is None
-        self.client = client or TaskBackend(
-            self.dsn, name=name, registry=registry, schema=self.schema
-        )
         self.max_sleep = max_sleep
         self._conn: Connection | None = None
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._defined = False
+        self._announced = False
 
     def __repr__(self) -> str:
         return f"<Scheduler {', '.join(self.jobs) or 'no periodic jobs'}>"
@@ -213,7 +209,7 @@ class Scheduler:
 
     def _queue(self, conn: Connection, job_name: str, moment: datetime) -> str | None:
         call = Call(job_name, meta_params={"tick": moment.isoformat()})
-        params = task_params(self.client.registry, self.client.name, call, {})
+        params = task_params(self.registry, self.queue, call, {})
         return self.store.queue_task(params).run(conn)
 
     def _now(self, conn: Connection, now: datetime | None) -> datetime:
@@ -226,57 +222,40 @@ class Scheduler:
 
     # -- running as a service --------------------------------------------------------------
 
-    def start(self) -> None:
-        """Run the scheduler on a daemon thread until :meth:`stop`."""
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self.run, name="pgqueue-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread (a round in progress finishes first) and close the connection."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        self.close()
-
-    def run(self) -> None:
-        """Define the schedules, then tick whenever one is due until :meth:`stop` is called.
-
-        Sleeps until the next tick by the database clock (at most ``max_sleep``). Errors are
-        logged and retried with a backoff; none escapes.
-        """
+    def run_once(self) -> float | None:
+        """One round: define the schedules (first round), queue every due tick, and return
+        the seconds until the next tick by the database clock (at least :data:`MIN_SLEEP`, at
+        most ``max_sleep``); None when the registry has no periodic job. Errors are logged
+        and retried with a backoff by :meth:`on_error`; none escapes :meth:`run`."""
         if not self.jobs:
             logger.info("scheduler: the registry has no periodic jobs; nothing to schedule")
-            return
-        defined = False
-        backoff = 0.5
-        logger.info("scheduler started for %s", ", ".join(self.jobs))
-        while not self._stopping.is_set():
-            try:
-                if not defined:
-                    self.define()
-                    defined = True
-                self.tick()
-                wait = self.seconds_to_next_tick()
-                sleep = self.max_sleep if wait is None else min(wait, self.max_sleep)
-                backoff = 0.5
-            except (psycopg.Error, PgQueueError) as exc:
-                logger.warning("scheduler: %s; retrying in %.1fs", exc, backoff)
-                self.close()
-                sleep, backoff = backoff, min(backoff * 2, 10.0)
-            except Exception:
-                logger.exception("scheduler round failed; retrying in %.1fs", backoff)
-                sleep, backoff = backoff, min(backoff * 2, 10.0)
-            self._stopping.wait(max(sleep, MIN_SLEEP))
+            return None
+        if not self._announced:
+            logger.info("scheduler started for %s", ", ".join(self.jobs))
+            self._announced = True
+        if not self._defined:
+            self.define()
+            self._defined = True
+        self.tick()
+        wait = self.seconds_to_next_tick()
+        self.succeeded()
+        return max(self.max_sleep if wait is None else min(wait, self.max_sleep), MIN_SLEEP)
+
+    def on_error(self, exc: Exception) -> float:
+        """Log a failed round; close the connection after a database error; back off."""
+        delay = self.backoff()
+        if isinstance(exc, (psycopg.Error, PgQueueError)):
+            logger.warning("scheduler: %s; retrying in %.1fs", exc, delay)
+            self.close()
+        else:
+            logger.exception("scheduler round failed; retrying in %.1fs", delay)
+        return max(delay, MIN_SLEEP)
 
     def close(self) -> None:
-        """Close the scheduler's connection (and its own backend, if it made one)."""
+        """Close the scheduler's connection (a later round opens a new one)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        if self._own_client:
-            self.client.close()
 
 
 def _definition_params(

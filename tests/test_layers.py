@@ -53,16 +53,13 @@ PUBLIC_NAMES = [
 
 #: What ``import pgqueue`` must not load: the command line's and the dashboard's frameworks.
 FRAMEWORKS = ("typer", "rich", "click", "starlette", "uvicorn", "jinja2")
-#: The worker side (today's module names and the worker package's).
+#: The worker side: the worker package and the services beside it.
 WORKER_MODULES = (
     "pgqueue.worker",
-    "pgqueue.completer",
-    "pgqueue.heartbeat",
     "pgqueue.pruner",
     "pgqueue.rescuer",
     "pgqueue.scheduler",
     "pgqueue.supervisor",
-    "pgqueue._background",
 )
 
 

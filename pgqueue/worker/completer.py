@@ -1,11 +1,13 @@
-"""The completer: a worker's thread that writes how its tasks ended, in batches.
+"""The completer: a worker's service that writes how its tasks ended, in batches.
 
 Outcomes queued while the previous write ran go out together in one ``FINISH_TASKS``
 statement (up to :data:`FINISH_BATCH`) on the completer's own connection. Every write is
 fenced on ``(id, attempts, STARTED, worker)``, so a write repeated after a lost connection, or
 arriving after the task was rescued and claimed again, changes nothing. Only once a write has
 committed does the owner hear of it (``on_written``): a task never counts as done before its
-outcome is in the table.
+outcome is in the table. At shutdown the same connection writes the outcomes that arrived
+late (:meth:`Completer.write_late`) and hands the unfinished tasks back
+(:meth:`Completer.give_back`).
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from . import states
-from ._store import Store
-from .errors import first_line
-from .task import Task
+from .. import states
+from .._service import Service
+from .._store import Store
+from ..errors import first_line
+from ..task import Task, nice_task_message
+from .outcome import Outcome
 
 logger = logging.getLogger("pgqueue.worker")
 
@@ -36,32 +40,21 @@ FINISH_BATCH = 500
 
 #: Called with a written batch and ``{task id: time_ended}`` of the rows the write changed (an
 #: outcome missing from it was fenced off: the task was revoked or rescued meanwhile).
-WrittenHandler = Callable[[list["Outcome"], Mapping[str, datetime | None]], None]
+WrittenHandler = Callable[[list[Outcome], Mapping[str, datetime | None]], None]
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How one execution ended, waiting to be written: the task as claimed, the new status
-    (:mod:`pgqueue.states`), the result as JSON text, the error and traceback, and for RETRY
-    the ``delay`` in seconds before the next attempt."""
-
-    task: Task
-    status: int
-    result: str | None = None
-    error: str | None = None
-    traceback: str | None = None
-    delay: float | None = None
-
-
-class Completer:
+class Completer(Service):
     """Writes outcomes put with :meth:`put` on a background thread (see the module docstring).
 
-    :param pool: a pool holding the completer's one connection.
+    :param pool: a pool holding the completer's one connection (its owner closes it).
     :param store: the store of the worker's schema.
     :param worker_id: the identity the tasks were claimed under (part of the fence).
-    :param on_written: told of every committed write, on the completer's thread.
-    :param abort: once set, a write failing on a lost connection is given up instead of
-        retried (the lease then covers those tasks).
+    :param on_written: told of every committed write, on the writing thread, once its
+        outcomes were logged.
+
+    :meth:`stop` writes what is queued before the loop ends; after :meth:`give_up` a write
+    failing on a lost connection is given up instead of retried (the lease then covers
+    those tasks).
     """
 
     def __init__(
@@ -70,33 +63,30 @@ class Completer:
         store: Store,
         worker_id: str,
         on_written: WrittenHandler,
-        abort: threading.Event,
     ) -> None:
+        super().__init__("pgqueue-completer")
         self._pool = pool
         self.store = store
         self.worker_id = worker_id
         self._on_written = on_written
-        self._abort = abort
+        self._abort = threading.Event()
         self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="pgqueue-completer", daemon=True)
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
 
     def put(self, outcome: Outcome) -> None:
         """Queue an outcome for the next write; never blocks."""
         self._outcomes.put(outcome)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then end the thread (waiting at most ``timeout`` seconds)."""
+    def _interrupt(self) -> None:
+        """End the loop once the outcomes queued before this call are written."""
         self._outcomes.put(None)
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+
+    def give_up(self) -> None:
+        """From now on a write failing on a lost connection is given up, not retried."""
+        self._abort.set()
 
     def write_late(self) -> None:
         """After :meth:`stop`: write, on the caller's thread, the outcomes queued since (jobs
-        that returned during shutdown), unless the thread is still stuck in a write."""
+        that returned during shutdown), unless the loop is still stuck in a write."""
         late: list[Outcome] = []
         while True:
             try:
@@ -105,25 +95,27 @@ class Completer:
                 break
             if item is not None:
                 late.append(item)
-        if late and not self._thread.is_alive():
+        if late and self.wait(0):
             self.write(late)
 
-    def _run(self) -> None:
-        while True:
-            first = self._outcomes.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < FINISH_BATCH:
-                try:
-                    item = self._outcomes.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._outcomes.put(None)
-                    break
-                batch.append(item)
-            self._record(batch)
+    def run_once(self) -> float | None:
+        """Wait for an outcome, take those queued behind it (up to :data:`FINISH_BATCH`) and
+        write them; None once the end that :meth:`stop` queued is reached."""
+        first = self._outcomes.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < FINISH_BATCH:
+            try:
+                item = self._outcomes.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._outcomes.put(None)
+                break
+            batch.append(item)
+        self._record(batch)
+        return 0.0
 
     def _record(self, batch: list[Outcome]) -> None:
         """Write outcomes; one the database refuses (say a NUL character in a result) is
@@ -143,8 +135,8 @@ class Completer:
 
     def write(self, batch: list[Outcome]) -> None:
         """Write ``batch`` in one statement, retrying on a lost connection until it commits
-        (or :attr:`abort` is set); then call ``on_written``. Raises ``psycopg.Error`` when
-        the database refuses the statement itself."""
+        (or :meth:`give_up` was called); then log it and call ``on_written``. Raises
+        ``psycopg.Error`` when the database refuses the statement itself."""
         op = self.store.finish_tasks(
             ids=[o.task.id for o in batch],
             attempts=[o.task.attempts for o in batch],
@@ -180,4 +172,54 @@ class Completer:
                 )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-        self._on_written(batch, {row["id"]: row["time_ended"] for row in rows})
+        written = {row["id"]: row["time_ended"] for row in rows}
+        _log_written(batch, written)
+        self._on_written(batch, written)
+
+    def give_back(self, tasks: Sequence[Task], lease: float) -> int:
+        """Hand unfinished tasks back to the queue without using up their attempt (QUEUED,
+        or RETRY after an earlier failed attempt); return how many were. When the database
+        is gone this is logged and 0 returned: the lease (``lease`` seconds) covers them."""
+        op = self.store.give_back_tasks(
+            ids=[t.id for t in tasks], attempts=[t.attempts for t in tasks], worker=self.worker_id
+        )
+        try:
+            with self._pool.connection(timeout=5) as conn:
+                rows = op.run(conn)
+        except Exception as exc:  # the database may be gone: the lease covers these tasks
+            logger.warning(
+                "could not give back %d unfinished tasks (%s); they will be rescued %.1fs "
+                "after the last heartbeat",
+                len(tasks),
+                first_line(exc),
+                lease,
+            )
+            return 0
+        for row in rows:
+            logger.warning(
+                "gave back unfinished task.%s(%s) at shutdown: now %s, attempt not counted",
+                row["name"],
+                row["id"],
+                states.status_string(row["status"]),
+            )
+        return len(rows)
+
+
+def _log_written(batch: list[Outcome], written: Mapping[str, datetime | None]) -> None:
+    """Log each outcome of a committed write, or warn that it was fenced off."""
+    verbose = logger.isEnabledFor(logging.INFO)
+    for outcome in batch:
+        if outcome.task.id in written:
+            if verbose:
+                ended = replace(
+                    outcome.task, status=outcome.status, time_ended=written[outcome.task.id]
+                )
+                error = f": {outcome.error}" if outcome.error else ""
+                logger.info(nice_task_message(ended) + error)
+        else:
+            logger.warning(
+                "%s: outcome %s not recorded, the task was changed by someone else "
+                "(revoked or rescued) meanwhile",
+                outcome.task.info(),
+                states.status_string(outcome.status),
+            )

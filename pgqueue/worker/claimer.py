@@ -1,0 +1,170 @@
+"""The claimer: the worker's service that claims tasks and hands them to the executor.
+
+Each round claims up to the free slots with ``SELECT ... FOR UPDATE SKIP LOCKED``
+(``CLAIM_TASKS``) on the claimer's own connection, hands each claimed task to the executor and
+reports the claim to ``on_claimed``. A slot frees when its job returns, so the next claim
+overlaps the write of the previous outcomes; at most ``backlog`` returned tasks wait for that
+write. When nothing more can be claimed it sleeps until woken (a notification, a freed slot,
+a rescue), the next delayed task is due or ``poll_timeout`` passed. The loop ends after
+``max_tasks`` tasks, or (``burst``) once nothing is claimable and nothing runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from .. import _db, states, tracing
+from .._service import Service
+from .._store import Store, session
+from ..errors import first_line
+from ..task import Task, nice_task_message
+
+logger = logging.getLogger("pgqueue.worker")
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+class Slots(Protocol):
+    """What the claimer needs of the executor: how full it is, and a way to start a task."""
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks claimed and not yet written."""
+
+    @property
+    def jobs_still_running(self) -> int:
+        """Job threads that have not returned."""
+
+    def submit(self, task: Task, provider_set: bool) -> None:
+        """Start ``task``."""
+
+
+class Claimer(Service):
+    """Claims tasks of ``jobs`` from ``queues`` for worker ``worker_id`` (see the module
+    docstring).
+
+    :param pool: the claimer's pool of one connection (see :func:`claim_session`).
+    :param slots: the executor the tasks go to.
+    :param backlog: the most tasks run at once; ``max_tasks``, ``burst`` and
+        ``poll_timeout`` as for :class:`pgqueue.Worker`.
+    :param on_claimed: told the rows of every claim (tasks revoked as expired included).
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool[Connection],
+        store: Store,
+        worker_id: str,
+        queues: Sequence[str],
+        jobs: Sequence[str],
+        slots: Slots,
+        *,
+        backlog: int,
+        max_tasks: int,
+        burst: bool,
+        poll_timeout: float,
+        on_claimed: Callable[[list[Task]], None],
+    ) -> None:
+        super().__init__("pgqueue-claimer")
+        self._pool = pool
+        self.store = store
+        self.worker_id = worker_id
+        self.queues = list(queues)
+        self.jobs = list(jobs)
+        self.slots = slots
+        self.backlog = backlog
+        self.max_tasks = max_tasks
+        self.burst = burst
+        self.poll_timeout = poll_timeout
+        self._on_claimed = on_claimed
+        #: Tasks started so far.
+        self.processed = 0
+
+    def run_once(self) -> float | None:
+        """Claim what fits; return 0 when there may be more, the seconds to sleep otherwise,
+        None when the claimer is done (``max_tasks`` started, or ``burst`` and idle)."""
+        wanted = self.free_slots()
+        claimed = self.claim(wanted) if wanted else 0
+        if self.max_tasks and self.processed >= self.max_tasks:
+            logger.info("processed %d tasks (max_tasks); exiting", self.processed)
+            return None
+        if wanted and claimed == wanted:
+            return 0.0  # there may be more
+        if self.burst and not claimed and not self.slots.in_flight:
+            logger.info("nothing left to claim (burst); exiting")
+            return None
+        sleep = self.poll_timeout
+        if wanted:
+            sleep = min(sleep, self.seconds_to_next_due())
+        self.succeeded()
+        return max(sleep, 0.005)
+
+    def on_error(self, exc: Exception) -> float:
+        """Retry with a backoff while the database is away or its tables are gone; any other
+        error ends the worker (raised from :meth:`run`)."""
+        if isinstance(exc, psycopg.OperationalError):
+            delay = self.backoff()
+            logger.warning("database unavailable (%s); retrying in %.1fs", first_line(exc), delay)
+        elif isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)):
+            # dropped under a running worker (a re-migration?): wait for it to come back
+            delay = self.backoff()
+            logger.error(
+                "pgqueue's tables are gone (%s): run `pgqueue migrate`; retrying in %.1fs",
+                first_line(exc),
+                delay,
+            )
+        else:
+            raise exc
+        return max(delay, 0.005)
+
+    def free_slots(self) -> int:
+        """How many tasks the next claim may take."""
+        # A slot frees when its job returns, so the next claim overlaps the write of the
+        # previous outcomes; at most `backlog` returned tasks wait for that write.
+        free = min(
+            self.backlog - self.slots.jobs_still_running, 2 * self.backlog - self.slots.in_flight
+        )
+        if self.max_tasks:
+            free = min(free, self.max_tasks - self.processed)
+        return max(free, 0)
+
+    def claim(self, limit: int) -> int:
+        """Claim up to ``limit`` tasks and start them; return how many started."""
+        with self._pool.connection() as conn:
+            tasks = self.store.claim_tasks(
+                queues=self.queues, jobs=self.jobs, limit=limit, worker=self.worker_id
+            ).run(conn)
+        self._on_claimed(tasks)
+        started = 0
+        provider_set = tracing.configured()
+        for task in tasks:
+            if task.status == states.REVOKED:
+                logger.info("%s (expired before it started)", nice_task_message(task))
+                continue
+            started += 1
+            self.processed += 1
+            self.slots.submit(task, provider_set)
+        return started
+
+    def seconds_to_next_due(self) -> float:
+        """Seconds until the next delayed task of the queues is due (``poll_timeout`` if none)."""
+        with self._pool.connection() as conn:
+            seconds = self.store.next_run_at(queues=self.queues).run(conn)
+        return self.poll_timeout if seconds is None else max(seconds, 0.0)
+
+
+def claim_session(conn: Connection) -> None:
+    """Set up the claimer's connection: its prepared statements keep one generic plan
+    (``plan_cache_mode = force_generic_plan``), so a claim is planned once, not on every
+    execution (~0.2 ms of each claim otherwise). The claim's plan walks the partial index
+    task_claimable and reads the picked rows by primary key whatever its parameters (see
+    ``CLAIM_TASKS``). Claims commit durably, like everything pgqueue writes: a claim a
+    server crash forgot could run its task a second time beside the first.
+    """
+    _db.configure(conn)
+    session.claim_session(conn)

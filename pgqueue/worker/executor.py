@@ -1,0 +1,244 @@
+"""The executor: runs claimed tasks and says how each ended.
+
+``def`` jobs run on a pool of ``backlog`` threads, ``async def`` jobs on one event loop
+thread (made on first use). The executor keeps the worker's ledger: every task claimed and
+not yet written (:attr:`Executor.in_flight`), the running executions with their
+:class:`~pgqueue.consumer.TaskConsumer` (through which it tells a job it was revoked), and
+the job threads that have not returned (:attr:`Executor.jobs_still_running`). A job's end
+becomes an :class:`~pgqueue.worker.outcome.Outcome` handed to ``on_outcome`` on the job's
+own thread, then ``on_slot_free`` is called: no extra thread hop on the way to the completer.
+
+With ``hard_time_limits`` its loop is a watchdog (:meth:`Executor.run_once`): a thread job
+still running :data:`HARD_LIMIT_GRACE` seconds past its ``time_limit`` ends RETRY/FAILURE
+(``TimeLimitExceeded``) at once and ``on_overrun`` is called, so the owner replaces the
+process to kill the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import tracing
+from .._service import Service
+from ..backend import TaskBackend
+from ..consumer import TaskConsumer
+from ..errors import first_line
+from ..jobs import Job, JobRegistry
+from ..retry import TimeLimitExceeded
+from ..task import Task, nice_task_message
+from .outcome import Outcome, failure, not_started, outcome_of
+
+logger = logging.getLogger("pgqueue.worker")
+
+#: Seconds past its time limit after which a thread job is killed with its process
+#: (``hard_time_limits``); a job calling ``consumer.check()`` has stopped by then.
+HARD_LIMIT_GRACE = 1.0
+
+
+class Executor(Service):
+    """Runs tasks for worker ``worker_id`` (see the module docstring).
+
+    :param registry: the jobs; ``client`` is the backend jobs reach as ``consumer.backend``.
+    :param backlog: the size of the thread pool.
+    :param hard_time_limits: run the watchdog thread (see the module docstring); its round
+        comes at most every ``poll_timeout`` seconds.
+    :param on_outcome: told each outcome, on the thread where the job ended (never blocks).
+    :param on_slot_free: told that a job returned (a slot is free), after its outcome.
+    :param on_overrun: told after the watchdog failed overrunning jobs.
+    """
+
+    def __init__(
+        self,
+        registry: JobRegistry,
+        client: TaskBackend,
+        worker_id: str,
+        backlog: int,
+        *,
+        hard_time_limits: bool,
+        poll_timeout: float,
+        on_outcome: Callable[[Outcome], None],
+        on_slot_free: Callable[[], None],
+        on_overrun: Callable[[], None],
+    ) -> None:
+        super().__init__("pgqueue-watchdog")
+        self.registry = registry
+        self.client = client
+        self.worker_id = worker_id
+        self.backlog = backlog
+        self.hard_time_limits = hard_time_limits
+        self.poll_timeout = poll_timeout
+        self._on_outcome = on_outcome
+        self._on_slot_free = on_slot_free
+        self._on_overrun = on_overrun
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, Task] = {}
+        self._running: dict[str, tuple[TaskConsumer, concurrent.futures.Future[Any]]] = {}
+        self._busy: set[concurrent.futures.Future[Any]] = set()  # jobs not returned yet
+        self._killed: set[str] = set()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the ledger -------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """How many tasks are claimed and not yet recorded as finished."""
+        with self._lock:
+            return len(self._in_flight)
+
+    @property
+    def jobs_still_running(self) -> int:
+        """How many job threads have not returned."""
+        with self._lock:
+            return len(self._busy)
+
+    def forget(self, outcomes: Iterable[Outcome]) -> None:
+        """These outcomes were written: their tasks are no longer in flight."""
+        with self._lock:
+            for outcome in outcomes:
+                self._in_flight.pop(outcome.task.id, None)
+                self._running.pop(outcome.task.id, None)
+
+    def take_unfinished(self) -> list[Task]:
+        """Empty the ledger at shutdown; return the tasks claimed and not yet written."""
+        with self._lock:
+            tasks = list(self._in_flight.values())
+            self._in_flight.clear()
+        return tasks
+
+    # -- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Make the thread pool; start the watchdog thread with ``hard_time_limits``."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                self.backlog, thread_name_prefix="pgqueue-job"
+            )
+        if self.hard_time_limits:
+            super().start()
+        else:
+            self.started.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the watchdog; drop queued jobs and end the event loop (running job threads
+        cannot be killed: they end with the process). Safe twice and before :meth:`start`."""
+        super().stop(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def submit(self, task: Task, provider_set: bool) -> None:
+        """Start ``task`` (it counts as in flight until :meth:`forget`); a task whose job
+        cannot even be called ends FAILURE through ``on_outcome``."""
+        try:
+            job = self.registry[task.name]
+            consumer = TaskConsumer(self.client, self.worker_id, task, job)
+            if logger.isEnabledFor(logging.INFO):  # the message costs more than a no-op job
+                logger.info(nice_task_message(task))
+            future: concurrent.futures.Future[Any]
+            if job.is_async:
+                future = asyncio.run_coroutine_threadsafe(
+                    tracing.traced_coroutine(task, _run_async(job, consumer, task.kwargs)),
+                    self._event_loop(),
+                )
+            else:
+                assert self._pool is not None
+                future = self._pool.submit(
+                    tracing.traced(task, job, provider_set), consumer, **task.kwargs
+                )
+        except Exception as exc:  # a row the job cannot be called with (SQL-made kwargs)
+            logger.error("%s could not start: %s", task.info(), first_line(exc))
+            with self._lock:
+                self._in_flight[task.id] = task
+            self._on_outcome(not_started(task, exc))
+            return
+        with self._lock:
+            self._in_flight[task.id] = task
+            self._running[task.id] = (consumer, future)
+            self._busy.add(future)
+        future.add_done_callback(lambda f: self._done(consumer, f))
+        if self.hard_time_limits and consumer.deadline is not None:
+            self.wake()  # the watchdog's next round may now be due sooner
+
+    def _done(self, consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._busy.discard(future)
+        self._on_outcome(outcome_of(consumer, future))
+        self._on_slot_free()
+
+    def revoke(self, task_id: str) -> None:
+        """Tell a running task it was revoked: ``consumer.is_revoked()`` turns True and an
+        ``async`` job is cancelled. The task ends REVOKED when the job returns."""
+        with self._lock:
+            running = self._running.get(task_id)
+        if running is None or running[0].revoked:
+            return
+        consumer, future = running
+        consumer.revoked = True
+        logger.info("%s revoked while running: asking it to stop", consumer.task.info())
+        if consumer.job.is_async:
+            future.cancel()
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="pgqueue-async-jobs", daemon=True
+            )
+            thread.start()
+            self._loop = loop
+        return self._loop
+
+    # -- the watchdog (hard_time_limits) ------------------------------------------------------
+
+    def run_once(self) -> float:
+        """Fail thread jobs past time_limit + HARD_LIMIT_GRACE (then call ``on_overrun``);
+        return the seconds until the next check is due."""
+        now = time.monotonic()
+        next_check = self.poll_timeout
+        overrun: list[TaskConsumer] = []
+        with self._lock:
+            for consumer, future in self._running.values():
+                if consumer.deadline is None or future.done() or consumer.job.is_async:
+                    continue
+                due = consumer.deadline + HARD_LIMIT_GRACE
+                if due <= now and consumer.task.id not in self._killed:
+                    overrun.append(consumer)
+                elif due > now:
+                    next_check = min(next_check, due - now)
+        for consumer in overrun:
+            self._killed.add(consumer.task.id)
+            limit = consumer.job.time_limit_seconds()
+            logger.error(
+                "%s still runs %.1fs past its time limit of %ss: failing it and replacing "
+                "this worker process to kill its thread",
+                consumer.task.info(),
+                HARD_LIMIT_GRACE,
+                limit,
+            )
+            message = f"killed: ran past its time limit of {limit}s"
+            self._on_outcome(failure(consumer, TimeLimitExceeded(message)))
+        if overrun:
+            self._on_overrun()
+        return max(next_check, 0.005)
+
+
+async def _run_async(job: Job, consumer: TaskConsumer, kwargs: dict[str, Any]) -> Any:
+    """Run an ``async`` job, cancelling it at its ``time_limit``."""
+    limit = job.time_limit_seconds()
+    if limit is None:
+        return await job(consumer, **kwargs)
+    running = asyncio.ensure_future(job(consumer, **kwargs))
+    done, _ = await asyncio.wait({running}, timeout=limit)
+    if not done:
+        running.cancel()
+        await asyncio.wait({running})
+        raise TimeLimitExceeded(f"{consumer.task.info()} cancelled at its time limit of {limit}s")
+    return running.result()
