@@ -16,13 +16,24 @@ QUEUE_THROUGHPUT = "SELECT * FROM {s}.queue_throughput ORDER BY queue, name, per
 
 QUEUE_TIMELINE = "SELECT * FROM {s}.queue_timeline ORDER BY queue, minute"
 
-#: Depth of each queue by state, for the metrics: only live states, read from the partial
-#: indexes, so a scrape stays cheap however long the history is.
+#: Depth of each queue by state, for the metrics: QUEUED and RETRY tasks that are due (not
+#: those delayed into the future), and STARTED ones; read from the partial indexes, so a
+#: scrape stays cheap however long the history is.
 QUEUE_DEPTH = """
 SELECT t.queue, s.name AS state, count(*) AS n
 FROM {s}.task t JOIN {s}.state s ON s.code = t.status
-WHERE t.status IN (4, 5, 6)
+WHERE t.status = 5 OR (t.status IN (4, 6) AND t.run_at <= now())
 GROUP BY t.queue, s.name
+"""
+
+#: Seconds since the claimable task due longest became due, per queue with QUEUED or RETRY
+#: tasks (0 when none of them is due yet): the workers' lag, as ``queue_stats.oldest_due_age``.
+QUEUE_OLDEST_DUE = """
+SELECT queue,
+       COALESCE(extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())), 0)::float8
+         AS seconds
+FROM {s}.task WHERE status IN (4, 6)
+GROUP BY queue
 """
 
 #: Live workers, plus stopped and lost ones seen within ``recent`` seconds (all when NULL).
