@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -162,7 +163,16 @@ def dashboard(
         typer.Option(
             envvar="PGQUEUE_DASHBOARD_TOKEN",
             help="Require this secret (HTTP basic auth password, or a Bearer token); "
-            "required when listening beyond loopback.",
+            "required when listening beyond loopback. Prefer $PGQUEUE_DASHBOARD_TOKEN or "
+            "--token-file: a command-line argument shows in `ps`.",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            envvar="PGQUEUE_DASHBOARD_TOKEN_FILE",
+            help="Read the token from this file (its first line).",
         ),
     ] = None,
     dsn: DsnOption = None,
@@ -171,6 +181,7 @@ def dashboard(
     """Serve the web dashboard: queues, tasks, workers, schedules; revoke and retry."""
     setup_logging("INFO")
     with friendly_errors():
+        token = _resolve_token(token, token_file)
         if token is None and not _is_loopback(host):
             raise ConfigurationError(
                 f"the dashboard would listen on {host} without authentication: pass --token "
@@ -186,6 +197,28 @@ def dashboard(
             )
             raise typer.Exit(EXIT_USAGE) from None
         serve(dsn, schema=schema, host=host, port=port, read_only=read_only, token=token)
+
+
+def _resolve_token(token: str | None, token_file: Path | None) -> str | None:
+    """The dashboard's token from ``--token`` (or its variable) or ``--token-file``.
+
+    Raises :class:`ConfigurationError` when both are given, the file cannot be read, or the
+    token is empty or only whitespace (which would otherwise leave every page unguarded).
+    """
+    if token_file is not None:
+        if token is not None:
+            raise ConfigurationError("give the dashboard token once: --token or --token-file")
+        try:
+            lines = token_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read --token-file {token_file}: {exc}") from None
+        token = lines[0] if lines else ""
+    if token is not None and not token.strip():
+        raise ConfigurationError(
+            "the dashboard token is empty: give a secret (--token, $PGQUEUE_DASHBOARD_TOKEN or "
+            "--token-file), or leave it out and listen on 127.0.0.1"
+        )
+    return token
 
 
 def _is_loopback(host: str) -> bool:

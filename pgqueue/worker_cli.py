@@ -93,6 +93,8 @@ def worker(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Claim and run tasks from a pgqueue database until stopped (SIGTERM or Ctrl-C)."""
+    if dsn is not None and without_options(sys.argv[1:], "--dsn") != sys.argv[1:]:
+        restart_without_dsn_argument(dsn)
     setup_logging(log_level)
     sys.path.insert(0, "")  # jobs in the current directory, as `python -m` would find them
     with friendly_errors():
@@ -142,19 +144,41 @@ def worker(
     raise typer.Exit(code)
 
 
-def child_args(argv: Sequence[str]) -> list[str]:
-    """The supervisor's command line minus ``--processes`` (children run one worker each)
-    and ``--dsn`` (handed over in ``$PGQUEUE_DSN``, so no password shows in ``ps``)."""
+def restart_without_dsn_argument(dsn: str) -> None:
+    """Replace this process (same pid, :func:`os.execve`) by the same worker with ``--dsn``
+    moved to ``$PGQUEUE_DSN``, so its password does not show in ``ps`` or
+    ``/proc/<pid>/cmdline`` while the worker runs. Returns only if the exec fails (logged)."""
+    argv = [sys.executable, "-m", "pgqueue.worker_cli", *without_options(sys.argv[1:], "--dsn")]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, argv, dict(os.environ, PGQUEUE_DSN=dsn))
+    except OSError as exc:
+        logging.getLogger("pgqueue.worker").warning(
+            "could not restart without --dsn on the command line (%s): set PGQUEUE_DSN "
+            "instead, or the password shows in ps",
+            exc,
+        )
+
+
+def without_options(argv: Sequence[str], *options: str) -> list[str]:
+    """``argv`` minus the given options and their values (``--opt V`` and ``--opt=V``)."""
     out: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--processes", "--dsn"):
+        elif arg in options:
             skip = True
-        elif not arg.startswith(("--processes=", "--dsn=")):
+        elif not arg.startswith(tuple(f"{option}=" for option in options)):
             out.append(arg)
     return out
+
+
+def child_args(argv: Sequence[str]) -> list[str]:
+    """The supervisor's command line minus ``--processes`` (children run one worker each)
+    and ``--dsn`` (handed over in ``$PGQUEUE_DSN``, so no password shows in ``ps``)."""
+    return without_options(argv, "--processes", "--dsn")
 
 
 def main() -> None:
