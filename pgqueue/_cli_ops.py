@@ -11,10 +11,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import _cli_render as render
-from ._cli_common import EXIT_USAGE, friendly_errors, setup_logging, split_list
+from . import _db
+from ._cli_common import (
+    EXIT_USAGE,
+    friendly_errors,
+    setup_command_logging,
+    setup_logging,
+    split_list,
+)
 from ._cli_options import DsnOption, JsonOption, SchemaOption, operations
 from ._ops import Overview, parse_duration, parse_states
 from .errors import ConfigurationError
+from .schema import check_schema
 from .states import READY_STATES
 
 _QUEUE_COLUMNS: list[render.Column] = [
@@ -63,7 +71,7 @@ _WORKER_COLUMNS: list[render.Column] = [
 
 def status(dsn: DsnOption = None, schema: SchemaOption = None, as_json: JsonOption = False) -> None:
     """One screen: tasks by queue, job and state, throughput, workers, stuck tasks."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         overview = ops.overview()
     if as_json:
@@ -101,7 +109,7 @@ def workers(
     as_json: JsonOption = False,
 ) -> None:
     """Live workers, and those stopped or lost within the last hour, with what they run."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         rows = ops.workers(recent=None if show_all else 3600.0)
     if as_json:
@@ -124,7 +132,7 @@ def prune(
     schema: SchemaOption = None,
 ) -> None:
     """Delete finished tasks (retention) in small batches, with a progress bar."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors():
         seconds = parse_duration(older_than, "--older-than")
         names = [part for value in state or [] for part in split_list(value)]
@@ -196,7 +204,16 @@ def dashboard(
                 err=True,
             )
             raise typer.Exit(EXIT_USAGE) from None
+        _check_database(dsn, schema)
         serve(dsn, schema=schema, host=host, port=port, read_only=read_only, token=token)
+
+
+def _check_database(dsn: str | None, schema: str | None) -> None:
+    """Connect once before serving, so that a wrong DSN or password exits 3 and a missing
+    schema 4, rather than a dashboard that retries a hopeless connection forever."""
+    url = _db.resolve_dsn(dsn)
+    with _db.connect(url, application_name="pgqueue-dashboard") as conn:
+        check_schema(conn, _db.resolve_schema(schema), url)
 
 
 def _resolve_token(token: str | None, token_file: Path | None) -> str | None:

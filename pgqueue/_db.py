@@ -94,6 +94,14 @@ def redact(dsn: str) -> str:
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
+def migrate_command(dsn: str, schema: str) -> str:
+    """The ``pgqueue migrate`` command that creates or upgrades ``schema`` in ``dsn``'s
+    database, password redacted, for the messages that advise it (``--schema`` when not the
+    default)."""
+    command = f"pgqueue migrate --dsn '{redact(dsn)}'"
+    return command if schema == DEFAULT_SCHEMA else f"{command} --schema {schema}"
+
+
 def scrub(message: str, dsn: str) -> str:
     """``message`` (e.g. a driver's error about ``dsn``) with every password that ``dsn``
     holds replaced by ``***``: libpq quotes the token it could not parse, password included."""

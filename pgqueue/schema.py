@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ._db import conninfo, quote_ident, redact
+from ._db import conninfo, migrate_command, quote_ident, redact
 from .errors import ConnectionFailed, SchemaError
 
 if TYPE_CHECKING:  # Alembic and SQLAlchemy load only when migrating: workers start faster.
@@ -87,9 +87,7 @@ def check_schema(conn: psycopg.Connection[Any], schema: str, dsn: str) -> None:
 
     The message names the command that fixes it.
     """
-    fix = f"run `pgqueue migrate --dsn '{redact(dsn)}'`"
-    if schema != "pgqueue":
-        fix += f" with PGQUEUE_SCHEMA={schema}"
+    fix = f"run `{migrate_command(dsn, schema)}`"
     try:
         row = conn.execute(
             f"SELECT count(*) AS n FROM {quote_ident(schema)}.schema_version WHERE revision = %s",

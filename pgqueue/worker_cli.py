@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from . import _db
-from ._cli_common import friendly_errors, setup_logging, split_list
+from ._cli_common import friendly_errors, log_level_name, run_app, setup_logging, split_list
 from ._ops import parse_duration
 from .supervisor import Supervisor, watch_supervisor
 from .worker import Worker
@@ -24,7 +24,12 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def worker(
     task_paths: Annotated[
-        str, typer.Option("--task-paths", help="Comma-separated modules that define the jobs.")
+        str,
+        typer.Option(
+            "--task-paths",
+            envvar="PGQUEUE_TASK_PATHS",
+            help="Comma-separated modules that define the jobs.",
+        ),
     ],
     dsn: Annotated[
         str | None,
@@ -90,7 +95,9 @@ def worker(
         typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = "127.0.0.1",
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_level: Annotated[
+        str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.", callback=log_level_name)
+    ] = "INFO",
 ) -> None:
     """Claim and run tasks from a pgqueue database until stopped (SIGTERM or Ctrl-C)."""
     if dsn is not None and without_options(sys.argv[1:], "--dsn") != sys.argv[1:]:
@@ -183,7 +190,7 @@ def child_args(argv: Sequence[str]) -> list[str]:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ import base64
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
 from pgqueue import TaskBackend, states
 
 from . import test_dashboard
-from .conftest import bin_path, cli_env, run_cli
+from .conftest import bin_path, cli_env, run_cli, sql
 from .test_dashboard import http
+from .test_metrics import eventually
 
 start_dashboard = test_dashboard.start_dashboard  # the fixture, shared
 
@@ -109,3 +111,106 @@ def test_a_worker_given_dsn_with_a_password_does_not_show_it_in_ps(dsn: str) -> 
             _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         assert password not in err
+
+
+# --- the command lines -------------------------------------------------------------------
+
+
+def database_of(dsn: str) -> str:
+    return str(sql(dsn, "SELECT current_database() AS db")[0]["db"])
+
+
+def test_wait_during_an_outage_prints_one_clean_error(dsn: str) -> None:
+    with TaskBackend(dsn, task_paths=[JOBS]) as client:
+        task_id = str(client.queue_task("echo", queue="nobody-consumes"))
+    proc = subprocess.Popen(
+        [bin_path("pgqueue"), "wait", task_id],
+        env=cli_env(dsn),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    database = database_of(dsn)
+    admin = make_conninfo(dsn, dbname="postgres")
+    mine = (
+        f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}' "
+        "AND application_name LIKE 'pgqueue%%'"
+    )
+    try:
+        eventually(lambda: bool(sql(admin, mine)))
+        sql(admin, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        sql(admin, f"SELECT pg_terminate_backend(pid) FROM ({mine}) AS t")
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sql(admin, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    assert proc.returncode == 3, err
+    assert err.startswith("error: "), err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def one_error_line(done: Any) -> str:
+    """The single ``error: ...`` line a command printed on stderr (asserted)."""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr and "╭" not in done.stderr
+    return str(lines[0])
+
+
+def test_usage_errors_are_one_line_with_a_hint_and_exit_2(dsn: str) -> None:
+    for args, says in [
+        (["pgqueue", "status", "--nope"], "No such option: --nope"),
+        (["pgqueue", "show"], "Missing argument 'ID'"),
+        (["pgqueue", "list", "--limit", "many"], "'--limit'"),
+        (["pgqueue-worker", "--task-paths", JOBS, "--backlog", "0"], "'--backlog'"),
+        (["pgqueue-worker"], "Missing option '--task-paths'"),
+    ]:
+        done = run_cli(args, dsn)
+        assert done.returncode == 2, (args, done.stderr)
+        line = one_error_line(done)
+        assert (
+            says in line
+            and f"see `{' '.join(args[: 2 if args[0] == 'pgqueue' else 1])} --help`" in line
+        )
+
+
+def test_an_unknown_log_level_is_a_usage_error(dsn: str) -> None:
+    done = run_cli(["pgqueue-worker", "--task-paths", JOBS, "--log-level", "LOUD", "--burst"], dsn)
+    assert done.returncode == 2, done.stderr
+    assert "'LOUD' is not one of DEBUG, INFO, WARNING, ERROR" in one_error_line(done)
+    quiet = run_cli(
+        ["pgqueue-worker", "--task-paths", JOBS, "--log-level", "warning", "--burst"], dsn
+    )
+    assert quiet.returncode == 0 and "INFO" not in quiet.stderr, quiet.stderr
+
+
+def test_the_worker_reads_its_task_paths_from_the_environment(dsn: str) -> None:
+    with TaskBackend(dsn, task_paths=[JOBS]) as client:
+        task_id = str(client.queue_task("echo", text="from env"))
+    done = run_cli(["pgqueue-worker", "--burst"], dsn, PGQUEUE_TASK_PATHS=JOBS)
+    assert done.returncode == 0, done.stderr
+    row = sql(dsn, "SELECT status, result FROM pgqueue.task WHERE id = %s", (task_id,))[0]
+    assert row["status"] == states.SUCCESS and row["result"] == "from env"
+
+
+def test_an_unknown_job_is_a_bad_argument(dsn: str) -> None:
+    done = run_cli(["pgqueue", "queue", "nosuchjob", "--task-paths", JOBS], dsn)
+    assert done.returncode == 2, done.stderr
+    assert "'nosuchjob' is not registered" in one_error_line(done)
+
+
+def test_the_migrate_advice_names_the_schema(dsn: str) -> None:
+    done = run_cli(["pgqueue", "status", "--schema", "nosuch"], dsn)
+    assert done.returncode == 4, done.stderr
+    assert "pgqueue migrate --dsn" in one_error_line(done)
+    assert "--schema nosuch`" in done.stderr
+
+
+def test_the_dashboard_exits_3_when_it_cannot_log_in(dsn: str) -> None:
+    wrong = make_conninfo(dsn, user="nobody_here", password="wrong")
+    done = run_cli(["pgqueue", "dashboard", "--port", "1"], wrong, timeout=30)
+    assert done.returncode == 3, done.stderr
+    line = one_error_line(done)
+    assert "cannot connect" in line and "wrong" not in line
