@@ -15,6 +15,7 @@ import typer
 from . import _db
 from ._cli_common import friendly_errors, log_level_name, run_app, setup_logging, split_list
 from ._ops import parse_duration
+from .jobs import JobRegistry
 from .supervisor import Supervisor, watch_supervisor
 from .worker import Worker
 
@@ -132,6 +133,9 @@ def worker(
             prune_after=parse_duration(prune_after, "--prune-after") if prune_after else None,
         )
 
+        if schedule_periodic:
+            warn_unconsumed_ticks(runner.registry, name, runner.queues)
+
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             runner.stop()
 
@@ -149,6 +153,24 @@ def worker(
         sys.stderr.flush()
         os._exit(code)
     raise typer.Exit(code)
+
+
+def warn_unconsumed_ticks(registry: JobRegistry, default_queue: str, queues: Sequence[str]) -> None:
+    """With ``--schedule-periodic``: log one warning at start-up naming the periodic jobs whose
+    ticks go to a queue this worker does not claim from (the job's ``queue``, else
+    ``--name``), since they wait there until some worker consumes that queue."""
+    elsewhere = [
+        f"{job_name} (queue {job.queue or default_queue})"
+        for job_name, job in registry.filter_types("periodic")
+        if (job.queue or default_queue) not in queues
+    ]
+    if elsewhere:
+        logging.getLogger("pgqueue.worker").warning(
+            "--schedule-periodic queues ticks of %s, but this worker claims only from %s: "
+            "run a worker with --queues for them",
+            ", ".join(elsewhere),
+            ", ".join(queues),
+        )
 
 
 def restart_without_dsn_argument(dsn: str) -> None:

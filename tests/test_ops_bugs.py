@@ -214,3 +214,18 @@ def test_the_dashboard_exits_3_when_it_cannot_log_in(dsn: str) -> None:
     assert done.returncode == 3, done.stderr
     line = one_error_line(done)
     assert "cannot connect" in line and "wrong" not in line
+
+
+def test_schedule_periodic_warns_about_ticks_for_queues_it_does_not_consume(dsn: str) -> None:
+    done = run_cli(["pgqueue-worker", "--task-paths", JOBS, "--schedule-periodic", "--burst"], dsn)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, done.stderr
+    assert "hourly_elsewhere (queue elsewhere)" in warnings[0]
+    assert "claims only from tasks" in warnings[0]
+    consumed = run_cli(
+        ["pgqueue-worker", "--task-paths", JOBS, "--schedule-periodic", "--burst",
+         "--queues", "tasks,elsewhere"],
+        dsn,
+    )  # fmt: skip
+    assert consumed.returncode == 0 and "WARNING" not in consumed.stderr, consumed.stderr
