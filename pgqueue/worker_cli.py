@@ -36,24 +36,49 @@ def worker(
         str | None,
         typer.Option(envvar="PGQUEUE_DSN", help="PostgreSQL DSN (default $PGQUEUE_DSN)."),
     ] = None,
-    name: Annotated[str, typer.Option(help="Default queue (pulsar's backend name).")] = "tasks",
+    name: Annotated[
+        str, typer.Option(envvar="PGQUEUE_NAME", help="Default queue (pulsar's backend name).")
+    ] = "tasks",
     queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues to claim from (default: --name).")
+        str | None,
+        typer.Option(
+            envvar="PGQUEUE_QUEUES", help="Comma-separated queues to claim from (default: --name)."
+        ),
     ] = None,
-    backlog: Annotated[int, typer.Option(min=1, help="Tasks run at once.")] = 4,
+    backlog: Annotated[
+        int, typer.Option(envvar="PGQUEUE_BACKLOG", min=1, help="Tasks run at once.")
+    ] = 4,
     max_tasks: Annotated[
-        int, typer.Option(min=0, help="Exit 0 after starting this many tasks (0: never).")
+        int,
+        typer.Option(
+            envvar="PGQUEUE_MAX_TASKS",
+            min=0,
+            help="Exit 0 after starting this many tasks (0: never).",
+        ),
     ] = 0,
     poll_timeout: Annotated[
-        float, typer.Option(min=0.01, help="Seconds between polls when no notification comes.")
+        float,
+        typer.Option(
+            envvar="PGQUEUE_POLL_TIMEOUT",
+            min=0.01,
+            help="Seconds between polls when no notification comes.",
+        ),
     ] = 2.0,
-    burst: Annotated[bool, typer.Option(help="Exit 0 once nothing is left to claim.")] = False,
+    burst: Annotated[
+        bool, typer.Option(envvar="PGQUEUE_BURST", help="Exit 0 once nothing is left to claim.")
+    ] = False,
     lease: Annotated[
-        float, typer.Option(min=0.1, help="Seconds without heartbeat before tasks are rescued.")
+        float,
+        typer.Option(
+            envvar="PGQUEUE_LEASE",
+            min=0.1,
+            help="Seconds without heartbeat before tasks are rescued.",
+        ),
     ] = 30.0,
     shutdown_timeout: Annotated[
         float,
         typer.Option(
+            envvar="PGQUEUE_SHUTDOWN_TIMEOUT",
             min=0,
             help="On SIGTERM/Ctrl-C, seconds to let running tasks finish before giving them "
             "back to the queue (a second signal gives them back at once).",
@@ -62,6 +87,7 @@ def worker(
     hard_time_limits: Annotated[
         bool,
         typer.Option(
+            envvar="PGQUEUE_HARD_TIME_LIMITS",
             help="With --processes: a thread job still running 1 s past its time_limit fails "
             "at once and its worker process is replaced, killing the job's thread.",
         ),
@@ -69,6 +95,7 @@ def worker(
     processes: Annotated[
         int,
         typer.Option(
+            envvar="PGQUEUE_PROCESSES",
             min=0,
             help="Run this many worker processes under a supervisor that replaces any that "
             "exits (0: one worker in this process).",
@@ -81,23 +108,37 @@ def worker(
         bool,
         typer.Option(
             "--schedule-periodic",
+            envvar="PGQUEUE_SCHEDULE_PERIODIC",
             help="Also queue the periodic jobs at their ticks (safe on any number of workers).",
         ),
     ] = False,
     prune_after: Annotated[
         str | None,
         typer.Option(
+            envvar="PGQUEUE_PRUNE_AFTER",
             help="Also delete tasks that finished longer ago than this (7d, 12h), in small "
             "batches every minute, on one more connection (default: keep them).",
         ),
     ] = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
+        typer.Option(
+            envvar="PGQUEUE_METRICS_PORT",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on this port.",
+        ),
     ] = None,
-    metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = "127.0.0.1",
+    metrics_host: Annotated[
+        str, typer.Option(envvar="PGQUEUE_METRICS_HOST", help="Address of the metrics server.")
+    ] = "127.0.0.1",
     log_level: Annotated[
-        str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.", callback=log_level_name)
+        str,
+        typer.Option(
+            envvar="PGQUEUE_LOG_LEVEL",
+            help="DEBUG, INFO, WARNING or ERROR.",
+            callback=log_level_name,
+        ),
     ] = "INFO",
 ) -> None:
     """Claim and run tasks from a pgqueue database until stopped (SIGTERM or Ctrl-C)."""
@@ -108,6 +149,7 @@ def worker(
     with friendly_errors():
         if processes:
             env = dict(os.environ, PGQUEUE_DSN=_db.resolve_dsn(dsn))
+            env.pop("PGQUEUE_PROCESSES", None)  # each child runs one worker
             supervisor = Supervisor(
                 [sys.executable, "-m", "pgqueue.worker_cli", *child_args(sys.argv[1:])],
                 processes,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgqueue import TaskBackend, states
 
@@ -229,3 +229,59 @@ def test_schedule_periodic_warns_about_ticks_for_queues_it_does_not_consume(dsn:
         dsn,
     )  # fmt: skip
     assert consumed.returncode == 0 and "WARNING" not in consumed.stderr, consumed.stderr
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+def test_every_worker_option_reads_an_environment_variable(dsn: str) -> None:
+    with TaskBackend(dsn, task_paths=[JOBS]) as client:
+        ids = [str(client.queue_task("echo", text=str(n), queue="envq")) for n in range(3)]
+    env = {
+        "PGQUEUE_TASK_PATHS": JOBS,
+        "PGQUEUE_QUEUES": "envq",
+        "PGQUEUE_BURST": "1",
+        "PGQUEUE_BACKLOG": "1",
+        "PGQUEUE_PROCESSES": "1",
+        "PGQUEUE_LOG_LEVEL": "WARNING",
+    }
+    done = run_cli(["pgqueue-worker"], dsn, **env)
+    assert done.returncode == 0, done.stderr
+    assert "INFO" not in done.stderr, done.stderr  # the level came from the environment
+    rows = sql(dsn, "SELECT status FROM pgqueue.task WHERE id = ANY(%s::uuid[])", (ids,))
+    assert [r["status"] for r in rows] == [states.SUCCESS] * 3
+    bad = run_cli(["pgqueue-worker"], dsn, **{**env, "PGQUEUE_BACKLOG": "0"})
+    assert bad.returncode == 2 and "'--backlog'" in one_error_line(bad)
+
+
+def test_libpq_environment_and_service_files_work_without_a_dsn(dsn: str, tmp_path: Path) -> None:
+    params = conninfo_to_dict(dsn)
+    libpq = {"PGHOST": str(params["host"]), "PGDATABASE": str(params["dbname"])}
+    libpq["PGUSER"] = str(params.get("user") or "postgres")
+    if params.get("port"):
+        libpq["PGPORT"] = str(params["port"])
+    status = run_cli(["pgqueue", "status", "--json"], None, **libpq)
+    assert status.returncode == 0, status.stderr
+    services = tmp_path / "pg_service.conf"
+    services.write_text(
+        "[queue]\n"
+        + "".join(f"{k.removeprefix('PG').lower()}={v}\n" for k, v in libpq.items()).replace(
+            "database=", "dbname="
+        )
+    )
+    with TaskBackend(dsn, task_paths=[JOBS]) as client:
+        task_id = str(client.queue_task("echo", text="via service"))
+    worker = run_cli(
+        ["pgqueue-worker", "--task-paths", JOBS, "--burst"],
+        None,
+        PGSERVICEFILE=str(services),
+        PGSERVICE="queue",
+    )
+    assert worker.returncode == 0, worker.stderr
+    row = sql(dsn, "SELECT status FROM pgqueue.task WHERE id = %s", (task_id,))[0]
+    assert row["status"] == states.SUCCESS
+    unset = dict.fromkeys(
+        ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE"), ""
+    )
+    nothing = run_cli(["pgqueue", "status"], None, **unset)
+    assert nothing.returncode == 2 and "no database given" in one_error_line(nothing)
