@@ -13,6 +13,7 @@ import psycopg
 import typer
 
 from ._db import is_connection_error
+from ._log_format import LOG_FORMATS, formatter
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -49,13 +50,19 @@ def log_level_name(value: str) -> str:
     return value.upper()
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr as ``time level name: message``."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr, one line per record: ``time level name: message`` (``text``) or one
+    JSON object (``json``), see :mod:`pgqueue._log_format`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+
+
+def log_format_name(value: str) -> str:
+    """``--log-format``'s check: ``text`` or ``json``; raises :class:`typer.BadParameter`."""
+    if value.lower() not in LOG_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(LOG_FORMATS)}")
+    return value.lower()
 
 
 #: Loggers whose warnings are about retrying a lost connection: a one-shot command shows its

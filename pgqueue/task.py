@@ -133,3 +133,19 @@ def nice_task_message(task: Task) -> str:
     stamp = when.isoformat(timespec="milliseconds") if when else "?"
     msg = f"{task.name} ({task.id[:8]}) {task.status_string()} at {stamp}"
     return f"{msg} by {task.worker}" if task.worker else msg
+
+
+def task_log_fields(task: Task) -> dict[str, Any]:
+    """The fields of a task's log records (``extra=``; the JSON log format shows them):
+    ``task_id``, ``job``, ``queue``, ``attempt``, ``worker``, and ``duration`` (seconds from
+    start to end on the database clock) once the task has ended."""
+    fields_ = {
+        "task_id": task.id,
+        "job": task.name,
+        "queue": task.queue,
+        "attempt": task.attempts,
+        "worker": task.worker,
+    }
+    if task.time_started is not None and task.time_ended is not None:
+        fields_["duration"] = (task.time_ended - task.time_started).total_seconds()
+    return fields_

@@ -69,12 +69,15 @@ from .retry import DEFAULT_BACKOFF, ExponentialBackoff, Revoked, TimeLimitExceed
 from .scheduler import Scheduler
 from .schema import check_schema
 from .supervisor import EXIT_REPLACE
-from .task import Task, nice_task_message, task_row
+from .task import Task, nice_task_message, task_log_fields, task_row
 
 if TYPE_CHECKING:
     from .metrics import WorkerMetrics
 
 logger = logging.getLogger("pgqueue.worker")
+#: Log levels of the records of tasks that ended (INFO for the others): a failure is an error,
+#: a retried attempt a warning.
+_OUTCOME_LOG_LEVELS = {states.FAILURE: logging.ERROR, states.RETRY: logging.WARNING}
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -541,7 +544,7 @@ class Worker:
         job = self.registry[task.name]
         consumer = TaskConsumer(self.client, self.id, task, job)
         if logger.isEnabledFor(logging.INFO):  # the message costs more than a no-op job
-            logger.info(nice_task_message(task))
+            logger.info(nice_task_message(task), extra=task_log_fields(task))
         future: concurrent.futures.Future[Any]
         if job.is_async:
             future = asyncio.run_coroutine_threadsafe(
@@ -597,15 +600,17 @@ class Worker:
         """The completer committed ``batch``: count, log and forget its tasks."""
         if self.metrics is not None:
             self.metrics.finished(batch, written)
-        verbose = logger.isEnabledFor(logging.INFO)
         for outcome in batch:
             if outcome.task.id in written:
-                if verbose:
+                level = _OUTCOME_LOG_LEVELS.get(outcome.status, logging.INFO)
+                if logger.isEnabledFor(level):
                     ended = replace(
                         outcome.task, status=outcome.status, time_ended=written[outcome.task.id]
                     )
                     error = f": {outcome.error}" if outcome.error else ""
-                    logger.info(nice_task_message(ended) + error)
+                    logger.log(
+                        level, nice_task_message(ended) + error, extra=task_log_fields(ended)
+                    )
             else:
                 logger.warning(
                     "%s: outcome %s not recorded, the task was changed by someone else "

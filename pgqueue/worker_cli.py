@@ -13,7 +13,14 @@ from typing import Annotated
 import typer
 
 from . import _db
-from ._cli_common import friendly_errors, log_level_name, run_app, setup_logging, split_list
+from ._cli_common import (
+    friendly_errors,
+    log_format_name,
+    log_level_name,
+    run_app,
+    setup_logging,
+    split_list,
+)
 from ._ops import parse_duration
 from .jobs import JobRegistry
 from .supervisor import Supervisor, watch_supervisor
@@ -140,11 +147,20 @@ def worker(
             callback=log_level_name,
         ),
     ] = "INFO",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="PGQUEUE_LOG_FORMAT",
+            help="text (one line per record) or json (one JSON object per line, with the "
+            "task's id, job, queue, attempt, worker and duration).",
+            callback=log_format_name,
+        ),
+    ] = "text",
 ) -> None:
     """Claim and run tasks from a pgqueue database until stopped (SIGTERM or Ctrl-C)."""
     if dsn is not None and without_options(sys.argv[1:], "--dsn") != sys.argv[1:]:
         restart_without_dsn_argument(dsn)
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     sys.path.insert(0, "")  # jobs in the current directory, as `python -m` would find them
     with friendly_errors():
         if processes:

@@ -27,3 +27,9 @@ def echo(consumer: pgqueue.TaskConsumer, text: str = "") -> str:
 @pgqueue.periodic_job(run_every=3600, queue="elsewhere")
 def hourly_elsewhere(consumer: pgqueue.TaskConsumer) -> None:
     """A periodic job on a queue the tests' workers do not consume."""
+
+
+@pgqueue.job()
+def fails(consumer: pgqueue.TaskConsumer) -> None:
+    """Always raise an error whose message spans two lines."""
+    raise ValueError("first line\nsecond line")

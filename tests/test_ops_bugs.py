@@ -4,6 +4,8 @@ the command lines' answers to bad input and outages."""
 from __future__ import annotations
 
 import base64
+import json
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -285,3 +287,49 @@ def test_libpq_environment_and_service_files_work_without_a_dsn(dsn: str, tmp_pa
     )
     nothing = run_cli(["pgqueue", "status"], None, **unset)
     assert nothing.returncode == 2 and "no database given" in one_error_line(nothing)
+
+
+# --- logs --------------------------------------------------------------------------------
+
+
+def queue_three_outcomes(dsn: str, tmp_path: Path) -> dict[str, str]:
+    with TaskBackend(dsn, task_paths=[JOBS]) as client:
+        return {
+            "echo": str(client.queue_task("echo", text="ok")),
+            "fails": str(client.queue_task("fails")),
+            "flaky": str(client.queue_task("flaky", marker=str(tmp_path / "flaky"))),
+        }
+
+
+def test_json_logs_one_object_per_line_with_the_task_fields(dsn: str, tmp_path: Path) -> None:
+    ids = queue_three_outcomes(dsn, tmp_path)
+    done = run_cli(["pgqueue-worker", "--task-paths", JOBS, "--burst", "--log-format", "json"], dsn)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    by_task = [r for r in records if "task_id" in r]
+    ended = {(r["task_id"], r["level"]) for r in by_task if " STARTED " not in r["message"]}
+    assert (ids["echo"], "INFO") in ended
+    assert (ids["fails"], "ERROR") in ended  # a failure is an error, not INFO
+    assert (ids["flaky"], "WARNING") in ended  # a retried attempt is a warning
+    assert (ids["flaky"], "INFO") in ended  # then it succeeded
+    started = next(r for r in by_task if r["task_id"] == ids["echo"] and "duration" not in r)
+    finished = next(r for r in by_task if r["task_id"] == ids["echo"] and "duration" in r)
+    assert "SUCCESS" in finished["message"]
+    assert started["job"] == "echo" and started["queue"] == "tasks"
+    assert started["attempt"] == 1 and started["worker"]
+    assert all(r["duration"] >= 0 for r in by_task if "duration" in r)
+
+
+def test_text_logs_fold_every_record_onto_one_line(dsn: str, tmp_path: Path) -> None:
+    ids = queue_three_outcomes(dsn, tmp_path)
+    done = run_cli(["pgqueue-worker", "--task-paths", JOBS, "--burst"], dsn)
+    assert done.returncode == 0, done.stderr
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ +\S+: ")
+    assert all(stamp.match(line) for line in done.stderr.splitlines()), done.stderr
+    failed = [
+        line for line in done.stderr.splitlines() if ids["fails"][:8] in line and "FAILURE" in line
+    ]
+    assert len(failed) == 1 and " ERROR " in failed[0], done.stderr
+    bad = run_cli(["pgqueue-worker", "--task-paths", JOBS, "--log-format", "xml"], dsn)
+    assert bad.returncode == 2 and "'xml' is not one of text, json" in one_error_line(bad)
