@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,11 +11,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import _cli_render as render
-from ._cli_common import EXIT_USAGE, friendly_errors, setup_logging, split_list
+from . import _db
+from ._cli_common import (
+    EXIT_USAGE,
+    friendly_errors,
+    setup_command_logging,
+    setup_logging,
+    split_list,
+)
 from ._cli_options import DsnOption, JsonOption, SchemaOption, operations
 from ._format import format_seconds
 from ._ops import Overview, parse_duration, parse_states
 from .errors import ConfigurationError
+from .schema import check_schema
 from .states import READY_STATES
 
 _QUEUE_COLUMNS: list[render.Column] = [
@@ -63,7 +72,7 @@ _WORKER_COLUMNS: list[render.Column] = [
 
 def status(dsn: DsnOption = None, schema: SchemaOption = None, as_json: JsonOption = False) -> None:
     """One screen: tasks by queue, job and state, throughput, workers, stuck tasks."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         overview = ops.overview()
     if as_json:
@@ -101,7 +110,7 @@ def workers(
     as_json: JsonOption = False,
 ) -> None:
     """Live workers, and those stopped or lost within the last hour, with what they run."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         rows = ops.workers(recent=None if show_all else 3600.0)
     if as_json:
@@ -124,7 +133,7 @@ def prune(
     schema: SchemaOption = None,
 ) -> None:
     """Delete finished tasks (retention) in small batches, with a progress bar."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors():
         seconds = parse_duration(older_than, "--older-than")
         names = [part for value in state or [] for part in split_list(value)]
@@ -163,7 +172,16 @@ def dashboard(
         typer.Option(
             envvar="PGQUEUE_DASHBOARD_TOKEN",
             help="Require this secret (HTTP basic auth password, or a Bearer token); "
-            "required when listening beyond loopback.",
+            "required when listening beyond loopback. Prefer $PGQUEUE_DASHBOARD_TOKEN or "
+            "--token-file: a command-line argument shows in `ps`.",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            envvar="PGQUEUE_DASHBOARD_TOKEN_FILE",
+            help="Read the token from this file (its first line).",
         ),
     ] = None,
     dsn: DsnOption = None,
@@ -172,6 +190,7 @@ def dashboard(
     """Serve the web dashboard: queues, tasks, workers, schedules; revoke and retry."""
     setup_logging("INFO")
     with friendly_errors():
+        token = _resolve_token(token, token_file)
         if token is None and not _is_loopback(host):
             raise ConfigurationError(
                 f"the dashboard would listen on {host} without authentication: pass --token "
@@ -186,7 +205,38 @@ def dashboard(
                 err=True,
             )
             raise typer.Exit(EXIT_USAGE) from None
+        _check_database(dsn, schema)
         serve(dsn, schema=schema, host=host, port=port, read_only=read_only, token=token)
+
+
+def _check_database(dsn: str | None, schema: str | None) -> None:
+    """Connect once before serving, so that a wrong DSN or password exits 3 and a missing
+    schema 4, rather than a dashboard that retries a hopeless connection forever."""
+    url = _db.resolve_dsn(dsn)
+    with _db.connect(url, application_name="pgqueue-dashboard") as conn:
+        check_schema(conn, _db.resolve_schema(schema), url)
+
+
+def _resolve_token(token: str | None, token_file: Path | None) -> str | None:
+    """The dashboard's token from ``--token`` (or its variable) or ``--token-file``.
+
+    Raises :class:`ConfigurationError` when both are given, the file cannot be read, or the
+    token is empty or only whitespace (which would otherwise leave every page unguarded).
+    """
+    if token_file is not None:
+        if token is not None:
+            raise ConfigurationError("give the dashboard token once: --token or --token-file")
+        try:
+            lines = token_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read --token-file {token_file}: {exc}") from None
+        token = lines[0] if lines else ""
+    if token is not None and not token.strip():
+        raise ConfigurationError(
+            "the dashboard token is empty: give a secret (--token, $PGQUEUE_DASHBOARD_TOKEN or "
+            "--token-file), or leave it out and listen on 127.0.0.1"
+        )
+    return token
 
 
 def _is_loopback(host: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _cli_render as render
-from ._cli_common import friendly_errors, setup_logging
+from ._cli_common import friendly_errors, setup_command_logging
 from ._cli_options import DsnOption, JsonOption, SchemaOption
 from ._format import format_seconds
 from .backend import TaskBackend
@@ -30,7 +30,7 @@ def schedule(
     A job appears once a worker started with --schedule-periodic has defined it. "due in" is
     negative while a due tick waits for a scheduler.
     """
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), TaskBackend(dsn, schema=schema, pool_size=1) as backend:
         rows = backend.schedules()
     if as_json:

@@ -15,7 +15,7 @@ import typer
 from rich.panel import Panel
 
 from . import _cli_render as render
-from ._cli_common import EXIT_FAILED, friendly_errors, setup_logging, split_list
+from ._cli_common import EXIT_FAILED, friendly_errors, setup_command_logging, split_list
 from ._cli_options import DsnOption, JsonOption, SchemaOption, TaskIdArgument, operations
 from ._format import format_seconds
 from ._ops import Row, parse_duration, require_task_id
@@ -57,7 +57,7 @@ def list_tasks(
     as_json: JsonOption = False,
 ) -> None:
     """List tasks, most recently changed first (filters combine with AND)."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         rows = ops.list_tasks(
             states_=_split_all(state),
@@ -79,7 +79,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show everything about one task: arguments, result, error and traceback, timestamps."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         task = ops.task(task_id)
     if as_json:
@@ -150,7 +150,7 @@ def queue(
     as_json: JsonOption = False,
 ) -> None:
     """Queue a task from the shell and print its id."""
-    setup_logging("WARNING")
+    setup_command_logging()
     sys.path.insert(0, "")  # jobs in the current directory, as pgqueue-worker finds them
     with friendly_errors():
         if not split_list(task_paths):
@@ -205,7 +205,7 @@ def revoke(
     schema: SchemaOption = None,
 ) -> None:
     """Revoke a task: a waiting one never runs; a running one is told to stop."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         task = ops.revoke(task_id)
     if task["state"] == "STARTED":
@@ -223,7 +223,7 @@ def retry(
     schema: SchemaOption = None,
 ) -> None:
     """Run a FAILURE or REVOKED task again: it goes back to QUEUED, due now."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         task = ops.retry(task_id)
     render.console.print(f"task {task['id']} ({task['name']}) is {render.state('QUEUED')} again")
@@ -240,7 +240,7 @@ def wait(
 ) -> None:
     """Wait until a task has finished; exit 0 on SUCCESS, 1 on FAILURE or REVOKED,
     5 when --timeout runs out."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors():
         task_id = require_task_id(task_id)
         seconds = parse_duration(timeout, "--timeout") if timeout else None

@@ -41,16 +41,25 @@ KEEPALIVES = {
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+#: libpq's own environment variables that name a server or database: with one of them set
+#: and no DSN given, the empty DSN lets libpq connect as ``psql`` would (its environment,
+#: ``~/.pgpass``, ``~/.pg_service.conf``).
+LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
+
+
 def resolve_dsn(dsn: str | None) -> str:
-    """Return ``dsn``, else ``$PGQUEUE_DSN``; raise :class:`ConfigurationError` if neither.
+    """Return ``dsn``, else ``$PGQUEUE_DSN``, else ``""`` (libpq's own environment) when one
+    of :data:`LIBPQ_ENV` is set; raise :class:`ConfigurationError` if none is.
 
     SQLAlchemy-style URLs (``postgresql+psycopg://``) are accepted and turned into libpq URLs.
     """
     value = dsn or os.environ.get(DSN_ENV)
     if not value:
+        if any(os.environ.get(name) for name in LIBPQ_ENV):
+            return ""
         raise ConfigurationError(
-            f"no database given: pass a DSN (--dsn / dsn=) or set {DSN_ENV}, "
-            "e.g. postgresql://user@localhost/mydb"
+            f"no database given: pass a DSN (--dsn / dsn=), set {DSN_ENV} "
+            "(e.g. postgresql://user@localhost/mydb), or libpq's PGHOST/PGDATABASE/PGSERVICE"
         )
     value = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", value)
     try:
@@ -92,6 +101,14 @@ def redact(dsn: str) -> str:
     if "password" in params:
         params["password"] = "***"
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+def migrate_command(dsn: str, schema: str) -> str:
+    """The ``pgqueue migrate`` command that creates or upgrades ``schema`` in ``dsn``'s
+    database, password redacted, for the messages that advise it (``--schema`` when not the
+    default)."""
+    command = f"pgqueue migrate --dsn '{redact(dsn)}'" if dsn else "pgqueue migrate"
+    return command if schema == DEFAULT_SCHEMA else f"{command} --schema {schema}"
 
 
 def scrub(message: str, dsn: str) -> str:
@@ -181,7 +198,8 @@ def is_connection_error(exc: psycopg.Error) -> bool:
 def connection_error_message(dsn: str, exc: BaseException) -> str:
     """A one-paragraph explanation of a connection failure, with the DSN redacted."""
     detail = scrub(first_line(exc), dsn)
+    where = redact(dsn) or "the server libpq's environment (PGHOST, PGSERVICE, ...) names"
     return (
-        f"cannot connect to PostgreSQL at {redact(dsn)}: {detail}. "
+        f"cannot connect to PostgreSQL at {where}: {detail}. "
         "Check that the server is running and that the DSN (host, port, user, database) is right."
     )

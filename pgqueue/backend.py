@@ -499,7 +499,7 @@ class TaskBackend:
             async with self._apool.connection() as conn:
                 return await _connections.arun(conn, op)
         except psycopg.Error as exc:
-            raise _translated(self.dsn, exc) from None
+            raise _translated(self.dsn, self.schema, exc) from None
 
     async def aclose(self) -> None:
         """Close the async pool, then what :meth:`close` closes. Call it at the end of the
@@ -561,7 +561,7 @@ class TaskBackend:
                 f"no free connection in the pool of {self} after 10s (pool_size={self.pool_size})"
             ) from None
         except psycopg.Error as exc:
-            raise _translated(self.dsn, exc) from None
+            raise _translated(self.dsn, self.schema, exc) from None
 
     def _open_pool(self) -> ConnectionPool[Connection]:
         with self._pool_lock:
@@ -606,7 +606,7 @@ class TaskBackend:
         self.close()
 
 
-def _translated(dsn: str, exc: psycopg.Error) -> Exception:
+def _translated(dsn: str, schema: str, exc: psycopg.Error) -> Exception:
     """The error to raise for a driver error on one of the backend's own connections: a
     :class:`SchemaError` for missing tables, :class:`ConnectionFailed` for a lost or refused
     connection, else ``exc`` itself (a deadlock or a statement timeout is the database's
@@ -614,7 +614,7 @@ def _translated(dsn: str, exc: psycopg.Error) -> Exception:
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
         return SchemaError(
             f"pgqueue's tables are missing ({exc.diag.message_primary}): run "
-            f"`pgqueue migrate --dsn '{_db.redact(dsn)}'`"
+            f"`{_db.migrate_command(dsn, schema)}`"
         )
     if isinstance(exc, psycopg.OperationalError) and _db.is_connection_error(exc):
         return ConnectionFailed(_db.connection_error_message(dsn, exc))

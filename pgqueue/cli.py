@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from . import _cli_ops, _cli_schedule, _cli_tasks, _db, demo, schema
-from ._cli_common import VersionOption, friendly_errors, setup_logging
+from ._cli_common import VersionOption, friendly_errors, run_app, setup_command_logging
 from ._cli_options import DsnOption, SchemaOption
 
 app = typer.Typer(
@@ -38,7 +38,7 @@ def migrate(
     ] = False,
 ) -> None:
     """Create or upgrade pgqueue's schema (safe to run from many processes at once)."""
-    setup_logging("WARNING")
+    setup_command_logging()
     with friendly_errors():
         target = _db.resolve_schema(schema_name)
         if sql:
@@ -68,4 +68,4 @@ app.command()(demo.demo)
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run_app(app)

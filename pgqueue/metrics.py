@@ -2,21 +2,34 @@
 
 Needs the ``metrics`` extra (``pip install 'pgqueue[metrics]'``, the official
 ``prometheus-client``). Every metric lives in the :class:`WorkerMetrics` object's own
-registry, so several workers in one process never mix their numbers.
+registry, so several workers in one process never mix their numbers; each registry also holds
+prometheus-client's standard ``process_*`` and ``python_*`` collectors. No ``*_created``
+series are exported (:func:`prometheus_client.disable_created_metrics`, called on import).
+
+The job's name is the label ``job_name``: a label named ``job`` would collide with the target
+label Prometheus attaches to every scraped series and be renamed ``exported_job``.
 
 Metrics (all times in seconds, measured on the database clock):
 
-* ``pgqueue_tasks_started_total{queue,job}``: tasks this worker claimed and started.
-* ``pgqueue_tasks_finished_total{queue,job,state}``: outcomes this worker recorded
-  (SUCCESS, FAILURE, RETRY, REVOKED), including tasks revoked at claim for being expired.
-* ``pgqueue_task_wait_seconds{queue,job}``: histogram of time_started - time_queued.
-* ``pgqueue_task_run_seconds{queue,job}``: histogram of time_ended - time_started.
+* ``pgqueue_tasks_started_total{queue,job_name}``: tasks this worker claimed and started.
+* ``pgqueue_tasks_finished_total{queue,job_name,state}``: final outcomes this worker recorded
+  (SUCCESS, FAILURE, REVOKED), including tasks revoked at claim for being expired.
+* ``pgqueue_tasks_retried_total{queue,job_name}``: attempts that failed and were queued again
+  (RETRY): the task is not finished.
+* ``pgqueue_task_wait_seconds{queue,job_name}``: histogram of time_started - time_queued.
+* ``pgqueue_task_run_seconds{queue,job_name}``: histogram of time_ended - time_started.
 * ``pgqueue_claim_batch_size``: histogram of tasks returned by one claim statement.
 * ``pgqueue_tasks_in_flight``: tasks claimed and not yet recorded as finished.
 * ``pgqueue_listener_reconnects_total``: times the LISTEN connection was re-established.
-* ``pgqueue_queue_depth{queue,state}``: live tasks (QUEUED, STARTED, RETRY) per queue in the
-  whole database, read at scrape time on a short-lived connection (every worker reports the
-  same numbers: aggregate with ``max by (queue, state)``).
+* ``pgqueue_queue_depth{queue,state}``: per queue in the whole database, the tasks a worker
+  could claim now (QUEUED and RETRY whose run_at has passed) and the STARTED ones; tasks
+  delayed into the future are not depth.
+* ``pgqueue_oldest_due_task_age_seconds{queue}``: now() - run_at of the claimable task that
+  has been due longest (0 when none is due), for every queue with QUEUED or RETRY tasks: the
+  workers' lag, the number to alert on.
+
+The last two are read at scrape time on a short-lived connection; every worker reports the
+same numbers: aggregate with ``max by (queue, state)`` / ``max by (queue)``.
 """
 
 from __future__ import annotations
@@ -26,13 +39,23 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import _db, states
 from ._store import Store
-from ._store.operator import DepthRow
+from ._store.operator import DepthRow, LagRow
 from .errors import ConfigurationError
 from .task import Task
 
@@ -41,6 +64,12 @@ if TYPE_CHECKING:
 
     from .worker.events import WorkerEvents
     from .worker.outcome import Outcome
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no `*_created` series
+
+#: prometheus-client's standard collectors (process CPU, memory, file descriptors; Python
+#: version and garbage collection), added to every worker's registry.
+STANDARD_COLLECTORS: tuple[Collector, ...] = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 
 #: Buckets of the wait and run histograms, in seconds: 5 ms to 1 hour.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
@@ -82,7 +111,9 @@ class WorkerMetrics:
 
     def __init__(self, worker: Measured) -> None:
         self.registry = CollectorRegistry()
-        labels = ["queue", "job"]
+        for collector in STANDARD_COLLECTORS:
+            self.registry.register(collector)
+        labels = ["queue", "job_name"]
         self.started = Counter(
             "pgqueue_tasks_started",
             "Tasks this worker claimed and started",
@@ -91,8 +122,14 @@ class WorkerMetrics:
         )
         self.finished_total = Counter(
             "pgqueue_tasks_finished",
-            "Task outcomes this worker recorded, by state",
+            "Final task outcomes this worker recorded (SUCCESS, FAILURE, REVOKED)",
             [*labels, "state"],
+            registry=self.registry,
+        )
+        self.retried = Counter(
+            "pgqueue_tasks_retried",
+            "Attempts this worker recorded as failed and queued again (RETRY)",
+            labels,
             registry=self.registry,
         )
         self.wait_seconds = Histogram(
@@ -140,10 +177,14 @@ class WorkerMetrics:
 
     def finished(self, outcomes: Iterable[Outcome], written: Mapping[str, datetime | None]) -> None:
         """Record outcomes the completer wrote; ``written`` maps task id -> time_ended (None
-        for RETRY). Outcomes missing from ``written`` were fenced off and are not counted."""
+        for RETRY, counted as retried, not finished). Outcomes missing from ``written`` were
+        fenced off and are not counted."""
         for outcome in outcomes:
             task = outcome.task
             if task.id not in written:
+                continue
+            if outcome.status == states.RETRY:
+                self.retried.labels(task.queue, task.name).inc()
                 continue
             self.finished_total.labels(
                 task.queue, task.name, states.status_string(outcome.status)
@@ -166,7 +207,8 @@ class WorkerMetrics:
 
 
 class _WorkerCollector(Collector):
-    """Metrics read when scraped: listener reconnects, and queue depth from the database."""
+    """Metrics read when scraped: listener reconnects, and queue depth and lag from the
+    database."""
 
     def __init__(self, worker: Measured) -> None:
         self.worker = worker
@@ -182,19 +224,31 @@ class _WorkerCollector(Collector):
         yield reconnects
         depth = GaugeMetricFamily(
             "pgqueue_queue_depth",
-            "Live tasks per queue and state in the database (read at scrape time)",
+            "Tasks per queue in the database that a worker could claim now (QUEUED, RETRY "
+            "with run_at passed) or runs (STARTED), read at scrape time",
             labels=["queue", "state"],
         )
-        for row in self._depth():
+        oldest = GaugeMetricFamily(
+            "pgqueue_oldest_due_task_age_seconds",
+            "now() - run_at of the claimable task due longest per queue (0: none due)",
+            labels=["queue"],
+        )
+        depth_rows, oldest_rows = self._read()
+        for row in depth_rows:
             depth.add_metric([row["queue"], row["state"]], row["n"])
+        for lag in oldest_rows:
+            oldest.add_metric([lag["queue"]], lag["seconds"])
         yield depth
+        yield oldest
 
-    def _depth(self) -> list[DepthRow]:
+    def _read(self) -> tuple[list[DepthRow], list[LagRow]]:
         with (
             self._lock,
             _db.connect(self.worker.dsn, application_name="pgqueue-metrics") as conn,
         ):
-            return self.store.queue_depth().run(conn)
+            depth = self.store.queue_depth().run(conn)
+            oldest = self.store.queue_oldest_due().run(conn)
+        return depth, oldest
 
 
 def serve_metrics(worker: Measured, port: int, host: str = "127.0.0.1") -> WorkerMetrics:

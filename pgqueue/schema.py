@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ._db import conninfo, redact
+from ._db import conninfo, migrate_command, redact
 from ._store import Store
 from .errors import ConnectionFailed, SchemaError
 
@@ -88,9 +88,7 @@ def check_schema(conn: psycopg.Connection[Any], schema: str, dsn: str) -> None:
 
     The message names the command that fixes it.
     """
-    fix = f"run `pgqueue migrate --dsn '{redact(dsn)}'`"
-    if schema != "pgqueue":
-        fix += f" with PGQUEUE_SCHEMA={schema}"
+    fix = f"run `{migrate_command(dsn, schema)}`"
     try:
         found = Store(schema).schema_has_revision(revision=SCHEMA_REVISION).run(conn)
     except psycopg.errors.UndefinedTable:

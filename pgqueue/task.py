@@ -175,3 +175,19 @@ def nice_task_message(
 
 #: Where a mapping given to :func:`nice_task_message` keeps its time, most telling first.
 _MAPPING_TIMES = ("time_ended", "time_started", "time_start", "time_executed", "time_queued")
+
+
+def task_log_fields(task: Task) -> dict[str, Any]:
+    """The fields of a task's log records (``extra=``; the JSON log format shows them):
+    ``task_id``, ``job``, ``queue``, ``attempt``, ``worker``, and ``duration`` (seconds from
+    start to end on the database clock) once the task has ended."""
+    fields_ = {
+        "task_id": task.id,
+        "job": task.name,
+        "queue": task.queue,
+        "attempt": task.attempts,
+        "worker": task.worker,
+    }
+    if task.time_started is not None and task.time_ended is not None:
+        fields_["duration"] = (task.time_ended - task.time_started).total_seconds()
+    return fields_

@@ -13,8 +13,17 @@ from typing import Annotated
 import typer
 
 from . import _db
-from ._cli_common import VersionOption, friendly_errors, setup_logging, split_list
+from ._cli_common import (
+    VersionOption,
+    friendly_errors,
+    log_format_name,
+    log_level_name,
+    run_app,
+    setup_logging,
+    split_list,
+)
 from ._ops import parse_duration
+from .jobs import JobRegistry
 from .supervisor import Supervisor, watch_supervisor
 from .worker import Worker
 
@@ -24,30 +33,60 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def worker(
     task_paths: Annotated[
-        str, typer.Option("--task-paths", help="Comma-separated modules that define the jobs.")
+        str,
+        typer.Option(
+            "--task-paths",
+            envvar="PGQUEUE_TASK_PATHS",
+            help="Comma-separated modules that define the jobs.",
+        ),
     ],
     dsn: Annotated[
         str | None,
         typer.Option(envvar="PGQUEUE_DSN", help="PostgreSQL DSN (default $PGQUEUE_DSN)."),
     ] = None,
-    name: Annotated[str, typer.Option(help="Default queue (pulsar's backend name).")] = "tasks",
+    name: Annotated[
+        str, typer.Option(envvar="PGQUEUE_NAME", help="Default queue (pulsar's backend name).")
+    ] = "tasks",
     queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues to claim from (default: --name).")
+        str | None,
+        typer.Option(
+            envvar="PGQUEUE_QUEUES", help="Comma-separated queues to claim from (default: --name)."
+        ),
     ] = None,
-    backlog: Annotated[int, typer.Option(min=1, help="Tasks run at once.")] = 4,
+    backlog: Annotated[
+        int, typer.Option(envvar="PGQUEUE_BACKLOG", min=1, help="Tasks run at once.")
+    ] = 4,
     max_tasks: Annotated[
-        int, typer.Option(min=0, help="Exit 0 after starting this many tasks (0: never).")
+        int,
+        typer.Option(
+            envvar="PGQUEUE_MAX_TASKS",
+            min=0,
+            help="Exit 0 after starting this many tasks (0: never).",
+        ),
     ] = 0,
     poll_timeout: Annotated[
-        float, typer.Option(min=0.01, help="Seconds between polls when no notification comes.")
+        float,
+        typer.Option(
+            envvar="PGQUEUE_POLL_TIMEOUT",
+            min=0.01,
+            help="Seconds between polls when no notification comes.",
+        ),
     ] = 2.0,
-    burst: Annotated[bool, typer.Option(help="Exit 0 once nothing is left to claim.")] = False,
+    burst: Annotated[
+        bool, typer.Option(envvar="PGQUEUE_BURST", help="Exit 0 once nothing is left to claim.")
+    ] = False,
     lease: Annotated[
-        float, typer.Option(min=0.1, help="Seconds without heartbeat before tasks are rescued.")
+        float,
+        typer.Option(
+            envvar="PGQUEUE_LEASE",
+            min=0.1,
+            help="Seconds without heartbeat before tasks are rescued.",
+        ),
     ] = 30.0,
     shutdown_timeout: Annotated[
         float,
         typer.Option(
+            envvar="PGQUEUE_SHUTDOWN_TIMEOUT",
             min=0,
             help="On SIGTERM/Ctrl-C, seconds to let running tasks finish before giving them "
             "back to the queue (a second signal gives them back at once).",
@@ -56,6 +95,7 @@ def worker(
     hard_time_limits: Annotated[
         bool,
         typer.Option(
+            envvar="PGQUEUE_HARD_TIME_LIMITS",
             help="With --processes: a thread job still running 1 s past its time_limit fails "
             "at once and its worker process is replaced, killing the job's thread.",
         ),
@@ -63,6 +103,7 @@ def worker(
     processes: Annotated[
         int,
         typer.Option(
+            envvar="PGQUEUE_PROCESSES",
             min=0,
             help="Run this many worker processes under a supervisor that replaces any that "
             "exits (0: one worker in this process).",
@@ -75,30 +116,58 @@ def worker(
         bool,
         typer.Option(
             "--schedule-periodic",
+            envvar="PGQUEUE_SCHEDULE_PERIODIC",
             help="Also queue the periodic jobs at their ticks (safe on any number of workers).",
         ),
     ] = False,
     prune_after: Annotated[
         str | None,
         typer.Option(
+            envvar="PGQUEUE_PRUNE_AFTER",
             help="Also delete tasks that finished longer ago than this (7d, 12h), in small "
             "batches every minute, on one more connection (default: keep them).",
         ),
     ] = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
+        typer.Option(
+            envvar="PGQUEUE_METRICS_PORT",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on this port.",
+        ),
     ] = None,
-    metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = "127.0.0.1",
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    metrics_host: Annotated[
+        str, typer.Option(envvar="PGQUEUE_METRICS_HOST", help="Address of the metrics server.")
+    ] = "127.0.0.1",
+    log_level: Annotated[
+        str,
+        typer.Option(
+            envvar="PGQUEUE_LOG_LEVEL",
+            help="DEBUG, INFO, WARNING or ERROR.",
+            callback=log_level_name,
+        ),
+    ] = "INFO",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="PGQUEUE_LOG_FORMAT",
+            help="text (one line per record) or json (one JSON object per line, with the "
+            "task's id, job, queue, attempt, worker and duration).",
+            callback=log_format_name,
+        ),
+    ] = "text",
     version: VersionOption = False,
 ) -> None:
     """Claim and run tasks from a pgqueue database until stopped (SIGTERM or Ctrl-C)."""
-    setup_logging(log_level)
+    if dsn is not None and without_options(sys.argv[1:], "--dsn") != sys.argv[1:]:
+        restart_without_dsn_argument(dsn)
+    setup_logging(log_level, log_format)
     sys.path.insert(0, "")  # jobs in the current directory, as `python -m` would find them
     with friendly_errors():
         if processes:
             env = dict(os.environ, PGQUEUE_DSN=_db.resolve_dsn(dsn))
+            env.pop("PGQUEUE_PROCESSES", None)  # each child runs one worker
             supervisor = Supervisor(
                 [sys.executable, "-m", "pgqueue.worker_cli", *child_args(sys.argv[1:])],
                 processes,
@@ -124,6 +193,9 @@ def worker(
             prune_after=parse_duration(prune_after, "--prune-after") if prune_after else None,
         )
 
+        if schedule_periodic:
+            warn_unconsumed_ticks(runner.registry, name, runner.queues)
+
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             runner.stop()
 
@@ -143,24 +215,64 @@ def worker(
     raise typer.Exit(code)
 
 
-def child_args(argv: Sequence[str]) -> list[str]:
-    """The supervisor's command line minus ``--processes`` (children run one worker each)
-    and ``--dsn`` (handed over in ``$PGQUEUE_DSN``, so no password shows in ``ps``)."""
+def warn_unconsumed_ticks(registry: JobRegistry, default_queue: str, queues: Sequence[str]) -> None:
+    """With ``--schedule-periodic``: log one warning at start-up naming the periodic jobs whose
+    ticks go to a queue this worker does not claim from (the job's ``queue``, else
+    ``--name``), since they wait there until some worker consumes that queue."""
+    elsewhere = [
+        f"{job_name} (queue {job.queue or default_queue})"
+        for job_name, job in registry.filter_types("periodic")
+        if (job.queue or default_queue) not in queues
+    ]
+    if elsewhere:
+        logging.getLogger("pgqueue.worker").warning(
+            "--schedule-periodic queues ticks of %s, but this worker claims only from %s: "
+            "run a worker with --queues for them",
+            ", ".join(elsewhere),
+            ", ".join(queues),
+        )
+
+
+def restart_without_dsn_argument(dsn: str) -> None:
+    """Replace this process (same pid, :func:`os.execve`) by the same worker with ``--dsn``
+    moved to ``$PGQUEUE_DSN``, so its password does not show in ``ps`` or
+    ``/proc/<pid>/cmdline`` while the worker runs. Returns only if the exec fails (logged)."""
+    argv = [sys.executable, "-m", "pgqueue.worker_cli", *without_options(sys.argv[1:], "--dsn")]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, argv, dict(os.environ, PGQUEUE_DSN=dsn))
+    except OSError as exc:
+        logging.getLogger("pgqueue.worker").warning(
+            "could not restart without --dsn on the command line (%s): set PGQUEUE_DSN "
+            "instead, or the password shows in ps",
+            exc,
+        )
+
+
+def without_options(argv: Sequence[str], *options: str) -> list[str]:
+    """``argv`` minus the given options and their values (``--opt V`` and ``--opt=V``)."""
     out: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--processes", "--dsn"):
+        elif arg in options:
             skip = True
-        elif not arg.startswith(("--processes=", "--dsn=")):
+        elif not arg.startswith(tuple(f"{option}=" for option in options)):
             out.append(arg)
     return out
 
 
+def child_args(argv: Sequence[str]) -> list[str]:
+    """The supervisor's command line minus ``--processes`` (children run one worker each)
+    and ``--dsn`` (handed over in ``$PGQUEUE_DSN``, so no password shows in ``ps``)."""
+    return without_options(argv, "--processes", "--dsn")
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

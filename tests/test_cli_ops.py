@@ -142,7 +142,7 @@ def test_queue_refuses_bad_arguments_and_queues_nothing(dsn: str) -> None:
     for args, code, says in [
         (["double", "n"], EXIT_USAGE, "must be KEY=VALUE"),
         (["double", "n=1", "n=2"], EXIT_USAGE, "given twice"),
-        (["nosuchjob"], EXIT_FAILED, "'nosuchjob' is not registered"),
+        (["nosuchjob"], EXIT_USAGE, "'nosuchjob' is not registered"),
         (["double", "n=1", "--countdown", "soon"], EXIT_USAGE, "is not a duration"),
     ]:
         done = pgqueue(dsn, "queue", *args, "--task-paths", OPS_JOBS)

@@ -78,9 +78,9 @@ def test_counts_histograms_and_gauges_after_real_tasks(dsn: str, metrics_worker:
         ids.append(client.queue_task("broken"))
         for task_id in ids:
             client.wait_for_task(str(task_id), timeout=30)
-        client.queue_task("double", n=9, countdown=3600)  # stays QUEUED
-    double = (("job", "double"), ("queue", "tasks"))
-    broken = (("job", "broken"), ("queue", "tasks"))
+        client.queue_task("double", n=9, countdown=3600)  # stays QUEUED, not due
+    double = (("job_name", "double"), ("queue", "tasks"))
+    broken = (("job_name", "broken"), ("queue", "tasks"))
     samples: Samples = {}
 
     def all_recorded() -> bool:
@@ -97,7 +97,8 @@ def test_counts_histograms_and_gauges_after_real_tasks(dsn: str, metrics_worker:
     assert samples[("pgqueue_task_run_seconds_sum", double)] < 30
     assert samples[("pgqueue_claim_batch_size_sum", ())] == 4
     assert samples[("pgqueue_tasks_in_flight", ())] == 0
-    assert samples[("pgqueue_queue_depth", (("queue", "tasks"), ("state", "QUEUED")))] == 1
+    assert ("pgqueue_queue_depth", (("queue", "tasks"), ("state", "QUEUED"))) not in samples
+    assert samples[("pgqueue_oldest_due_task_age_seconds", (("queue", "tasks"),))] == 0
     assert samples[("pgqueue_listener_reconnects_total", ())] == 0
 
 

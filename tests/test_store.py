@@ -101,6 +101,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "queue_throughput": s.queue_throughput(),
         "queue_timeline": s.queue_timeline(),
         "queue_depth": s.queue_depth(),
+        "queue_oldest_due": s.queue_oldest_due(),
         "workers": s.workers(recent=None),
         "stuck_tasks": s.stuck_tasks(),
         "list_tasks": s.list_tasks(states=None, jobs=None, queues=None, since=None, limit=1),

@@ -22,13 +22,24 @@ QUEUE_THROUGHPUT = "SELECT * FROM {s}.queue_throughput ORDER BY queue, name, per
 
 QUEUE_TIMELINE = "SELECT * FROM {s}.queue_timeline ORDER BY queue, minute"
 
-#: Depth of each queue by state, for the metrics: only live states, read from the partial
-#: indexes, so a scrape stays cheap however long the history is.
+#: Depth of each queue by state, for the metrics: QUEUED and RETRY tasks that are due (not
+#: those delayed into the future), and STARTED ones; read from the partial indexes, so a
+#: scrape stays cheap however long the history is.
 QUEUE_DEPTH = """
 SELECT t.queue, s.name AS state, count(*) AS n
 FROM {s}.task t JOIN {s}.state s ON s.code = t.status
-WHERE t.status IN (4, 5, 6)
+WHERE t.status = 5 OR (t.status IN (4, 6) AND t.run_at <= now())
 GROUP BY t.queue, s.name
+"""
+
+#: Seconds since the claimable task due longest became due, per queue with QUEUED or RETRY
+#: tasks (0 when none of them is due yet): the workers' lag, as ``queue_stats.oldest_due_age``.
+QUEUE_OLDEST_DUE = """
+SELECT queue,
+       COALESCE(extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())), 0)::float8
+         AS seconds
+FROM {s}.task WHERE status IN (4, 6)
+GROUP BY queue
 """
 
 #: Live workers, plus stopped and lost ones seen within ``recent`` seconds (all when NULL).
@@ -101,6 +112,13 @@ class DepthRow(TypedDict):
     n: int
 
 
+class LagRow(TypedDict):
+    """How long the claimable task of one queue that is due longest has been due."""
+
+    queue: str
+    seconds: float
+
+
 class HolderRow(TypedDict):
     """The live task holding a lock_id, and its state name."""
 
@@ -130,6 +148,11 @@ class OperatorOps(StoreBase):
     def queue_depth(self) -> Op[list[DepthRow]]:
         """Live tasks per queue and state (see :data:`QUEUE_DEPTH`)."""
         return Op(self._sql(QUEUE_DEPTH), {}, rows)
+
+    def queue_oldest_due(self) -> Op[list[LagRow]]:
+        """Per queue with claimable tasks, seconds since the one due longest became due (see
+        :data:`QUEUE_OLDEST_DUE`)."""
+        return Op(self._sql(QUEUE_OLDEST_DUE), {}, rows)
 
     def workers(self, *, recent: float | None) -> Op[list[Row]]:
         """Rows of ``worker_status``: live workers and those seen within ``recent`` seconds

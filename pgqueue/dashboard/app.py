@@ -56,8 +56,10 @@ def create_app(
     :param token: when set, every request must carry it (HTTP basic password or Bearer).
 
     Connections: a pool of 2 for the pages, plus 1 LISTEN connection for live updates.
-    Raises :class:`ConfigurationError` for a missing or malformed DSN.
+    Raises :class:`ConfigurationError` for a missing or malformed DSN, or an empty token.
     """
+    if token is not None and not token.strip():
+        raise ConfigurationError("the dashboard token is empty: every page would be unguarded")
     backend = TaskBackend(dsn, schema=schema, pool_size=2)
     ops = Operations(backend)
     hub = EventHub(backend.dsn)
@@ -215,7 +217,7 @@ def create_app(
             request, "missing.html", {"heading": "Unavailable", "reason": str(exc)}, status=503
         )
 
-    middleware = [Middleware(security.TokenAuth, token=token)] if token else []
+    middleware = [Middleware(security.TokenAuth, token=token)] if token is not None else []
     return Starlette(
         routes=routes,
         middleware=middleware,

@@ -28,10 +28,13 @@ from .. import states
 from .._service import Service
 from .._store import Store
 from ..errors import first_line
-from ..task import Task, nice_task_message
+from ..task import Task, nice_task_message, task_log_fields
 from .outcome import Outcome
 
 logger = logging.getLogger("pgqueue.worker")
+#: Log levels of the records of tasks that ended (INFO for the others): a failure is an error,
+#: a retried attempt a warning.
+_OUTCOME_LOG_LEVELS = {states.FAILURE: logging.ERROR, states.RETRY: logging.WARNING}
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -207,15 +210,15 @@ class Completer(Service):
 
 def _log_written(batch: list[Outcome], written: Mapping[str, datetime | None]) -> None:
     """Log each outcome of a committed write, or warn that it was fenced off."""
-    verbose = logger.isEnabledFor(logging.INFO)
     for outcome in batch:
         if outcome.task.id in written:
-            if verbose:
+            level = _OUTCOME_LOG_LEVELS.get(outcome.status, logging.INFO)
+            if logger.isEnabledFor(level):
                 ended = replace(
                     outcome.task, status=outcome.status, time_ended=written[outcome.task.id]
                 )
                 error = f": {outcome.error}" if outcome.error else ""
-                logger.info(nice_task_message(ended) + error)
+                logger.log(level, nice_task_message(ended) + error, extra=task_log_fields(ended))
         else:
             logger.warning(
                 "%s: outcome %s not recorded, the task was changed by someone else "

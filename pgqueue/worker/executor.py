@@ -31,7 +31,7 @@ from ..consumer import TaskConsumer
 from ..errors import first_line
 from ..jobs import Job, JobRegistry
 from ..retry import TimeLimitExceeded
-from ..task import Task, nice_task_message
+from ..task import Task, nice_task_message, task_log_fields
 from .outcome import Outcome, failure, not_started, outcome_of
 
 logger = logging.getLogger("pgqueue.worker")
@@ -141,7 +141,7 @@ class Executor(Service):
             job = self.registry[task.name]
             consumer = TaskConsumer(self.client, self.worker_id, task, job)
             if logger.isEnabledFor(logging.INFO):  # the message costs more than a no-op job
-                logger.info(nice_task_message(task))
+                logger.info(nice_task_message(task), extra=task_log_fields(task))
             future: concurrent.futures.Future[Any]
             if job.is_async:
                 future = asyncio.run_coroutine_threadsafe(
