@@ -83,6 +83,9 @@ ORDER BY input.ord
 
 GET_TASKS = f"SELECT {_T} FROM {{s}}.task t WHERE t.id = ANY(%(ids)s::uuid[])"
 
+#: A claimed row whose ``attempts`` cannot grow (integer column at its maximum).
+_WORN_OUT = "t.attempts = 2147483647"
+
 #: The task columns as a claim returns them: the id as text, not a uuid to convert back.
 _T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
 
@@ -95,6 +98,9 @@ _T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
 #: not picked are free again at its commit. The worker keeps one generic plan of it: the
 #: redundant ``t.id = ANY(ARRAY(...))`` makes that plan read the picked rows by primary key
 #: whatever ``limit`` is, where the join alone was planned as a scan of the whole table.
+#: A task whose ``attempts`` is at the integer limit (written by hand: no run adds that many)
+#: ends FAILURE here instead of started, so its ``attempts + 1`` never fails the claim of
+#: every other task (F24).
 CLAIM_TASKS = f"""
 WITH picked AS (
     SELECT c.id, c.expired
@@ -112,12 +118,14 @@ WITH picked AS (
     LIMIT %(limit)s
 )
 UPDATE {{s}}.task t
-SET status = CASE WHEN picked.expired THEN 3 ELSE 5 END,
-    time_started = CASE WHEN picked.expired THEN t.time_started ELSE now() END,
-    time_ended = CASE WHEN picked.expired THEN now() END,
-    error = CASE WHEN picked.expired THEN 'expired before it started' ELSE t.error END,
+SET status = CASE WHEN picked.expired THEN 3 WHEN {_WORN_OUT} THEN 2 ELSE 5 END,
+    time_started = CASE WHEN picked.expired OR {_WORN_OUT} THEN t.time_started ELSE now() END,
+    time_ended = CASE WHEN picked.expired OR {_WORN_OUT} THEN now() END,
+    error = CASE WHEN picked.expired THEN 'expired before it started'
+                 WHEN {_WORN_OUT} THEN 'attempts reached its limit (2147483647): not started'
+                 ELSE t.error END,
     worker = %(worker)s,
-    attempts = t.attempts + CASE WHEN picked.expired THEN 0 ELSE 1 END
+    attempts = t.attempts + CASE WHEN picked.expired OR {_WORN_OUT} THEN 0 ELSE 1 END
 FROM picked
 WHERE t.id = picked.id AND t.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING {_T_CLAIMED}
@@ -245,9 +253,10 @@ RESCUED_STATUS = """CASE WHEN t.revoke_requested_at IS NOT NULL THEN 3
                   WHEN t.attempts <= t.max_retries THEN 4 ELSE 2 END"""
 
 #: Rescue up to ``limit`` STARTED tasks whose worker is lost: back to RETRY after an
-#: exponential backoff with jitter when attempts remain (the lost run counts as an attempt),
-#: else FAILURE; REVOKED when a revoke was requested. Rows are locked in id order with SKIP
-#: LOCKED, so concurrent sweeps never wait on each other nor deadlock (F11), and the update
+#: exponential backoff with jitter when attempts remain (the lost run counts as an attempt; the
+#: exponent is capped before the power, so no attempt count overflows: F24), else FAILURE;
+#: REVOKED when a revoke was requested. Rows are locked in id order with SKIP LOCKED, so
+#: concurrent sweeps never wait on each other nor deadlock (F11), and the update
 #: re-checks STARTED on the locked row, so a row that changed since it was read is left alone.
 RESCUE_LOST_TASKS = f"""
 WITH lost AS (
@@ -264,12 +273,13 @@ SET status = {RESCUED_STATUS},
     run_at = CASE WHEN {RESCUED_STATUS} = 4
                   THEN now() + least(%(backoff_cap)s::float8,
                                      %(backoff_base)s::float8
-                                     * %(backoff_factor)s::float8 ^ (t.attempts - 1))
+                                     * %(backoff_factor)s::float8
+                                     ^ least(t.attempts - 1, %(backoff_max_exponent)s::integer))
                        * (1 - %(backoff_jitter)s::float8 * random()) * interval '1 second'
                   ELSE t.run_at END,
     error = 'worker lost: ' || coalesce(t.worker, 'unknown worker')
             || ' stopped heartbeating during attempt ' || t.attempts || ' of '
-            || (t.max_retries + 1) || CASE {RESCUED_STATUS}
+            || (t.max_retries::bigint + 1) || CASE {RESCUED_STATUS}
                 WHEN 4 THEN '; retrying'
                 WHEN 3 THEN '; revoked as requested'
                 ELSE '; no retries left' END,

@@ -103,8 +103,10 @@ class WorkerMetrics:
         """Record one claim: its batch size, and each task started (or revoked as expired)."""
         self.claim_batch.observe(len(tasks))
         for task in tasks:
-            if task.status == states.REVOKED:
-                self.finished_total.labels(task.queue, task.name, "REVOKED").inc()
+            if task.status != states.STARTED:  # expired, or attempts at its limit
+                self.finished_total.labels(
+                    task.queue, task.name, states.status_string(task.status)
+                ).inc()
                 continue
             self.started.labels(task.queue, task.name).inc()
             if task.time_started is not None and task.time_queued is not None:

@@ -41,7 +41,8 @@ def rescue_lost_tasks(
     :param conn: an autocommit connection (each batch commits on its own).
     :param sql: the statements of the schema.
     :param backoff: the delay before the next attempt of a rescued task (its ``base``,
-        ``factor``, ``cap`` and ``jitter`` are applied in SQL, on the database clock).
+        ``factor``, ``cap`` and ``jitter`` are applied in SQL, on the database clock, the
+        exponent capped at its ``max_exponent`` as in Python).
     :raises psycopg.OperationalError: the database went away (the caller retries later).
     """
     params = {
@@ -50,6 +51,7 @@ def rescue_lost_tasks(
         "backoff_factor": backoff.factor,
         "backoff_cap": backoff.cap,
         "backoff_jitter": backoff.jitter,
+        "backoff_max_exponent": backoff.max_exponent,
     }
     rescued: list[dict[str, Any]] = []
     while True:

@@ -417,8 +417,8 @@ class Worker:
         started = 0
         provider_set = tracing.configured()
         for task in tasks:
-            if task.status == states.REVOKED:
-                logger.info("%s (expired before it started)", nice_task_message(task))
+            if task.status != states.STARTED:  # expired, or attempts at its limit
+                logger.info("%s (%s)", nice_task_message(task), task.error)
                 continue
             started += 1
             self.processed += 1
@@ -561,7 +561,12 @@ class Worker:
     def _job_done(self, consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self._busy.discard(future)
-        self._finished(_outcome(consumer, future))
+        try:
+            outcome = _outcome(consumer, future)
+        except Exception as exc:  # a callback's error is swallowed: the task would stay STARTED
+            logger.exception("%s: its outcome could not be computed", consumer.task.info())
+            outcome = _not_finished(consumer.task, exc)
+        self._finished(outcome)
         self._wake.set()  # a slot is free
 
     def _finished(self, outcome: Outcome) -> None:
@@ -706,6 +711,17 @@ def _failure(consumer: TaskConsumer, exc: BaseException) -> Outcome:
         error=decision.error,
         traceback="".join(traceback.format_exception(exc)),
         delay=decision.delay,
+    )
+
+
+def _not_finished(task: Task, exc: Exception) -> Outcome:
+    """FAILURE for a task whose outcome could not be computed (a backoff that raised, say):
+    one task's data ends that task, never the worker (F24)."""
+    return Outcome(
+        task,
+        states.FAILURE,
+        error=f"its outcome could not be computed: {type(exc).__name__}: {exc}",
+        traceback="".join(traceback.format_exception(exc)),
     )
 
 
