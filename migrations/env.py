@@ -2,13 +2,14 @@
 
 Applies pgqueue's revisions while holding a session advisory lock, so that several processes
 migrating one database at once run one after another instead of racing. The version table is
-``<schema>.alembic_version``, apart from any application's own.
+``<schema>.alembic_version``, apart from any application's own. Table locks are waited for at
+most ``MIGRATION_LOCK_TIMEOUT`` (F28; ``pgqueue migrate`` retries).
 """
 
 from __future__ import annotations
 
 from alembic import context
-from pgqueue.migrations import MIGRATION_LOCK_KEY, target_schema
+from pgqueue.migrations import MIGRATION_LOCK_KEY, limit_lock_waits, target_schema
 from sqlalchemy import Connection, text
 
 from pgqueue._db import quote_ident
@@ -34,6 +35,7 @@ def run_offline() -> None:
         dialect_opts={"paramstyle": "named"},
     )
     with context.begin_transaction():
+        limit_lock_waits()
         context.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         context.run_migrations()
 
@@ -46,6 +48,7 @@ def run_online(connection: Connection) -> None:
         connection.commit()
         _configure(schema, connection=connection)
         with context.begin_transaction():
+            limit_lock_waits()
             context.run_migrations()
         connection.commit()
     finally:
