@@ -29,6 +29,14 @@ Row = dict[str, Any]
 #: What ``revoke`` records as the error of a task an operator revoked.
 REVOKED_BY_OPERATOR = "revoked by an operator"
 
+#: NOTIFY queue usage (0..1) at which the task triggers stop notifying and workers rely on
+#: polling (``notify_task`` of revision pgqueue_0005_contract; F27).
+NOTIFY_QUEUE_SKIP = 0.5
+
+#: NOTIFY queue usage from which operators are warned: it is near 0 unless a listening session
+#: stopped reading its notifications.
+NOTIFY_QUEUE_HIGH = 0.1
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -104,13 +112,30 @@ class Overview:
     """One screen of the queue: what ``pgqueue status`` prints and the dashboard's home page.
 
     ``queues``: rows of ``queue_stats``; ``throughput``: rows of ``queue_throughput``;
-    ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``.
+    ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``;
+    ``notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1).
     """
 
     queues: list[Row]
     throughput: list[Row]
     workers: dict[str, int]
     stuck: list[Row]
+    notify_queue_usage: float = 0.0
+
+    @property
+    def notify_queue_warning(self) -> str | None:
+        """What to tell operators when the NOTIFY queue fills (None while it is nearly empty)."""
+        if self.notify_queue_usage < NOTIFY_QUEUE_HIGH:
+            return None
+        now = (
+            "pgqueue stops notifying, workers find tasks by polling"
+            if self.notify_queue_usage >= NOTIFY_QUEUE_SKIP
+            else f"at {NOTIFY_QUEUE_SKIP:.0%} pgqueue stops notifying and workers rely on polling"
+        )
+        return (
+            f"the NOTIFY queue is {self.notify_queue_usage:.1%} full: a listening session is "
+            f"not reading its notifications (idle in a transaction?); {now}"
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The overview as JSON data."""
@@ -119,6 +144,7 @@ class Overview:
             "throughput": jsonable(self.throughput),
             "workers": self.workers,
             "stuck": jsonable(self.stuck),
+            "notify_queue_usage": self.notify_queue_usage,
         }
 
 
@@ -151,6 +177,7 @@ class Operations:
             throughput=self._rows(self.sql.queue_throughput),
             workers=counts,
             stuck=self._rows(self.sql.stuck_tasks),
+            notify_queue_usage=self._rows(self.sql.notify_queue_usage)[0]["usage"],
         )
 
     def timeline(self) -> list[Row]:

@@ -25,6 +25,10 @@ WHERE t.status IN (4, 5, 6)
 GROUP BY t.queue, s.name
 """
 
+#: How full PostgreSQL's NOTIFY queue is (0..1): shown by ``pgqueue status``, the dashboard and
+#: the metrics (F27; see revision pgqueue_0005_contract).
+NOTIFY_QUEUE_USAGE = "SELECT pg_notification_queue_usage()::float8 AS usage"
+
 #: Live workers, plus stopped and lost ones seen within ``recent`` seconds (all when NULL).
 WORKERS = """
 SELECT * FROM {s}.worker_status

@@ -17,6 +17,8 @@ Metrics (all times in seconds, measured on the database clock):
 * ``pgqueue_queue_depth{queue,state}``: live tasks (QUEUED, STARTED, RETRY) per queue in the
   whole database, read at scrape time on a short-lived connection (every worker reports the
   same numbers: aggregate with ``max by (queue, state)``).
+* ``pgqueue_notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1), read with the
+  depth; from 0.5 pgqueue stops notifying and workers rely on polling (F27).
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ class WorkerMetrics:
 
 
 class _WorkerCollector(Collector):
-    """Metrics read when scraped: listener reconnects, and queue depth from the database."""
+    """Metrics read when scraped: listener reconnects, queue depth and NOTIFY queue usage from
+    the database."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -160,16 +163,25 @@ class _WorkerCollector(Collector):
             "Live tasks per queue and state in the database (read at scrape time)",
             labels=["queue", "state"],
         )
-        for row in self._depth():
+        rows, usage = self._read()
+        for row in rows:
             depth.add_metric([row["queue"], row["state"]], row["n"])
         yield depth
+        yield GaugeMetricFamily(
+            "pgqueue_notify_queue_usage",
+            "How full PostgreSQL's NOTIFY queue is, 0..1 (read at scrape time)",
+            value=usage,
+        )
 
-    def _depth(self) -> list[dict[str, Any]]:
+    def _read(self) -> tuple[list[dict[str, Any]], float]:
+        """The queue depth rows and the NOTIFY queue usage, on one short-lived connection."""
         with (
             self._lock,
             _db.connect(self.worker.dsn, application_name="pgqueue-metrics") as conn,
         ):
-            return conn.execute(self.sql.queue_depth).fetchall()
+            rows = conn.execute(self.sql.queue_depth).fetchall()
+            usage = conn.execute(self.sql.notify_queue_usage).fetchone()
+        return rows, usage["usage"] if usage else 0.0
 
 
 def serve_metrics(worker: Worker, port: int, host: str = "127.0.0.1") -> WorkerMetrics:

@@ -3,14 +3,16 @@
 A dedicated embedded server with the smallest notification queue PostgreSQL allows
 (``max_notify_queue_pages``, PostgreSQL 17+), one session that LISTENs and then sits idle in a
 transaction, and notifications until the queue is full: enqueue goes on working, a warning
-names the cause and the holder, and a polling worker still drains the queue.
+names the cause and the holder, ``pgqueue status``, the dashboard and the metrics show the
+usage, and a polling worker still drains the queue.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -19,9 +21,15 @@ import pytest
 from pgqueue import TaskBackend, Worker, states
 from pgqueue._db import connect, quote_ident
 from pgqueue.embedded import EmbeddedPostgres
+from pgqueue.metrics import serve_metrics
 from pgqueue.schema import migrate
-from tests.conftest import TEST_JOBS, WorkerThread, sql
+from tests import test_dashboard
+from tests.conftest import TEST_JOBS, WorkerThread, run_cli, sql
 from tests.crash_support import wait_until
+from tests.test_dashboard import http
+from tests.test_metrics import free_port, scrape
+
+start_dashboard = test_dashboard.start_dashboard
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +73,9 @@ def fill_notify_queue(dsn: str) -> float:
     return float(usage[0])
 
 
-def test_enqueue_works_with_a_full_notify_queue(small_dsn: str) -> None:
+def test_enqueue_works_with_a_full_notify_queue(
+    small_dsn: str, start_dashboard: Callable[..., str]
+) -> None:
     with psycopg.connect(small_dsn, autocommit=True) as holder:
         holder.execute("LISTEN pgqueue_test_channel")
         holder.execute("BEGIN")
@@ -96,10 +106,22 @@ def test_enqueue_works_with_a_full_notify_queue(small_dsn: str) -> None:
         assert "workers find the task by polling" in message
         assert f"pid {holder_pid}" in hint
 
-        handle = WorkerThread(
-            Worker(small_dsn, task_paths=[TEST_JOBS], poll_timeout=0.5, lease=5.0, backlog=8)
-        )
+        status = run_cli(["pgqueue", "status"], small_dsn)
+        assert status.returncode == 0, status.stderr
+        assert "notification queue: " in status.stdout
+        assert "warning: the NOTIFY queue is" in " ".join(status.stdout.split())
+        as_json = run_cli(["pgqueue", "status", "--json"], small_dsn)
+        assert json.loads(as_json.stdout)["notify_queue_usage"] > 0.9
+        _, _, page = http(start_dashboard(dsn_=small_dsn) + "/")
+        assert 'id="notify-queue" class="bad"' in page
+        assert "not reading its notifications" in page
+
+        worker = Worker(small_dsn, task_paths=[TEST_JOBS], poll_timeout=0.5, lease=5.0, backlog=8)
+        port = free_port()
+        metrics = serve_metrics(worker, port)
+        handle = WorkerThread(worker)
         try:
+            assert scrape(port)[("pgqueue_notify_queue_usage", ())] > 0.9
             wait_until(
                 lambda: (
                     sql(
@@ -114,4 +136,5 @@ def test_enqueue_works_with_a_full_notify_queue(small_dsn: str) -> None:
             )
         finally:
             handle.stop()
+            metrics.close()
         holder.execute("ROLLBACK")
