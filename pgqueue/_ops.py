@@ -37,6 +37,9 @@ NOTIFY_QUEUE_SKIP = 0.5
 #: stopped reading its notifications.
 NOTIFY_QUEUE_HIGH = 0.1
 
+#: How many characters of a task's long values ``pgqueue show`` and the dashboard show.
+PREVIEW_CHARS = 10_000
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -216,9 +219,16 @@ class Operations:
             },
         )
 
-    def task(self, task_id: str) -> Row:
-        """Every column of one task (``task_state``), traceback included."""
-        rows = self._rows(self.sql.task_detail, {"id": require_task_id(task_id)})
+    def task(self, task_id: str, preview: int | None = PREVIEW_CHARS) -> Row:
+        """Every column of one task (``task_state``), traceback included.
+
+        :param preview: the most characters shown of kwargs, meta_params, result (as JSON
+            text), error and traceback; a longer value becomes its first ``preview`` characters
+            and its full length (a JSON value then comes back as a string). None: everything.
+        """
+        rows = self._rows(
+            self.sql.task_detail, {"id": require_task_id(task_id), "preview": preview}
+        )
         if not rows:
             raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
         return rows[0]

@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 
 from . import _db
-from ._cli_common import friendly_errors, setup_logging, split_list
+from ._cli_common import EXIT_OK, friendly_errors, setup_logging, split_list
 from ._ops import parse_duration
-from .supervisor import Supervisor, watch_supervisor
+from .supervisor import EXIT_RECYCLE, Supervisor, supervised, watch_supervisor
 from .worker import Worker
 
 app = typer.Typer(add_completion=False)
@@ -134,6 +134,8 @@ def worker(
 
             serve_metrics(runner, metrics_port, metrics_host)
         code = runner.run()
+        if code == EXIT_OK and max_tasks and runner.processed >= max_tasks and supervised():
+            code = EXIT_RECYCLE  # the supervisor replaces it, with --burst too
     if runner.jobs_still_running:  # given back: end their threads with the process
         logging.shutdown()
         sys.stdout.flush()
