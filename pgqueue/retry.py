@@ -74,8 +74,10 @@ class ExponentialBackoff:
     jitter: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < 0 or self.factor < 1 or not 0 <= self.jitter <= 1:
-            raise ValueError("need base >= 0, cap >= 0, factor >= 1 and 0 <= jitter <= 1")
+        finite = all(map(math.isfinite, (self.base, self.factor, self.cap)))
+        in_range = self.base >= 0 and self.cap >= 0 and self.factor >= 1
+        if not (finite and in_range and 0 <= self.jitter <= 1):  # NaN fails every comparison
+            raise ValueError("need finite base >= 0, cap >= 0, factor >= 1 and 0 <= jitter <= 1")
 
     @property
     def max_exponent(self) -> int:

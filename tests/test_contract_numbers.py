@@ -7,9 +7,12 @@ of failing the claim for every task, and an outcome that cannot be computed ends
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from typing import Any
+
+import pytest
 
 from pgqueue import TaskBackend, states
 from pgqueue.retry import DEFAULT_BACKOFF, ExponentialBackoff
@@ -33,6 +36,9 @@ def test_backoff_is_capped_before_the_power() -> None:
     assert ExponentialBackoff(factor=1, jitter=0)(INT_MAX) == 1
     assert ExponentialBackoff(base=1, factor=2, cap=5, jitter=0)(3) == 4  # below the cap
     assert DEFAULT_BACKOFF.max_exponent == 10  # 2 ** 10 = 1024 s >= 600 s
+    for bad in ({"cap": math.inf}, {"base": math.nan}, {"factor": math.inf}):
+        with pytest.raises(ValueError, match="finite"):
+            ExponentialBackoff(**bad)
 
 
 def test_task_at_attempt_1025_ends_retry_under_a_worker(
