@@ -564,8 +564,9 @@ class Worker:
         try:
             outcome = _outcome(consumer, future)
         except Exception as exc:  # a callback's error is swallowed: the task would stay STARTED
-            logger.exception("%s: its outcome could not be computed", consumer.task.info())
-            outcome = _not_finished(consumer.task, exc)
+            why = "its outcome could not be computed"
+            logger.error("%s: %s: %s", consumer.task.info(), why, first_line(exc))
+            outcome = _not_started(consumer.task, exc, why)
         self._finished(outcome)
         self._wake.set()  # a slot is free
 
@@ -714,23 +715,14 @@ def _failure(consumer: TaskConsumer, exc: BaseException) -> Outcome:
     )
 
 
-def _not_finished(task: Task, exc: Exception) -> Outcome:
-    """FAILURE for a task whose outcome could not be computed (a backoff that raised, say):
-    one task's data ends that task, never the worker (F24)."""
-    return Outcome(
-        task,
-        states.FAILURE,
-        error=f"its outcome could not be computed: {type(exc).__name__}: {exc}",
-        traceback="".join(traceback.format_exception(exc)),
-    )
-
-
-def _not_started(task: Task, exc: Exception) -> Outcome:
+def _not_started(task: Task, exc: Exception, why: str = "could not start") -> Outcome:
     """FAILURE for a task whose job could not even be called, e.g. kwargs that are a JSON
-    array written by plain SQL: retrying could not help, and the rest of its claim runs on."""
+    array written by plain SQL: retrying could not help, and the rest of its claim runs on.
+    Also for a task whose outcome could not be computed (``why``; a job's backoff that
+    raised, say): one task's data ends that task, never the worker (F24)."""
     return Outcome(
         task,
         states.FAILURE,
-        error=f"could not start: {type(exc).__name__}: {exc}",
+        error=f"{why}: {type(exc).__name__}: {exc}",
         traceback="".join(traceback.format_exception(exc)),
     )
