@@ -18,7 +18,7 @@ from . import _cli_render as render
 from ._cli_common import EXIT_FAILED, friendly_errors, setup_command_logging, split_list
 from ._cli_options import DsnOption, JsonOption, SchemaOption, TaskIdArgument, operations
 from ._format import format_seconds
-from ._ops import Row, parse_duration, require_task_id
+from ._ops import PREVIEW_CHARS, Row, parse_duration, require_task_id
 from .backend import TaskBackend
 from .errors import ConfigurationError, TaskTimeout
 from .states import SUCCESS
@@ -77,11 +77,19 @@ def show(
     dsn: DsnOption = None,
     schema: SchemaOption = None,
     as_json: JsonOption = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help=f"Show long values whole (default: the first {PREVIEW_CHARS:,} characters of "
+            "kwargs, meta_params, result, error and traceback, and their length).",
+        ),
+    ] = False,
 ) -> None:
     """Show everything about one task: arguments, result, error and traceback, timestamps."""
     setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
-        task = ops.task(task_id)
+        task = ops.task(task_id, preview=None if full else PREVIEW_CHARS)
     if as_json:
         render.print_json(task)
         return

@@ -14,3 +14,6 @@ EXIT_SCHEMA = 4  # the schema is missing or outdated
 #: A worker ended itself to kill a job thread past its hard time limit
 #: (``--hard-time-limits``); its supervisor replaces it at once.
 EXIT_REPLACE = 75
+#: A supervised worker reached ``--max-tasks`` (a standalone one exits 0): its supervisor
+#: replaces it at once, with ``--burst`` too, since work may be left.
+EXIT_RECYCLE = 76

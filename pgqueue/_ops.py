@@ -32,6 +32,17 @@ R = TypeVar("R")
 #: What ``revoke`` records as the error of a task an operator revoked.
 REVOKED_BY_OPERATOR = "revoked by an operator"
 
+#: NOTIFY queue usage (0..1) at which the task triggers stop notifying and workers rely on
+#: polling (``notify_task`` of revision pgqueue_0005_contract; F27).
+NOTIFY_QUEUE_SKIP = 0.5
+
+#: NOTIFY queue usage from which operators are warned: it is near 0 unless a listening session
+#: stopped reading its notifications.
+NOTIFY_QUEUE_HIGH = 0.1
+
+#: How many characters of a task's long values ``pgqueue show`` and the dashboard show.
+PREVIEW_CHARS = 10_000
+
 
 class ActionRefused(PgQueueError):
     """An operator action (revoke, retry) does not apply to the task in its current state;
@@ -76,13 +87,30 @@ class Overview:
     """One screen of the queue: what ``pgqueue status`` prints and the dashboard's home page.
 
     ``queues``: rows of ``queue_stats``; ``throughput``: rows of ``queue_throughput``;
-    ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``.
+    ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``;
+    ``notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1).
     """
 
     queues: list[Row]
     throughput: list[Row]
     workers: dict[str, int]
     stuck: list[Row]
+    notify_queue_usage: float = 0.0
+
+    @property
+    def notify_queue_warning(self) -> str | None:
+        """What to tell operators when the NOTIFY queue fills (None while it is nearly empty)."""
+        if self.notify_queue_usage < NOTIFY_QUEUE_HIGH:
+            return None
+        now = (
+            "pgqueue stops notifying, workers find tasks by polling"
+            if self.notify_queue_usage >= NOTIFY_QUEUE_SKIP
+            else f"at {NOTIFY_QUEUE_SKIP:.0%} pgqueue stops notifying and workers rely on polling"
+        )
+        return (
+            f"the NOTIFY queue is {self.notify_queue_usage:.1%} full: a listening session is "
+            f"not reading its notifications (idle in a transaction?); {now}"
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The overview as JSON data."""
@@ -91,6 +119,7 @@ class Overview:
             "throughput": jsonable(self.throughput),
             "workers": self.workers,
             "stuck": jsonable(self.stuck),
+            "notify_queue_usage": self.notify_queue_usage,
         }
 
 
@@ -123,6 +152,7 @@ class Operations:
             throughput=self._run(self.store.queue_throughput()),
             workers=counts,
             stuck=self._run(self.store.stuck_tasks()),
+            notify_queue_usage=self._run(self.store.notify_queue_usage()),
         )
 
     def timeline(self) -> list[Row]:
@@ -160,9 +190,14 @@ class Operations:
             )
         )
 
-    def task(self, task_id: str) -> Row:
-        """Every column of one task (``task_state``), traceback included."""
-        row = self._run(self.store.task_detail(id=require_task_id(task_id)))
+    def task(self, task_id: str, preview: int | None = PREVIEW_CHARS) -> Row:
+        """Every column of one task (``task_state``), traceback included.
+
+        :param preview: the most characters shown of kwargs, meta_params, result (as JSON
+            text), error and traceback; a longer value becomes its first ``preview`` characters
+            and its full length (a JSON value then comes back as a string). None: everything.
+        """
+        row = self._run(self.store.task_detail(id=require_task_id(task_id), preview=preview))
         if row is None:
             raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
         return row

@@ -97,8 +97,16 @@ def check_text(value: object, what: str) -> str:
 
 def check_queue(queue: object) -> str:
     """``queue`` if it is a valid queue name: a non-empty str of at most
-    :data:`MAX_QUEUE_BYTES` UTF-8 bytes without NUL; else raise :class:`ConfigurationError`."""
+    :data:`MAX_QUEUE_BYTES` UTF-8 bytes without NUL nor comma; else raise
+    :class:`ConfigurationError`. Commas separate the queues of ``--queues``, so a name holding
+    one could be queued to but never consumed; the task table refuses it too (CHECK
+    ``task_queue_no_comma`` of revision pgqueue_0005_contract)."""
     name = check_text(queue, "queue")
+    if "," in name:
+        raise ConfigurationError(
+            f"queue names must not contain a comma (lists of queues are comma-separated): "
+            f"{name[:60]!r}"
+        )
     if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_QUEUE_BYTES:
         raise ConfigurationError(
             f"queue must be 1 to {MAX_QUEUE_BYTES} bytes in UTF-8 (its NOTIFY channels are "

@@ -30,6 +30,8 @@ Metrics (all times in seconds, measured on the database clock):
 
 The last two are read at scrape time on a short-lived connection; every worker reports the
 same numbers: aggregate with ``max by (queue, state)`` / ``max by (queue)``.
+* ``pgqueue_notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1), read with the
+  depth; from 0.5 pgqueue stops notifying and workers rely on polling (F27).
 """
 
 from __future__ import annotations
@@ -167,8 +169,10 @@ class WorkerMetrics:
         """Record one claim: its batch size, and each task started (or revoked as expired)."""
         self.claim_batch.observe(len(tasks))
         for task in tasks:
-            if task.status == states.REVOKED:
-                self.finished_total.labels(task.queue, task.name, "REVOKED").inc()
+            if task.status != states.STARTED:  # expired, or attempts at its limit
+                self.finished_total.labels(
+                    task.queue, task.name, states.status_string(task.status)
+                ).inc()
                 continue
             self.started.labels(task.queue, task.name).inc()
             if task.time_started is not None and task.time_queued is not None:
@@ -207,8 +211,8 @@ class WorkerMetrics:
 
 
 class _WorkerCollector(Collector):
-    """Metrics read when scraped: listener reconnects, and queue depth and lag from the
-    database."""
+    """Metrics read when scraped: listener reconnects, queue depth and lag, and the NOTIFY
+    queue's usage from the database."""
 
     def __init__(self, worker: Measured) -> None:
         self.worker = worker
@@ -233,22 +237,29 @@ class _WorkerCollector(Collector):
             "now() - run_at of the claimable task due longest per queue (0: none due)",
             labels=["queue"],
         )
-        depth_rows, oldest_rows = self._read()
+        depth_rows, oldest_rows, usage = self._read()
         for row in depth_rows:
             depth.add_metric([row["queue"], row["state"]], row["n"])
         for lag in oldest_rows:
             oldest.add_metric([lag["queue"]], lag["seconds"])
         yield depth
         yield oldest
+        yield GaugeMetricFamily(
+            "pgqueue_notify_queue_usage",
+            "How full PostgreSQL's NOTIFY queue is, 0..1 (read at scrape time)",
+            value=usage,
+        )
 
-    def _read(self) -> tuple[list[DepthRow], list[LagRow]]:
+    def _read(self) -> tuple[list[DepthRow], list[LagRow], float]:
+        """Depth rows, lag rows and the NOTIFY queue's usage, on one short-lived connection."""
         with (
             self._lock,
             _db.connect(self.worker.dsn, application_name="pgqueue-metrics") as conn,
         ):
             depth = self.store.queue_depth().run(conn)
             oldest = self.store.queue_oldest_due().run(conn)
-        return depth, oldest
+            usage = self.store.notify_queue_usage().run(conn)
+        return depth, oldest, usage
 
 
 def serve_metrics(worker: Measured, port: int, host: str = "127.0.0.1") -> WorkerMetrics:

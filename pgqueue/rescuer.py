@@ -42,7 +42,8 @@ def rescue_lost_tasks(
     :param conn: an autocommit connection (each batch commits on its own).
     :param store: the store of the schema.
     :param backoff: the delay before the next attempt of a rescued task (its ``base``,
-        ``factor``, ``cap`` and ``jitter`` are applied in SQL, on the database clock).
+        ``factor``, ``cap`` and ``jitter`` are applied in SQL, on the database clock, the
+        exponent capped at its ``max_exponent`` as in Python).
     :raises psycopg.OperationalError: the database went away (the caller retries later).
     """
     op = store.rescue_lost_tasks(
@@ -51,6 +52,7 @@ def rescue_lost_tasks(
         backoff_factor=backoff.factor,
         backoff_cap=backoff.cap,
         backoff_jitter=backoff.jitter,
+        backoff_max_exponent=backoff.max_exponent,
     )
     rescued: list[RescuedRow] = []
     while True:

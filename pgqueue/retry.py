@@ -14,6 +14,7 @@ an attempt too (see :mod:`pgqueue.rescuer`).
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Protocol
@@ -57,6 +58,9 @@ class Revoked(Exception):
 class ExponentialBackoff:
     """``min(cap, base * factor ** (attempt - 1))`` seconds, less up to ``jitter`` of it.
 
+    The exponent stops growing at :attr:`max_exponent`, where the delay reaches ``cap``: the
+    cap applies before the power is computed, so no attempt number overflows (F24).
+
     :param base: seconds after the first failed attempt (default 1).
     :param factor: growth per attempt (default 2).
     :param cap: the longest wait in seconds (default 600).
@@ -70,11 +74,23 @@ class ExponentialBackoff:
     jitter: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < 0 or self.factor < 1 or not 0 <= self.jitter <= 1:
-            raise ValueError("need base >= 0, cap >= 0, factor >= 1 and 0 <= jitter <= 1")
+        finite = all(map(math.isfinite, (self.base, self.factor, self.cap)))
+        in_range = self.base >= 0 and self.cap >= 0 and self.factor >= 1
+        if not (finite and in_range and 0 <= self.jitter <= 1):  # NaN fails every comparison
+            raise ValueError("need finite base >= 0, cap >= 0, factor >= 1 and 0 <= jitter <= 1")
+
+    @property
+    def max_exponent(self) -> int:
+        """The smallest exponent at which ``base * factor ** exponent`` reaches ``cap`` (0
+        when it never grows: ``base`` 0, ``factor`` 1, or ``base >= cap``). The rescue
+        statement caps its exponent with it too (:data:`pgqueue._sql.RESCUE_LOST_TASKS`)."""
+        if self.base <= 0 or self.factor == 1 or self.base >= self.cap:
+            return 0
+        return math.ceil(math.log(self.cap / self.base, self.factor))
 
     def __call__(self, attempt: int) -> float:
-        delay = min(self.cap, self.base * self.factor ** max(attempt - 1, 0))
+        exponent = min(max(attempt - 1, 0), self.max_exponent)
+        delay = min(self.cap, self.base * self.factor**exponent)
         return delay * (1 - self.jitter * random.random())
 
 

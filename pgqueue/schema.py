@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -12,14 +14,21 @@ import psycopg
 
 from ._db import conninfo, migrate_command, redact
 from ._store import Store
-from .errors import ConnectionFailed, SchemaError
+from .errors import ConnectionFailed, SchemaError, first_line
 
 if TYPE_CHECKING:  # Alembic and SQLAlchemy load only when migrating: workers start faster.
     import sqlalchemy
     from alembic.config import Config
 
+logger = logging.getLogger("pgqueue.schema")
+
+#: How many times :func:`migrate` runs the migration when a lock was not granted within the
+#: migration's ``lock_timeout`` (F28), and the longest pause in seconds between two runs.
+MIGRATION_ATTEMPTS = 8
+MIGRATION_MAX_PAUSE = 8.0
+
 #: The newest revision this version of pgqueue needs. A test keeps it equal to Alembic's head.
-SCHEMA_REVISION = "pgqueue_0004_operations"
+SCHEMA_REVISION = "pgqueue_0005_contract"
 
 
 def alembic_config(schema: str) -> Config:
@@ -65,15 +74,47 @@ def migrate(dsn: str, schema: str, revision: str = "heads") -> None:
     """Apply pgqueue's revisions up to ``revision`` (default: all) to ``schema``.
 
     Concurrent calls against one database are serialized by a session advisory lock taken in
-    the Alembic environment, so many workers may run this at start-up. Raises
-    :class:`ConnectionFailed` when the database cannot be reached.
+    the Alembic environment, so many workers may run this at start-up. Each lock is waited
+    for at most ``MIGRATION_LOCK_TIMEOUT`` (2 s), so a long reader of a table never makes the
+    migration queue every later reader behind itself (F28); the migration then rolls back and
+    runs again after a pause (0.5 s, doubling up to :data:`MIGRATION_MAX_PAUSE`), up to
+    :data:`MIGRATION_ATTEMPTS` times.
+
+    :raises ConnectionFailed: the database cannot be reached.
+    :raises SchemaError: the locks were still held by others after the last attempt.
     """
+    import sqlalchemy
     from alembic import command
 
     cfg = alembic_config(schema)
-    with _sqlalchemy_connection(dsn) as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    pause = 0.5
+    for attempt in range(1, MIGRATION_ATTEMPTS + 1):
+        with _sqlalchemy_connection(dsn) as connection:
+            cfg.attributes["connection"] = connection
+            try:
+                command.upgrade(cfg, revision)
+                return
+            except sqlalchemy.exc.OperationalError as exc:
+                if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+                    raise
+                why = first_line(exc.orig)
+        if attempt == MIGRATION_ATTEMPTS:
+            break
+        logger.warning(
+            "migration attempt %d of %d rolled back (%s: another session holds a lock it "
+            "needs); trying again in %.1fs",
+            attempt,
+            MIGRATION_ATTEMPTS,
+            why,
+            pause,
+        )
+        time.sleep(pause)
+        pause = min(pause * 2, MIGRATION_MAX_PAUSE)
+    raise SchemaError(
+        f"the migration could not get its locks in {MIGRATION_ATTEMPTS} attempts ({why}): "
+        "a long transaction holds a pgqueue table or view (see pg_stat_activity and pg_locks); "
+        "end it or run `pgqueue migrate` again later. Nothing was changed."
+    )
 
 
 def migration_sql(schema: str, revision: str = "heads") -> None:

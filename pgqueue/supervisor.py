@@ -1,8 +1,10 @@
 """The supervisor behind ``pgqueue-worker --processes N``: N worker processes, each replaced
 when it exits.
 
-* A child that exits 0 (it reached ``--max-tasks``) is replaced at once; with ``--burst`` it
-  is not replaced, and the supervisor exits 0 once every child has.
+* A child that reached ``--max-tasks`` exits 76 (:data:`EXIT_RECYCLE`) and is replaced at
+  once, with ``--burst`` too: ``--burst`` means "until nothing is left", not "until each child
+  has run its ``--max-tasks``". A child that exits 0 (``--burst``: it found nothing left to
+  claim) is not replaced, and the supervisor exits 0 once every child has.
 * A child that exits 75 ended itself to kill a job thread past its hard time limit
   (``--hard-time-limits``): it is replaced at once.
 * A child that crashes (non-zero exit, or killed by a signal) is replaced after a backoff that
@@ -32,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from ._exits import EXIT_OK, EXIT_REPLACE, EXIT_SCHEMA, EXIT_USAGE
+from ._exits import EXIT_OK, EXIT_RECYCLE, EXIT_REPLACE, EXIT_SCHEMA, EXIT_USAGE
 
 logger = logging.getLogger("pgqueue.supervisor")
 
@@ -45,6 +47,11 @@ MAX_BACKOFF = 30.0
 
 #: Set in each child's environment to the supervisor's pid (see :func:`watch_supervisor`).
 SUPERVISOR_PID_ENV = "PGQUEUE_SUPERVISOR_PID"
+
+
+def supervised() -> bool:
+    """Whether this process is a worker process run by a :class:`Supervisor`."""
+    return bool(os.environ.get(SUPERVISOR_PID_ENV))
 
 
 def watch_supervisor(on_gone: Callable[[], None], interval: float = 1.0) -> None:
@@ -176,6 +183,14 @@ class Supervisor:
         elif code == EXIT_REPLACE:
             logger.warning(
                 "worker process %d (pid %d) exited to kill a job past its time limit; replacing it",
+                child.slot,
+                child.process.pid,
+            )
+            self._restart(child.slot, 0.0)
+        elif code == EXIT_RECYCLE:
+            self._crashes[child.slot] = 0
+            logger.info(
+                "worker process %d (pid %d) reached --max-tasks; replacing it",
                 child.slot,
                 child.process.pid,
             )

@@ -14,6 +14,7 @@ import typer
 
 from . import _db
 from ._cli_common import (
+    EXIT_OK,
     VersionOption,
     friendly_errors,
     log_format_name,
@@ -22,9 +23,10 @@ from ._cli_common import (
     setup_logging,
     split_list,
 )
+from ._exits import EXIT_RECYCLE
 from ._ops import parse_duration
 from .jobs import JobRegistry
-from .supervisor import Supervisor, watch_supervisor
+from .supervisor import Supervisor, supervised, watch_supervisor
 from .worker import Worker
 
 app = typer.Typer(add_completion=False)
@@ -207,6 +209,8 @@ def worker(
 
             serve_metrics(runner, metrics_port, metrics_host)
         code = runner.run()
+        if code == EXIT_OK and max_tasks and runner.processed >= max_tasks and supervised():
+            code = EXIT_RECYCLE  # the supervisor replaces it, with --burst too
     if runner.jobs_still_running:  # given back: end their threads with the process
         logging.shutdown()
         sys.stdout.flush()

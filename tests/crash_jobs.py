@@ -80,6 +80,17 @@ def flaky(consumer: pgqueue.TaskConsumer, failures: int) -> int:
     return consumer.attempt
 
 
+def _overflowing(attempt: int) -> float:
+    """A backoff with the bug F24 found: the power is computed before any cap."""
+    return min(600.0, 2.0 ** (attempt * 2000))
+
+
+@pgqueue.job(max_retries=3, backoff=_overflowing)
+def overflowing_backoff(consumer: pgqueue.TaskConsumer) -> None:
+    """Fails, so the worker asks its backoff for a delay, which raises OverflowError."""
+    raise ValueError("fails")
+
+
 @pgqueue.job(max_retries=3, retry_on=(ConnectionError,), backoff=FAST)
 def picky(consumer: pgqueue.TaskConsumer, error: str) -> None:
     """Retries only ConnectionError; raises the named builtin exception."""

@@ -18,6 +18,9 @@ from .tasks import _T
 #: The task columns as a claim returns them: the id as text, not a uuid to convert back.
 _T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
 
+#: A claimed row whose ``attempts`` cannot grow (integer column at its maximum).
+_WORN_OUT = "t.attempts = 2147483647"
+
 #: Claim up to ``limit`` due tasks in priority then run_at order. A task past its expiry is
 #: revoked here instead of started (pulsar's TaskTimeout at execution time).
 #: Each queue is read on its own (LATERAL) so the scan walks the partial index task_claimable
@@ -27,6 +30,9 @@ _T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
 #: not picked are free again at its commit. The worker keeps one generic plan of it: the
 #: redundant ``t.id = ANY(ARRAY(...))`` makes that plan read the picked rows by primary key
 #: whatever ``limit`` is, where the join alone was planned as a scan of the whole table.
+#: A task whose ``attempts`` is at the integer limit (written by hand: no run adds that many)
+#: ends FAILURE here instead of started, so its ``attempts + 1`` never fails the claim of
+#: every other task (F24).
 CLAIM_TASKS = f"""
 WITH picked AS (
     SELECT c.id, c.expired
@@ -44,12 +50,14 @@ WITH picked AS (
     LIMIT %(limit)s
 )
 UPDATE {{s}}.task t
-SET status = CASE WHEN picked.expired THEN 3 ELSE 5 END,
-    time_started = CASE WHEN picked.expired THEN t.time_started ELSE now() END,
-    time_ended = CASE WHEN picked.expired THEN now() END,
-    error = CASE WHEN picked.expired THEN 'expired before it started' ELSE t.error END,
+SET status = CASE WHEN picked.expired THEN 3 WHEN {_WORN_OUT} THEN 2 ELSE 5 END,
+    time_started = CASE WHEN picked.expired OR {_WORN_OUT} THEN t.time_started ELSE now() END,
+    time_ended = CASE WHEN picked.expired OR {_WORN_OUT} THEN now() END,
+    error = CASE WHEN picked.expired THEN 'expired before it started'
+                 WHEN {_WORN_OUT} THEN 'attempts reached its limit (2147483647): not started'
+                 ELSE t.error END,
     worker = %(worker)s,
-    attempts = t.attempts + CASE WHEN picked.expired THEN 0 ELSE 1 END
+    attempts = t.attempts + CASE WHEN picked.expired OR {_WORN_OUT} THEN 0 ELSE 1 END
 FROM picked
 WHERE t.id = picked.id AND t.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING {_T_CLAIMED}

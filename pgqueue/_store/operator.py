@@ -68,11 +68,38 @@ ORDER BY COALESCE(time_ended, time_started, time_queued) DESC, id
 LIMIT %(limit)s
 """
 
-TASK_DETAIL = """
+#: How full PostgreSQL's NOTIFY queue is (0..1): shown by ``pgqueue status``, the dashboard and
+#: the metrics (F27; see revision pgqueue_0005_contract).
+NOTIFY_QUEUE_USAGE = "SELECT pg_notification_queue_usage()::float8 AS usage"
+
+
+def _bounded(column: str, *, json: bool) -> str:
+    """SQL for ``column`` of ``task_state t`` cut to at most ``%(preview)s`` characters (NULL:
+    all of it) followed by its full length; a JSON column is measured as text (``v``, see
+    :data:`TASK_DETAIL`) and its preview comes back as a JSON string."""
+    text = f"v.{column}" if json else f"t.{column}"
+    preview = (
+        f"left({text}, %(preview)s::integer) || '... (' || length({text}) || ' characters in all)'"
+    )
+    return (
+        f"CASE WHEN %(preview)s::integer IS NOT NULL AND length({text}) > %(preview)s::integer "
+        f"THEN {f'to_jsonb({preview})' if json else preview} ELSE t.{column} END AS {column}"
+    )
+
+
+#: One task, its long values cut to a preview in SQL (``pgqueue show`` of a task with 46 MB of
+#: kwargs ran 90 s at full CPU: issue 12); ``preview`` NULL returns everything.
+TASK_DETAIL = f"""
 SELECT id::text AS id, name, queue, state, status, priority, attempts, max_retries, worker,
        lock_id, time_queued, run_at, time_started, time_ended, expiry, wait_seconds,
-       run_seconds, overdue, kwargs, meta_params, result, error, traceback, revoke_requested_at
-FROM {s}.task_state WHERE id = %(id)s::uuid
+       run_seconds, overdue, {_bounded("kwargs", json=True)},
+       {_bounded("meta_params", json=True)}, {_bounded("result", json=True)},
+       {_bounded("error", json=False)}, {_bounded("traceback", json=False)},
+       revoke_requested_at
+FROM {{s}}.task_state t,
+     LATERAL (SELECT t.kwargs::text AS kwargs, t.meta_params::text AS meta_params,
+                     t.result::text AS result) v
+WHERE t.id = %(id)s::uuid
 """
 
 #: Queue a finished FAILURE or REVOKED task again, as if new: QUEUED, due now, queued now.
@@ -176,9 +203,14 @@ class OperatorOps(StoreBase):
         params = {"states": states, "jobs": jobs, "queues": queues, "since": since, "limit": limit}
         return Op(self._sql(LIST_TASKS), params, rows)
 
-    def task_detail(self, *, id: str) -> Op[Row | None]:
-        """Every column of task ``id`` (``task_state``); None when it does not exist."""
-        return Op(self._sql(TASK_DETAIL), {"id": id}, first)
+    def task_detail(self, *, id: str, preview: int | None) -> Op[Row | None]:
+        """Every column of task ``id`` (``task_state``), its long values cut to ``preview``
+        characters (None: whole); None when it does not exist."""
+        return Op(self._sql(TASK_DETAIL), {"id": id, "preview": preview}, first)
+
+    def notify_queue_usage(self) -> Op[float]:
+        """How full PostgreSQL's NOTIFY queue is, 0..1 (see :data:`NOTIFY_QUEUE_USAGE`)."""
+        return Op(self._sql(NOTIFY_QUEUE_USAGE), {}, _usage)
 
     def retry_task(self, *, id: str) -> Op[bool]:
         """Queue FAILURE or REVOKED task ``id`` again; False when it is in another state.
@@ -192,3 +224,8 @@ class OperatorOps(StoreBase):
     def queue_names(self) -> Op[list[str]]:
         """Queues that have live tasks or running workers (unordered)."""
         return Op(self._sql(QUEUE_NAMES), {}, _queue_names)
+
+
+def _usage(found: list[Any], count: int) -> float:
+    """The one ``usage`` value :data:`NOTIFY_QUEUE_USAGE` returns."""
+    return float(found[0]["usage"])

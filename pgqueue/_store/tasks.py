@@ -86,7 +86,9 @@ DELETE FROM {s}.task WHERE queue = %(queue)s AND status IN (4, 6)
 """
 
 #: Revoke one task: QUEUED or RETRY go straight to REVOKED (releasing the lock_id); a STARTED
-#: one gets ``revoke_requested_at`` and its worker is told on ``<queue>_task_revoke``.
+#: one gets ``revoke_requested_at`` and its worker is told on ``<queue>_task_revoke``, unless
+#: the NOTIFY queue is half full (F27: notifying could then fail the commit); the worker's
+#: heartbeat finds the request anyway.
 REVOKE_TASK = """
 WITH changed AS (
     UPDATE {s}.task t
@@ -97,7 +99,8 @@ WITH changed AS (
     WHERE t.id = %(id)s::uuid AND t.status IN (4, 5, 6)
     RETURNING t.id, t.queue, t.status
 ), told AS (
-    SELECT pg_notify(queue || '_task_revoke', id::text) FROM changed WHERE status = 5
+    SELECT pg_notify(queue || '_task_revoke', id::text) FROM changed
+    WHERE status = 5 AND pg_notification_queue_usage() < 0.5
 )
 SELECT c.id::text AS id, c.status, (SELECT count(*) FROM told) AS told FROM changed c
 """

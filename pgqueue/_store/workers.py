@@ -52,9 +52,10 @@ RESCUED_STATUS = """CASE WHEN t.revoke_requested_at IS NOT NULL THEN 3
                   WHEN t.attempts <= t.max_retries THEN 4 ELSE 2 END"""
 
 #: Rescue up to ``limit`` STARTED tasks whose worker is lost: back to RETRY after an
-#: exponential backoff with jitter when attempts remain (the lost run counts as an attempt),
-#: else FAILURE; REVOKED when a revoke was requested. Rows are locked in id order with SKIP
-#: LOCKED, so concurrent sweeps never wait on each other nor deadlock (F11), and the update
+#: exponential backoff with jitter when attempts remain (the lost run counts as an attempt; the
+#: exponent is capped before the power, so no attempt count overflows: F24), else FAILURE;
+#: REVOKED when a revoke was requested. Rows are locked in id order with SKIP LOCKED, so
+#: concurrent sweeps never wait on each other nor deadlock (F11), and the update
 #: re-checks STARTED on the locked row, so a row that changed since it was read is left alone.
 RESCUE_LOST_TASKS = f"""
 WITH lost AS (
@@ -71,12 +72,13 @@ SET status = {RESCUED_STATUS},
     run_at = CASE WHEN {RESCUED_STATUS} = 4
                   THEN now() + least(%(backoff_cap)s::float8,
                                      %(backoff_base)s::float8
-                                     * %(backoff_factor)s::float8 ^ (t.attempts - 1))
+                                     * %(backoff_factor)s::float8
+                                     ^ least(t.attempts - 1, %(backoff_max_exponent)s::integer))
                        * (1 - %(backoff_jitter)s::float8 * random()) * interval '1 second'
                   ELSE t.run_at END,
     error = 'worker lost: ' || coalesce(t.worker, 'unknown worker')
             || ' stopped heartbeating during attempt ' || t.attempts || ' of '
-            || (t.max_retries + 1) || CASE {RESCUED_STATUS}
+            || (t.max_retries::bigint + 1) || CASE {RESCUED_STATUS}
                 WHEN 4 THEN '; retrying'
                 WHEN 3 THEN '; revoked as requested'
                 ELSE '; no retries left' END,
@@ -145,14 +147,17 @@ class WorkerOps(StoreBase):
         backoff_factor: float,
         backoff_cap: float,
         backoff_jitter: float,
+        backoff_max_exponent: int,
     ) -> Op[list[RescuedRow]]:
         """Rescue up to ``limit`` tasks of lost workers (see :data:`RESCUE_LOST_TASKS`); the
-        backoff (seconds, factor, fraction) sets when a retried one is due."""
+        backoff (seconds, factor, fraction, and the exponent past which the delay is the cap)
+        sets when a retried one is due."""
         params = {
             "limit": limit,
             "backoff_base": backoff_base,
             "backoff_factor": backoff_factor,
             "backoff_cap": backoff_cap,
             "backoff_jitter": backoff_jitter,
+            "backoff_max_exponent": backoff_max_exponent,
         }
         return Op(self._sql(RESCUE_LOST_TASKS), params, rows)

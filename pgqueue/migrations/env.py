@@ -2,7 +2,8 @@
 
 Applies pgqueue's revisions while holding a session advisory lock, so that several processes
 migrating one database at once run one after another instead of racing. The version table is
-``<schema>.alembic_version``, apart from any application's own.
+``<schema>.alembic_version``, apart from any application's own. Table locks are waited for at
+most ``MIGRATION_LOCK_TIMEOUT`` (F28; ``pgqueue migrate`` retries).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from sqlalchemy import Connection, text
 
 from pgqueue._db import quote_ident
 from pgqueue.alembic_host import target_schema
-from pgqueue.migrations import MIGRATION_LOCK_KEY
+from pgqueue.migrations import MIGRATION_LOCK_KEY, limit_lock_waits
 
 
 def _configure(schema: str, **kwargs: object) -> None:
@@ -35,6 +36,7 @@ def run_offline() -> None:
         dialect_opts={"paramstyle": "named"},
     )
     with context.begin_transaction():
+        limit_lock_waits()
         context.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         context.run_migrations()
 
@@ -47,6 +49,7 @@ def run_online(connection: Connection) -> None:
         connection.commit()
         _configure(schema, connection=connection)
         with context.begin_transaction():
+            limit_lock_waits()
             context.run_migrations()
         connection.commit()
     finally:

@@ -143,8 +143,8 @@ class Claimer(Service):
         started = 0
         provider_set = tracing.configured()
         for task in tasks:
-            if task.status == states.REVOKED:
-                logger.info("%s (expired before it started)", nice_task_message(task))
+            if task.status != states.STARTED:  # expired, or attempts at its limit
+                logger.info("%s (%s)", nice_task_message(task), task.error)
                 continue
             started += 1
             self.processed += 1

@@ -170,7 +170,13 @@ class Executor(Service):
     def _done(self, consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self._busy.discard(future)
-        self._on_outcome(outcome_of(consumer, future))
+        try:
+            outcome = outcome_of(consumer, future)
+        except Exception as exc:  # a callback's error is swallowed: the task would stay STARTED
+            why = "its outcome could not be computed"
+            logger.error("%s: %s: %s", consumer.task.info(), why, first_line(exc))
+            outcome = not_started(consumer.task, exc, why)
+        self._on_outcome(outcome)
         self._on_slot_free()
 
     def revoke(self, task_id: str) -> None:

@@ -71,12 +71,14 @@ def failure(consumer: TaskConsumer, exc: BaseException) -> Outcome:
     )
 
 
-def not_started(task: Task, exc: Exception) -> Outcome:
+def not_started(task: Task, exc: Exception, why: str = "could not start") -> Outcome:
     """FAILURE for a task whose job could not even be called, e.g. kwargs that are a JSON
-    array written by plain SQL: retrying could not help, and the rest of its claim runs on."""
+    array written by plain SQL: retrying could not help, and the rest of its claim runs on.
+    Also for a task whose outcome could not be computed (``why``; a job's backoff that
+    raised, say): one task's data ends that task, never the worker (F24)."""
     return Outcome(
         task,
         states.FAILURE,
-        error=f"could not start: {type(exc).__name__}: {exc}",
+        error=f"{why}: {type(exc).__name__}: {exc}",
         traceback="".join(traceback.format_exception(exc)),
     )
