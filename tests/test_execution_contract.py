@@ -628,6 +628,8 @@ class ExecutionModel(RuleBasedStateMachine):
         self.held: dict[str, set[tuple[str, int]]] = {w: set() for w in MODEL_WORKERS}
         self.keys: dict[str, str] = {}
         self.ended: dict[str, tuple[Any, ...]] = {}
+        #: (worker, task, attempt) a rescue took from a frozen worker that still holds it
+        self.stale: set[tuple[str, str, int]] = set()
 
     def teardown(self) -> None:
         self.store.reset()
@@ -638,8 +640,9 @@ class ExecutionModel(RuleBasedStateMachine):
             row[c] for c in ("status", "attempts", "worker", "result", "error", "time_ended")
         )
 
-    @rule(key=st.sampled_from(["a", "b", "c"]), can_overlap=st.booleans())
-    def enqueue(self, key: str, can_overlap: bool) -> None:
+    def do_enqueue(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(["a", "b", "c", "d", "e"]), label="key")
+        can_overlap = data.draw(st.booleans(), label="can_overlap")
         task_id = self.store.enqueue(key, can_overlap)
         if task_id is None:
             assert not can_overlap
@@ -652,50 +655,64 @@ class ExecutionModel(RuleBasedStateMachine):
         else:
             self.keys[task_id] = key
 
-    @rule(worker=st.sampled_from(MODEL_WORKERS), limit=st.integers(1, 3))
-    def claim(self, worker: str, limit: int) -> None:
-        if worker in self.stalled:
-            return  # a frozen process claims nothing
+    def live(self) -> list[str]:
+        return [w for w in MODEL_WORKERS if w not in self.stalled]
+
+    def in_order(self, executions: set[tuple[str, int]]) -> list[tuple[str, int]]:
+        """``executions`` in enqueue then attempt order (task ids are random: sorting by them
+        would make a replayed example draw differently)."""
+        order = {task_id: n for n, task_id in enumerate(self.keys)}
+        return sorted(executions, key=lambda e: (order[e[0]], e[1]))
+
+    def holders(self) -> list[str]:
+        return [w for w in self.live() if self.held[w]]
+
+    def do_claim(self, data: st.DataObject) -> None:
+        limit = data.draw(st.integers(1, 3), label="limit")
+        worker = data.draw(st.sampled_from(self.live()))  # a frozen process claims nothing
         for row in self.store.claim(worker, limit):
             assert row["worker"] == worker
             if row["status"] == states.STARTED:
                 self.held[worker].add((row["id"], row["attempts"]))
 
-    @rule(worker=st.sampled_from(MODEL_WORKERS))
-    def heartbeat(self, worker: str) -> None:
-        if worker in self.stalled:
-            return
+    def do_heartbeat(self, data: st.DataObject) -> None:
+        worker = data.draw(st.sampled_from(self.live()))
         beat = self.store.heartbeat(worker)
         assert beat["alive"]
         assert set(beat["revoked"]) <= {t for t, _ in self.held[worker]}
 
-    @rule(worker=st.sampled_from(MODEL_WORKERS))
-    def stall(self, worker: str) -> None:
+    def do_stall(self, data: st.DataObject) -> None:
+        worker = data.draw(st.sampled_from(self.live()))
         self.store.stall(worker)
         self.stalled.add(worker)
 
-    @rule(worker=st.sampled_from(MODEL_WORKERS))
-    def resume(self, worker: str) -> None:
-        if worker in self.stalled:
+    def do_resume(self, data: st.DataObject) -> None:
+        worker = data.draw(st.sampled_from(sorted(self.stalled)))
+        assert self.store.resume(worker, MODEL_LEASE)["alive"]
+        self.stalled.discard(worker)
+
+    def do_rescue(self, data: st.DataObject) -> None:
+        before = self.store.tasks()
+        for row in self.store.rescue():
+            owner = before[row["id"]]["worker"]
+            assert owner in self.stalled, f"a rescue took task {row['id']} from live {owner}"
+            self.stale |= {(owner, t, a) for t, a in self.held[owner] if t == row["id"]}
+        assert self.store.lost_owner_started() == []
+
+    def do_lose_lease(self, data: st.DataObject) -> None:
+        """A worker holding executions is frozen past its lease, a sweep rescues its tasks,
+        and it may resume (with executions it no longer owns)."""
+        worker = data.draw(st.sampled_from(self.holders()))
+        self.store.stall(worker)
+        self.stalled.add(worker)
+        self.do_rescue(data)
+        if data.draw(st.booleans(), label="resume"):
             assert self.store.resume(worker, MODEL_LEASE)["alive"]
             self.stalled.discard(worker)
 
-    @rule()
-    def rescue(self) -> None:
-        before = self.store.tasks()
-        for row in self.store.rescue():
-            assert before[row["id"]]["worker"] in self.stalled, (
-                f"a rescue took task {row['id']} from live worker {before[row['id']]['worker']}"
-            )
-        assert self.store.lost_owner_started() == []
-
-    @rule(data=st.data())
-    def finish(self, data: st.DataObject) -> None:
-        holders = [w for w in MODEL_WORKERS if w not in self.stalled and self.held[w]]
-        if not holders:
-            return
-        worker = data.draw(st.sampled_from(holders))
-        task_id, attempt = data.draw(st.sampled_from(sorted(self.held[worker])))
+    def do_finish(self, data: st.DataObject) -> None:
+        worker = data.draw(st.sampled_from(self.holders()))
+        task_id, attempt = data.draw(st.sampled_from(self.in_order(self.held[worker])))
         status = data.draw(
             st.sampled_from([states.SUCCESS, states.FAILURE, states.REVOKED, states.RETRY])
         )
@@ -710,11 +727,10 @@ class ExecutionModel(RuleBasedStateMachine):
             after = self.store.tasks()[task_id]
             assert self.snapshot(after) == self.snapshot(before), "a stale attempt wrote"
 
-    @rule(worker=st.sampled_from(MODEL_WORKERS))
-    def give_back(self, worker: str) -> None:
-        if worker in self.stalled or not self.held[worker]:
-            return
-        held = sorted(self.held[worker])
+    def do_give_back(self, data: st.DataObject) -> None:
+        worker = data.draw(st.sampled_from(self.holders()))
+        mine = self.in_order(self.held[worker])
+        held = data.draw(st.lists(st.sampled_from(mine), min_size=1, unique=True), label="held")
         before = self.store.tasks()
         current = {
             t
@@ -722,18 +738,15 @@ class ExecutionModel(RuleBasedStateMachine):
             if (before[t]["status"], before[t]["worker"], before[t]["attempts"]) == (5, worker, a)
         }
         given = self.store.give_back(worker, held)
-        self.held[worker].clear()
+        self.held[worker] -= set(held)
         assert set(given) == current
         after = self.store.tasks()
         for task_id, _ in held:
             if task_id not in current:
                 assert self.snapshot(after[task_id]) == self.snapshot(before[task_id])
 
-    @rule(data=st.data())
-    def revoke(self, data: st.DataObject) -> None:
-        if not self.keys:
-            return
-        task_id = data.draw(st.sampled_from(sorted(self.keys)))
+    def do_revoke(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(list(self.keys)))  # in enqueue order
         before = self.store.tasks()[task_id]
         answer = self.store.revoke(task_id)
         after = self.store.tasks()[task_id]
@@ -745,6 +758,29 @@ class ExecutionModel(RuleBasedStateMachine):
         else:
             assert answer is None and self.snapshot(after) == self.snapshot(before)
 
+    def ready(self) -> list[str]:
+        """The actions that make sense now, common ones listed twice (one rule draws the
+        action, so Hypothesis's swarm testing never switches off part of the protocol)."""
+        live, holders = bool(self.live()), bool(self.holders())
+        candidates = {
+            "enqueue": 2,
+            "claim": 2 if live else 0,
+            "heartbeat": 1 if live else 0,
+            "stall": 1 if len(self.stalled) < len(MODEL_WORKERS) - 1 else 0,
+            "resume": 1 if self.stalled else 0,
+            "rescue": 1,
+            "lose_lease": 1 if holders and len(self.live()) > 1 else 0,
+            "finish": 2 if holders else 0,
+            "give_back": 1 if holders else 0,
+            "revoke": 1 if self.keys else 0,
+        }
+        return [name for name, weight in candidates.items() for _ in range(weight)]
+
+    @rule(data=st.data())
+    def step(self, data: st.DataObject) -> None:
+        action = data.draw(st.sampled_from(self.ready()), label="action")
+        getattr(self, f"do_{action}")(data)
+
     @invariant()
     def one_terminal_state_each(self) -> None:
         for task_id, row in self.store.tasks().items():
@@ -753,6 +789,19 @@ class ExecutionModel(RuleBasedStateMachine):
                 assert self.snapshot(row) == self.ended[task_id], f"{task_id} ended twice"
             elif row["status"] in states.READY_STATES:
                 self.ended[task_id] = self.snapshot(row)
+
+    @invariant()
+    def live_workers_keep_their_executions(self) -> None:
+        """Only a rescue of a frozen worker, or the worker itself, ends what it holds."""
+        tasks = self.store.tasks()
+        for worker, held in self.held.items():
+            for task_id, attempt in held:
+                if (worker, task_id, attempt) in self.stale:
+                    continue
+                row = tasks[task_id]
+                assert (row["status"], row["worker"], row["attempts"]) == (5, worker, attempt), (
+                    f"{worker} lost {task_id} attempt {attempt} without a rescue: {row}"
+                )
 
     @invariant()
     def one_live_copy_per_lock_id(self) -> None:
