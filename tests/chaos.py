@@ -204,7 +204,7 @@ class Chaos:
         kind = self.random.choice(choices)
         victims = self.alive()
         if kind == "stall" and victims:
-            self._stall(self.random.choice(victims))
+            self._stall(self._long_runner(victims) or self.random.choice(victims))
         elif kind == "block_heartbeat" and victims:
             self._block_heartbeat(self.random.choice(victims))
         elif kind in ("sigkill", "sigterm") and victims:
@@ -229,6 +229,21 @@ class Chaos:
         with connect(self.dsn) as conn:
             row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t")
             return float(row.fetchall()[0]["t"])
+
+    def _long_runner(self, victims: list[WorkerProcess]) -> WorkerProcess | None:
+        """A worker running one of the long (4-8 s) tasks, which outlive a stall: freezing
+        it is what can make two executions of one lock_id overlap (F21)."""
+        with connect(self.dsn) as conn:
+            pids = {
+                row["pid"]
+                for row in conn.execute(
+                    "SELECT r.pid FROM crash_runs r JOIN pgqueue.task t "
+                    "ON t.id = r.task_id AND t.attempts = r.attempt "
+                    "WHERE t.status = 5 AND (t.kwargs->>'seconds')::float8 >= 4"
+                ).fetchall()
+            }
+        runners = [victim for victim in victims if victim.pid in pids]
+        return self.random.choice(runners) if runners else None
 
     def _stall(self, victim: WorkerProcess) -> None:
         """Freeze ``victim`` (SIGSTOP) for twice the lease, then let it run on (SIGCONT)."""
@@ -262,7 +277,7 @@ class Chaos:
                 if self.task_random.random() < 0.2:
                     key = f"shared{self.task_random.randrange(5)}"  # contended lock ids
                 seconds = round(self.task_random.uniform(0, 1), 2)
-                if self.contract_events and self.task_random.random() < 0.15:
+                if self.contract_events and self.task_random.random() < 0.03:
                     seconds = round(self.task_random.uniform(4, 8), 2)  # outlives a stall
                 try:
                     task_id = client.queue_task("tracked", key=key, seconds=seconds)
