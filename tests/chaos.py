@@ -231,7 +231,7 @@ class Chaos:
             return float(row.fetchall()[0]["t"])
 
     def _long_runner(self, victims: list[WorkerProcess]) -> WorkerProcess | None:
-        """A worker running one of the long (4-8 s) tasks, which outlive a stall: freezing
+        """A worker running one of the long (8-12 s) tasks, which outlive a stall: freezing
         it is what can make two executions of one lock_id overlap (F21)."""
         with connect(self.dsn) as conn:
             pids = {
@@ -239,7 +239,7 @@ class Chaos:
                 for row in conn.execute(
                     "SELECT r.pid FROM crash_runs r JOIN pgqueue.task t "
                     "ON t.id = r.task_id AND t.attempts = r.attempt "
-                    "WHERE t.status = 5 AND (t.kwargs->>'seconds')::float8 >= 4"
+                    "WHERE t.status = 5 AND (t.kwargs->>'seconds')::float8 >= 8"
                 ).fetchall()
             }
         runners = [victim for victim in victims if victim.pid in pids]
@@ -278,7 +278,7 @@ class Chaos:
                     key = f"shared{self.task_random.randrange(5)}"  # contended lock ids
                 seconds = round(self.task_random.uniform(0, 1), 2)
                 if self.contract_events and self.task_random.random() < 0.03:
-                    seconds = round(self.task_random.uniform(4, 8), 2)  # outlives a stall
+                    seconds = round(self.task_random.uniform(8, 12), 2)  # outlives a stall
                 try:
                     task_id = client.queue_task("tracked", key=key, seconds=seconds)
                 except Exception:  # the server is restarting: try again shortly

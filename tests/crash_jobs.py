@@ -27,13 +27,20 @@ def record_run(consumer: pgqueue.TaskConsumer, note: str = "") -> None:
 
 
 def record_end(consumer: pgqueue.TaskConsumer) -> None:
-    """Set ``ended_at`` on this execution's row (the chaos run measures overlaps with it)."""
-    with consumer.backend.connection() as conn:
-        conn.execute(
-            "UPDATE crash_runs SET ended_at = clock_timestamp() "
-            "WHERE task_id = %s AND attempt = %s AND pid = %s AND ended_at IS NULL",
-            (consumer.task_id, consumer.attempt, os.getpid()),
-        )
+    """Set ``ended_at`` on this execution's row (the chaos run measures overlaps with it).
+
+    Best effort: when the server is restarting the end goes unrecorded (the run then counts
+    as ending where it started) rather than failing an attempt whose work is done.
+    """
+    try:
+        with consumer.backend.connection() as conn:
+            conn.execute(
+                "UPDATE crash_runs SET ended_at = clock_timestamp() "
+                "WHERE task_id = %s AND attempt = %s AND pid = %s AND ended_at IS NULL",
+                (consumer.task_id, consumer.attempt, os.getpid()),
+            )
+    except Exception as exc:
+        consumer.logger.warning("could not record the end of this run: %s", exc)
 
 
 @pgqueue.job(can_overlap=False, max_retries=3, backoff=FAST)
