@@ -37,7 +37,7 @@ from hypothesis.stateful import (
 import pgqueue
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
-from pgqueue._sql import Statements
+from pgqueue._store import Store as SqlStore
 from pgqueue.rescuer import rescue_lost_tasks
 from pgqueue.retry import ExponentialBackoff
 from tests.conftest import sql
@@ -54,8 +54,8 @@ SLACK = 1.0
 
 class Store:
     """The adapter between the property test and pgqueue's SQL operations: every statement
-    the state machine runs goes through here (today ``pgqueue._sql.Statements`` and
-    :func:`pgqueue.rescuer.rescue_lost_tasks`), so a move of that layer changes only this class.
+    the state machine runs goes through here (the typed store ``pgqueue._store`` and
+    :func:`pgqueue.rescuer.rescue_lost_tasks`), so a change of that layer changes only this class.
     ``stall`` and ``resume`` are the test's own manipulations of the registry row.
     """
 
@@ -64,7 +64,7 @@ class Store:
 
     def __init__(self, dsn: str) -> None:
         self.conn = connect(dsn)
-        self.sql = Statements("pgqueue")
+        self.sql = SqlStore("pgqueue")
         self.backoff = ExponentialBackoff(base=0.0, cap=0.0, jitter=0.0)
 
     def close(self) -> None:
@@ -74,8 +74,7 @@ class Store:
         self.conn.execute("TRUNCATE pgqueue.task, pgqueue.worker")
 
     def register(self, worker: str, lease: float) -> None:
-        self.conn.execute(
-            self.sql.register_worker,
+        self.sql.register_worker(
             {
                 "id": worker,
                 "hostname": "model",
@@ -83,12 +82,11 @@ class Store:
                 "queues": [self.QUEUE],
                 "backlog": 4,
                 "lease": lease,
-            },
-        )
+            }
+        ).run(self.conn)
 
     def enqueue(self, key: str, can_overlap: bool) -> str | None:
-        row = self.conn.execute(
-            self.sql.queue_task,
+        return self.sql.queue_task(
             {
                 "name": self.JOB,
                 "queue": self.QUEUE,
@@ -101,20 +99,22 @@ class Store:
                 "expiry_at": None,
                 "expiry_in": None,
                 "max_retries": 1,
-            },
-        ).fetchone()
-        return None if row is None else str(row["id"])
+            }
+        ).run(self.conn)
 
     def claim(self, worker: str, limit: int) -> list[dict[str, Any]]:
-        return self.conn.execute(
-            self.sql.claim_tasks,
-            {"queues": [self.QUEUE], "jobs": [self.JOB], "limit": limit, "worker": worker},
-        ).fetchall()
+        tasks = self.sql.claim_tasks(
+            queues=[self.QUEUE], jobs=[self.JOB], limit=limit, worker=worker
+        ).run(self.conn)
+        return [
+            {"id": t.id, "worker": t.worker, "status": t.status, "attempts": t.attempts}
+            for t in tasks
+        ]
 
     def heartbeat(self, worker: str) -> dict[str, Any]:
-        row = self.conn.execute(self.sql.heartbeat_worker, {"id": worker}).fetchone()
+        row = self.sql.heartbeat_worker(id=worker).run(self.conn)
         assert row is not None
-        return row
+        return dict(row)
 
     def stall(self, worker: str) -> None:
         """Make ``worker``'s lease run out now, as if it had been frozen past it."""
@@ -132,35 +132,30 @@ class Store:
         return self.heartbeat(worker)
 
     def rescue(self) -> list[dict[str, Any]]:
-        return rescue_lost_tasks(self.conn, self.sql, self.backoff)
+        return [dict(row) for row in rescue_lost_tasks(self.conn, self.sql, self.backoff)]
 
     def finish(self, worker: str, task_id: str, attempt: int, status: int) -> list[str]:
-        rows = self.conn.execute(
-            self.sql.finish_tasks,
-            {
-                "ids": [task_id],
-                "attempts": [attempt],
-                "statuses": [status],
-                "results": [json.dumps({"attempt": attempt}) if status == states.SUCCESS else None],
-                "errors": [None if status == states.SUCCESS else "model error"],
-                "tracebacks": [None],
-                "delays": [0.0 if status == states.RETRY else None],
-                "worker": worker,
-            },
-        ).fetchall()
+        rows = self.sql.finish_tasks(
+            ids=[task_id],
+            attempts=[attempt],
+            statuses=[status],
+            results=[json.dumps({"attempt": attempt}) if status == states.SUCCESS else None],
+            errors=[None if status == states.SUCCESS else "model error"],
+            tracebacks=[None],
+            delays=[0.0 if status == states.RETRY else None],
+            worker=worker,
+        ).run(self.conn)
         return [r["id"] for r in rows]
 
     def give_back(self, worker: str, held: list[tuple[str, int]]) -> list[str]:
-        rows = self.conn.execute(
-            self.sql.give_back_tasks,
-            {"ids": [t for t, _ in held], "attempts": [a for _, a in held], "worker": worker},
-        ).fetchall()
+        rows = self.sql.give_back_tasks(
+            ids=[t for t, _ in held], attempts=[a for _, a in held], worker=worker
+        ).run(self.conn)
         return [r["id"] for r in rows]
 
     def revoke(self, task_id: str) -> dict[str, Any] | None:
-        return self.conn.execute(
-            self.sql.revoke_task, {"id": task_id, "reason": "model revoke"}
-        ).fetchone()
+        row = self.sql.revoke_task(id=task_id, reason="model revoke").run(self.conn)
+        return None if row is None else dict(row)
 
     def tasks(self) -> dict[str, dict[str, Any]]:
         rows = self.conn.execute(
