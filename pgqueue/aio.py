@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import CancelledError
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool._acompat import AQueue
+from psycopg_pool.pool_async import MaintenanceTask, StopWorker
 
 from . import _db
 from .errors import ConfigurationError, ConnectionFailed
@@ -31,6 +34,31 @@ AsyncConnection = psycopg.AsyncConnection[dict[str, Any]]
 POOL_TIMEOUT = 10.0
 
 
+class _Pool(AsyncConnectionPool[AsyncConnection]):
+    """psycopg_pool's ``AsyncConnectionPool`` whose maintenance workers end when cancelled.
+
+    psycopg_pool (3.3.3) catches ``CancelledError`` inside its maintenance tasks (a connect in
+    ``_add_connection``, the worker loop itself) as if it were a failed attempt, so a worker
+    cancelled mid-connect keeps running. ``asyncio.run`` cancels every task left when its
+    main coroutine returns and waits for them all: with a pool left open (no ``aclose()``) and
+    a connection being opened at that moment, the loop never closed. Here a worker checks,
+    after each task, whether it was asked to stop, and stops.
+    """
+
+    @classmethod
+    async def worker(cls, q: AQueue[MaintenanceTask]) -> None:
+        """Run maintenance tasks from ``q`` until a ``StopWorker`` or a cancellation (also one
+        a task swallowed) arrives."""
+        current = asyncio.current_task()
+        while not isinstance(task := await q.get(), StopWorker):
+            try:
+                await task.run()
+            except Exception as exc:
+                logger.warning("async pool task %s failed: %s", task, exc)
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError
+
+
 class LoopPool:
     """An ``AsyncConnectionPool`` of at most ``max_size`` autocommit connections, bound to the
     event loop it was opened in."""
@@ -39,7 +67,7 @@ class LoopPool:
         self.dsn = dsn
         self.max_size = max(max_size, 1)
         self.application_name = application_name
-        self._pool: AsyncConnectionPool[AsyncConnection] | None = None
+        self._pool: _Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Future[None] | None = None
 
@@ -73,7 +101,7 @@ class LoopPool:
             if self._pool is not None and self._opening is not None:
                 return await self._opened()  # another coroutine opened it meanwhile
             self._loop = loop
-            self._pool = AsyncConnectionPool(
+            self._pool = _Pool(
                 _db.conninfo(self.dsn, self.application_name),
                 min_size=1,
                 max_size=self.max_size,
@@ -125,7 +153,8 @@ class LoopPool:
                     asyncio.run_coroutine_threadsafe(pool.close(), loop).result(timeout)
             elif _running_loop() is None:
                 loop.run_until_complete(asyncio.wait_for(pool.close(), timeout))
-        except (TimeoutError, RuntimeError) as exc:  # the loop stopped or closed meanwhile
+        except (TimeoutError, RuntimeError, asyncio.CancelledError, CancelledError) as exc:
+            # the loop stopped, closed or cancelled the close meanwhile
             logger.debug("async pool not closed cleanly: %s", exc)
 
 
