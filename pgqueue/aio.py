@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from concurrent.futures import CancelledError
 from contextlib import asynccontextmanager
@@ -45,6 +46,16 @@ class _Pool(AsyncConnectionPool[AsyncConnection]):
     after each task, whether it was asked to stop, and stops.
     """
 
+    async def _connect(self, timeout: float | None = None) -> AsyncConnection:
+        try:
+            return await super()._connect(timeout)
+        except asyncio.CancelledError as exc:
+            # The frames of psycopg's connect hold the half-made libpq connection; the pool
+            # logs this exception (and a log handler may keep it), which would keep that
+            # connection open on the server. Without those frames it is closed at once.
+            exc.__traceback__ = None
+            raise
+
     @classmethod
     async def worker(cls, q: AQueue[MaintenanceTask]) -> None:
         """Run maintenance tasks from ``q`` until a ``StopWorker`` or a cancellation (also one
@@ -70,6 +81,8 @@ class LoopPool:
         self._pool: _Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Future[None] | None = None
+        # The pool's connections, to end them when their loop closed with the pool open.
+        self._connections: weakref.WeakSet[AsyncConnection] = weakref.WeakSet()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -95,7 +108,8 @@ class LoopPool:
                     "`await backend.aclose()` in that loop first, or use one TaskBackend per "
                     "event loop"
                 )
-            self._pool = self._opening = None  # its loop is gone, and its connections with it
+            self._pool = self._opening = None
+            self._end_connections()  # its loop is gone: nothing else would close them
         if self._pool is None or self._opening is None:
             await self._probe()
             if self._pool is not None and self._opening is not None:
@@ -106,7 +120,7 @@ class LoopPool:
                 min_size=1,
                 max_size=self.max_size,
                 kwargs={"autocommit": True, "row_factory": dict_row},
-                configure=_db.aconfigure,
+                configure=self._configure,
                 check=_db.acheck_pooled,
                 open=False,
                 name=self.application_name,
@@ -130,12 +144,26 @@ class LoopPool:
             raise ConnectionFailed(_db.connection_error_message(self.dsn, exc)) from None
         await conn.close()
 
+    async def _configure(self, conn: AsyncConnection) -> None:
+        self._connections.add(conn)
+        await _db.aconfigure(conn)
+
+    def _end_connections(self) -> None:
+        """Close the connections of a pool whose event loop is closed, at the libpq level
+        (``pgconn.finish()``, no loop needed); until then the server kept them open."""
+        for conn in list(self._connections):
+            if not conn.closed:
+                conn.pgconn.finish()
+        self._connections.clear()
+
     async def close(self) -> None:
         """Close the pool (when its loop is still open); it reopens on next use."""
         pool, loop = self._pool, self._loop
         self._pool = self._opening = self._loop = None
         if pool is not None and loop is asyncio.get_running_loop():
             await pool.close()
+        elif loop is not None and loop.is_closed():
+            self._end_connections()
 
     def close_from_sync(self, timeout: float = 5.0) -> None:
         """Close the pool from synchronous code (``TaskBackend.close``): on its loop when that
@@ -143,7 +171,10 @@ class LoopPool:
         closed. Gives up after ``timeout`` seconds; the pool reopens on next use."""
         pool, loop = self._pool, self._loop
         self._pool = self._opening = self._loop = None
-        if pool is None or loop is None or loop.is_closed():
+        if pool is None or loop is None:
+            return
+        if loop.is_closed():
+            self._end_connections()
             return
         try:
             if loop.is_running():
