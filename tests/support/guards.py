@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import psutil
 import pytest
@@ -54,7 +55,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: The real stderr, duplicated while output is not captured: a dump written to fd 2 during a
+#: test would go to pytest's capture file, lost when the run is ended.
+_stderr: TextIO = sys.stderr
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    global _stderr
+    _stderr = os.fdopen(os.dup(sys.__stderr__.fileno()), "w")
     for tier in TIERS:
         config.addinivalue_line("markers", f"{tier}: a test of the {tier} tier (tests/{tier})")
 
@@ -89,10 +97,10 @@ def _backstop(config: pytest.Config) -> float:
 
 def _end_run(why: str) -> None:
     """Print ``why`` and every thread's stack to stderr, then end the process at once."""
-    sys.stderr.write(f"\n+++ {why}: stacks of all threads +++\n")
-    sys.stderr.flush()
-    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-    sys.stderr.flush()
+    _stderr.write(f"\n+++ {why}: stacks of all threads +++\n")
+    _stderr.flush()
+    faulthandler.dump_traceback(file=_stderr, all_threads=True)
+    _stderr.flush()
     os._exit(HUNG)
 
 
@@ -123,7 +131,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
         return
     bound = timeout + _backstop(item.config)
     watchdog = Watchdog(bound, f"{item.nodeid} still running {bound:g} s after it started")
-    faulthandler.dump_traceback_later(bound + 5, exit=True)
+    faulthandler.dump_traceback_later(bound + 5, exit=True, file=_stderr)
     try:
         yield
     finally:
