@@ -13,6 +13,7 @@ from tests.support.crash import make_runs_table
 from tests.support.fixtures import Server
 
 
+@pytest.mark.slow
 def test_chaos_keeps_every_invariant(dsn: str, pg_server: Server) -> None:
     if pg_server.embedded is None:
         pytest.skip("restarts need the embedded server (PGQUEUE_TEST_DSN is set)")

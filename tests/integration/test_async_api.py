@@ -109,6 +109,7 @@ def test_one_backend_across_successive_event_loops(backend: pgqueue.TaskBackend)
 LOOPS = 50
 
 
+@pytest.mark.slow
 def test_many_successive_event_loops_on_one_backend_all_end(
     backend: pgqueue.TaskBackend,
 ) -> None:

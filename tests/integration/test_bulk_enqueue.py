@@ -13,6 +13,7 @@ from pgqueue.errors import SerializationError, TaskNotAvailable
 from tests.support.fixtures import sql
 
 
+@pytest.mark.slow
 def test_bulk_enqueue_of_10k_tasks_with_duplicates(dsn: str, backend: pgqueue.TaskBackend) -> None:
     live = [backend.queue_task("exclusive", key=f"k{n}") for n in range(0, 10_000, 20)]
     assert all(live)  # 500 live tasks hold the lock of every 20th key
@@ -48,6 +49,7 @@ def test_bulk_enqueue_of_overlapping_jobs_keeps_every_task(
     assert row == {"n": 300, "p": 4, "later": True}
 
 
+@pytest.mark.slow
 def test_mixed_batch_uses_each_job_defaults_and_one_notification_per_queue(
     dsn: str,
 ) -> None:

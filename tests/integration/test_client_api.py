@@ -66,6 +66,7 @@ def test_unknown_job_inserts_nothing(backend: pgqueue.TaskBackend, dsn: str) -> 
     "kwargs",
     [{"a": object(), "b": 1}, {"a": {1, 2}, "b": 1}, {"a": math.nan, "b": 1}, {"a": b"x", "b": 2}],
 )
+@pytest.mark.slow
 def test_non_json_kwargs_insert_nothing(
     backend: pgqueue.TaskBackend, dsn: str, kwargs: dict[str, object]
 ) -> None:

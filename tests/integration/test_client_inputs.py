@@ -61,6 +61,7 @@ def _nested(depth: int) -> list[Any]:
     ],
     ids=lambda value: repr(value)[:40] if not isinstance(value, dict) else None,
 )
+@pytest.mark.slow
 def test_bad_queue_task_input_is_refused_before_sending(
     dsn: str, backend: TaskBackend, call: dict[str, Any], error: type[Exception], says: str
 ) -> None:

@@ -68,6 +68,7 @@ def test_a_past_expiry_is_revoked_without_running(client: TaskBackend, start_wor
     assert task.status == states.REVOKED and task.time_started is None
 
 
+@pytest.mark.slow
 def test_waiting_for_a_task_deleted_meanwhile_raises_not_found(
     dsn: str, client: TaskBackend
 ) -> None:

@@ -66,6 +66,7 @@ def test_run_at_in_the_past_is_claimable_at_once(backend: pgqueue.TaskBackend, d
     assert [str(row["id"]) for row in claim(dsn)] == [task_id]
 
 
+@pytest.mark.slow
 def test_delayed_task_is_picked_up_on_time(
     backend: pgqueue.TaskBackend, dsn: str, start_worker
 ) -> None:
@@ -102,6 +103,7 @@ def test_a_far_delayed_task_stays_queued_while_a_worker_runs(
         ({"run_at": datetime.now(UTC), "countdown": 5}, "not both"),
     ],
 )
+@pytest.mark.slow
 def test_bad_delays_are_refused_and_nothing_is_queued(
     backend: pgqueue.TaskBackend, dsn: str, options: dict, message: str
 ) -> None:

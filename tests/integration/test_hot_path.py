@@ -394,6 +394,7 @@ def test_a_task_with_a_traceparent_but_no_provider_runs(
 # == 2. client pools checked without a round trip ==========================================
 
 
+@pytest.mark.slow
 def test_pools_replace_terminated_connections_at_once(client: TaskBackend) -> None:
     """No sleep between the backends' exit and the next enqueue, several rounds, sync and
     async in one event loop; also a connection closed by ``idle_session_timeout``."""
@@ -413,6 +414,7 @@ def test_pools_replace_terminated_connections_at_once(client: TaskBackend) -> No
     assert count_tasks(client.dsn) == 12
 
 
+@pytest.mark.slow
 def test_pools_recover_after_a_full_server_restart(pg_server: Server, client: TaskBackend) -> None:
     """Every pooled connection dies with the server; the first enqueues after it come back
     succeed (sync and async), as does reading a task."""
@@ -430,6 +432,7 @@ def test_pools_recover_after_a_full_server_restart(pg_server: Server, client: Ta
     assert count_tasks(client.dsn) == 5
 
 
+@pytest.mark.slow
 def test_pools_replace_connections_the_server_closed_when_idle(
     dsn: str, client: TaskBackend
 ) -> None:
@@ -927,6 +930,7 @@ def _wake_wal_writer(server: Server) -> None:
     time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_claim_survives_a_crash_right_after_it(
     dsn: str, slow_wal_writer: Server, client: TaskBackend, start_worker: Any
 ) -> None:

@@ -184,6 +184,7 @@ def test_every_view_and_view_column_is_commented(dsn: str) -> None:
     assert all(r["comment"] and r["bare"] == 0 for r in rows), rows
 
 
+@pytest.mark.slow
 def test_downgrade_restores_the_core_task_state_view(empty_dsn: str) -> None:
     migrate(empty_dsn, "pgqueue")
     cfg = alembic_config("pgqueue")

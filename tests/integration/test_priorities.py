@@ -7,6 +7,8 @@ import json
 import uuid
 from typing import Any
 
+import pytest
+
 import pgqueue
 from pgqueue import Call
 from pgqueue._db import connect
@@ -92,6 +94,7 @@ def _scans_of_task(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.slow
 def test_claims_stay_index_driven_with_a_large_backlog(
     dsn: str, backend: pgqueue.TaskBackend
 ) -> None:

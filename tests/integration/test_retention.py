@@ -8,6 +8,8 @@ import subprocess
 import time
 from typing import Any
 
+import pytest
+
 from pgqueue import TaskBackend
 from pgqueue._db import connect
 from pgqueue.pruner import Pruner
@@ -55,6 +57,7 @@ def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.slow
 def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_open_transaction(
     dsn: str, backend: TaskBackend
 ) -> None:
@@ -82,6 +85,7 @@ def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_
         holder.rollback()
 
 
+@pytest.mark.slow
 def test_claimer_generic_plan_reads_picked_rows_by_primary_key(
     dsn: str, backend: TaskBackend
 ) -> None:
@@ -138,6 +142,7 @@ def test_f10_worker_with_prune_after_prunes_in_the_background(dsn: str, start_wo
     handle.stop()
 
 
+@pytest.mark.slow
 def test_f10_pgqueue_worker_prune_after_flag(dsn: str) -> None:
     """``pgqueue-worker --prune-after 1d``: the operator's switch for the same pruner; a bad
     duration is refused with a message, not a traceback."""

@@ -61,6 +61,7 @@ def test_failing_task_retries_then_succeeds(
     assert [r["attempt"] for r in runs(runs_dsn, task_id)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_poison_exception_fails_after_the_cap(
     runs_dsn: str, client: TaskBackend, worker: Any
 ) -> None:
@@ -102,6 +103,7 @@ def test_retry_keeps_the_lock_id(runs_dsn: str, client: TaskBackend, worker: Any
     assert client.queue_task("tracked", key="locked") is None
 
 
+@pytest.mark.slow
 def test_thread_job_time_limit_is_cooperative(
     runs_dsn: str, client: TaskBackend, worker: Any
 ) -> None:
@@ -117,6 +119,7 @@ def test_thread_job_time_limit_is_cooperative(
     assert wait_status(runs_dsn, quick, {states.SUCCESS}, timeout=20)["result"] == "done"
 
 
+@pytest.mark.slow
 def test_async_job_is_cancelled_at_its_time_limit(
     runs_dsn: str, client: TaskBackend, worker: Any
 ) -> None:

@@ -123,6 +123,7 @@ def test_each_tick_is_queued_once_at_its_time(dsn: str, make_scheduler: MakeSche
         ("all", [FIRST + k * HOUR for k in range(6, 10)], 6),
     ],
 )
+@pytest.mark.slow
 def test_restart_after_downtime_follows_the_missed_run_policy(
     dsn: str,
     make_scheduler: MakeScheduler,
@@ -157,6 +158,7 @@ def test_skip_policy_runs_a_tick_found_within_its_grace(
     assert schedule_row(dsn)["skipped_count"] == 1
 
 
+@pytest.mark.slow
 def test_three_schedulers_queue_each_tick_exactly_once_F15(
     dsn: str, make_scheduler: MakeScheduler
 ) -> None:
@@ -231,6 +233,7 @@ def test_tick_finding_its_previous_task_live_is_skipped_and_logged_F13(
     assert row["runs_count"] == 2 and row["skipped_count"] == 2
 
 
+@pytest.mark.slow
 def test_daylight_saving_through_the_schedule_table_F16(
     dsn: str, make_scheduler: MakeScheduler
 ) -> None:
@@ -312,6 +315,7 @@ def test_job_list_and_next_scheduled_show_the_stored_schedule(
         assert backend.next_scheduled(["plain"]) == (["plain"], None)
 
 
+@pytest.mark.slow
 def test_schedule_command_lists_last_and_next_tick(dsn: str, make_scheduler: MakeScheduler) -> None:
     scheduler = make_scheduler(
         hourly(), pgqueue.periodic_job(cron="0 3 * * *", timezone="UTC")(noop)
@@ -330,6 +334,7 @@ def test_schedule_command_lists_last_and_next_tick(dsn: str, make_scheduler: Mak
     assert rows["hourly"]["runs_count"] == 1 and rows["noop"]["last_tick"] is None
 
 
+@pytest.mark.slow
 def test_schedule_command_without_a_database_says_what_to_do(empty_dsn: str) -> None:
     shown = run_cli(["pgqueue", "schedule"], empty_dsn)
     assert shown.returncode == 4 and "pgqueue migrate" in shown.stderr

@@ -19,6 +19,7 @@ KWARGS_SAMPLES: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs", KWARGS_SAMPLES)
 def test_sql_lock_id_is_the_python_lock_id(
     kwargs: dict[str, Any], backend: pgqueue.TaskBackend, dsn: str
@@ -43,6 +44,7 @@ def test_sql_lock_id_is_the_python_lock_id(
     assert again == [{"id": None}]
 
 
+@pytest.mark.slow
 def test_sql_enqueue_is_run_by_a_worker_woken_by_its_notification(
     backend: pgqueue.TaskBackend, dsn: str, start_worker: Any
 ) -> None:

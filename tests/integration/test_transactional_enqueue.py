@@ -46,6 +46,7 @@ def count_tasks(dsn: str) -> int:
     return int(sql(dsn, "SELECT count(*) AS n FROM pgqueue.task")[0]["n"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_f18_rollback_leaves_no_task_commit_publishes_it(
     kind: str, orders: str, backend: pgqueue.TaskBackend, listener: psycopg.Connection[Any]
@@ -80,6 +81,7 @@ def test_f18_rollback_leaves_no_task_commit_publishes_it(
     run_async(scenario())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_lock_conflict_inside_caller_transaction_does_not_poison_it(
     kind: str, orders: str, backend: pgqueue.TaskBackend
@@ -108,6 +110,7 @@ def test_lock_conflict_inside_caller_transaction_does_not_poison_it(
     run_async(scenario())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_bulk_enqueue_follows_the_caller_transaction(
     kind: str, orders: str, backend: pgqueue.TaskBackend
@@ -128,6 +131,7 @@ def test_bulk_enqueue_follows_the_caller_transaction(
     run_async(scenario())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_f18_worker_claims_only_after_commit(
     kind: str, orders: str, backend: pgqueue.TaskBackend, start_worker: Any
@@ -172,6 +176,7 @@ def test_wrong_connection_kinds_are_refused_clearly(backend: pgqueue.TaskBackend
     assert count_tasks(dsn) == 0
 
 
+@pytest.mark.slow
 def test_concurrent_duplicate_waits_for_the_first_transaction(
     dsn: str, backend: pgqueue.TaskBackend
 ) -> None:

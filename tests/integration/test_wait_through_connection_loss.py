@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from pgqueue import TaskBackend, states
 from tests.support.callers import run_async
 from tests.support.fixtures import TEST_JOBS, Server, sql
@@ -56,6 +58,7 @@ def _finish_by_hand(dsn: str, task_id: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_wait_survives_its_backends_being_terminated(dsn: str) -> None:
     with TaskBackend(dsn, task_paths=[TEST_JOBS]) as backend:
         task_id = backend.queue_task("add", a=1, b=2)
@@ -71,6 +74,7 @@ def test_wait_survives_its_backends_being_terminated(dsn: str) -> None:
             assert task.status == states.SUCCESS
 
 
+@pytest.mark.slow
 def test_wait_survives_a_database_restart(pg_server: Server, dsn: str) -> None:
     with TaskBackend(dsn, task_paths=[TEST_JOBS]) as backend:
         task_id = backend.queue_task("add", a=1, b=2)

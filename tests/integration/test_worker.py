@@ -67,6 +67,7 @@ def test_expired_task_is_revoked_at_claim(
     assert sql(dsn, "SELECT count(*) AS n FROM test_executions")[0]["n"] == 0
 
 
+@pytest.mark.slow
 def test_sweep_revokes_expired_tasks_while_all_slots_are_busy(
     backend: pgqueue.TaskBackend, start_worker: Any
 ) -> None:
@@ -122,6 +123,7 @@ def test_sweep_racing_claims_never_overwrites_a_started_task(dsn: str, start_wor
     assert revoked_by_sweep > 0 or any(r["status"] == states.REVOKED for r in rows)
 
 
+@pytest.mark.slow
 def test_workers_drain_thousands_exactly_once(
     backend: pgqueue.TaskBackend, dsn: str, start_worker: Any
 ) -> None:
@@ -181,6 +183,7 @@ def test_wait_for_task_finished_running_and_never(
     handle.stop()
 
 
+@pytest.mark.slow
 def test_wait_for_task_survives_a_missed_notification(
     backend: pgqueue.TaskBackend, dsn: str
 ) -> None:

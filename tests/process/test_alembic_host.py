@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 import pgqueue
 from pgqueue.schema import SCHEMA_REVISION
@@ -113,6 +114,7 @@ def alembic(project: Path, dsn: str, *args: str, **env: str) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_host_alembic_project_upgrades_downgrades_and_autogenerates_nothing(
     empty_dsn: str, tmp_path: Path, start_worker: Any
 ) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.fixtures import ROOT, Server, cli_env
 
 
+@pytest.mark.slow
 def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
     """``benchmarks/run.py`` measures pgqueue and pgbench and prints the table, the latency
     histogram and the ratios, plus the scale scenario and the memory run, on this server."""

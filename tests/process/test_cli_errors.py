@@ -31,6 +31,7 @@ def _one_error_line(stderr: str) -> str:
         (f"postgresql://u:{SECRET}@127.0.0.1:1/x", EXIT_UNAVAILABLE),
     ],
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["pgqueue", "list"], ["pgqueue-worker", "--burst"]])
 def test_a_bad_dsn_never_shows_its_password(bad_dsn: str, code: int, command: list[str]) -> None:
     args = [*command, "--dsn", bad_dsn]
@@ -74,6 +75,7 @@ def test_a_duration_too_long_for_the_database_is_a_usage_error(dsn: str) -> None
     ],
     ids=["empty-queue", "long-queue", "huge-priority", "nul-in-json"],
 )
+@pytest.mark.slow
 def test_queue_command_refuses_bad_values_with_one_line(dsn: str, args: list[str]) -> None:
     done = run_cli(["pgqueue", *args, "--task-paths", "tests.support.jobs"], dsn)
     assert done.returncode in (1, EXIT_USAGE), done.stderr

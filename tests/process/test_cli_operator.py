@@ -64,6 +64,7 @@ def test_status_of_an_empty_queue(dsn: str) -> None:
     assert done.returncode == 0 and "no tasks yet" in done.stdout
 
 
+@pytest.mark.slow
 def test_list_filters_by_state_job_queue_and_since(dsn: str, ran: dict[str, str]) -> None:
     rows = json.loads(pgqueue(dsn, "list", "--json").stdout)
     assert {r["id"] for r in rows} == set(ran.values())
@@ -135,6 +136,7 @@ def test_queue_parses_values_as_json_where_they_parse(dsn: str, client: TaskBack
     assert queued is not None and queued.kwargs == {"n": {"a": None}}
 
 
+@pytest.mark.slow
 def test_queue_refuses_bad_arguments_and_queues_nothing(dsn: str) -> None:
     for args, code, says in [
         (["double", "n"], EXIT_USAGE, "must be KEY=VALUE"),
@@ -158,6 +160,7 @@ def test_queue_a_second_live_copy_of_a_non_overlapping_job(dsn: str) -> None:
     assert json.loads(second.stdout) == {"id": None, "queued": False}
 
 
+@pytest.mark.slow
 def test_revoke_a_waiting_task_and_refuse_a_finished_one(dsn: str, ran: dict[str, str]) -> None:
     done = pgqueue(dsn, "revoke", ran["later"])
     assert done.returncode == 0 and "REVOKED" in done.stdout
@@ -168,6 +171,7 @@ def test_revoke_a_waiting_task_and_refuse_a_finished_one(dsn: str, ran: dict[str
     assert pgqueue(dsn, "revoke", "nope").returncode == EXIT_USAGE
 
 
+@pytest.mark.slow
 def test_retry_runs_a_failed_task_again(
     dsn: str, client: TaskBackend, start_worker: Any, tmp_path: Path
 ) -> None:
@@ -196,6 +200,7 @@ def test_retry_says_which_live_task_holds_the_lock(dsn: str) -> None:
     assert json.loads(pgqueue(dsn, "show", failed, "--json").stdout)["state"] == "FAILURE"
 
 
+@pytest.mark.slow
 def test_wait_exit_codes(dsn: str, client: TaskBackend, start_worker: Any) -> None:
     start_worker(task_paths=[OPS_JOBS], poll_timeout=0.5)
     ok = str(client.queue_task("double", n=2))
@@ -211,6 +216,7 @@ def test_wait_exit_codes(dsn: str, client: TaskBackend, start_worker: Any) -> No
     assert pgqueue(dsn, "wait", "x").returncode == EXIT_USAGE
 
 
+@pytest.mark.slow
 def test_workers_lists_what_ran(dsn: str, ran: dict[str, str]) -> None:
     rows = json.loads(pgqueue(dsn, "workers", "--json").stdout)
     assert len(rows) == 1 and rows[0]["state"] == "stopped"
@@ -219,6 +225,7 @@ def test_workers_lists_what_ran(dsn: str, ran: dict[str, str]) -> None:
     assert rows[0]["id"] in table.stdout and "stopped" in table.stdout
 
 
+@pytest.mark.slow
 def test_prune_deletes_old_finished_tasks_in_batches(dsn: str) -> None:
     """F10: retention exists apart from the claim path, in short batches; live tasks stay."""
     day = 86400
@@ -240,6 +247,7 @@ def test_prune_deletes_old_finished_tasks_in_batches(dsn: str) -> None:
     assert left == {recent, waiting} and not left & set(old)
 
 
+@pytest.mark.slow
 def test_prune_refuses_live_states_and_bad_ages(dsn: str) -> None:
     for args, says in [
         (["--older-than", "7d", "--state", "queued"], "not allowed here"),
@@ -251,6 +259,7 @@ def test_prune_refuses_live_states_and_bad_ages(dsn: str) -> None:
     assert missing.returncode == EXIT_USAGE and "--older-than" in missing.stderr
 
 
+@pytest.mark.slow
 def test_every_read_command_reports_a_missing_database_setup(
     dsn: str, empty_dsn: str, tmp_path: Path
 ) -> None:

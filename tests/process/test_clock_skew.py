@@ -43,6 +43,7 @@ def skewed(runs_dsn: str) -> Iterator[list[WorkerProcess]]:
         worker.close()
 
 
+@pytest.mark.slow
 def test_skewed_worker_clocks_change_nothing(
     runs_dsn: str, client: TaskBackend, skewed: list[WorkerProcess]
 ) -> None:

@@ -83,6 +83,7 @@ def test_terminated_listener_reconnects_and_catches_up(
     assert finish_quickly(runs_dsn, client, limit=5) < 2
 
 
+@pytest.mark.slow
 def test_postgres_restart_while_tasks_flow(
     runs_dsn: str, client: TaskBackend, start_worker: Any, pg_server: Server
 ) -> None:
@@ -101,6 +102,7 @@ def test_postgres_restart_while_tasks_flow(
     assert finish_quickly(runs_dsn, client, limit=10) < 3
 
 
+@pytest.mark.slow
 def test_outage_longer_than_lease_causes_no_second_run(
     runs_dsn: str, client: TaskBackend, start_worker: Any, pg_server: Server
 ) -> None:
@@ -134,6 +136,7 @@ def test_finish_survives_a_dropped_connection(
     assert len(runs(runs_dsn, task_id)) == 1
 
 
+@pytest.mark.slow
 def test_half_open_listener_is_noticed_and_replaced(
     runs_dsn: str, start_worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -157,6 +160,7 @@ def test_half_open_listener_is_noticed_and_replaced(
         proxy.close()
 
 
+@pytest.mark.slow
 def test_listener_drains_while_a_job_holds_the_gil(
     runs_dsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -187,6 +191,7 @@ def test_listener_drains_while_a_job_holds_the_gil(
     assert task_row(runs_dsn, hog)["attempts"] == 1
 
 
+@pytest.mark.slow
 def test_enqueue_after_the_client_pool_connections_were_terminated(backend: TaskBackend) -> None:
     """The pools check a connection before handing it out without a round trip (a closed
     server end shows as input on the socket): after the server dropped every pooled

@@ -133,6 +133,7 @@ def tasks(dsn: str, start_worker: Any, tmp_path: Path) -> Iterator[dict[str, str
         yield {k: str(v) for k, v in ids.items()}
 
 
+@pytest.mark.slow
 def test_an_operator_finds_a_failure_reads_its_traceback_and_retries_it(
     dsn: str, tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any, tmp_path: Path
 ) -> None:
@@ -184,6 +185,7 @@ def test_an_operator_finds_a_failure_reads_its_traceback_and_retries_it(
         shutil.copy(shot, SCREENSHOT)
 
 
+@pytest.mark.slow
 def test_pages_update_live_without_reloading(
     dsn: str, tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any
 ) -> None:
@@ -198,6 +200,7 @@ def test_pages_update_live_without_reloading(
     assert page.evaluate("window.notReloaded") is True
 
 
+@pytest.mark.slow
 def test_revoke_a_waiting_task_from_its_page(
     tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any
 ) -> None:
@@ -212,6 +215,7 @@ def test_revoke_a_waiting_task_from_its_page(
     page.wait_for_selector(".summary .state.queued, .summary .state.success")
 
 
+@pytest.mark.slow
 def test_a_read_only_dashboard_shows_no_actions_and_refuses_them(
     tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any
 ) -> None:
@@ -226,6 +230,7 @@ def test_a_read_only_dashboard_shows_no_actions_and_refuses_them(
     assert page.locator(".summary .state.failure").count() == 1
 
 
+@pytest.mark.slow
 def test_actions_refuse_cross_site_requests(
     tasks: dict[str, str], start_dashboard: Callable[..., str]
 ) -> None:
@@ -250,6 +255,7 @@ def test_actions_refuse_cross_site_requests(
     assert status == 303 and "queued+again" in headers["location"]
 
 
+@pytest.mark.slow
 def test_a_token_guards_every_page_and_loopback_is_the_default(
     dsn: str, start_dashboard: Callable[..., str]
 ) -> None:
@@ -264,6 +270,7 @@ def test_a_token_guards_every_page_and_loopback_is_the_default(
     assert exposed.returncode == 2 and "without authentication" in exposed.stderr
 
 
+@pytest.mark.slow
 def test_the_dsn_password_is_never_shown(dsn: str, start_dashboard: Callable[..., str]) -> None:
     url = start_dashboard(dsn_=dsn + " password=hunter2")
     for path in ("/", "/tasks", "/workers", "/schedules", "/tasks/nope"):

@@ -134,6 +134,7 @@ def test_source_files_skip_installed_packages_and_caches(scratch: Path) -> None:
     assert source_files(scratch, limit=2) == found[:2]
 
 
+@pytest.mark.slow
 def test_demo_summary_matches_the_task_table(dsn: str, scratch: Path) -> None:
     """A run on a small tree: every file ends SUCCESS but the broken one, which ends FAILURE
     with its SyntaxError; the summary's numbers are those of the table and of the files."""
@@ -188,6 +189,7 @@ def test_demo_summary_matches_the_task_table(dsn: str, scratch: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_demo_reruns_from_a_clean_slate(dsn: str, scratch: Path) -> None:
     """A second run empties the demo's queue first, and only that queue."""
     root = scratch / "src"
@@ -213,6 +215,7 @@ def test_demo_reruns_from_a_clean_slate(dsn: str, scratch: Path) -> None:
         (["--queue", "", "--path", "{scratch}/src"], "a queue name has 1 to 48 characters"),
     ],
 )
+@pytest.mark.slow
 def test_demo_bad_input_is_a_clear_error(
     dsn: str, scratch: Path, args: list[str], message: str
 ) -> None:
@@ -228,6 +231,7 @@ def test_demo_bad_input_is_a_clear_error(
     assert sql(dsn, "SELECT count(*) AS n FROM pgqueue.task") == [{"n": 0}]
 
 
+@pytest.mark.slow
 def test_demo_command_without_dsn_runs_on_an_embedded_server(scratch: Path) -> None:
     """As a new user runs it: no DSN anywhere, an embedded server in --data-dir. Its data
     stays: ``--serve`` starts the server again, the tasks are there, Ctrl-C stops it."""

@@ -56,6 +56,7 @@ def shop_server(dsn: str) -> Iterator[str]:
         server.communicate(timeout=30)
 
 
+@pytest.mark.slow
 def test_fastapi_endpoint_writes_the_order_and_queues_its_task_together(
     dsn: str, shop_server: str, start_worker: Any
 ) -> None:
@@ -85,6 +86,7 @@ def test_fastapi_endpoint_writes_the_order_and_queues_its_task_together(
     ]
 
 
+@pytest.mark.slow
 def test_sqlalchemy_script_commits_one_order_and_rolls_back_the_other(dsn: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "examples.sqlalchemy_script"],

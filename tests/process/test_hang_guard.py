@@ -82,6 +82,7 @@ def run_pytest(
     return done, time.monotonic() - started
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SNIPPETS))
 def test_a_hung_test_ends_the_run_with_every_stack(tmp_path: Path, name: str) -> None:
     done, took = run_pytest(tmp_path, SNIPPETS[name])
@@ -93,6 +94,7 @@ def test_a_hung_test_ends_the_run_with_every_stack(tmp_path: Path, name: str) ->
     assert took < 30
 
 
+@pytest.mark.slow
 def test_a_thread_left_running_fails_the_test_and_cannot_keep_the_run_alive(
     tmp_path: Path,
 ) -> None:

@@ -71,6 +71,7 @@ def metrics_worker(dsn: str) -> Iterator[int]:
     proc.wait(30)
 
 
+@pytest.mark.slow
 def test_counts_histograms_and_gauges_after_real_tasks(dsn: str, metrics_worker: int) -> None:
     with TaskBackend(dsn, task_paths=[OPS_JOBS]) as client:
         ids = [client.queue_task("double", n=n) for n in range(3)]
@@ -100,6 +101,7 @@ def test_counts_histograms_and_gauges_after_real_tasks(dsn: str, metrics_worker:
     assert samples[("pgqueue_listener_reconnects_total", ())] == 0
 
 
+@pytest.mark.slow
 def test_a_terminated_listener_shows_as_a_reconnect(dsn: str, metrics_worker: int) -> None:
     """F07: the LISTEN connection is terminated; the worker reconnects and the counter says so."""
     killed = sql(
@@ -111,6 +113,7 @@ def test_a_terminated_listener_shows_as_a_reconnect(dsn: str, metrics_worker: in
     eventually(lambda: scrape(metrics_worker)[("pgqueue_listener_reconnects_total", ())] >= 1)
 
 
+@pytest.mark.slow
 def test_a_taken_port_is_a_clear_error(dsn: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

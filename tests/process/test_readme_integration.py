@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.callers import sqlalchemy_url
 from tests.support.fixtures import cli_env, sql
 
 from .test_readme_tour import readme_block
 
 
+@pytest.mark.slow
 def test_readme_sqlalchemy_session_example(dsn: str, tmp_path: Path) -> None:
     (tmp_path / "myapp").mkdir()
     (tmp_path / "myapp" / "__init__.py").write_text("")

@@ -7,11 +7,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.fixtures import bin_path, cli_env, run_cli, sql
 
 from .test_readme_tour import readme_block
 
 
+@pytest.mark.slow
 def test_scheduling_section(dsn: str, tmp_path: Path) -> None:
     (tmp_path / "myapp").mkdir()
     (tmp_path / "myapp" / "__init__.py").write_text("")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.fixtures import ROOT, bin_path, cli_env, sql
 
 README = (ROOT / "README.md").read_text()
@@ -20,6 +22,7 @@ def readme_block(marker: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_tour(dsn: str, tmp_path: Path) -> None:
     for name in ("myapp/jobs.py", "enqueue.py"):
         path = tmp_path / name

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
 from pgqueue._sql import Statements
@@ -41,6 +43,7 @@ def running_pid(dsn: str, task_id: str) -> int:
     return wait_until(lambda: (r := runs(dsn, task_id)) and r[-1]["pid"], 20, "the task to run")
 
 
+@pytest.mark.slow
 def test_killed_worker_task_is_rescued_within_lease(runs_dsn: str, client: Any, procs: Any) -> None:
     """F01: SIGKILL a worker mid-task; within the lease the task leaves STARTED, is retried by
     the surviving worker, and its lock_id stays held until it finishes."""
@@ -105,6 +108,7 @@ def test_pruned_row_and_reused_pid_still_rescued(
         assert row["worker"] == handle.worker.id
 
 
+@pytest.mark.slow
 def test_stale_task_holding_the_only_slot_and_lock_is_rescued(
     runs_dsn: str, client: TaskBackend, start_worker: Any
 ) -> None:
@@ -124,6 +128,7 @@ def test_stale_task_holding_the_only_slot_and_lock_is_rescued(
     assert client.queue_task("tracked", key="only") is not None
 
 
+@pytest.mark.slow
 def test_gil_holding_task_is_not_rescued(runs_dsn: str, client: TaskBackend, procs: Any) -> None:
     """F04: a task holding the GIL in bursts of ~1/3 lease for 2.5 leases is never rescued
     by the other worker: the heartbeat thread gets through between bursts."""
@@ -141,6 +146,7 @@ def test_gil_holding_task_is_not_rescued(runs_dsn: str, client: TaskBackend, pro
     assert runner.process.poll() is None
 
 
+@pytest.mark.slow
 def test_zombie_late_finish_is_rejected(runs_dsn: str, client: TaskBackend, procs: Any) -> None:
     """A worker frozen (SIGSTOP) past its lease is rescued; the task runs again elsewhere.
     When the zombie wakes (SIGCONT) and finishes, its write is fenced out: the row keeps the
@@ -162,6 +168,7 @@ def test_zombie_late_finish_is_rejected(runs_dsn: str, client: TaskBackend, proc
     assert again["time_ended"] == done["time_ended"]
 
 
+@pytest.mark.slow
 def test_concurrent_rescue_sweeps_never_deadlock(
     runs_dsn: str, client: TaskBackend, start_worker: Any
 ) -> None:

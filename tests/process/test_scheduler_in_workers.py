@@ -99,6 +99,7 @@ def ticks_done(dsn: str) -> list[datetime]:
     return [row["tick"] for row in rows]
 
 
+@pytest.mark.slow
 def test_scheduler_killed_between_advancing_and_queueing_loses_no_tick_F15(
     dsn: str, worker_process: Callable[..., subprocess.Popen[str]]
 ) -> None:
@@ -162,6 +163,7 @@ def test_scheduler_killed_between_advancing_and_queueing_loses_no_tick_F15(
     assert ticks == expected  # every tick once: none missing, none doubled
 
 
+@pytest.mark.slow
 def test_slow_non_overlapping_job_skips_ticks_without_errors_F14(
     start_worker: Callable[..., Any], dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -192,6 +194,7 @@ def test_slow_non_overlapping_job_skips_ticks_without_errors_F14(
     assert errors == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LIBFAKETIME.exists(), reason="needs libfaketime (apt-get install faketime)")
 def test_hosts_ten_minutes_fast_and_slow_neither_start_early_nor_late_F17(
     dsn: str, worker_process: Callable[..., subprocess.Popen[str]]

@@ -51,6 +51,7 @@ def test_partial_indexes_exist(dsn: str) -> None:
     assert "WHERE (status = ANY (ARRAY[4, 6]))" in indexes["task_claimable"]
 
 
+@pytest.mark.slow
 def test_concurrent_migrations_do_not_race(empty_dsn: str) -> None:
     procs = [
         subprocess.Popen(
@@ -100,6 +101,7 @@ def test_bad_dsn_is_a_clear_error_without_the_password() -> None:
     assert "s3cret" not in done.stderr + done.stdout and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_malformed_dsn_and_missing_dsn_are_usage_errors() -> None:
     done = run_cli(["pgqueue-worker", "--task-paths", TEST_JOBS, "--dsn", "host=x port"], None)
     assert done.returncode == 2 and "invalid DSN" in done.stderr

@@ -10,6 +10,8 @@ import signal
 import time
 from typing import Any
 
+import pytest
+
 from pgqueue import TaskBackend, states
 from tests.support import crash as crash_support
 from tests.support.crash import runs, task_row, wait_until
@@ -24,6 +26,7 @@ def started(dsn: str, ids: list[str]) -> bool:
     return all(task_row(dsn, i)["status"] == states.STARTED for i in ids)
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_short_tasks_and_gives_back_long_ones(
     runs_dsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -51,6 +54,7 @@ def test_sigterm_finishes_short_tasks_and_gives_back_long_ones(
     assert [r["attempt"] for r in runs(runs_dsn, long)] == [1, 1]
 
 
+@pytest.mark.slow
 def test_second_sigterm_gives_back_at_once(runs_dsn: str, client: TaskBackend, procs: Any) -> None:
     """A second signal does not wait for the 60 s shutdown timeout."""
     worker = procs(runs_dsn, "--shutdown-timeout", "60", "--lease", "5")
@@ -66,6 +70,7 @@ def test_second_sigterm_gives_back_at_once(runs_dsn: str, client: TaskBackend, p
     assert (row["status"], row["attempts"]) == (states.QUEUED, 0)
 
 
+@pytest.mark.slow
 def test_given_back_retry_keeps_earlier_attempts(
     runs_dsn: str, client: TaskBackend, procs: Any
 ) -> None:

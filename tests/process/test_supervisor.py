@@ -21,6 +21,7 @@ procs = crash_support.procs
 client_jobs = crash_support.client_jobs
 
 
+@pytest.mark.slow
 def test_supervisor_replaces_killed_children(
     runs_dsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -49,6 +50,7 @@ def test_supervisor_replaces_killed_children(
             os.kill(pid, 0)
 
 
+@pytest.mark.slow
 def test_poison_task_fails_after_max_retries(
     runs_dsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -66,6 +68,7 @@ def test_poison_task_fails_after_max_retries(
     wait_status(runs_dsn, ok, {states.SUCCESS}, timeout=30)
 
 
+@pytest.mark.slow
 def test_recycling_with_big_arguments(runs_dsn: str, client: TaskBackend, procs: Any) -> None:
     """F19: max_tasks=1, backlog 4, 20 tasks with 8 MB arguments: all SUCCESS; each child
     claims only what it will start, exits after one task and is replaced."""
@@ -79,6 +82,7 @@ def test_recycling_with_big_arguments(runs_dsn: str, client: TaskBackend, procs:
     assert len(claimed) == 20 and {r["n"] for r in claimed} == {1}
 
 
+@pytest.mark.slow
 def test_unfixable_child_exit_stops_the_supervisor(runs_dsn: str, procs: Any) -> None:
     """A child that cannot start because of its configuration (exit 2) is not restarted in a
     loop: the supervisor exits 2 too."""
@@ -87,6 +91,7 @@ def test_unfixable_child_exit_stops_the_supervisor(runs_dsn: str, procs: Any) ->
     assert "a restart cannot fix that" in supervisor.log
 
 
+@pytest.mark.slow
 def test_crash_loop_backs_off(empty_dsn: str, procs: Any) -> None:
     """Children that die at once (here: database without pgqueue's schema, exit 4 is fatal;
     an unreachable database, exit 3, is retried with growing pauses)."""
@@ -105,6 +110,7 @@ def test_crash_loop_backs_off(empty_dsn: str, procs: Any) -> None:
     assert schema_less.wait(30) == 4
 
 
+@pytest.mark.slow
 def test_ten_workers_restarting_at_once_stay_within_connection_formula(
     runs_dsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -143,6 +149,7 @@ def test_ten_workers_restarting_at_once_stay_within_connection_formula(
     assert twice == []
 
 
+@pytest.mark.slow
 def test_hard_time_limit_kills_the_job_with_its_process(
     runs_dsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -170,6 +177,7 @@ def test_hard_time_limit_kills_the_job_with_its_process(
     assert "exited to kill a job past its time limit" in supervisor.log
 
 
+@pytest.mark.slow
 def test_children_get_the_dsn_from_the_environment_not_argv(runs_dsn: str, procs: Any) -> None:
     """The supervisor hands the DSN (with its password) to children in $PGQUEUE_DSN, so it
     never shows in a child's command line (``ps``)."""
@@ -183,6 +191,7 @@ def test_children_get_the_dsn_from_the_environment_not_argv(runs_dsn: str, procs
     assert "s3cret-pw" not in supervisor.log
 
 
+@pytest.mark.slow
 def test_children_stop_when_the_supervisor_is_killed(
     runs_dsn: str, client: TaskBackend, procs: Any
 ) -> None:
