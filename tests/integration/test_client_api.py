@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,27 +10,7 @@ import pytest
 import pgqueue
 from pgqueue import states
 from pgqueue.errors import ConfigurationError, SerializationError, TaskNotAvailable
-from pgqueue.task import TASK_COLUMNS
 from tests.support.fixtures import sql
-
-
-def test_states_keep_pulsar_numbers() -> None:
-    assert (states.QUEUED, states.STARTED, states.RETRY) == (6, 5, 4)
-    assert (states.REVOKED, states.FAILURE, states.SUCCESS) == (3, 2, 1)
-    assert states.READY_STATES == {3, 2, 1}
-    assert states.FULL_RUN_STATES == {2, 1}
-    assert states.status_string(4) == "RETRY"
-    assert states.status_string(99) == "UNKNOWN"
-
-
-def test_job_registry_names_and_kinds() -> None:
-    registry = pgqueue.JobRegistry.load(["tests.support.jobs"])
-    assert {"add", "async_add", "fail", "per_key", "exclusive"} <= set(registry)
-    assert registry["async_add"].is_async and not registry["add"].is_async
-    assert registry["fail"].name == "fail"  # class name lower-cased
-    assert registry["add"].doc == "Add two numbers."
-    with pytest.raises(TaskNotAvailable, match="nope"):
-        registry["nope"]
 
 
 def test_queue_task_inserts_a_queued_row(backend: pgqueue.TaskBackend, dsn: str) -> None:
@@ -154,11 +133,6 @@ def test_nice_task_message(backend: pgqueue.TaskBackend) -> None:
     assert task is not None
     message = pgqueue.nice_task_message(task)
     assert message.startswith(f"add ({task.id[:8]}) QUEUED at ")
-
-
-def test_task_fields_are_the_selected_columns() -> None:
-    """Task.from_row reads TASK_COLUMNS: the two must name the same fields, in order."""
-    assert tuple(f.name for f in fields(pgqueue.Task)) == TASK_COLUMNS
 
 
 def test_queue_names_are_capped_in_bytes_by_the_table(dsn: str) -> None:

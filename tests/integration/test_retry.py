@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from pgqueue import TaskBackend, TaskNotFound, states
-from pgqueue.retry import ExponentialBackoff, Retry, TimeLimitExceeded, decide
 from tests.support import crash as crash_support
 from tests.support.crash import CRASH_JOBS, runs, task_row, wait_status, wait_until
 
@@ -19,31 +18,6 @@ client_jobs = crash_support.client_jobs
 @pytest.fixture
 def worker(runs_dsn: str, start_worker: Any) -> Any:
     return start_worker(task_paths=[CRASH_JOBS], lease=5.0, backlog=4)
-
-
-def test_exponential_backoff_grows_caps_and_jitters() -> None:
-    backoff = ExponentialBackoff(base=1, factor=2, cap=5, jitter=0.5)
-    for attempt, full in [(1, 1), (2, 2), (3, 4), (4, 5), (10, 5)]:
-        delays = {backoff(attempt) for _ in range(50)}
-        assert all(full / 2 <= d <= full for d in delays)
-        assert len(delays) > 1  # jittered
-    assert ExponentialBackoff(base=3, jitter=0)(1) == 3
-    with pytest.raises(ValueError):
-        ExponentialBackoff(jitter=2)
-
-
-def test_decide_follows_retry_on_and_the_cap() -> None:
-    def rule(exc: BaseException, attempt: int) -> float | None:
-        return decide(
-            exc, attempt=attempt, max_retries=2, retry_on=(OSError,), backoff=lambda a: a * 10
-        ).delay
-
-    assert rule(OSError("x"), 1) == 10
-    assert rule(OSError("x"), 2) == 20
-    assert rule(OSError("x"), 3) is None  # third attempt was the last
-    assert rule(ValueError("x"), 1) is None  # not retried
-    assert rule(Retry(countdown=0.5), 1) == 0.5  # asked for, whatever retry_on says
-    assert rule(TimeLimitExceeded(), 1) == 10
 
 
 def test_failing_task_retries_then_succeeds(
