@@ -27,6 +27,12 @@ from tests.support.fixtures import ROOT, bin_path, cli_env, run_cli
 
 from .test_metrics import free_port
 
+pytestmark = pytest.mark.allow_leaks(
+    threads="asyncio_",
+    reason="the module-scoped browser's event loop (Playwright's sync API) starts its "
+    "executor threads when a page first needs them; they end with the module",
+)
+
 OPS_JOBS = "tests.support.ops_jobs"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

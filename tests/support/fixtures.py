@@ -69,18 +69,16 @@ class Server:
                 (database,),
             ).fetchall()
 
-    def drop_unused_database(self, name: str, request: pytest.FixtureRequest) -> None:
+    def drop_unused_database(self, name: str) -> None:
         """Drop a test's database; fail the test if it left connections to it open (after
-        :data:`~tests.support.guards.LEAK_GRACE` seconds), unless it is marked
-        ``allow_leaks``."""
+        :data:`~tests.support.guards.LEAK_GRACE` seconds)."""
         deadline = time.monotonic() + LEAK_GRACE
         left = self.connections(name)
         while left and time.monotonic() < deadline:
             time.sleep(0.1)
             left = self.connections(name)
         self.drop_database(name)
-        if request.node.get_closest_marker("allow_leaks") is None:
-            assert not left, f"the test left {len(left)} connection(s) to its database: {left}"
+        assert not left, f"the test left {len(left)} connection(s) to its database: {left}"
 
     def restart(self) -> None:
         if self.embedded is None:
@@ -103,19 +101,19 @@ def pg_server() -> Iterator[Server]:
 
 
 @pytest.fixture
-def empty_dsn(pg_server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
+def empty_dsn(pg_server: Server) -> Iterator[str]:
     """A database with no pgqueue schema at all."""
     name = f"pgqueue_test_{uuid.uuid4().hex[:12]}"
     yield pg_server.create_database(name)
-    pg_server.drop_unused_database(name, request)
+    pg_server.drop_unused_database(name)
 
 
 @pytest.fixture
-def dsn(pg_server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
+def dsn(pg_server: Server) -> Iterator[str]:
     """A fresh database with pgqueue's schema."""
     name = f"pgqueue_test_{uuid.uuid4().hex[:12]}"
     yield pg_server.create_database(name, template=pg_server.template)
-    pg_server.drop_unused_database(name, request)
+    pg_server.drop_unused_database(name)
 
 
 @pytest.fixture

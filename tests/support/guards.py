@@ -20,8 +20,9 @@ Leaks
     A test fails (in its teardown) when it leaves a child process it started alive, or a
     thread that is non-daemon or named ``pgqueue*``, after a short grace. Connections to the
     test's database are checked by the database fixtures before they drop it
-    (:func:`tests.support.fixtures.assert_no_connections`). A test that must leave something
-    behind says why with ``@pytest.mark.allow_leaks(reason=...)``.
+    (``Server.drop_unused_database``). Threads a wider-scoped fixture starts while a test
+    runs are allowed by name, saying why:
+    ``@pytest.mark.allow_leaks(threads="name-prefix", reason=...)``.
 """
 
 from __future__ import annotations
@@ -168,10 +169,10 @@ def _suspect(thread: threading.Thread) -> bool:
 def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test when it leaves a child process or a thread of its own behind."""
     marker = request.node.get_closest_marker("allow_leaks")
+    allowed = ""
     if marker is not None:
         assert marker.kwargs.get("reason"), "allow_leaks needs reason=..."
-        yield
-        return
+        allowed = marker.kwargs["threads"]
     processes = set(_children())
     threads = set(threading.enumerate())
     yield
@@ -180,7 +181,11 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
         left = {pid: p for pid, p in _children().items() if pid not in processes}
         # a child of a process the test left behind is reported through its parent
         left = {pid: p for pid, p in left.items() if _safe_ppid(p) not in left}
-        stray = [t for t in threading.enumerate() if t not in threads and _suspect(t)]
+        stray = [
+            t
+            for t in threading.enumerate()
+            if t not in threads and _suspect(t) and not (allowed and t.name.startswith(allowed))
+        ]
         if not (left or stray) or time.monotonic() > deadline:
             break
         time.sleep(0.1)

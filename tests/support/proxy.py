@@ -7,6 +7,7 @@ the client waits for ever unless it has its own timed check (F08).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -61,11 +62,13 @@ class BlackholeProxy:
         return len(chosen)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the accepting thread, which stops
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         with self._lock:
             for link in self.links:
                 for sock in (link.client, link.upstream):
-                    sock.close()
+                    _end(sock)
 
     def _accept(self) -> None:
         while True:
@@ -92,7 +95,7 @@ class BlackholeProxy:
                 return
             if not data:
                 if not link.dropped.is_set():
-                    dst.close()
+                    _end(dst)
                 return
             if not link.application_name and b"application_name\x00" in data:
                 name = data.split(b"application_name\x00", 1)[1].split(b"\x00", 1)[0]
@@ -103,3 +106,11 @@ class BlackholeProxy:
                 dst.sendall(data)
             except OSError:
                 return
+
+
+def _end(sock: socket.socket) -> None:
+    """Shut a socket down, then close it: close() alone leaves it open while a pump thread is
+    blocked reading it, and the server then keeps the connection."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
