@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
+from concurrent.futures import CancelledError
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool._acompat import AQueue
+from psycopg_pool.pool_async import MaintenanceTask, StopWorker
 
 from . import _db
 from .errors import ConfigurationError, ConnectionFailed
@@ -31,6 +35,41 @@ AsyncConnection = psycopg.AsyncConnection[dict[str, Any]]
 POOL_TIMEOUT = 10.0
 
 
+class _Pool(AsyncConnectionPool[AsyncConnection]):
+    """psycopg_pool's ``AsyncConnectionPool`` whose maintenance workers end when cancelled.
+
+    psycopg_pool (3.3.3) catches ``CancelledError`` inside its maintenance tasks (a connect in
+    ``_add_connection``, the worker loop itself) as if it were a failed attempt, so a worker
+    cancelled mid-connect keeps running. ``asyncio.run`` cancels every task left when its
+    main coroutine returns and waits for them all: with a pool left open (no ``aclose()``) and
+    a connection being opened at that moment, the loop never closed. Here a worker checks,
+    after each task, whether it was asked to stop, and stops.
+    """
+
+    async def _connect(self, timeout: float | None = None) -> AsyncConnection:
+        try:
+            return await super()._connect(timeout)
+        except asyncio.CancelledError as exc:
+            # The frames of psycopg's connect hold the half-made libpq connection; the pool
+            # logs this exception (and a log handler may keep it), which would keep that
+            # connection open on the server. Without those frames it is closed at once.
+            exc.__traceback__ = None
+            raise
+
+    @classmethod
+    async def worker(cls, q: AQueue[MaintenanceTask]) -> None:
+        """Run maintenance tasks from ``q`` until a ``StopWorker`` or a cancellation (also one
+        a task swallowed) arrives."""
+        current = asyncio.current_task()
+        while not isinstance(task := await q.get(), StopWorker):
+            try:
+                await task.run()
+            except Exception as exc:
+                logger.warning("async pool task %s failed: %s", task, exc)
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError
+
+
 class LoopPool:
     """An ``AsyncConnectionPool`` of at most ``max_size`` autocommit connections, bound to the
     event loop it was opened in."""
@@ -39,9 +78,11 @@ class LoopPool:
         self.dsn = dsn
         self.max_size = max(max_size, 1)
         self.application_name = application_name
-        self._pool: AsyncConnectionPool[AsyncConnection] | None = None
+        self._pool: _Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Future[None] | None = None
+        # The pool's connections, to end them when their loop closed with the pool open.
+        self._connections: weakref.WeakSet[AsyncConnection] = weakref.WeakSet()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -67,18 +108,19 @@ class LoopPool:
                     "`await backend.aclose()` in that loop first, or use one TaskBackend per "
                     "event loop"
                 )
-            self._pool = self._opening = None  # its loop is gone, and its connections with it
+            self._pool = self._opening = None
+            self._end_connections()  # its loop is gone: nothing else would close them
         if self._pool is None or self._opening is None:
             await self._probe()
             if self._pool is not None and self._opening is not None:
                 return await self._opened()  # another coroutine opened it meanwhile
             self._loop = loop
-            self._pool = AsyncConnectionPool(
+            self._pool = _Pool(
                 _db.conninfo(self.dsn, self.application_name),
                 min_size=1,
                 max_size=self.max_size,
                 kwargs={"autocommit": True, "row_factory": dict_row},
-                configure=_db.aconfigure,
+                configure=self._configure,
                 check=_db.acheck_pooled,
                 open=False,
                 name=self.application_name,
@@ -102,12 +144,26 @@ class LoopPool:
             raise ConnectionFailed(_db.connection_error_message(self.dsn, exc)) from None
         await conn.close()
 
+    async def _configure(self, conn: AsyncConnection) -> None:
+        self._connections.add(conn)
+        await _db.aconfigure(conn)
+
+    def _end_connections(self) -> None:
+        """Close the connections of a pool whose event loop is closed, at the libpq level
+        (``pgconn.finish()``, no loop needed); until then the server kept them open."""
+        for conn in list(self._connections):
+            if not conn.closed:
+                conn.pgconn.finish()
+        self._connections.clear()
+
     async def close(self) -> None:
         """Close the pool (when its loop is still open); it reopens on next use."""
         pool, loop = self._pool, self._loop
         self._pool = self._opening = self._loop = None
         if pool is not None and loop is asyncio.get_running_loop():
             await pool.close()
+        elif loop is not None and loop.is_closed():
+            self._end_connections()
 
     def close_from_sync(self, timeout: float = 5.0) -> None:
         """Close the pool from synchronous code (``TaskBackend.close``): on its loop when that
@@ -115,7 +171,10 @@ class LoopPool:
         closed. Gives up after ``timeout`` seconds; the pool reopens on next use."""
         pool, loop = self._pool, self._loop
         self._pool = self._opening = self._loop = None
-        if pool is None or loop is None or loop.is_closed():
+        if pool is None or loop is None:
+            return
+        if loop.is_closed():
+            self._end_connections()
             return
         try:
             if loop.is_running():
@@ -125,7 +184,8 @@ class LoopPool:
                     asyncio.run_coroutine_threadsafe(pool.close(), loop).result(timeout)
             elif _running_loop() is None:
                 loop.run_until_complete(asyncio.wait_for(pool.close(), timeout))
-        except (TimeoutError, RuntimeError) as exc:  # the loop stopped or closed meanwhile
+        except (TimeoutError, RuntimeError, asyncio.CancelledError, CancelledError) as exc:
+            # the loop stopped, closed or cancelled the close meanwhile
             logger.debug("async pool not closed cleanly: %s", exc)
 
 

