@@ -25,9 +25,9 @@ from pgqueue.metrics import serve_metrics
 from pgqueue.schema import migrate
 from tests.process import test_dashboard
 from tests.process.test_dashboard import http
+from tests.process.test_metrics import free_port, scrape
 from tests.support.crash import wait_until
 from tests.support.fixtures import TEST_JOBS, WorkerThread, run_cli, sql
-from tests.test_metrics import free_port, scrape
 
 #: Seconds per test (subprocesses, real workers): not in the quick loop.
 pytestmark = pytest.mark.slow
