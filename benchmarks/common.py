@@ -50,6 +50,9 @@ class Row:
     enqueue_one: list[float] = field(default_factory=list)  # jobs/s
     enqueue_bulk: list[float] = field(default_factory=list)  # jobs/s
     drain: list[float] = field(default_factory=list)  # jobs/s
+    #: jobs/s through the command operators run (``pgqueue-worker --burst``, default options,
+    #: default logging to a file), start-up included; pgqueue only
+    drain_cli: list[float] = field(default_factory=list)
     pickup: list[float] = field(default_factory=list)  # seconds, every sample of every run
     notes: list[str] = field(default_factory=list)
 

@@ -34,7 +34,14 @@ console = Console(width=150)
 
 #: (label, figure, system it is compared with, figure of that system, least ratio wanted)
 TARGETS = (
-    ("drain >= 2x pgqueuer-asyncpg", "drain", "pgqueuer-asyncpg", "drain", 2.0),
+    ("drain >= 2.5x pgqueuer-asyncpg (in process)", "drain", "pgqueuer-asyncpg", "drain", 2.5),
+    (
+        "pgqueue-worker drain (defaults) >= 2x pgqueuer-asyncpg",
+        "drain_cli",
+        "pgqueuer-asyncpg",
+        "drain",
+        2.0,
+    ),
     ("drain >= 10x procrastinate", "drain", "procrastinate", "drain", 10.0),
     ("drain >= 40% of pgbench lifecycle (100/statement)", "drain", "pgbench", "cycle_100", 0.4),
     ("enqueue one >= pgqueuer-asyncpg", "enqueue_one", "pgqueuer-asyncpg", "enqueue_one", 1.0),
@@ -113,6 +120,7 @@ def print_table(rows: list[Row], pgbench: dict[str, float]) -> None:
         "enqueue/s one at a time",
         "enqueue/s bulk",
         "drain/s",
+        "drain/s pgqueue-worker",
         "pickup p50 / p99 ms",
     ):
         table.add_column(column, justify="left" if column == "system" else "right")
@@ -123,6 +131,7 @@ def print_table(rows: list[Row], pgbench: dict[str, float]) -> None:
             _fmt(row.median("enqueue_one")),
             _fmt(row.median("enqueue_bulk")),
             _fmt(row.median("drain")),
+            _fmt(row.median("drain_cli")),
             pickup,
         )
     for scenario in bench_pgbench.SCENARIOS:
@@ -131,7 +140,7 @@ def print_table(rows: list[Row], pgbench: dict[str, float]) -> None:
             cells = {"insert_1": (value, "", ""), "insert_100": ("", value, "")}.get(
                 scenario.key, ("", "", value)
             )
-            table.add_row(scenario.label, *cells, "")
+            table.add_row(scenario.label, *cells, "", "")
     console.print(table)
     for row in rows:
         for note in row.notes:
