@@ -28,7 +28,7 @@ from pgqueue.worker.outcome import Outcome
 from pgqueue.worker.runner import _one_connection
 from tests.support.fixtures import sql
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEST_JOBS = "tests.support.jobs"
 
 

@@ -96,7 +96,9 @@ def test_crash_loop_backs_off(empty_dsn: str, procs: Any) -> None:
     """Children that die at once (here: database without pgqueue's schema, exit 4 is fatal;
     an unreachable database, exit 3, is retried with growing pauses)."""
     supervisor = procs("postgresql://nobody@127.0.0.1:1/none", "--processes", "1", "--lease", "2")
-    time.sleep(4)
+    # two replacements, however slowly a child starts on a loaded machine (the pauses are the
+    # point, not the start-up time)
+    wait_until(lambda: supervisor.log.count("replacing it in") >= 2, 60, "two replacements")
     supervisor.signal(signal.SIGTERM)
     assert supervisor.wait(20) == 0
     pauses = [

@@ -179,8 +179,14 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     deadline = time.monotonic() + LEAK_GRACE
     while True:
         left = {pid: p for pid, p in _children().items() if pid not in processes}
-        # a child of a process the test left behind is reported through its parent
-        left = {pid: p for pid, p in left.items() if _safe_ppid(p) not in left}
+        # a child of a process the test left behind is reported through its parent; one
+        # started by a process older than the test (a module-scoped browser's helper
+        # processes) belongs to that process, not to the test
+        left = {
+            pid: p
+            for pid, p in left.items()
+            if _safe_ppid(p) not in left and _safe_ppid(p) not in processes
+        }
         stray = [
             t
             for t in threading.enumerate()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pgqueue
-from tests.support.jobs import send_receipt
+
+from .jobs import send_receipt
 
 
 def place_order(backend: pgqueue.TaskBackend, order_id: int, email: str) -> pgqueue.TaskId | None:
