@@ -13,10 +13,12 @@ from .conftest import ROOT, bin_path, cli_env, sql
 README = (ROOT / "README.md").read_text()
 
 
-def readme_block(marker: str) -> str:
-    """The fenced code block that follows ``<!-- marker -->`` in the README."""
-    match = re.search(rf"<!-- {re.escape(marker)} -->\n```\w*\n(.*?)```", README, re.S)
-    assert match, f"README has no block marked {marker!r}"
+def readme_block(marker: str, page: str = "README.md") -> str:
+    """The fenced code block that follows ``<!-- marker -->`` in the README, or in ``page``
+    (a path from the project root, such as ``docs/guides/periodic.md``)."""
+    text = README if page == "README.md" else (ROOT / page).read_text()
+    match = re.search(rf"<!-- {re.escape(marker)} -->\n```\w*\n(.*?)```", text, re.S)
+    assert match, f"{page} has no block marked {marker!r}"
     return match.group(1)
 
 
