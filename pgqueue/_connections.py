@@ -37,8 +37,8 @@ if TYPE_CHECKING:  # SQLAlchemy loads on the first SQLAlchemy connection a calle
 R = TypeVar("R")
 
 SYNC_KINDS = (
-    "a psycopg Connection, a SQLAlchemy Session or Connection, or a Django connection "
-    "(PostgreSQL on psycopg 3)"
+    "a psycopg Connection or a SQLAlchemy Session or Connection (or a Django connection, "
+    "PostgreSQL on psycopg 3)"
 )
 ASYNC_KINDS = "a psycopg AsyncConnection or a SQLAlchemy AsyncSession or AsyncConnection"
 

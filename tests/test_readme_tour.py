@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT, bin_path, cli_env, sql
 
 README = (ROOT / "README.md").read_text()
@@ -68,6 +70,7 @@ def tour_commands() -> list[str]:
     ]
 
 
+@pytest.mark.timeout(400)
 def test_tour_word_for_word_on_a_fresh_machine(tmp_path: Path) -> None:
     """A new user's run of the tour: no database and no earlier demo (a fresh user data
     directory), each command typed as the README shows it, in the README's order. The two
@@ -112,7 +115,7 @@ def test_tour_word_for_word_on_a_fresh_machine(tmp_path: Path) -> None:
                 background.append(worker)
             else:
                 done = subprocess.run(
-                    argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
+                    argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
                 )
                 assert done.returncode == 0, f"{command}: {done.stderr}"
                 outputs.append(done.stdout)
