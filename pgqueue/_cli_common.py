@@ -133,8 +133,8 @@ VersionOption = Annotated[
 def run_app(app: typer.Typer) -> None:
     """Run a typer application as a console script, its usage errors (an unknown option, a
     bad value, a missing argument) printed as one line ``error: ... (see `CMD --help`)`` on
-    stderr with exit status 2, as the README documents, instead of typer's boxed usage text.
-    A bare group prints its help (exit 2). Never returns (:func:`sys.exit`)."""
+    stderr with exit status 2, as docs/guides/operations.md documents, instead of typer's
+    boxed usage text. A bare group prints its help (exit 2). Never returns (:func:`sys.exit`)."""
     try:
         code = app(standalone_mode=False)
     except _CLICK_ERRORS as exc:

@@ -7,7 +7,11 @@ transaction commits. ``X`` may be
 * a psycopg ``Connection`` (sync) or ``AsyncConnection``;
 * a SQLAlchemy ``Session``, ``Connection``, ``AsyncSession`` or ``AsyncConnection`` on any
   PostgreSQL driver (the tests use psycopg 3 and asyncpg), or a ``scoped_session`` /
-  ``async_scoped_session`` (Flask-SQLAlchemy's ``db.session``), meaning its current session.
+  ``async_scoped_session`` (Flask-SQLAlchemy's ``db.session``), meaning its current session;
+* a Django database connection (``django.db.connection``, ``connections[alias]``) on
+  PostgreSQL with psycopg 3 (Django 4.2+), meaning the psycopg connection under it, so the
+  task joins ``transaction.atomic()``. It is recognised by its shape: pgqueue never imports
+  Django.
 
 The operations of :mod:`pgqueue._store` are the same for every kind: psycopg runs their
 statements as they are; for SQLAlchemy their ``%(name)s`` parameters become ``:name`` bind
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -32,7 +36,10 @@ if TYPE_CHECKING:  # SQLAlchemy loads on the first SQLAlchemy connection a calle
 
 R = TypeVar("R")
 
-SYNC_KINDS = "a psycopg Connection or a SQLAlchemy Session or Connection"
+SYNC_KINDS = (
+    "a psycopg Connection or a SQLAlchemy Session or Connection (or a Django connection, "
+    "PostgreSQL on psycopg 3)"
+)
 ASYNC_KINDS = "a psycopg AsyncConnection or a SQLAlchemy AsyncSession or AsyncConnection"
 
 _PARAM = re.compile(r"%\((\w+)\)s")
@@ -75,6 +82,9 @@ def run(connection: object, op: Op[R]) -> R:
             f"{type(connection).__name__} is asynchronous: await the a-prefixed method "
             "(aqueue_task, aqueue_tasks, ...) with it"
         )
+    driver = _django_driver_connection(connection)
+    if driver is not None:
+        return run(driver, op)
     raise ConfigurationError(
         f"connection= must be {SYNC_KINDS} (or, to the a-prefixed methods, {ASYNC_KINDS}), "
         f"not {type(connection).__name__}"
@@ -109,6 +119,34 @@ async def arun(connection: object, op: Op[R]) -> R:
         f"connection= must be {ASYNC_KINDS} (or, to the sync methods, {SYNC_KINDS}), "
         f"not {type(connection).__name__}"
     )
+
+
+def _django_driver_connection(connection: object) -> psycopg.Connection[Any] | None:
+    """The psycopg connection under a Django database wrapper (Django's
+    ``BaseDatabaseWrapper``, or the ``django.db.connection`` proxy to one), connected first
+    when it is not yet; None for an object of another shape. Django keeps its transaction
+    state on that psycopg connection, so a statement run on it joins ``transaction.atomic()``
+    (and commits at once outside one, as Django's autocommit does).
+
+    :raises ConfigurationError: the wrapper's database is not PostgreSQL on psycopg 3.
+    """
+    vendor = getattr(connection, "vendor", None)
+    ensure_connection = getattr(connection, "ensure_connection", None)
+    if not isinstance(vendor, str) or not callable(ensure_connection):
+        return None
+    if vendor != "postgresql":
+        raise ConfigurationError(
+            f"connection=: this Django connection is {vendor}, pgqueue needs PostgreSQL"
+        )
+    ensure_connection()
+    driver = getattr(connection, "connection", None)
+    if not isinstance(driver, psycopg.Connection):
+        raise ConfigurationError(
+            "connection=: this Django connection runs on "
+            f"{type(driver).__module__.split('.')[0]}; pgqueue needs psycopg 3 "
+            "(Django 4.2+ with the psycopg package installed)"
+        )
+    return driver
 
 
 def _rowcount(result: object) -> int:

@@ -1,8 +1,8 @@
 """Putting pgqueue's revisions into an application's own Alembic history.
 
 An application that already migrates with Alembic can carry pgqueue's schema in its own
-history instead of running ``pgqueue migrate``. Three steps (README, "Alembic in your
-application"):
+history instead of running ``pgqueue migrate``. Three steps (docs/guides/upgrading.md,
+"Alembic in your application"):
 
 1. ``alembic.ini``: add pgqueue's revisions to ``version_locations``::
 

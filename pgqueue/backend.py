@@ -257,7 +257,9 @@ class TaskBackend:
 
         :return: :class:`QueuedTasks`: the id of each task in input order, None for the
             tasks skipped because their lock_id was held (``.skipped`` lists them).
-        :raises TaskNotAvailable, SerializationError, ConfigurationError: as ``queue_task``.
+        :raises TaskNotAvailable: as ``queue_task``.
+        :raises SerializationError: as ``queue_task``.
+        :raises ConfigurationError: as ``queue_task``.
         """
         template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
         batch = self._batch_params(_same_call(template, kwargs_list))

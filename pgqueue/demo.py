@@ -296,8 +296,9 @@ def demo(
         bool,
         typer.Option(
             "--serve",
-            help="Run nothing: start the embedded server on --data-dir, print its DSN and "
-            "keep it up until Ctrl-C, to look at the last run's tasks.",
+            help="Run nothing: start the embedded server on --data-dir (created when new), "
+            "print its DSN and keep it up until Ctrl-C: a database for your own tasks, or to "
+            "look at the last run's tasks.",
         ),
     ] = False,
 ) -> None:
@@ -367,16 +368,23 @@ def _database(dsn: str | None, home: Path, workers: int, console: Console) -> It
 
 
 def _serve(home: Path, dsn: str | None, console: Console) -> None:
+    """Start the embedded server on ``home`` (initialising a new cluster there when it holds
+    none, so a fresh machine gets a database for the README's tour), print its DSN, a psql
+    command and the ``export PGQUEUE_DSN=...`` line, and keep it up until Ctrl-C.
+
+    :raises ConfigurationError: ``dsn`` is given (``--serve`` runs only the embedded server).
+    """
     if dsn:
         raise ConfigurationError(
             "--serve starts the embedded server: leave out --dsn and unset PGQUEUE_DSN"
         )
-    if not (home / "pgdata" / "PG_VERSION").exists():
-        raise ConfigurationError(f"no demo data in {home}: run `pgqueue demo` first")
+    fresh = not (home / "pgdata" / "PG_VERSION").exists()
     with embedded_server(home, 1) as server:
-        console.print(f"Embedded PostgreSQL, data in {home / 'pgdata'}")
+        state = "new cluster, no demo run yet" if fresh else "the last demo run's tasks"
+        console.print(f"Embedded PostgreSQL, data in {home / 'pgdata'} ({state})")
         console.print(f"DSN: {server.dsn}")
         console.print(f"psql: {psql_command(server.dsn)}")
+        console.print(f"In your other terminals: export PGQUEUE_DSN='{server.dsn}'")
         console.print("Serving until Ctrl-C ...")
         try:
             while True:

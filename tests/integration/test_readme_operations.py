@@ -1,4 +1,5 @@
-"""The README's "Operating with SQL" queries, run as written on a known set of tasks."""
+"""The operations guide's "Operating with SQL" queries (docs/guides/operations.md), run as
+written on a known set of tasks."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from tests.support.ops_data import add_task, add_worker, transaction
 
 
 def operations_sql() -> list[str]:
-    """The ```sql blocks of the README's operations section, in order."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("<!-- section: operations")[1].split("<!-- /section: operations")[0]
+    """The ```sql blocks of the operations guide's section, in order."""
+    page = (ROOT / "docs" / "guides" / "operations.md").read_text()
+    section = page.split("<!-- section: operations")[1].split("<!-- /section: operations")[0]
     return re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
 
 

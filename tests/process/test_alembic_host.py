@@ -1,7 +1,8 @@
 """Alembic both ways: pgqueue's revisions inside a host application's Alembic project, and
 ``pgqueue migrate --sql`` for teams that migrate by other means.
 
-The host project is built in a temporary directory exactly as the README tells users to:
+The host project is built in a temporary directory exactly as the upgrading guide
+(docs/guides/upgrading.md) tells users to:
 ``version_locations`` naming ``pgqueue.migrations:versions``, ``create_schema()`` and
 ``include_name`` in its env.py, and a revision of its own that ``depends_on`` pgqueue's.
 It is driven by the real ``alembic`` command.

@@ -1,4 +1,5 @@
-"""The README's transactional-enqueue example (section integration) runs as written."""
+"""The transactional-enqueue example (docs/guides/transactions.md, on the README tour's jobs)
+runs as written."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def test_readme_sqlalchemy_session_example(dsn: str, tmp_path: Path) -> None:
     (tmp_path / "myapp").mkdir()
     (tmp_path / "myapp" / "__init__.py").write_text("")
     (tmp_path / "myapp" / "jobs.py").write_text(readme_block("file: myapp/jobs.py"))
-    (tmp_path / "shop.py").write_text(readme_block("file: shop.py"))
+    (tmp_path / "shop.py").write_text(readme_block("file: shop.py", "docs/guides/transactions.md"))
     done = subprocess.run(
         [sys.executable, "shop.py"],
         cwd=tmp_path,

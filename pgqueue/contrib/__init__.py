@@ -1,0 +1,2 @@
+"""Integrations with web frameworks, each loaded only when imported (``import pgqueue`` loads
+none of them)."""
