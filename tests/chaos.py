@@ -16,8 +16,16 @@ replaced. Then the queue is drained and these invariants are checked:
    interval plus 5 s of reconnect slack (sampled every 0.5 s, with the rescuer's rule that a
    lease counts from the server's start);
 3. at most one live task per lock_id (sampled, and at the end);
-4. no task ran twice except after its worker really died (SIGKILL) or gave it back at
-   shutdown (SIGTERM): every run but the last of a task belongs to such a worker.
+4. no task ran twice except after its worker really died (SIGKILL), gave it back at
+   shutdown (SIGTERM) or was frozen past its lease (stall): every run but the last of a task
+   belongs to such a worker;
+5. with ``--contract-events``: no two executions of a lock_id (runs of ``crash_runs``, from
+   ``at`` to ``ended_at``, less the time their process was frozen) overlap by more than one
+   heartbeat interval (lease/4) plus ``OVERLAP_SLACK``.
+
+``--contract-events`` adds the events of issue 12: a worker is frozen (SIGSTOP) for twice
+the lease, then resumed; an operator session holds a worker's registry row (``FOR UPDATE``)
+for twice the lease, blocking its heartbeat.
 
 Exit status 0 when every invariant holds, 1 otherwise. The last line is a JSON summary.
 """
@@ -58,6 +66,17 @@ WHERE t.status = 5 AND (
     OR greatest(w.heartbeat_at, pg_postmaster_start_time())
        + (w.lease_seconds + %(grace)s) * interval '1 second' < now())
 """
+#: Seconds of overlap allowed beyond one heartbeat interval (a loaded machine's scheduling).
+OVERLAP_SLACK = 1.0
+
+#: Every execution of a lock_id task, with its start and end (a killed run ends at its start).
+LOCK_RUNS_SQL = """
+SELECT r.task_id::text AS task_id, r.attempt, r.pid, t.lock_id,
+       extract(epoch FROM r.at)::float8 AS started,
+       extract(epoch FROM coalesce(r.ended_at, r.at))::float8 AS ended
+FROM crash_runs r JOIN pgqueue.task t ON t.id = r.task_id
+WHERE t.lock_id IS NOT NULL ORDER BY t.lock_id, r.at
+"""
 DOUBLE_LOCK_SQL = """
 SELECT lock_id FROM pgqueue.task WHERE status IN (4, 5, 6) AND lock_id IS NOT NULL
 GROUP BY lock_id HAVING count(*) > 1
@@ -79,6 +98,10 @@ class Report:
     runs: int = 0
     reruns_after_kill: int = 0
     reruns_after_giveback: int = 0
+    reruns_after_stall: int = 0
+    stalls: int = 0
+    blocked_heartbeats: int = 0
+    worst_overlap: float = 0.0
     states: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
 
@@ -95,6 +118,7 @@ class Chaos:
         restart: Callable[[], None] | None,
         outage: Callable[[float], None] | None,
         seed: int,
+        contract_events: bool = False,
     ) -> None:
         self.dsn = dsn
         self.size = workers
@@ -109,6 +133,10 @@ class Chaos:
         self.procs: list[WorkerProcess] = []
         self.killed_pids: set[int] = set()
         self.stopped_pids: set[int] = set()
+        self.stalled_pids: set[int] = set()
+        self.contract_events = contract_events
+        #: pid -> (frozen from, resumed at) on the database clock, epoch seconds
+        self.frozen: dict[int, list[tuple[float, float]]] = {}
         self.task_ids: list[str] = []
         self._stop = threading.Event()
         self._drained = threading.Event()
@@ -171,9 +199,15 @@ class Chaos:
             choices.append("restart")
         if self.outage is not None:
             choices.append("outage")
+        if self.contract_events:
+            choices += ["stall", "block_heartbeat"]
         kind = self.random.choice(choices)
         victims = self.alive()
-        if kind in ("sigkill", "sigterm") and victims:
+        if kind == "stall" and victims:
+            self._stall(self._long_runner(victims) or self.random.choice(victims))
+        elif kind == "block_heartbeat" and victims:
+            self._block_heartbeat(self.random.choice(victims))
+        elif kind in ("sigkill", "sigterm") and victims:
             victim = self.random.choice(victims)
             if kind == "sigkill":
                 self.killed_pids.add(victim.pid)
@@ -191,16 +225,62 @@ class Chaos:
             self.outage(self.lease * 2)
             self.report.outages += 1
 
+    def _db_now(self) -> float:
+        with connect(self.dsn) as conn:
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t")
+            return float(row.fetchall()[0]["t"])
+
+    def _long_runner(self, victims: list[WorkerProcess]) -> WorkerProcess | None:
+        """A worker running one of the long (8-12 s) tasks, which outlive a stall: freezing
+        it is what can make two executions of one lock_id overlap (F21)."""
+        with connect(self.dsn) as conn:
+            pids = {
+                row["pid"]
+                for row in conn.execute(
+                    "SELECT r.pid FROM crash_runs r JOIN pgqueue.task t "
+                    "ON t.id = r.task_id AND t.attempts = r.attempt "
+                    "WHERE t.status = 5 AND (t.kwargs->>'seconds')::float8 >= 8"
+                ).fetchall()
+            }
+        runners = [victim for victim in victims if victim.pid in pids]
+        return self.random.choice(runners) if runners else None
+
+    def _stall(self, victim: WorkerProcess) -> None:
+        """Freeze ``victim`` (SIGSTOP) for twice the lease, then let it run on (SIGCONT)."""
+        self.stalled_pids.add(victim.pid)
+        frozen_at = self._db_now()
+        victim.signal(signal.SIGSTOP)
+        try:
+            time.sleep(self.lease * 2)
+        finally:
+            victim.signal(signal.SIGCONT)
+        self.frozen.setdefault(victim.pid, []).append((frozen_at, self._db_now()))
+        self.report.stalls += 1
+
+    def _block_heartbeat(self, victim: WorkerProcess) -> None:
+        """Hold ``victim``'s registry row (``FOR UPDATE``) in an open transaction for twice the
+        lease, as an operator's forgotten session would."""
+        with connect(self.dsn, autocommit=False) as conn:
+            rows = conn.execute(
+                "SELECT id FROM pgqueue.worker WHERE pid = %s AND stopped_at IS NULL FOR UPDATE",
+                (victim.pid,),
+            ).fetchall()
+            if rows:
+                time.sleep(self.lease * 2)
+                self.report.blocked_heartbeats += 1
+            conn.rollback()
+
     def _produce(self) -> None:
         with TaskBackend(self.dsn, task_paths=[CRASH_JOBS]) as client:
             while not self._stop.is_set():
                 key = f"k{self.task_random.randrange(10**9)}"
                 if self.task_random.random() < 0.2:
                     key = f"shared{self.task_random.randrange(5)}"  # contended lock ids
+                seconds = round(self.task_random.uniform(0, 1), 2)
+                if self.contract_events and self.task_random.random() < 0.03:
+                    seconds = round(self.task_random.uniform(8, 12), 2)  # outlives a stall
                 try:
-                    task_id = client.queue_task(
-                        "tracked", key=key, seconds=round(self.task_random.uniform(0, 1), 2)
-                    )
+                    task_id = client.queue_task("tracked", key=key, seconds=seconds)
                 except Exception:  # the server is restarting: try again shortly
                     time.sleep(0.2)
                     continue
@@ -247,9 +327,12 @@ class Chaos:
                 "SELECT id::text AS id, status, attempts, result FROM pgqueue.task"
             ).fetchall()
             runs = conn.execute(
-                "SELECT task_id::text AS task_id, attempt, pid FROM crash_runs ORDER BY at"
+                "SELECT task_id::text AS task_id, attempt, pid, "
+                "extract(epoch FROM at)::float8 AS started FROM crash_runs ORDER BY at"
             ).fetchall()
             doubled = conn.execute(DOUBLE_LOCK_SQL).fetchall()
+            lock_runs = conn.execute(LOCK_RUNS_SQL).fetchall()
+        self._check_overlaps(lock_runs)
         report.tasks = len(tasks)
         report.runs = len(runs)
         for task in tasks:
@@ -270,6 +353,8 @@ class Chaos:
                     report.reruns_after_kill += 1
                 elif earlier["pid"] in self.stopped_pids:
                     report.reruns_after_giveback += 1
+                elif self._frozen_during(earlier):
+                    report.reruns_after_stall += 1
                 else:
                     report.violations.append(
                         f"task {task_id} ran again after attempt {earlier['attempt']} although "
@@ -283,6 +368,54 @@ class Chaos:
                         f"task {task['id']}: SUCCESS of attempt {task['result']['attempt']} "
                         f"but its last run was attempt {last.get('attempt')}"
                     )
+
+    def _frozen_during(self, run: dict[str, Any]) -> bool:
+        """Whether ``run`` was under way when its process was frozen past its lease."""
+        return (
+            any(run["started"] <= resumed for _, resumed in self.frozen.get(run["pid"], []))
+            and run["pid"] in self.stalled_pids
+        )
+
+    def _running(self, run: dict[str, Any]) -> list[tuple[float, float]]:
+        """The stretches in which ``run`` really executed: its interval less the time its
+        process was frozen."""
+        pieces = [(run["started"], run["ended"])]
+        for frozen_from, resumed in self.frozen.get(run["pid"], []):
+            cut: list[tuple[float, float]] = []
+            for start, end in pieces:
+                if resumed <= start or frozen_from >= end:
+                    cut.append((start, end))
+                    continue
+                if start < frozen_from:
+                    cut.append((start, frozen_from))
+                if resumed < end:
+                    cut.append((resumed, end))
+            pieces = cut
+        return pieces
+
+    def _check_overlaps(self, lock_runs: list[dict[str, Any]]) -> None:
+        """Invariant 5: executions of one lock_id overlap by at most one heartbeat interval."""
+        if not self.contract_events:
+            return
+        bound = self.lease / 4 + OVERLAP_SLACK
+        by_lock: dict[str, list[dict[str, Any]]] = {}
+        for run in lock_runs:
+            by_lock.setdefault(run["lock_id"], []).append(run)
+        for runs in by_lock.values():
+            for i, first in enumerate(runs):
+                for second in runs[i + 1 :]:
+                    overlap = sum(
+                        max(0.0, min(e1, e2) - max(s1, s2))
+                        for s1, e1 in self._running(first)
+                        for s2, e2 in self._running(second)
+                    )
+                    self.report.worst_overlap = max(self.report.worst_overlap, round(overlap, 2))
+                    if overlap > bound:
+                        self.report.violations.append(
+                            f"executions of task {first['task_id']} attempt {first['attempt']} "
+                            f"and task {second['task_id']} attempt {second['attempt']} (one "
+                            f"lock_id) overlapped {overlap:.1f}s, more than {bound:.1f}s"
+                        )
 
 
 def own_server() -> tuple[str, Callable[[], None], Callable[[float], None], Callable[[], None]]:
@@ -312,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease", type=float, default=2.0, help="worker lease, seconds")
     parser.add_argument("--seed", type=int, default=None, help="random seed")
     parser.add_argument("--dsn", default=None, help="use this (migrated) database instead")
+    parser.add_argument(
+        "--contract-events",
+        action="store_true",
+        help="also freeze workers past their lease and block their heartbeats (issue 12)",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # expected during restarts
     seed = args.seed if args.seed is not None else random.randrange(10**6)
@@ -326,7 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         make_runs_table(dsn)
         chaos = Chaos(
-            dsn, workers=args.workers, lease=args.lease, restart=restart, outage=outage, seed=seed
+            dsn,
+            workers=args.workers,
+            lease=args.lease,
+            restart=restart,
+            outage=outage,
+            seed=seed,
+            contract_events=args.contract_events,
         )
         report = chaos.run(args.duration)
     finally:

@@ -26,14 +26,33 @@ def record_run(consumer: pgqueue.TaskConsumer, note: str = "") -> None:
         )
 
 
+def record_end(consumer: pgqueue.TaskConsumer) -> None:
+    """Set ``ended_at`` on this execution's row (the chaos run measures overlaps with it).
+
+    Best effort: when the server is restarting the end goes unrecorded (the run then counts
+    as ending where it started) rather than failing an attempt whose work is done.
+    """
+    try:
+        with consumer.backend.connection() as conn:
+            conn.execute(
+                "UPDATE crash_runs SET ended_at = clock_timestamp() "
+                "WHERE task_id = %s AND attempt = %s AND pid = %s AND ended_at IS NULL",
+                (consumer.task_id, consumer.attempt, os.getpid()),
+            )
+    except Exception as exc:
+        consumer.logger.warning("could not record the end of this run: %s", exc)
+
+
 @pgqueue.job(can_overlap=False, max_retries=3, backoff=FAST)
 def tracked(
     consumer: pgqueue.TaskConsumer, key: str, seconds: float = 0.0, first_only: bool = False
 ) -> dict[str, Any]:
-    """Record the run, then sleep ``seconds`` (only on attempt 1 when ``first_only``)."""
+    """Record the run, then sleep ``seconds`` (only on attempt 1 when ``first_only``), then
+    record its end."""
     record_run(consumer)
     if consumer.attempt == 1 or not first_only:
         time.sleep(seconds)
+    record_end(consumer)
     return {"key": key, "attempt": consumer.attempt, "worker": consumer.worker}
 
 

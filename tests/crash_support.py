@@ -22,11 +22,12 @@ T = TypeVar("T")
 
 
 def make_runs_table(dsn: str) -> None:
-    """The table :mod:`tests.crash_jobs` records each execution in."""
+    """The table :mod:`tests.crash_jobs` records each execution in (``at`` it started,
+    ``ended_at`` its body ended, when it records that)."""
     sql(
         dsn,
         "CREATE TABLE crash_runs (task_id uuid, attempt int, worker text, pid int, note text, "
-        "at timestamptz DEFAULT clock_timestamp())",
+        "at timestamptz DEFAULT clock_timestamp(), ended_at timestamptz)",
     )
 
 

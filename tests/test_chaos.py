@@ -33,3 +33,28 @@ def test_chaos_keeps_every_invariant(dsn: str, pg_server: Server) -> None:
     assert report.sigkills + report.sigterms >= 2
     assert report.restarts + report.outages >= 1
     assert set(report.states) <= {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+@pytest.mark.timeout(420)
+# Not strict: today it fails only when a blocked heartbeat catches a task of its worker still
+# running at the lease's end (1 of 3 runs with this seed on a loaded 2-core machine); the fix
+# of issue 12 items 1 and 3 must make it pass every time and then drop the marker.
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 12 items 1 and 3 (F21, F23): a worker frozen past its lease runs on beside "
+    "its replacement, and a blocked heartbeat gets a live worker's tasks rescued and run again",
+)
+def test_chaos_with_stalls_and_blocked_heartbeats_keeps_every_invariant(dsn: str) -> None:
+    """The chaos run's events of issue 12 (no server restarts, to keep it short): workers
+    frozen (SIGSTOP) for twice the lease and registry rows held FOR UPDATE for twice the lease,
+    besides SIGKILL/SIGTERM. Correct: every invariant holds, including that no two executions
+    of a lock_id overlap by more than one heartbeat interval after a frozen worker resumes."""
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+    make_runs_table(dsn)
+    chaos = Chaos(
+        dsn, workers=3, lease=2.0, restart=None, outage=None, seed=12, contract_events=True
+    )
+    report = chaos.run(20.0)
+    assert report.stalls + report.blocked_heartbeats >= 2
+    assert report.violations == [], report
+    assert set(report.states) <= {"SUCCESS", "FAILURE", "REVOKED"}
