@@ -6,8 +6,8 @@ not needed), real signals, a real PostgreSQL. Every execution of a job of
 the tests measure overlaps and stop delays instead of trusting the worker's own account.
 
 Each test states the correct behaviour in its docstring. Those that fail on the code they were
-written against are marked ``xfail(strict=True)`` with the reason the issue gives: the fix must
-remove the marker. The stateful property test at the end drives pgqueue's own SQL operations
+written against were marked ``xfail(strict=True)`` with the reason the issue gives; the fix
+removed the markers. The stateful property test at the end drives pgqueue's own SQL operations
 through :class:`Store`, one small adapter, in random interleavings.
 """
 
@@ -37,7 +37,7 @@ from hypothesis.stateful import (
 import pgqueue
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
-from pgqueue._sql import Statements
+from pgqueue._store import Store as PgStore
 from pgqueue.rescuer import rescue_lost_tasks
 from pgqueue.retry import ExponentialBackoff
 from tests.conftest import sql
@@ -54,7 +54,7 @@ SLACK = 1.0
 
 class Store:
     """The adapter between the property test and pgqueue's SQL operations: every statement
-    the state machine runs goes through here (today ``pgqueue._sql.Statements`` and
+    the state machine runs goes through here (the typed store ``pgqueue._store.Store`` and
     :func:`pgqueue.rescuer.rescue_lost_tasks`), so a move of that layer changes only this class.
     ``stall`` and ``resume`` are the test's own manipulations of the registry row.
     """
@@ -64,7 +64,7 @@ class Store:
 
     def __init__(self, dsn: str) -> None:
         self.conn = connect(dsn)
-        self.sql = Statements("pgqueue")
+        self.sql = PgStore("pgqueue")
         self.backoff = ExponentialBackoff(base=0.0, cap=0.0, jitter=0.0)
 
     def close(self) -> None:
@@ -74,8 +74,7 @@ class Store:
         self.conn.execute("TRUNCATE pgqueue.task, pgqueue.worker")
 
     def register(self, worker: str, lease: float) -> None:
-        self.conn.execute(
-            self.sql.register_worker,
+        self.sql.register_worker(
             {
                 "id": worker,
                 "hostname": "model",
@@ -83,12 +82,11 @@ class Store:
                 "queues": [self.QUEUE],
                 "backlog": 4,
                 "lease": lease,
-            },
-        )
+            }
+        ).run(self.conn)
 
     def enqueue(self, key: str, can_overlap: bool) -> str | None:
-        row = self.conn.execute(
-            self.sql.queue_task,
+        return self.sql.queue_task(
             {
                 "name": self.JOB,
                 "queue": self.QUEUE,
@@ -101,20 +99,22 @@ class Store:
                 "expiry_at": None,
                 "expiry_in": None,
                 "max_retries": 1,
-            },
-        ).fetchone()
-        return None if row is None else str(row["id"])
+            }
+        ).run(self.conn)
 
     def claim(self, worker: str, limit: int) -> list[dict[str, Any]]:
-        return self.conn.execute(
-            self.sql.claim_tasks,
-            {"queues": [self.QUEUE], "jobs": [self.JOB], "limit": limit, "worker": worker},
-        ).fetchall()
+        claimed = self.sql.claim_tasks(
+            queues=[self.QUEUE], jobs=[self.JOB], limit=limit, worker=worker
+        ).run(self.conn)
+        return [
+            {"id": t.id, "worker": t.worker, "status": t.status, "attempts": t.attempts}
+            for t in claimed
+        ]
 
     def heartbeat(self, worker: str) -> dict[str, Any]:
-        row = self.conn.execute(self.sql.heartbeat_worker, {"id": worker}).fetchone()
+        row = self.sql.heartbeat_worker(id=worker).run(self.conn)
         assert row is not None
-        return row
+        return dict(row)
 
     def stall(self, worker: str) -> None:
         """Make ``worker``'s lease run out now, as if it had been frozen past it."""
@@ -132,35 +132,30 @@ class Store:
         return self.heartbeat(worker)
 
     def rescue(self) -> list[dict[str, Any]]:
-        return rescue_lost_tasks(self.conn, self.sql, self.backoff)
+        return [dict(row) for row in rescue_lost_tasks(self.conn, self.sql, self.backoff)]
 
     def finish(self, worker: str, task_id: str, attempt: int, status: int) -> list[str]:
-        rows = self.conn.execute(
-            self.sql.finish_tasks,
-            {
-                "ids": [task_id],
-                "attempts": [attempt],
-                "statuses": [status],
-                "results": [json.dumps({"attempt": attempt}) if status == states.SUCCESS else None],
-                "errors": [None if status == states.SUCCESS else "model error"],
-                "tracebacks": [None],
-                "delays": [0.0 if status == states.RETRY else None],
-                "worker": worker,
-            },
-        ).fetchall()
+        rows = self.sql.finish_tasks(
+            ids=[task_id],
+            attempts=[attempt],
+            statuses=[status],
+            results=[json.dumps({"attempt": attempt}) if status == states.SUCCESS else None],
+            errors=[None if status == states.SUCCESS else "model error"],
+            tracebacks=[None],
+            delays=[0.0 if status == states.RETRY else None],
+            worker=worker,
+        ).run(self.conn)
         return [r["id"] for r in rows]
 
     def give_back(self, worker: str, held: list[tuple[str, int]]) -> list[str]:
-        rows = self.conn.execute(
-            self.sql.give_back_tasks,
-            {"ids": [t for t, _ in held], "attempts": [a for _, a in held], "worker": worker},
-        ).fetchall()
+        rows = self.sql.give_back_tasks(
+            ids=[t for t, _ in held], attempts=[a for _, a in held], worker=worker
+        ).run(self.conn)
         return [r["id"] for r in rows]
 
     def revoke(self, task_id: str) -> dict[str, Any] | None:
-        return self.conn.execute(
-            self.sql.revoke_task, {"id": task_id, "reason": "model revoke"}
-        ).fetchone()
+        row = self.sql.revoke_task(id=task_id, reason="model revoke").run(self.conn)
+        return None if row is None else dict(row)
 
     def tasks(self) -> dict[str, dict[str, Any]]:
         rows = self.conn.execute(
@@ -239,11 +234,6 @@ def pid_alive(pid: int) -> bool:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 1 (F21): a worker resuming after its lease was rescued is never told; "
-    "its execution runs on beside the replacement",
-)
 def test_stalled_worker_stops_its_execution_within_one_beat_of_resuming(
     cdsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -299,11 +289,6 @@ def test_stalled_worker_stops_its_execution_within_one_beat_of_resuming(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 2 (F22): with --hard-time-limits the overrunning attempt is written "
-    "RETRY while its thread still runs beside a slow sibling; attempt 2 starts elsewhere",
-)
 def test_hard_time_limit_never_hands_out_an_attempt_whose_thread_still_runs(
     cdsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -350,11 +335,6 @@ def test_hard_time_limit_never_hands_out_an_attempt_whose_thread_still_runs(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 3 (F23): a heartbeat blocked on the worker's row lock makes the live "
-    "worker's task look lost; it is rescued FAILURE 'worker lost' while it runs",
-)
 def test_blocked_heartbeat_never_loses_a_live_workers_task(
     cdsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -404,11 +384,6 @@ def completer_waits_on_lock(dsn: str) -> bool:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 5 (F25): at SIGTERM with the outcome write blocked, the shutdown "
-    "counts the finished tasks as running (and in the field they were rescued as 'worker lost')",
-)
 def test_shutdown_with_a_blocked_outcome_write_loses_no_finished_work(
     cdsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -476,12 +451,6 @@ def test_shutdown_with_a_blocked_outcome_write_loses_no_finished_work(
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 6 (F26): revoke() returns a bare bool that cannot say whether it "
-    "revoked, asked a running task to stop or came too late (and a job that returned normally "
-    "could be recorded REVOKED with its result dropped)",
-)
 def test_revoke_racing_completion_tells_the_truth(
     cdsn: str, client: TaskBackend, start_worker: Any
 ) -> None:
@@ -524,8 +493,9 @@ def test_revoke_racing_completion_tells_the_truth(
         )
     }
     runs: dict[str, list[dict[str, Any]]] = {}
-    for run in sql(cdsn, "SELECT task_id::text AS task_id, * FROM contract_runs"):
-        runs.setdefault(run["task_id"], []).append(run)
+    # (the text id under its own name: a second ``task_id`` column would overwrite it)
+    for run in sql(cdsn, "SELECT task_id::text AS tid, * FROM contract_runs"):
+        runs.setdefault(run["tid"], []).append(run)
 
     revoke_result = getattr(pgqueue, "RevokeResult", None)
     slack = 0.05
@@ -571,11 +541,6 @@ def test_revoke_racing_completion_tells_the_truth(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 9: a thread job that never checks its time_limit is recorded SUCCESS "
-    "past the limit, while the README says the attempt ends RETRY or FAILURE",
-)
 def test_thread_job_past_its_time_limit_ends_as_the_readme_says(
     cdsn: str, client: TaskBackend, start_worker: Any
 ) -> None:
