@@ -111,8 +111,12 @@ class Store:
             for t in claimed
         ]
 
-    def heartbeat(self, worker: str) -> dict[str, Any]:
-        row = self.sql.heartbeat_worker(id=worker).run(self.conn)
+    def heartbeat(self, worker: str, held: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+        """Beat for ``worker``, sending the executions it still runs (``held``)."""
+        held = held or []
+        row = self.sql.heartbeat_worker(
+            id=worker, ids=[t for t, _ in held], attempts=[a for _, a in held]
+        ).run(self.conn)
         assert row is not None
         return dict(row)
 
@@ -124,12 +128,14 @@ class Store:
             (worker,),
         )
 
-    def resume(self, worker: str, lease: float) -> dict[str, Any]:
+    def resume(
+        self, worker: str, lease: float, held: list[tuple[str, int]] | None = None
+    ) -> dict[str, Any]:
         """The frozen worker runs again: its lease is back and it beats."""
         self.conn.execute(
             "UPDATE pgqueue.worker SET lease_seconds = %s WHERE id = %s", (lease, worker)
         )
-        return self.heartbeat(worker)
+        return self.heartbeat(worker, held)
 
     def rescue(self) -> list[dict[str, Any]]:
         return [dict(row) for row in rescue_lost_tasks(self.conn, self.sql, self.backoff)]
@@ -642,9 +648,19 @@ class ExecutionModel(RuleBasedStateMachine):
 
     def do_heartbeat(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(self.live()))
-        beat = self.store.heartbeat(worker)
-        assert beat["alive"]
+        beat = self.beat(worker, self.store.heartbeat)
         assert set(beat["revoked"]) <= {t for t, _ in self.held[worker]}
+
+    def beat(self, worker: str, beat_with: Any) -> dict[str, Any]:
+        """A beat of ``worker`` sending what it holds: exactly the executions a rescue took
+        from it come back as lost (F21). The model keeps holding them: the real worker stops
+        them, but an outcome already on its way may still try to write (and is fenced)."""
+        held = self.in_order(self.held[worker])
+        beat: dict[str, Any] = beat_with(worker, held=held)
+        assert beat["alive"]
+        stale = {(t, a) for w, t, a in self.stale if w == worker and (t, a) in self.held[worker]}
+        assert set(beat["lost"]) == {t for t, _ in stale}, (beat["lost"], stale)
+        return beat
 
     def do_stall(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(self.live()))
@@ -653,7 +669,11 @@ class ExecutionModel(RuleBasedStateMachine):
 
     def do_resume(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(sorted(self.stalled)))
-        assert self.store.resume(worker, MODEL_LEASE)["alive"]
+        self.resume(worker)
+
+    def resume(self, worker: str) -> None:
+        """``worker`` runs again and beats at once, learning which executions it lost."""
+        self.beat(worker, lambda w, held: self.store.resume(w, MODEL_LEASE, held))
         self.stalled.discard(worker)
 
     def do_rescue(self, data: st.DataObject) -> None:
@@ -672,8 +692,7 @@ class ExecutionModel(RuleBasedStateMachine):
         self.stalled.add(worker)
         self.do_rescue(data)
         if data.draw(st.booleans(), label="resume"):
-            assert self.store.resume(worker, MODEL_LEASE)["alive"]
-            self.stalled.discard(worker)
+            self.resume(worker)
 
     def do_finish(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(self.holders()))
