@@ -107,7 +107,7 @@ class Executor(Service):
             return sum(
                 1
                 for task_id, (_, future) in self._running.items()
-                if task_id in self._in_flight and not future.done()
+                if task_id in self._in_flight and task_id not in self._killed and not future.done()
             )
 
     @property
