@@ -34,6 +34,7 @@ from .errors import (
 from .jobs import Job, JobRegistry, job
 from .periodic import PeriodicJob, periodic_job
 from .retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
+from .states import RevokeResult
 from .task import Task, format_time, nice_task_message
 from .typed import EnqueueOptions, TaskId
 
@@ -59,6 +60,7 @@ __all__ = [
     "PgQueueError",
     "QueuedTasks",
     "Retry",
+    "RevokeResult",
     "Revoked",
     "SchemaError",
     "SerializationError",

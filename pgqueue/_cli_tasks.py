@@ -21,7 +21,7 @@ from ._format import format_seconds
 from ._ops import PREVIEW_CHARS, Row, parse_duration, require_task_id
 from .backend import TaskBackend
 from .errors import ConfigurationError, TaskTimeout
-from .states import SUCCESS
+from .states import SUCCESS, RevokeResult
 
 #: ``pgqueue wait`` gave up: the task was not finished within ``--timeout``.
 EXIT_TIMEOUT = 5
@@ -216,10 +216,11 @@ def revoke(
     setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         task = ops.revoke(task_id)
-    if task["state"] == "STARTED":
+    if task["revoke"] == RevokeResult.STOP_REQUESTED.value:
         render.console.print(
-            f"task {task['id']} ({task['name']}) is running: its worker was told to stop it; "
-            f"it ends {render.state('REVOKED')} when the job returns"
+            f"task {task['id']} ({task['name']}) was running: its worker was told to stop it; "
+            f"it ends {render.state('REVOKED')} if the job stops (a job that returns normally "
+            f"all the same ends {render.state('SUCCESS')}); now {render.state(task['state'])}"
         )
     else:
         render.console.print(f"task {task['id']} ({task['name']}) is {render.state('REVOKED')}")

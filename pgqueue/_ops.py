@@ -222,15 +222,19 @@ class Operations:
     def revoke(self, task_id: str) -> Row:
         """Revoke a task (:meth:`TaskBackend.revoke`): a QUEUED or RETRY task becomes REVOKED
         and never runs; a STARTED one is asked to stop (``revoke_requested_at``) and ends
-        REVOKED when its job returns. Returns the task after the change.
+        REVOKED if its job stops (SUCCESS if it returns normally all the same). Returns the
+        task after the change, with ``revoke``: the :class:`pgqueue.states.RevokeResult`'s
+        value (``revoked`` or ``stop_requested``), which says what the call did even when the
+        task has moved on since.
 
         :raises ActionRefused: the task has already finished.
         """
         task_id = require_task_id(task_id)
-        if not self.backend.revoke(task_id, REVOKED_BY_OPERATOR):
-            task = self.task(task_id)
+        result = self.backend.revoke(task_id, REVOKED_BY_OPERATOR)
+        task = self.task(task_id)
+        if not result:
             raise ActionRefused(f"task {task_id} has already finished ({task['state']})")
-        return self.task(task_id)
+        return {**task, "revoke": result.value}
 
     def retry(self, task_id: str) -> Row:
         """Queue a FAILURE or REVOKED task again: it becomes QUEUED, due now. Returns it.

@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import _channels, _connections, _db, _enqueue
+from . import _channels, _connections, _db, _enqueue, states
 from ._store import Op, Store
 from ._values import check_text, require_task_id
 from .aio import LoopPool
@@ -33,6 +33,7 @@ from .bulk import Call, QueuedTasks, as_call
 from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
 from .jobs import JobRegistry
 from .listener import Listener
+from .states import RevokeResult
 from .task import Task
 
 logger = logging.getLogger("pgqueue.backend")
@@ -517,15 +518,17 @@ class TaskBackend:
         with self.connection() as conn:
             return self.store.flush_queue(queue=self.name).run(conn)
 
-    def revoke(self, task_id: str, reason: str = "revoked") -> bool:
+    def revoke(self, task_id: str, reason: str = "revoked") -> RevokeResult:
         """Cancel a task. A QUEUED or RETRY task becomes REVOKED at once (``error`` =
         ``reason``), releasing its lock_id. A STARTED task is marked (``revoke_requested_at``)
         and its worker is told through NOTIFY (and its next heartbeat): ``consumer.is_revoked()``
-        turns True, an ``async`` job is cancelled, and the task ends REVOKED when the job
-        returns (for thread jobs this is cooperative).
+        turns True, an ``async`` job is cancelled, and the task ends REVOKED if the job stops
+        (for thread jobs this is cooperative); a job that returns normally all the same ends
+        SUCCESS with its result.
 
-        :return: True if the task was live (revoked, or asked to stop); False if it had already
-            finished.
+        :return: a :class:`pgqueue.states.RevokeResult` saying what happened: ``REVOKED``
+            (it had not started and never will), ``STOP_REQUESTED`` (it was running and was
+            asked to stop) or ``ALREADY_DONE`` (it had finished; falsy, the first two truthy).
         :raises TaskNotFound: no task has this id.
         :raises InvalidTaskId: ``task_id`` is not a UUID.
         :raises ConfigurationError: ``reason`` is not a str, or holds a NUL character.
@@ -535,10 +538,12 @@ class TaskBackend:
         with self.connection() as conn:
             row = self.store.revoke_task(id=valid, reason=reason).run(conn)
         if row is not None:
-            return True
+            if row["status"] == states.STARTED:
+                return RevokeResult.STOP_REQUESTED
+            return RevokeResult.REVOKED
         if self.get_task(task_id) is None:
             raise TaskNotFound(f"no task has id {task_id!r}")
-        return False
+        return RevokeResult.ALREADY_DONE
 
     # -- connections -----------------------------------------------------------------------
 

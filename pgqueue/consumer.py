@@ -19,6 +19,9 @@ class TaskConsumer:
     * ``backend``: a :class:`TaskBackend` on the same database, so a job can queue more tasks.
     * ``logger``: a logger named ``pgqueue.job.<job name>``.
     * ``revoked`` (bool): set by the worker once the task is revoked while it runs.
+    * ``lease_lost`` (bool): set by the worker once it learned that this execution is no
+      longer its own (the worker was frozen past its lease and the task was rescued); the
+      job must stop, and nothing it does is recorded.
     * ``deadline`` (float | None): ``time.monotonic()`` at which the ``time_limit`` passes.
 
     Long-running thread jobs should call :meth:`check` (or test :meth:`is_revoked`) now and
@@ -36,10 +39,12 @@ class TaskConsumer:
         #: ``time.monotonic()`` value at which this attempt passes its time limit, or None.
         self.deadline = None if limit is None else time.monotonic() + limit
         self.revoked = False
+        self.lease_lost = False
 
     def is_revoked(self) -> bool:
-        """True once the task was revoked while running or ran past its ``time_limit``."""
-        return self.revoked or self.time_limit_exceeded()
+        """True once the task was revoked while running, ran past its ``time_limit``, or
+        the worker lost its lease on it."""
+        return self.revoked or self.lease_lost or self.time_limit_exceeded()
 
     def time_limit_exceeded(self) -> bool:
         """True once this attempt has run longer than the job's ``time_limit``."""
@@ -47,7 +52,13 @@ class TaskConsumer:
 
     def check(self) -> None:
         """Raise :class:`pgqueue.retry.Revoked` if the task was revoked, or
-        :class:`pgqueue.retry.TimeLimitExceeded` past the ``time_limit``; else return."""
+        :class:`pgqueue.retry.TimeLimitExceeded` past the ``time_limit``; else return.
+        Also raises ``Revoked`` once the worker lost its lease on this execution."""
+        if self.lease_lost:
+            raise Revoked(
+                f"{self.task.info()} is no longer this worker's: it lost its lease (the task "
+                "was rescued); stop at once"
+            )
         if self.revoked:
             raise Revoked(f"{self.task.info()} was revoked while running")
         if self.time_limit_exceeded():

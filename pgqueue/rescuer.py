@@ -6,7 +6,10 @@ server's start when that is later, so an outage never makes a live worker look d
 worker runs :func:`rescue_lost_tasks` every ``lease / 4`` seconds; the statement
 (``RESCUE_LOST_TASKS`` of :mod:`pgqueue._store.workers`) locks the rows it changes with
 ``SKIP LOCKED`` in id order, so any number of concurrent sweeps neither wait for each other
-nor deadlock, and each task is rescued by exactly one of them.
+nor deadlock, and each task is rescued by exactly one of them. A late heartbeat is never a
+reason on its own: a worker never rescues its own tasks, and a lost worker's row that another
+session holds locked (its heartbeat being written, an operator's open transaction) is
+skipped until the lock is gone.
 
 The lost run counts as an attempt: a task that kills its worker every time ends FAILURE after
 ``1 + max_retries`` attempts (F20). The error says ``worker lost: <id> stopped heartbeating``.
@@ -35,6 +38,8 @@ def rescue_lost_tasks(
     store: Store,
     backoff: ExponentialBackoff,
     limit: int = RESCUE_BATCH,
+    *,
+    worker: str = "",
 ) -> list[RescuedRow]:
     """Rescue every task of a lost worker; return the rows changed (``id``, ``name``,
     ``status``, ``attempts``, ``worker``).
@@ -44,9 +49,12 @@ def rescue_lost_tasks(
     :param backoff: the delay before the next attempt of a rescued task (its ``base``,
         ``factor``, ``cap`` and ``jitter`` are applied in SQL, on the database clock, the
         exponent capped at its ``max_exponent`` as in Python).
+    :param worker: the id of the worker sweeping: its own tasks are never rescued (a live
+        worker never rescues itself, F23); ``""`` for a sweep from outside any worker.
     :raises psycopg.OperationalError: the database went away (the caller retries later).
     """
     op = store.rescue_lost_tasks(
+        worker=worker,
         limit=limit,
         backoff_base=backoff.base,
         backoff_factor=backoff.factor,

@@ -13,6 +13,8 @@ through the ``state`` lookup table (``SELECT * FROM pgqueue.state``).
 
 from __future__ import annotations
 
+import enum
+
 QUEUED = 6
 STARTED = 5
 RETRY = 4
@@ -53,3 +55,23 @@ def status_code(name: str) -> int:
         if known == name.upper():
             return code
     raise ValueError(f"unknown state {name!r}; expected one of {', '.join(NAMES.values())}")
+
+
+class RevokeResult(enum.StrEnum):
+    """What :meth:`pgqueue.TaskBackend.revoke` did (issue 12, F26); truthy for the first two,
+    so ``if backend.revoke(task_id):`` still reads "the task was live".
+
+    * ``REVOKED``: the task had not started (QUEUED or RETRY); it is REVOKED now and never
+      runs (its lock_id is free).
+    * ``STOP_REQUESTED``: the task was running (STARTED); its worker is asked to stop it. It
+      ends REVOKED if its job stops (raises ``Revoked``, or an ``async`` job is cancelled),
+      else as its job ends: a job that returns normally ends SUCCESS with its result.
+    * ``ALREADY_DONE`` (falsy): the task had already finished; nothing changed.
+    """
+
+    REVOKED = "revoked"
+    STOP_REQUESTED = "stop_requested"
+    ALREADY_DONE = "already_done"
+
+    def __bool__(self) -> bool:
+        return self is not RevokeResult.ALREADY_DONE

@@ -3,6 +3,7 @@ lost workers (:mod:`pgqueue.rescuer`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypedDict
 
 from ._op import Op, StoreBase, any_row, first, nothing, rows
@@ -13,8 +14,10 @@ VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s::text[], %(backlog)s, %(lease)
 """
 
 #: One round trip per beat (a job holding the GIL delays each one): refresh heartbeat_at, say
-#: whether the row is still live, and list this worker's running tasks whose revoke was
-#: requested (catches notifications missed while the listener reconnected).
+#: whether the row is still live, list this worker's running tasks whose revoke was requested
+#: (catches notifications missed while the listener reconnected), and list which of the
+#: executions the worker still runs (``ids`` with their ``attempts``) are no longer STARTED
+#: under it on that attempt: their lease is gone (rescued while the worker was frozen, F21).
 HEARTBEAT_WORKER = """
 WITH beat AS (
     UPDATE {s}.worker SET heartbeat_at = now() WHERE id = %(id)s AND stopped_at IS NULL
@@ -23,8 +26,19 @@ WITH beat AS (
 SELECT EXISTS (SELECT FROM beat) AS alive,
        ARRAY(SELECT t.id::text FROM {s}.task t
              WHERE t.worker = %(id)s AND t.status = 5 AND t.revoke_requested_at IS NOT NULL)
-       AS revoked
+       AS revoked,
+       ARRAY(SELECT h.id::text
+             FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS h(id, attempt)
+             WHERE NOT EXISTS (SELECT FROM {s}.task t
+                               WHERE t.id = h.id AND t.status = 5 AND t.worker = %(id)s
+                                 AND t.attempts = h.attempt))
+       AS lost
 """
+
+#: The longest a heartbeat waits for a lock on the worker's row (an operator's open
+#: transaction, say) before it gives up this beat and tries again (F23). Set with SET LOCAL,
+#: inside the beat's own transaction, so no session state is left behind for a pooler to drop.
+HEARTBEAT_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %(timeout)s, true)"
 
 STOP_WORKER = """
 UPDATE {s}.worker SET stopped_at = now(), heartbeat_at = now() WHERE id = %(id)s
@@ -57,11 +71,24 @@ RESCUED_STATUS = """CASE WHEN t.revoke_requested_at IS NOT NULL THEN 3
 #: REVOKED when a revoke was requested. Rows are locked in id order with SKIP LOCKED, so
 #: concurrent sweeps never wait on each other nor deadlock (F11), and the update
 #: re-checks STARTED on the locked row, so a row that changed since it was read is left alone.
+#:
+#: A late heartbeat is never a reason on its own (F23): the sweeping worker never takes its
+#: own tasks (``worker``), and a lost worker's row is locked (``FOR NO KEY UPDATE SKIP
+#: LOCKED``, re-checked on the locked row) before its tasks are taken, so a row another
+#: session holds (a heartbeat being written, an operator's open transaction) is skipped this
+#: time. Only the rows of workers that hold STARTED tasks are locked.
 RESCUE_LOST_TASKS = f"""
-WITH lost AS (
+WITH lost_workers AS MATERIALIZED (
+    SELECT w.id
+    FROM {{s}}.worker w
+    WHERE w.id IN (SELECT t.worker FROM {{s}}.task t WHERE t.status = 5)
+      AND w.id <> %(worker)s AND {WORKER_LOST}
+    FOR NO KEY UPDATE OF w SKIP LOCKED
+), lost AS (
     SELECT t.id
     FROM {{s}}.task t LEFT JOIN {{s}}.worker w ON w.id = t.worker
-    WHERE t.status = 5 AND {WORKER_LOST}
+    WHERE t.status = 5 AND t.worker IS DISTINCT FROM %(worker)s
+      AND (w.id IS NULL OR t.worker IN (SELECT id FROM lost_workers))
     ORDER BY t.id
     LIMIT %(limit)s
     FOR UPDATE OF t SKIP LOCKED
@@ -102,11 +129,12 @@ class Registration(TypedDict):
 
 
 class Beat(TypedDict):
-    """One heartbeat: whether the worker's row is still live, and its running tasks whose
-    revoke was requested."""
+    """One heartbeat: whether the worker's row is still live, its running tasks whose revoke
+    was requested, and the executions it sent that are no longer its own (lease lost)."""
 
     alive: bool
     revoked: list[str]
+    lost: list[str]
 
 
 class RescuedRow(TypedDict):
@@ -131,9 +159,19 @@ class WorkerOps(StoreBase):
         """Insert the row again if it vanished; False when it exists (marked stopped)."""
         return Op(self._sql(REREGISTER_WORKER), registration, any_row)
 
-    def heartbeat_worker(self, *, id: str) -> Op[Beat | None]:
-        """Beat for worker ``id`` (see :data:`HEARTBEAT_WORKER`)."""
-        return Op(self._sql(HEARTBEAT_WORKER), {"id": id}, first)
+    def heartbeat_worker(
+        self, *, id: str, ids: Sequence[str] = (), attempts: Sequence[int] = ()
+    ) -> Op[Beat | None]:
+        """Beat for worker ``id`` (see :data:`HEARTBEAT_WORKER`); ``ids`` and ``attempts``
+        (same length) are the executions the worker still runs."""
+        params = {"id": id, "ids": list(ids), "attempts": list(attempts)}
+        return Op(self._sql(HEARTBEAT_WORKER), params, first)
+
+    def heartbeat_lock_timeout(self, *, seconds: float) -> Op[None]:
+        """Make the current transaction wait at most ``seconds`` for a lock (see
+        :data:`HEARTBEAT_LOCK_TIMEOUT`); run it in the beat's transaction, before the beat."""
+        params = {"timeout": f"{max(int(seconds * 1000), 1)}ms"}
+        return Op(self._sql(HEARTBEAT_LOCK_TIMEOUT), params, nothing)
 
     def stop_worker(self, *, id: str) -> Op[None]:
         """Mark worker ``id`` stopped."""
@@ -142,6 +180,7 @@ class WorkerOps(StoreBase):
     def rescue_lost_tasks(
         self,
         *,
+        worker: str,
         limit: int,
         backoff_base: float,
         backoff_factor: float,
@@ -149,10 +188,12 @@ class WorkerOps(StoreBase):
         backoff_jitter: float,
         backoff_max_exponent: int,
     ) -> Op[list[RescuedRow]]:
-        """Rescue up to ``limit`` tasks of lost workers (see :data:`RESCUE_LOST_TASKS`); the
-        backoff (seconds, factor, fraction, and the exponent past which the delay is the cap)
-        sets when a retried one is due."""
+        """Rescue up to ``limit`` tasks of lost workers other than ``worker`` (the sweeping
+        worker's own id, or ``""``; see :data:`RESCUE_LOST_TASKS`); the backoff (seconds,
+        factor, fraction, and the exponent past which the delay is the cap) sets when a
+        retried one is due."""
         params = {
+            "worker": worker,
             "limit": limit,
             "backoff_base": backoff_base,
             "backoff_factor": backoff_factor,

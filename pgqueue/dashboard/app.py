@@ -242,8 +242,11 @@ def _retried(task: dict[str, Any]) -> str:
 
 
 def _revoked(task: dict[str, Any]) -> str:
-    if task["state"] == "STARTED":
-        return "revoke requested: the worker stops the task, which then ends REVOKED"
+    if task["revoke"] == states.RevokeResult.STOP_REQUESTED.value:
+        return (
+            "revoke requested: the task was running; it ends REVOKED if its job stops "
+            f"(SUCCESS if it returns normally all the same); now {task['state']}"
+        )
     return "revoked: it will not run"
 
 

@@ -8,10 +8,16 @@ the job threads that have not returned (:attr:`Executor.jobs_still_running`). A 
 becomes an :class:`~pgqueue.worker.outcome.Outcome` handed to ``on_outcome`` on the job's
 own thread, then ``on_slot_free`` is called: no extra thread hop on the way to the completer.
 
-With ``hard_time_limits`` its loop is a watchdog (:meth:`Executor.run_once`): a thread job
-still running :data:`HARD_LIMIT_GRACE` seconds past its ``time_limit`` ends RETRY/FAILURE
-(``TimeLimitExceeded``) at once and ``on_overrun`` is called, so the owner replaces the
-process to kill the thread.
+With ``hard_time_limits`` its loop is a watchdog (:meth:`Executor.run_once`): for a thread
+job still running :data:`HARD_LIMIT_GRACE` seconds past its ``time_limit``, ``on_overrun`` is
+called so that the owner replaces the process to kill the thread. Nothing is written for that
+attempt while its thread can still run (F22): the task stays STARTED under this worker, is
+neither given back nor written, and the rescue settles it (RETRY or FAILURE) once the process
+has ended and its lease has run out.
+
+When the worker learns that it lost its lease on executions it still runs (:meth:`lose`, F21),
+each is told at once (``consumer.check()`` raises, ``is_revoked()`` is True, an async job is
+cancelled) and whatever it ends with is dropped: the task is no longer this worker's.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from ..errors import first_line
 from ..jobs import Job, JobRegistry
 from ..retry import TimeLimitExceeded
 from ..task import Task, nice_task_message, task_log_fields
-from .outcome import Outcome, failure, not_started, outcome_of
+from .outcome import Outcome, not_started, outcome_of
 
 logger = logging.getLogger("pgqueue.worker")
 
@@ -80,7 +86,8 @@ class Executor(Service):
         self._in_flight: dict[str, Task] = {}
         self._running: dict[str, tuple[TaskConsumer, concurrent.futures.Future[Any]]] = {}
         self._busy: set[concurrent.futures.Future[Any]] = set()  # jobs not returned yet
-        self._killed: set[str] = set()
+        self._killed: set[str] = set()  # overran (hard limits): left for the rescue
+        self._lost: set[str] = set()  # no longer this worker's (lease lost): never written
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -91,6 +98,17 @@ class Executor(Service):
         """How many tasks are claimed and not yet recorded as finished."""
         with self._lock:
             return len(self._in_flight)
+
+    @property
+    def running(self) -> int:
+        """How many tasks in flight have a job still running (the others returned and wait
+        for their outcome to be written)."""
+        with self._lock:
+            return sum(
+                1
+                for task_id, (_, future) in self._running.items()
+                if task_id in self._in_flight and task_id not in self._killed and not future.done()
+            )
 
     @property
     def jobs_still_running(self) -> int:
@@ -105,12 +123,52 @@ class Executor(Service):
                 self._in_flight.pop(outcome.task.id, None)
                 self._running.pop(outcome.task.id, None)
 
-    def take_unfinished(self) -> list[Task]:
-        """Empty the ledger at shutdown; return the tasks claimed and not yet written."""
+    @property
+    def overran(self) -> int:
+        """How many thread jobs the watchdog found past their hard limit (left STARTED)."""
         with self._lock:
-            tasks = list(self._in_flight.values())
+            return len(self._killed)
+
+    def held(self) -> list[tuple[str, int]]:
+        """The executions whose job is still running, as ``(task id, attempt)``: what the
+        heartbeat checks this worker still owns."""
+        with self._lock:
+            return [
+                (task_id, consumer.task.attempts)
+                for task_id, (consumer, future) in self._running.items()
+                if not future.done() and task_id not in self._lost
+            ]
+
+    def take_unfinished(self) -> list[Task]:
+        """Empty the ledger at shutdown; return the tasks claimed and not yet written, except
+        those whose thread overran its hard limit (they are left for the rescue, F22)."""
+        with self._lock:
+            tasks = [t for t in self._in_flight.values() if t.id not in self._killed]
             self._in_flight.clear()
         return tasks
+
+    def lose(self, task_ids: Iterable[str]) -> list[Task]:
+        """These executions are no longer this worker's (lease lost, F21): tell each at once
+        (``check()`` raises ``Revoked``, an ``async`` job is cancelled), drop them from the
+        ledger and drop whatever they end with. Returns the tasks told (those still running)."""
+        told: list[Task] = []
+        with self._lock:
+            for task_id in task_ids:
+                running = self._running.get(task_id)
+                if running is None or running[1].done() or task_id in self._lost:
+                    continue
+                consumer, future = running
+                consumer.lease_lost = True
+                self._lost.add(task_id)
+                self._in_flight.pop(task_id, None)
+                told.append(consumer.task)
+                if consumer.job.is_async:
+                    future.cancel()
+        return told
+
+    def lose_all(self) -> list[Task]:
+        """:meth:`lose` every execution whose job still runs."""
+        return self.lose([task_id for task_id, _ in self.held()])
 
     # -- running ------------------------------------------------------------------------------
 
@@ -168,8 +226,19 @@ class Executor(Service):
             self.wake()  # the watchdog's next round may now be due sooner
 
     def _done(self, consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> None:
+        task_id = consumer.task.id
         with self._lock:
             self._busy.discard(future)
+            dropped = task_id in self._lost or task_id in self._killed
+            if dropped:
+                self._running.pop(task_id, None)
+                self._lost.discard(task_id)
+        if dropped:  # not this worker's to write any more (lease lost, or overran)
+            logger.warning(
+                "%s ended after it stopped being this worker's: not recorded", consumer.task.info()
+            )
+            self._on_slot_free()
+            return
         try:
             outcome = outcome_of(consumer, future)
         except Exception as exc:  # a callback's error is swallowed: the task would stay STARTED
@@ -205,8 +274,8 @@ class Executor(Service):
     # -- the watchdog (hard_time_limits) ------------------------------------------------------
 
     def run_once(self) -> float:
-        """Fail thread jobs past time_limit + HARD_LIMIT_GRACE (then call ``on_overrun``);
-        return the seconds until the next check is due."""
+        """Find thread jobs past time_limit + HARD_LIMIT_GRACE and call ``on_overrun`` (their
+        tasks are left STARTED, nothing written); return the seconds until the next check."""
         now = time.monotonic()
         next_check = self.poll_timeout
         overrun: list[TaskConsumer] = []
@@ -220,17 +289,16 @@ class Executor(Service):
                 elif due > now:
                     next_check = min(next_check, due - now)
         for consumer in overrun:
-            self._killed.add(consumer.task.id)
-            limit = consumer.job.time_limit_seconds()
+            with self._lock:
+                self._killed.add(consumer.task.id)
             logger.error(
-                "%s still runs %.1fs past its time limit of %ss: failing it and replacing "
-                "this worker process to kill its thread",
+                "%s still runs %.1fs past its time limit of %ss: replacing this worker "
+                "process to kill its thread; the task stays STARTED until the process has "
+                "ended, then the rescue retries or fails it",
                 consumer.task.info(),
                 HARD_LIMIT_GRACE,
-                limit,
+                consumer.job.time_limit_seconds(),
             )
-            message = f"killed: ran past its time limit of {limit}s"
-            self._on_outcome(failure(consumer, TimeLimitExceeded(message)))
         if overrun:
             self._on_overrun()
         return max(next_check, 0.005)

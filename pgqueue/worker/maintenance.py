@@ -36,6 +36,7 @@ class Maintenance(Service):
     """Rescues and sweeps for the worker (see the module docstring).
 
     :param pool: the claimer's pool of one connection, shared between rounds.
+    :param worker_id: this worker: its own tasks are never rescued (F23).
     :param queues: the queues whose expired tasks are revoked.
     :param rescue_every: seconds between rescues (``lease/4``).
     :param sweep_every: seconds between sweeps (``poll_timeout``).
@@ -51,6 +52,7 @@ class Maintenance(Service):
         store: Store,
         queues: Sequence[str],
         *,
+        worker_id: str,
         rescue_every: float,
         sweep_every: float,
         rescue_backoff: ExponentialBackoff,
@@ -60,6 +62,7 @@ class Maintenance(Service):
         self._pool = pool
         self.store = store
         self.queues = list(queues)
+        self.worker_id = worker_id
         self.rescue_every = rescue_every
         self.sweep_every = sweep_every
         self.rescue_backoff = rescue_backoff
@@ -95,7 +98,9 @@ class Maintenance(Service):
     def rescue(self) -> None:
         """Rescue the tasks of lost workers now."""
         with self._pool.connection() as conn:
-            rescued = rescue_lost_tasks(conn, self.store, self.rescue_backoff)
+            rescued = rescue_lost_tasks(
+                conn, self.store, self.rescue_backoff, worker=self.worker_id
+            )
         if rescued:
             self._on_rescued()
 

@@ -1,8 +1,11 @@
 """How one execution ended: the :class:`Outcome` the executor hands to the completer.
 
 The rules (see :mod:`pgqueue.retry`): a job that returned ends SUCCESS with its result as
-JSON; one revoked while running ends REVOKED; one that raised ends RETRY (with the delay of
-the job's backoff) or FAILURE once its retries are used up or the error is not retried.
+JSON, even if a revoke request arrived meanwhile (F26), unless the attempt ran past its
+``time_limit``: then it ends like one that raised ``TimeLimitExceeded``. A job that raised
+``Revoked``, was cancelled, or raised anything after a revoke request ends REVOKED; any other
+error ends RETRY (with the delay of the job's backoff) or FAILURE once its retries are used up
+or the error is not retried.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from .. import states
 from .._values import dump_json
 from ..consumer import TaskConsumer
-from ..retry import Revoked, decide
+from ..retry import Revoked, TimeLimitExceeded, decide
 from ..task import Task
 
 
@@ -37,10 +40,12 @@ class Outcome:
 def outcome_of(consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> Outcome:
     """Turn a finished job future into the outcome to record (see :mod:`pgqueue.retry`)."""
     task, job = consumer.task, consumer.job
-    if consumer.revoked:
-        return Outcome(task, states.REVOKED, error="revoked while running")
     exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
     if exc is None:
+        if consumer.time_limit_exceeded():  # returned, but too late: README, time limits
+            limit = job.time_limit_seconds()
+            late = TimeLimitExceeded(f"{task.info()} returned after its time limit of {limit}s")
+            return failure(consumer, late)
         try:
             return Outcome(
                 task, states.SUCCESS, dump_json(future.result(), f"the result of job {job.name!r}")
@@ -49,6 +54,8 @@ def outcome_of(consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -
             exc = encode_error
     if isinstance(exc, Revoked):
         return Outcome(task, states.REVOKED, error=str(exc))
+    if consumer.revoked:  # stopped (cancelled, or raised) after the revoke request
+        return Outcome(task, states.REVOKED, error="revoked while running")
     return failure(consumer, exc)
 
 

@@ -61,13 +61,18 @@ class Worker:
     :param lease: seconds after the last heartbeat after which this worker counts as lost
         and its tasks are rescued by any worker (heartbeats come every ``lease/4`` seconds).
     :param shutdown_timeout: seconds :meth:`stop` lets running tasks finish before giving
-        them back.
+        them back. Outcomes of jobs that returned are written before :meth:`run` returns,
+        waiting for the write as long as this worker holds its lease (F25).
     :param rescue_backoff: delay before the next attempt of a task rescued from a lost worker.
     :param hard_time_limits: for worker processes under the supervisor (``--processes``): a
-        thread job still running ``HARD_LIMIT_GRACE`` seconds past its ``time_limit`` ends
-        RETRY/FAILURE (``TimeLimitExceeded``) at once; the worker stops as on SIGTERM and
-        :meth:`run` returns ``EXIT_REPLACE`` (75), so the process exits, killing the thread,
-        and the supervisor starts a new one.
+        thread job still running ``HARD_LIMIT_GRACE`` seconds past its ``time_limit`` makes
+        the worker stop at once (as on a second SIGTERM: the other running tasks are given
+        back) and :meth:`run` return ``EXIT_REPLACE`` (75), so the process exits, killing the
+        thread, and the supervisor starts a new one. The overrunning task stays STARTED and
+        the worker's row is not marked stopped, so no one else runs it while its thread can
+        still run (F22): one lease after the process's last heartbeat the rescue settles it
+        (RETRY or FAILURE). The same happens when the worker finds it lost its lease on a
+        task it still runs (F21).
     :param schema: the schema of pgqueue's tables.
     :param schedule_periodic: also run a scheduler that queues the periodic jobs of the
         registry at their ticks (pulsar's ``--schedule-periodic``); any number of workers may.
@@ -167,6 +172,7 @@ class Worker:
             self._claim_pool,
             self.store,
             self.queues,
+            worker_id=self.id,
             rescue_every=self.lease / 4,
             sweep_every=self.poll_timeout,
             rescue_backoff=self.rescue_backoff,
@@ -182,6 +188,8 @@ class Worker:
             self.backlog,
             on_revoked=executor.revoke,
             on_stopped=self._stopped_elsewhere,
+            held=executor.held,
+            on_lost=self._lease_lost,
         )
         #: Optional services, started first and stopped first.
         self._extras: list[Service] = []
@@ -204,16 +212,42 @@ class Worker:
         self._claimer.wake()
 
     def _overran(self) -> None:
-        """The executor failed overrunning thread jobs: replace this process to kill them."""
-        if not self._stopping.is_set():
+        """A thread job overran its hard limit: replace this process at once to kill it."""
+        self.exit_code = EXIT_REPLACE
+        self._stop_now()
+
+    def _lease_lost(self, task_ids: list[str]) -> None:
+        """The heartbeat found tasks this worker still runs no longer STARTED under it (it
+        was frozen past its lease and they were rescued, F21): tell them to stop; nothing of
+        them is written. With hard time limits the process is replaced to end their threads."""
+        told = self._executor.lose(task_ids)
+        if not told:
+            return
+        logger.error(
+            "worker %s lost its lease on %d running tasks (was it frozen past its lease?): "
+            "they were rescued and may run elsewhere; told them to stop, nothing of them will "
+            "be recorded: %s",
+            self.id,
+            len(told),
+            ", ".join(task.info() for task in told),
+        )
+        if self.hard_time_limits and any(not self.registry[t.name].is_async for t in told):
             self.exit_code = EXIT_REPLACE
-            self.stop()
+            self._stop_now()
 
     def _stopped_elsewhere(self) -> None:
         """The heartbeat found this worker's row marked stopped by someone else: its tasks
-        are being rescued, so it must not claim more."""
+        are being rescued, so it must not claim more, and what it runs is no longer its own."""
         if not self._stopping.is_set():
             logger.error("worker %s was marked stopped by someone else; stopping", self.id)
+        self._lease_lost([task_id for task_id, _ in self._executor.held()])
+        self.stop()
+
+    def _stop_now(self) -> None:
+        """Stop without waiting for running tasks (as a second :meth:`stop`)."""
+        if not self._stopping.is_set():
+            self.stop()
+        if not self._abort.is_set():
             self.stop()
 
     # -- state -------------------------------------------------------------------------------
@@ -245,14 +279,17 @@ class Worker:
         """Stop claiming; :meth:`run` returns once the running tasks have finished, or after
         ``shutdown_timeout`` seconds having given back those that did not. A second call gives
         them back at once (the second Ctrl-C)."""
+        running = self._executor.running
         if self._stopping.is_set():
-            logger.warning("stopping at once: giving back %d running tasks", self.in_flight)
+            logger.warning("stopping at once: giving back %d running tasks", running)
             self._abort.set()
         else:
             logger.info(
-                "stopping: no more claims; waiting up to %.1fs for %d running tasks",
+                "stopping: no more claims; waiting up to %.1fs for %d running tasks "
+                "(%d finished, their outcomes being recorded)",
                 self.shutdown_timeout,
-                self.in_flight,
+                running,
+                self.in_flight - running,
             )
             self._stop_deadline = time.monotonic() + self.shutdown_timeout
             self._stopping.set()
@@ -298,23 +335,27 @@ class Worker:
         self._heartbeat.start()
 
     def _drain(self) -> None:
-        """Wait for running tasks: for ever after ``max_tasks``, until the shutdown deadline
-        after :meth:`stop`, not at all after a second stop."""
-        while self.in_flight and not self._abort.is_set():
+        """Wait for running jobs: for ever after ``max_tasks``, until the shutdown deadline
+        after :meth:`stop`, not at all after a second stop. Outcomes still to be written are
+        the business of :meth:`_record_outcomes`."""
+        while self._executor.running and not self._abort.is_set():
             deadline = self._stop_deadline
             if deadline is not None and time.monotonic() >= deadline:
                 logger.warning(
                     "shutdown timeout (%.1fs) passed with %d tasks running",
                     self.shutdown_timeout,
-                    self.in_flight,
+                    self._executor.running,
                 )
                 return
             self._claimer.sleep(0.2)  # woken by every write
 
     def _shutdown(self) -> None:
-        """Stop the services; write the outcomes that came in late, give back the rest."""
-        for service in (*self._extras, self._maintenance, self._completer, self._heartbeat):
+        """Stop the services; write the outcomes held and those that came in late, give back
+        the rest, and mark the row stopped (unless an overrunning thread lives: F22)."""
+        for service in (*self._extras, self._maintenance):
             service.stop()
+        self._record_outcomes()
+        self._heartbeat.stop()
         self._completer.give_up()  # a write still retrying gives up: the lease covers it
         self._completer.write_late()  # jobs that returned meanwhile are not given back
         unfinished = self._executor.take_unfinished()
@@ -322,10 +363,46 @@ class Worker:
             self.given_back = self._completer.give_back(unfinished, self.lease)
         self._listener.stop()
         self._executor.stop()
-        self._heartbeat.sign_off()
+        if self._executor.overran:
+            logger.warning(
+                "worker %s is not marked stopped: its overrunning tasks are rescued %.1fs "
+                "after its last heartbeat, once this process (and their threads) has ended",
+                self.id,
+                self.lease,
+            )
+        else:
+            self._heartbeat.sign_off()
         self._claim_pool.close()
         self._finish_pool.close()
         self.client.close()
+
+    def _record_outcomes(self) -> None:
+        """Let the completer write every outcome it holds (jobs that returned) before the
+        worker goes (F25): as long as the heartbeat keeps this worker's lease (a write blocked
+        behind another session's lock may take a while, and those tasks must not be rescued
+        and run again), until a second :meth:`stop`, or until the lease ran out."""
+        self._completer.stop(timeout=0)
+        warned = time.monotonic()
+        while not self._completer.wait(0.2):
+            now = time.monotonic()
+            if self._abort.is_set():
+                return
+            if now - self._heartbeat.beaten_at > self.lease:
+                logger.error(
+                    "giving up recording the outcomes of %d finished tasks: no heartbeat for "
+                    "%.1fs, the lease is gone",
+                    self.in_flight - self._executor.running,
+                    now - self._heartbeat.beaten_at,
+                )
+                return
+            if now - warned >= 5:
+                warned = now
+                logger.warning(
+                    "still recording the outcomes of %d finished tasks (is the write waiting "
+                    "for a lock?); waiting while the heartbeat holds the lease; stop again to "
+                    "give up",
+                    self.in_flight - self._executor.running,
+                )
 
 
 def _one_connection(

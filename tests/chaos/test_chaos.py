@@ -37,14 +37,6 @@ def test_chaos_keeps_every_invariant(dsn: str, pg_server: Server) -> None:
 
 
 @pytest.mark.timeout(420)
-# Not strict: today it fails only when a blocked heartbeat catches a task of its worker still
-# running at the lease's end (1 of 3 runs with this seed on a loaded 2-core machine); the fix
-# of issue 12 items 1 and 3 must make it pass every time and then drop the marker.
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 12 items 1 and 3 (F21, F23): a worker frozen past its lease runs on beside "
-    "its replacement, and a blocked heartbeat gets a live worker's tasks rescued and run again",
-)
 def test_chaos_with_stalls_and_blocked_heartbeats_keeps_every_invariant(dsn: str) -> None:
     """The chaos run's events of issue 12 (no server restarts, to keep it short): workers
     frozen (SIGSTOP) for twice the lease and registry rows held FOR UPDATE for twice the lease,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pgqueue import TaskBackend, TaskNotFound, states
+from pgqueue import RevokeResult, TaskBackend, TaskNotFound, states
 from tests.support import crash as crash_support
 from tests.support.crash import CRASH_JOBS, runs, task_row, wait_status, wait_until
 
@@ -106,12 +106,12 @@ def test_async_job_is_cancelled_at_its_time_limit(
 def test_revoke_queued_task(runs_dsn: str, client: TaskBackend) -> None:
     """QUEUED -> REVOKED at once, releasing the lock_id; finished tasks are left alone."""
     task_id = client.queue_task("tracked", key="r")
-    assert client.revoke(task_id) is True
+    assert client.revoke(task_id) is RevokeResult.REVOKED
     row = task_row(runs_dsn, task_id)
     assert (row["status"], row["error"]) == (states.REVOKED, "revoked")
     assert row["time_ended"] is not None
     assert client.queue_task("tracked", key="r") is not None
-    assert client.revoke(task_id) is False
+    assert client.revoke(task_id) is RevokeResult.ALREADY_DONE
     with pytest.raises(TaskNotFound):
         client.revoke("00000000-0000-0000-0000-000000000000")
     with pytest.raises(TaskNotFound):

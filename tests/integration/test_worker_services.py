@@ -4,6 +4,7 @@ round callable without a thread, and what each reports through the callbacks it 
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import queue
 import threading
 import time
@@ -17,15 +18,18 @@ from pgqueue import TaskBackend, states
 from pgqueue._db import connect
 from pgqueue._service import Service
 from pgqueue._store import Store
+from pgqueue.consumer import TaskConsumer
 from pgqueue.jobs import JobRegistry
-from pgqueue.retry import ExponentialBackoff
+from pgqueue.rescuer import rescue_lost_tasks
+from pgqueue.retry import ExponentialBackoff, Revoked
 from pgqueue.worker.claimer import Claimer
 from pgqueue.worker.completer import Completer
 from pgqueue.worker.executor import Executor
 from pgqueue.worker.heartbeat import Heartbeat
 from pgqueue.worker.maintenance import Maintenance
-from pgqueue.worker.outcome import Outcome
+from pgqueue.worker.outcome import Outcome, outcome_of
 from pgqueue.worker.runner import _one_connection
+from tests.support.crash import wait_until
 from tests.support.fixtures import sql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,9 +171,11 @@ def test_claimer_executor_completer_rounds_without_threads(
     assert sql(dsn, "SELECT status FROM pgqueue.task")[0]["status"] == states.SUCCESS
 
 
-def test_executor_watchdog_round_fails_an_overrunning_thread_job(backend: TaskBackend) -> None:
-    """With hard time limits, a round of the executor's watchdog fails a thread job running
-    past time_limit + grace and reports the overrun; nothing reaches into a Worker."""
+def test_executor_watchdog_round_reports_an_overrunning_thread_job(backend: TaskBackend) -> None:
+    """With hard time limits, a round of the executor's watchdog reports a thread job running
+    past time_limit + grace; it writes no outcome while the thread can still run (F22), keeps
+    the task out of the give-back, and drops what the thread ends with; nothing reaches into a
+    Worker."""
     registry = JobRegistry.load([TEST_JOBS])
     outcomes: list[Outcome] = []
     overruns: list[bool] = []
@@ -195,10 +201,12 @@ def test_executor_watchdog_round_fails_an_overrunning_thread_job(backend: TaskBa
         consumer.deadline = time.monotonic() - 2  # as if a time limit passed 2 s ago
         executor.run_once()
         assert overruns == [True]
-        assert outcomes[0].status in (states.RETRY, states.FAILURE)
-        assert "ran past its time limit" in (outcomes[0].error or "")
+        assert outcomes == [] and executor.overran == 1
         executor.revoke(task_id)  # and the job is told to stop
         assert consumer.revoked
+        assert executor.take_unfinished() == []  # left STARTED for the rescue
+        wait_until(lambda: executor.jobs_still_running == 0, 10, "the job to return")
+        assert outcomes == []
     finally:
         executor.stop()
         assert executor.wait(5)
@@ -222,6 +230,7 @@ def test_maintenance_round_rescues_and_reports(dsn: str, pool: ConnectionPool[An
         pool,
         Store("pgqueue"),
         ["tasks"],
+        worker_id="me",
         rescue_every=60.0,
         sweep_every=60.0,
         rescue_backoff=ExponentialBackoff(base=0, jitter=0),
@@ -256,6 +265,128 @@ def test_heartbeat_round_reports_a_row_stopped_elsewhere(dsn: str) -> None:
     finally:
         heartbeat.stop()
     heartbeat.sign_off()
+
+
+def _started_task_of(dsn: str, worker: str, heartbeat_age: str) -> str:
+    """A worker row beaten ``heartbeat_age`` ago (1 s lease) running one task; its id."""
+    sql(
+        dsn,
+        "INSERT INTO pgqueue.worker (id, hostname, pid, queues, backlog, lease_seconds, "
+        "heartbeat_at) VALUES (%s, 'h', 1, '{tasks}', 1, 1, now() - %s::interval)",
+        (worker, heartbeat_age),
+    )
+    rows = sql(
+        dsn,
+        "INSERT INTO pgqueue.task (name, queue, status, kwargs, worker, attempts, max_retries, "
+        "time_started) VALUES ('add', 'tasks', 5, '{}', %s, 1, 3, now()) RETURNING id::text",
+        (worker,),
+    )
+    return str(rows[0]["id"])
+
+
+def test_rescue_never_takes_the_sweepers_own_tasks_nor_a_locked_workers(dsn: str) -> None:
+    """F23: a late heartbeat is never a reason on its own. A sweep skips the sweeping worker's
+    own tasks, and the tasks of a lost-looking worker whose row another session holds
+    locked; once the lock is gone (and for any other sweeper) the lost worker's task is
+    rescued."""
+    store = Store("pgqueue")
+    mine = _started_task_of(dsn, "me", "1 hour")
+    locked = _started_task_of(dsn, "held", "1 hour")
+    backoff = ExponentialBackoff(base=0, jitter=0)
+    with connect(dsn) as conn, connect(dsn, autocommit=False) as operator:
+        operator.execute("SELECT 1 FROM pgqueue.worker WHERE id = 'held' FOR UPDATE")
+        assert rescue_lost_tasks(conn, store, backoff, worker="me") == []
+        operator.rollback()
+        assert [r["id"] for r in rescue_lost_tasks(conn, store, backoff, worker="me")] == [locked]
+        assert [r["id"] for r in rescue_lost_tasks(conn, store, backoff)] == [mine]
+
+
+def test_heartbeat_round_reports_executions_it_no_longer_owns(dsn: str) -> None:
+    """F21: a beat sends the executions the worker still runs and reports those no longer
+    STARTED under it on that attempt (rescued while it was frozen)."""
+    rescued = _started_task_of(dsn, "other", "1 second")
+    sql(dsn, "DELETE FROM pgqueue.worker")
+    kept = _started_task_of(dsn, "other", "1 second")
+    sql(dsn, "DELETE FROM pgqueue.worker")
+    lost: list[list[str]] = []
+    heartbeat = Heartbeat(
+        dsn,
+        Store("pgqueue"),
+        "beating",
+        4.0,
+        ["tasks"],
+        1,
+        on_revoked=lambda task_id: None,
+        on_stopped=lambda: None,
+        held=lambda: [(rescued, 1), (kept, 1)],
+        on_lost=lost.append,
+    )
+    with connect(dsn) as conn:
+        heartbeat.register(conn)
+    sql(dsn, "UPDATE pgqueue.task SET worker = 'beating'")
+    sql(dsn, "UPDATE pgqueue.task SET status = 4 WHERE id = %s", (rescued,))
+    try:
+        heartbeat.run_once()
+        assert lost == [[rescued]]
+    finally:
+        heartbeat.stop()
+
+
+def test_heartbeat_round_blocked_by_a_row_lock_warns_and_retries_at_once(
+    dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """F23: a beat waits at most its lock_timeout for the worker's row, warns, and asks to be
+    tried again at once; the lock_timeout is SET LOCAL (no session state is left behind)."""
+    heartbeat = Heartbeat(
+        dsn,
+        Store("pgqueue"),
+        "blocked",
+        2.0,
+        ["tasks"],
+        1,
+        on_revoked=lambda task_id: None,
+        on_stopped=lambda: None,
+    )
+    with connect(dsn) as conn:
+        heartbeat.register(conn)
+    try:
+        with connect(dsn, autocommit=False) as operator:
+            operator.execute("SELECT 1 FROM pgqueue.worker WHERE id = 'blocked' FOR UPDATE")
+            started = time.monotonic()
+            assert heartbeat.run_once() == 0.0
+            assert time.monotonic() - started < heartbeat.lock_timeout + 1.0
+            assert "heartbeat of worker blocked blocked" in caplog.text
+        assert 0 < heartbeat.run_once() <= 0.5  # through again, at its usual rate
+        assert heartbeat._conn is not None
+        setting = heartbeat._conn.execute("SHOW lock_timeout").fetchone()
+        assert setting is not None and setting["lock_timeout"] == "0"
+    finally:
+        heartbeat.stop()
+
+
+def test_outcome_of_a_job_that_returned_is_success_even_after_a_revoke(
+    backend: TaskBackend,
+) -> None:
+    """F26: a job that returned normally ends SUCCESS with its result although a revoke
+    request arrived; item 9: one that returned past its time limit ends like one that raised
+    TimeLimitExceeded."""
+    registry = JobRegistry.load([TEST_JOBS])
+    task_id = backend.queue_task("add", a=1, b=2)
+    task = backend.get_task(task_id)
+    assert task is not None
+    consumer = TaskConsumer(backend, "w", task, registry["add"])
+    returned: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    returned.set_result(3)
+    consumer.revoked = True
+    assert outcome_of(consumer, returned) == Outcome(task, states.SUCCESS, "3")
+    stopped: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    stopped.set_exception(Revoked("stop"))
+    assert outcome_of(consumer, stopped).status == states.REVOKED
+    consumer.revoked = False
+    consumer.deadline = time.monotonic() - 1  # returned after its time limit
+    late = outcome_of(consumer, returned)
+    assert late.status in (states.RETRY, states.FAILURE)
+    assert (late.error or "").startswith("TimeLimitExceeded")
 
 
 def test_worker_services_import_no_metrics_and_the_scheduler_no_backend() -> None:

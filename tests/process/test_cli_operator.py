@@ -171,6 +171,21 @@ def test_revoke_a_waiting_task_and_refuse_a_finished_one(dsn: str, ran: dict[str
     assert pgqueue(dsn, "revoke", "nope").returncode == EXIT_USAGE
 
 
+def test_revoke_of_a_running_task_says_a_stop_was_requested(dsn: str) -> None:
+    """F26: for a STARTED task ``pgqueue revoke`` says the worker was asked to stop it, and
+    that a job returning normally all the same ends SUCCESS (the RevokeResult, not a state
+    read again after the call, decides the message)."""
+    task_id = sql(
+        dsn,
+        "INSERT INTO pgqueue.task (name, queue, status, kwargs, worker, attempts, time_started) "
+        "VALUES ('add', 'tasks', 5, '{}', 'w', 1, now()) RETURNING id::text AS id",
+    )[0]["id"]
+    done = pgqueue(dsn, "revoke", task_id)
+    assert done.returncode == 0, done.stderr
+    assert "was running: its worker was told to stop it" in done.stdout
+    assert "returns normally" in done.stdout and "SUCCESS" in done.stdout
+
+
 @pytest.mark.slow
 def test_retry_runs_a_failed_task_again(
     dsn: str, client: TaskBackend, start_worker: Any, tmp_path: Path

@@ -2,12 +2,13 @@
 
 Real ``pgqueue-worker`` processes (or :class:`pgqueue.Worker` in threads where a process is
 not needed), real signals, a real PostgreSQL. Every execution of a job of
-:mod:`tests.contract_jobs` records its interval in ``contract_runs`` on the database clock, so
-the tests measure overlaps and stop delays instead of trusting the worker's own account.
+:mod:`tests.support.contract_jobs` records its interval in ``contract_runs`` on the database
+clock, so the tests measure overlaps and stop delays instead of trusting the worker's own
+account.
 
 Each test states the correct behaviour in its docstring. Those that fail on the code they were
-written against are marked ``xfail(strict=True)`` with the reason the issue gives: the fix must
-remove the marker. The stateful property test at the end drives pgqueue's own SQL operations
+written against were marked ``xfail(strict=True)`` with the reason the issue gives; the fix
+removed the markers. The stateful property test at the end drives pgqueue's own SQL operations
 through :class:`Store`, one small adapter, in random interleavings.
 """
 
@@ -37,7 +38,7 @@ from hypothesis.stateful import (
 import pgqueue
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
-from pgqueue._store import Store as SqlStore
+from pgqueue._store import Store as PgStore
 from pgqueue.rescuer import rescue_lost_tasks
 from pgqueue.retry import ExponentialBackoff
 from tests.support.contract_jobs import make_intervals_table
@@ -57,8 +58,8 @@ SLACK = 1.0
 
 class Store:
     """The adapter between the property test and pgqueue's SQL operations: every statement
-    the state machine runs goes through here (the typed store ``pgqueue._store`` and
-    :func:`pgqueue.rescuer.rescue_lost_tasks`), so a change of that layer changes only this class.
+    the state machine runs goes through here (the typed store ``pgqueue._store.Store`` and
+    :func:`pgqueue.rescuer.rescue_lost_tasks`), so a move of that layer changes only this class.
     ``stall`` and ``resume`` are the test's own manipulations of the registry row.
     """
 
@@ -67,7 +68,7 @@ class Store:
 
     def __init__(self, dsn: str) -> None:
         self.conn = connect(dsn)
-        self.sql = SqlStore("pgqueue")
+        self.sql = PgStore("pgqueue")
         self.backoff = ExponentialBackoff(base=0.0, cap=0.0, jitter=0.0)
 
     def close(self) -> None:
@@ -106,16 +107,20 @@ class Store:
         ).run(self.conn)
 
     def claim(self, worker: str, limit: int) -> list[dict[str, Any]]:
-        tasks = self.sql.claim_tasks(
+        claimed = self.sql.claim_tasks(
             queues=[self.QUEUE], jobs=[self.JOB], limit=limit, worker=worker
         ).run(self.conn)
         return [
             {"id": t.id, "worker": t.worker, "status": t.status, "attempts": t.attempts}
-            for t in tasks
+            for t in claimed
         ]
 
-    def heartbeat(self, worker: str) -> dict[str, Any]:
-        row = self.sql.heartbeat_worker(id=worker).run(self.conn)
+    def heartbeat(self, worker: str, held: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+        """Beat for ``worker``, sending the executions it still runs (``held``)."""
+        held = held or []
+        row = self.sql.heartbeat_worker(
+            id=worker, ids=[t for t, _ in held], attempts=[a for _, a in held]
+        ).run(self.conn)
         assert row is not None
         return dict(row)
 
@@ -127,12 +132,14 @@ class Store:
             (worker,),
         )
 
-    def resume(self, worker: str, lease: float) -> dict[str, Any]:
+    def resume(
+        self, worker: str, lease: float, held: list[tuple[str, int]] | None = None
+    ) -> dict[str, Any]:
         """The frozen worker runs again: its lease is back and it beats."""
         self.conn.execute(
             "UPDATE pgqueue.worker SET lease_seconds = %s WHERE id = %s", (lease, worker)
         )
-        return self.heartbeat(worker)
+        return self.heartbeat(worker, held)
 
     def rescue(self) -> list[dict[str, Any]]:
         return [dict(row) for row in rescue_lost_tasks(self.conn, self.sql, self.backoff)]
@@ -237,11 +244,6 @@ def pid_alive(pid: int) -> bool:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 1 (F21): a worker resuming after its lease was rescued is never told; "
-    "its execution runs on beside the replacement",
-)
 def test_stalled_worker_stops_its_execution_within_one_beat_of_resuming(
     cdsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -297,11 +299,6 @@ def test_stalled_worker_stops_its_execution_within_one_beat_of_resuming(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 2 (F22): with --hard-time-limits the overrunning attempt is written "
-    "RETRY while its thread still runs beside a slow sibling; attempt 2 starts elsewhere",
-)
 def test_hard_time_limit_never_hands_out_an_attempt_whose_thread_still_runs(
     cdsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -348,11 +345,6 @@ def test_hard_time_limit_never_hands_out_an_attempt_whose_thread_still_runs(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 3 (F23): a heartbeat blocked on the worker's row lock makes the live "
-    "worker's task look lost; it is rescued FAILURE 'worker lost' while it runs",
-)
 def test_blocked_heartbeat_never_loses_a_live_workers_task(
     cdsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -402,11 +394,6 @@ def completer_waits_on_lock(dsn: str) -> bool:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 5 (F25): at SIGTERM with the outcome write blocked, the shutdown "
-    "counts the finished tasks as running (and in the field they were rescued as 'worker lost')",
-)
 def test_shutdown_with_a_blocked_outcome_write_loses_no_finished_work(
     cdsn: str, client: TaskBackend, procs: Any
 ) -> None:
@@ -474,12 +461,6 @@ def test_shutdown_with_a_blocked_outcome_write_loses_no_finished_work(
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 6 (F26): revoke() returns a bare bool that cannot say whether it "
-    "revoked, asked a running task to stop or came too late (and a job that returned normally "
-    "could be recorded REVOKED with its result dropped)",
-)
 def test_revoke_racing_completion_tells_the_truth(
     cdsn: str, client: TaskBackend, start_worker: Any
 ) -> None:
@@ -522,8 +503,9 @@ def test_revoke_racing_completion_tells_the_truth(
         )
     }
     runs: dict[str, list[dict[str, Any]]] = {}
-    for run in sql(cdsn, "SELECT task_id::text AS task_id, * FROM contract_runs"):
-        runs.setdefault(run["task_id"], []).append(run)
+    # (the text id under its own name: a second ``task_id`` column would overwrite it)
+    for run in sql(cdsn, "SELECT task_id::text AS tid, * FROM contract_runs"):
+        runs.setdefault(run["tid"], []).append(run)
 
     revoke_result = getattr(pgqueue, "RevokeResult", None)
     slack = 0.05
@@ -569,11 +551,6 @@ def test_revoke_racing_completion_tells_the_truth(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 9: a thread job that never checks its time_limit is recorded SUCCESS "
-    "past the limit, while the README says the attempt ends RETRY or FAILURE",
-)
 def test_thread_job_past_its_time_limit_ends_as_the_readme_says(
     cdsn: str, client: TaskBackend, start_worker: Any
 ) -> None:
@@ -675,9 +652,19 @@ class ExecutionModel(RuleBasedStateMachine):
 
     def do_heartbeat(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(self.live()))
-        beat = self.store.heartbeat(worker)
-        assert beat["alive"]
+        beat = self.beat(worker, self.store.heartbeat)
         assert set(beat["revoked"]) <= {t for t, _ in self.held[worker]}
+
+    def beat(self, worker: str, beat_with: Any) -> dict[str, Any]:
+        """A beat of ``worker`` sending what it holds: exactly the executions a rescue took
+        from it come back as lost (F21). The model keeps holding them: the real worker stops
+        them, but an outcome already on its way may still try to write (and is fenced)."""
+        held = self.in_order(self.held[worker])
+        beat: dict[str, Any] = beat_with(worker, held=held)
+        assert beat["alive"]
+        stale = {(t, a) for w, t, a in self.stale if w == worker and (t, a) in self.held[worker]}
+        assert set(beat["lost"]) == {t for t, _ in stale}, (beat["lost"], stale)
+        return beat
 
     def do_stall(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(self.live()))
@@ -686,7 +673,11 @@ class ExecutionModel(RuleBasedStateMachine):
 
     def do_resume(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(sorted(self.stalled)))
-        assert self.store.resume(worker, MODEL_LEASE)["alive"]
+        self.resume(worker)
+
+    def resume(self, worker: str) -> None:
+        """``worker`` runs again and beats at once, learning which executions it lost."""
+        self.beat(worker, lambda w, held: self.store.resume(w, MODEL_LEASE, held))
         self.stalled.discard(worker)
 
     def do_rescue(self, data: st.DataObject) -> None:
@@ -705,8 +696,7 @@ class ExecutionModel(RuleBasedStateMachine):
         self.stalled.add(worker)
         self.do_rescue(data)
         if data.draw(st.booleans(), label="resume"):
-            assert self.store.resume(worker, MODEL_LEASE)["alive"]
-            self.stalled.discard(worker)
+            self.resume(worker)
 
     def do_finish(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(self.holders()))

@@ -29,6 +29,7 @@ PUBLIC_NAMES = [
     "PgQueueError",
     "QueuedTasks",
     "Retry",
+    "RevokeResult",
     "Revoked",
     "SchemaError",
     "SerializationError",

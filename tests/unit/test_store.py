@@ -78,8 +78,10 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "register_worker": s.register_worker(REGISTRATION),
         "reregister_worker": s.reregister_worker(REGISTRATION),
         "heartbeat_worker": s.heartbeat_worker(id="w"),
+        "heartbeat_lock_timeout": s.heartbeat_lock_timeout(seconds=0.5),
         "stop_worker": s.stop_worker(id="w"),
         "rescue_lost_tasks": s.rescue_lost_tasks(
+            worker="w",
             limit=1,
             backoff_base=1.0,
             backoff_factor=2.0,
@@ -151,6 +153,7 @@ def test_statements_are_rendered_for_the_schema_once() -> None:
     again = every_op(store)
     for name, op in first.items():
         assert op.sql is again[name].sql, name  # the same text: psycopg prepares it once
-        if name not in ("schedule_now", "notify_queue_usage"):  # they read no table
+        if name not in ("schedule_now", "notify_queue_usage", "heartbeat_lock_timeout"):
+            # they read no table
             assert '"my ""schema".' in op.sql, name
     assert '"pgqueue".' in every_op(Store("pgqueue"))["claim_tasks"].sql
