@@ -46,6 +46,14 @@ def worker(
         str | None,
         typer.Option(envvar="PGQUEUE_DSN", help="PostgreSQL DSN (default $PGQUEUE_DSN)."),
     ] = None,
+    listen_dsn: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PGQUEUE_LISTEN_DSN",
+            help="DSN straight to PostgreSQL for LISTEN when --dsn goes through a transaction "
+            "pooler (PgBouncer); without it such a worker polls.",
+        ),
+    ] = None,
     name: Annotated[
         str, typer.Option(envvar="PGQUEUE_NAME", help="Default queue (pulsar's backend name).")
     ] = "tasks",
@@ -193,6 +201,7 @@ def worker(
             schema=schema,
             schedule_periodic=schedule_periodic,
             prune_after=parse_duration(prune_after, "--prune-after") if prune_after else None,
+            listen_dsn=listen_dsn,
         )
 
         if schedule_periodic:

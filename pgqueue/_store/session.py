@@ -1,6 +1,6 @@
 """Statements about a connection rather than the queue: the claimer's session setting, the
-listener's LISTEN and liveness probe, the schema's revision check and the embedded server's
-settings."""
+listener's LISTEN and liveness probe, the transaction-pooling probe, the schema's revision
+check and the embedded server's settings."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import psycopg
 
-from .._db import quote_ident
-from ._op import Op, StoreBase
+from ._op import Op, StoreBase, quote_ident
 
 #: The claimer's prepared statements keep one generic plan (see :func:`claim_session`).
 GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
@@ -19,6 +18,12 @@ PING = "SELECT 1"
 
 #: Whether the schema holds a revision (the worker's and the tools' start-up check).
 SCHEMA_HAS_REVISION = "SELECT count(*) AS n FROM {s}.schema_version WHERE revision = %(revision)s"
+
+#: The server process serving a connection's current transaction.
+BACKEND_PID = "SELECT pg_backend_pid() AS pid"
+
+#: The pooling probe's notification, sent with the sender's server process.
+NOTIFY_PROBE = "SELECT pg_notify(%(channel)s, 'probe'), pg_backend_pid() AS pid"
 
 #: One server setting, as text.
 CURRENT_SETTING = "SELECT current_setting(%(name)s) AS v"
@@ -33,6 +38,23 @@ def claim_session(conn: psycopg.Connection[Any]) -> None:
 def listen(conn: psycopg.Connection[Any], channel: str) -> None:
     """``LISTEN`` on ``channel`` (quoted as an identifier)."""
     conn.execute(f"LISTEN {quote_ident(channel)}")
+
+
+def unlisten(conn: psycopg.Connection[Any], channel: str) -> None:
+    """``UNLISTEN`` ``channel`` (quoted as an identifier)."""
+    conn.execute(f"UNLISTEN {quote_ident(channel)}")
+
+
+def backend_pid(conn: psycopg.Connection[Any]) -> int:
+    """The pid of the server process running this transaction (``pg_backend_pid()``)."""
+    row = conn.execute(BACKEND_PID).fetchone()
+    return -1 if row is None else int(row["pid"] if isinstance(row, dict) else row[0])
+
+
+def notify_probe(conn: psycopg.Connection[Any], channel: str) -> int:
+    """``pg_notify(channel, 'probe')``; return the pid of the server process that sent it."""
+    row = conn.execute(NOTIFY_PROBE, {"channel": channel}).fetchone()
+    return -1 if row is None else int(row["pid"] if isinstance(row, dict) else row[1])
 
 
 def ping(conn: psycopg.Connection[Any]) -> None:
