@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +24,7 @@ from pgqueue.errors import ConfigurationError
 from pgqueue.listener import listen_target
 
 from .conftest import TEST_JOBS, Server, WorkerThread, bin_path, cli_env, run_cli, sql
-from .pgbouncer_support import PgBouncer
+from .pgbouncer_support import PgBouncer, free_port
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/usr/sbin/pgbouncer"), reason="needs pgbouncer (apt install pgbouncer)"
@@ -255,3 +256,60 @@ def test_session_pooling_still_listens(bouncer: PgBouncer, pg_server: Server, ds
     finally:
         session_bouncer.stop()
     assert statuses(dsn) == {states.SUCCESS: 51}
+
+
+def test_the_dashboard_through_the_pooler_shows_pages_and_polls(pooled: str) -> None:
+    with TaskBackend(pooled, task_paths=[TEST_JOBS]) as client:
+        task_id = client.queue_task("add", a=20, b=22)
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [bin_path("pgqueue"), "dashboard", "--port", str(port)],
+        env=cli_env(pooled),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert dashboard.poll() is None, dashboard.stdout.read() if dashboard.stdout else ""
+            try:
+                urllib.request.urlopen(url + "/static/dashboard.css", timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "dashboard did not start"
+                time.sleep(0.1)
+        for _ in range(3):  # again and again, past any prepare threshold
+            for path in ("/", "/tasks", f"/tasks/{task_id}"):
+                with urllib.request.urlopen(url + path, timeout=10) as page:
+                    assert page.status == 200
+        with urllib.request.urlopen(url + "/events", timeout=10) as events:
+            assert events.readline() == b"retry: 2000\n"
+            assert events.readline() == b"event: ready\n"
+            assert events.readline() == b"data: poll-only\n"
+            events.readline()
+            assert events.readline() == b"data: poll\n"  # the page re-renders on it
+    finally:
+        dashboard.terminate()
+        output, _ = dashboard.communicate(timeout=30)
+    assert "poll-only" in output and "Traceback" not in output, output
+
+
+def test_the_scheduler_queues_ticks_through_the_pooler(
+    pooled: str, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sql(dsn, "CREATE TABLE test_ticks (tick timestamptz PRIMARY KEY, task_id uuid)")
+    worker = WorkerThread(
+        Worker(pooled, task_paths=["tests.schedule_jobs"], schedule_periodic=True, backlog=2)
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while len(sql(dsn, "SELECT tick FROM test_ticks")) < 3:
+            assert time.monotonic() < deadline, "no ticks ran"
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert problems == []
+    assert statuses(dsn).get(states.FAILURE, 0) == 0

@@ -55,14 +55,16 @@ def create_app(
     :param read_only: show everything, refuse every action (403).
     :param token: when set, every request must carry it (HTTP basic password or Bearer).
 
-    Connections: a pool of 2 for the pages, plus 1 LISTEN connection for live updates.
+    Connections: a pool of 2 for the pages, plus 1 LISTEN connection for live updates
+    (through ``$PGQUEUE_LISTEN_DSN`` when set; none behind a transaction pooler without it:
+    the pages then re-render every few seconds, :mod:`pgqueue.dashboard.events`).
     Raises :class:`ConfigurationError` for a missing or malformed DSN, or an empty token.
     """
     if token is not None and not token.strip():
         raise ConfigurationError("the dashboard token is empty: every page would be unguarded")
     backend = TaskBackend(dsn, schema=schema, pool_size=2)
     ops = Operations(backend)
-    hub = EventHub(backend.dsn)
+    hub = EventHub(backend.dsn, backend.listen_dsn)
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pgqueue.dashboard", "templates"),
         autoescape=True,
