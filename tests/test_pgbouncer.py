@@ -313,3 +313,9 @@ def test_the_scheduler_queues_ticks_through_the_pooler(
     problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert problems == []
     assert statuses(dsn).get(states.FAILURE, 0) == 0
+
+
+def test_migrate_through_the_pooler_is_refused_naming_the_fix(pooled: str) -> None:
+    done = run_cli(["pgqueue", "migrate"], pooled)
+    assert done.returncode != 0
+    assert "straight to PostgreSQL" in done.stderr and "Traceback" not in done.stderr
