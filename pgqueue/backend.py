@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import _channels, _connections, _db, _enqueue
+from . import _channels, _connections, _db, _enqueue, _replica
 from ._store import Op, Store
 from ._values import check_text, require_task_id
 from .aio import LoopPool
@@ -636,11 +636,16 @@ def _translated(dsn: str, schema: str, exc: psycopg.Error) -> Exception:
     """The error to raise for a driver error on one of the backend's own connections: a
     :class:`SchemaError` for missing tables, :class:`ConnectionFailed` for a lost or refused
     connection, else ``exc`` itself (a deadlock or a statement timeout is the database's
-    own answer)."""
+    own answer). A write refused as read-only becomes a :class:`ConfigurationError` naming the
+    fix (the primary's DSN)."""
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
         return SchemaError(
             f"pgqueue's tables are missing ({exc.diag.message_primary}): run "
             f"`{_db.migrate_command(dsn, schema)}`"
+        )
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return ConfigurationError(
+            _replica.read_only_message(dsn, "a read-only server (a standby, or read-only session)")
         )
     if isinstance(exc, psycopg.OperationalError) and _db.is_connection_error(exc):
         return ConnectionFailed(_db.connection_error_message(dsn, exc))

@@ -25,6 +25,19 @@ BACKEND_PID = "SELECT pg_backend_pid() AS pid"
 #: The pooling probe's notification, sent with the sender's server process.
 NOTIFY_PROBE = "SELECT pg_notify(%(channel)s, 'probe'), pg_backend_pid() AS pid"
 
+#: Whether the server is a standby (``standby``), whether this session may write
+#: (``read_only``: a standby, or ``default_transaction_read_only``) and, on a standby, how many
+#: seconds its data is behind the primary (``lag``): 0 while it has replayed all it received,
+#: else the age of the last transaction it replayed (None before it replayed any).
+SERVER_ROLE = """
+SELECT pg_is_in_recovery() AS standby,
+       current_setting('transaction_read_only')::boolean AS read_only,
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0::float8
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+       END AS lag
+"""
+
 #: One server setting, as text.
 CURRENT_SETTING = "SELECT current_setting(%(name)s) AS v"
 
@@ -74,12 +87,21 @@ def alter_system(conn: psycopg.Connection[Any], name: str, value: int) -> None:
     conn.execute(f"ALTER SYSTEM SET {quote_ident(name)} = '{int(value)}'")
 
 
+def _first_row(found: list[Any], count: int) -> dict[str, Any]:
+    return dict(found[0])
+
+
 def _has_rows(found: list[Any], count: int) -> bool:
     return bool(found and found[0]["n"])
 
 
 class SessionOps(StoreBase):
-    """The schema's revision check (see the module docstring)."""
+    """The schema's revision check and the server's role (see the module docstring)."""
+
+    def server_role(self) -> Op[dict[str, Any]]:
+        """``{"standby": bool, "read_only": bool, "lag": seconds or None}`` of the server
+        (:data:`SERVER_ROLE`)."""
+        return Op(SERVER_ROLE, {}, _first_row)
 
     def schema_has_revision(self, *, revision: str) -> Op[bool]:
         """Whether the schema's ``schema_version`` table records ``revision``. Raises

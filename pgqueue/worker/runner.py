@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from .. import _db
 from .._exits import EXIT_REPLACE
+from .._replica import require_writable
 from .._service import Service
 from .._store import Store
 from .._values import check_queue
@@ -280,11 +281,14 @@ class Worker:
 
         Returns the exit status: 0, or ``EXIT_REPLACE`` after killing an overrunning job
         (``hard_time_limits``). Raises :class:`pgqueue.errors.SchemaError` when the schema
-        is missing or outdated and :class:`pgqueue.errors.ConnectionFailed` when the database
-        cannot be reached at start-up.
+        is missing or outdated, :class:`pgqueue.errors.ConfigurationError` when the DSN
+        reaches a standby or a read-only session (or its listen DSN a transaction pooler),
+        and :class:`pgqueue.errors.ConnectionFailed` when the database cannot be reached at
+        start-up.
         """
         with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
             check_schema(conn, self.schema, self.dsn)
+            require_writable(conn, self.store, self.dsn)
             self._heartbeat.register(conn)
         listen_on = listen_target(self.dsn, self.listen_dsn, f"worker {self.id}")
         logger.info(
