@@ -16,7 +16,8 @@ last one directly, as the listener needs it:
 Direct (or session pooling): B's server process is not A's, A keeps its own, and the
 notification arrives within milliseconds. Through transaction pooling B usually gets the
 server connection A just released (PgBouncer reuses the last one), which decides at once;
-otherwise the notification never reaches A. The probe's two connections prepare nothing.
+otherwise the notification never reaches A. A standby refuses LISTEN: there only the server
+processes are compared. The probe's two connections prepare nothing.
 """
 
 from __future__ import annotations
@@ -62,7 +63,15 @@ def _run_probe(conninfo: str) -> Probe:
         psycopg.connect(conninfo, **options) as listener,
         psycopg.connect(conninfo, **options) as sender,
     ):
-        session.listen(listener, channel)
+        try:
+            session.listen(listener, channel)
+        except psycopg.errors.ReadOnlySqlTransaction:  # a standby: no LISTEN, sessions only
+            first = session.backend_pid(listener)
+            if session.backend_pid(sender) == first:
+                return Probe(True, "two client connections shared one server session")
+            if session.backend_pid(listener) != first:
+                return Probe(True, "the server session changed between two transactions")
+            return Probe(False, "a standby that keeps its server sessions")
         first = session.backend_pid(listener)
         if session.notify_probe(sender, channel) == first:
             return Probe(True, "two client connections shared one server session")

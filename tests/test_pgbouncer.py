@@ -24,7 +24,8 @@ from pgqueue.errors import ConfigurationError
 from pgqueue.listener import listen_target
 
 from .conftest import TEST_JOBS, Server, WorkerThread, bin_path, cli_env, run_cli, sql
-from .pgbouncer_support import PgBouncer, free_port
+from .dashboard_process import dashboard
+from .pgbouncer_support import PgBouncer
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/usr/sbin/pgbouncer"), reason="needs pgbouncer (apt install pgbouncer)"
@@ -261,25 +262,7 @@ def test_session_pooling_still_listens(bouncer: PgBouncer, pg_server: Server, ds
 def test_the_dashboard_through_the_pooler_shows_pages_and_polls(pooled: str) -> None:
     with TaskBackend(pooled, task_paths=[TEST_JOBS]) as client:
         task_id = client.queue_task("add", a=20, b=22)
-    port = free_port()
-    dashboard = subprocess.Popen(
-        [bin_path("pgqueue"), "dashboard", "--port", str(port)],
-        env=cli_env(pooled),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert dashboard.poll() is None, dashboard.stdout.read() if dashboard.stdout else ""
-            try:
-                urllib.request.urlopen(url + "/static/dashboard.css", timeout=5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "dashboard did not start"
-                time.sleep(0.1)
+    with dashboard(pooled) as (url, output):
         for _ in range(3):  # again and again, past any prepare threshold
             for path in ("/", "/tasks", f"/tasks/{task_id}"):
                 with urllib.request.urlopen(url + path, timeout=10) as page:
@@ -290,10 +273,7 @@ def test_the_dashboard_through_the_pooler_shows_pages_and_polls(pooled: str) -> 
             assert events.readline() == b"data: poll-only\n"
             events.readline()
             assert events.readline() == b"data: poll\n"  # the page re-renders on it
-    finally:
-        dashboard.terminate()
-        output, _ = dashboard.communicate(timeout=30)
-    assert "poll-only" in output and "Traceback" not in output, output
+    assert "poll-only" in output[0] and "Traceback" not in output[0], output
 
 
 def test_the_scheduler_queues_ticks_through_the_pooler(
