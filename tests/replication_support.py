@@ -91,7 +91,8 @@ class ReplicatedPair:
             "--no-sync",
         )
         with (self.standby / "postgresql.conf").open("a") as conf:
-            conf.write(f"port = {self.standby_port}\n")
+            # a promoted standby has no standby of its own to wait for
+            conf.write(f"port = {self.standby_port}\nsynchronous_standby_names = ''\n")
         self._start(self.standby)
 
     def _start(self, data: Path) -> None:
