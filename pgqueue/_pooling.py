@@ -16,8 +16,9 @@ last one directly, as the listener needs it:
 Direct (or session pooling): B's server process is not A's, A keeps its own, and the
 notification arrives within milliseconds. Through transaction pooling B usually gets the
 server connection A just released (PgBouncer reuses the last one), which decides at once;
-otherwise the notification never reaches A. A standby refuses LISTEN: there only the server
-processes are compared. The probe's two connections prepare nothing.
+otherwise the notification never reaches A. Where no notification can be sent (a standby
+refuses LISTEN; a full NOTIFY queue refuses NOTIFY, F27) only the server processes are
+compared. The probe's two connections prepare nothing.
 """
 
 from __future__ import annotations
@@ -65,15 +66,15 @@ def _run_probe(conninfo: str) -> Probe:
     ):
         try:
             session.listen(listener, channel)
-        except psycopg.errors.ReadOnlySqlTransaction:  # a standby: no LISTEN, sessions only
-            first = session.backend_pid(listener)
-            if session.backend_pid(sender) == first:
-                return Probe(True, "two client connections shared one server session")
-            if session.backend_pid(listener) != first:
-                return Probe(True, "the server session changed between two transactions")
-            return Probe(False, "a standby that keeps its server sessions")
+        except psycopg.errors.ReadOnlySqlTransaction:
+            return _by_sessions(listener, sender, "a standby (no LISTEN there)")
         first = session.backend_pid(listener)
-        if session.notify_probe(sender, channel) == first:
+        try:
+            sent_by = session.notify_probe(sender, channel)
+        except psycopg.errors.ProgramLimitExceeded:
+            session.unlisten(listener, channel)
+            return _by_sessions(listener, sender, "the NOTIFY queue is full")
+        if sent_by == first:
             return Probe(True, "two client connections shared one server session")
         if session.backend_pid(listener) != first:
             return Probe(True, "the server session changed between two transactions")
@@ -82,3 +83,16 @@ def _run_probe(conninfo: str) -> Probe:
     if not arrived:
         return Probe(True, f"a NOTIFY to a LISTENing connection did not arrive in {PROBE_WAIT}s")
     return Probe(False, "LISTEN/NOTIFY and the server session outlive a transaction")
+
+
+def _by_sessions(
+    listener: psycopg.Connection[Any], sender: psycopg.Connection[Any], where: str
+) -> Probe:
+    """The probe without a notification (``where`` says why none can be sent): the server
+    processes of the two connections, and of one connection across two transactions."""
+    first = session.backend_pid(listener)
+    if session.backend_pid(sender) == first:
+        return Probe(True, "two client connections shared one server session")
+    if session.backend_pid(listener) != first:
+        return Probe(True, "the server session changed between two transactions")
+    return Probe(False, f"the server sessions outlive a transaction ({where})")

@@ -218,7 +218,7 @@ def test_cli_worker_heartbeats_and_rescue_work_through_the_pooler(pooled: str, d
             while client.get_task(task_id).status != states.STARTED:  # type: ignore[union-attr]
                 assert time.monotonic() < deadline, "the worker never claimed the task"
                 time.sleep(0.1)
-            time.sleep(1.2)  # a few heartbeats (every lease/4 = 0.5 s)
+            time.sleep(3.5)  # heartbeats every lease/4 = 0.5 s: past the prepare threshold (5)
         finally:
             lost.send_signal(signal.SIGKILL)
             _, err = lost.communicate(timeout=10)
