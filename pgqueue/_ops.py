@@ -167,7 +167,7 @@ class Operations:
             throughput=self._read(self.store.queue_throughput()),
             workers=counts,
             stuck=self._read(self.store.stuck_tasks()),
-            notify_queue_usage=self._read(self.store.notify_queue_usage()),
+            notify_queue_usage=self._run(self.store.notify_queue_usage()),  # the primary's
         )
 
     def timeline(self) -> list[Row]:

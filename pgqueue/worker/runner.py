@@ -289,8 +289,8 @@ class Worker:
         with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
             check_schema(conn, self.schema, self.dsn)
             require_writable(conn, self.store, self.dsn)
-            self._heartbeat.register(conn)
-        listen_on = listen_target(self.dsn, self.listen_dsn, f"worker {self.id}")
+            listen_on = listen_target(self.dsn, self.listen_dsn, f"worker {self.id}")
+            self._heartbeat.register(conn)  # last: a worker refused above is never registered
         logger.info(
             "worker %s started: queues %s, jobs %s, backlog %d",
             self.id,
