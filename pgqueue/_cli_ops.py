@@ -19,7 +19,14 @@ from ._cli_common import (
     setup_logging,
     split_list,
 )
-from ._cli_options import DsnOption, JsonOption, SchemaOption, operations
+from ._cli_options import (
+    DsnOption,
+    JsonOption,
+    ReadDsnOption,
+    SchemaOption,
+    note_staleness,
+    operations,
+)
 from ._format import format_seconds
 from ._ops import Overview, parse_duration, parse_states
 from .errors import ConfigurationError
@@ -70,10 +77,16 @@ _WORKER_COLUMNS: list[render.Column] = [
 ]
 
 
-def status(dsn: DsnOption = None, schema: SchemaOption = None, as_json: JsonOption = False) -> None:
+def status(
+    dsn: DsnOption = None,
+    schema: SchemaOption = None,
+    as_json: JsonOption = False,
+    read_dsn: ReadDsnOption = None,
+) -> None:
     """One screen: tasks by queue, job and state, throughput, workers, stuck tasks."""
     setup_command_logging()
-    with friendly_errors(), operations(dsn, schema) as ops:
+    with friendly_errors(), operations(dsn, schema, read_dsn) as ops:
+        note_staleness(ops)
         overview = ops.overview()
     if as_json:
         render.print_json(overview.as_json())
@@ -189,6 +202,7 @@ def dashboard(
     ] = None,
     dsn: DsnOption = None,
     schema: SchemaOption = None,
+    read_dsn: ReadDsnOption = None,
 ) -> None:
     """Serve the web dashboard: queues, tasks, workers, schedules; revoke and retry."""
     setup_logging("INFO")
@@ -209,7 +223,15 @@ def dashboard(
             )
             raise typer.Exit(EXIT_USAGE) from None
         _check_database(dsn, schema)
-        serve(dsn, schema=schema, host=host, port=port, read_only=read_only, token=token)
+        serve(
+            dsn,
+            schema=schema,
+            host=host,
+            port=port,
+            read_only=read_only,
+            token=token,
+            read_dsn=read_dsn,
+        )
 
 
 def _check_database(dsn: str | None, schema: str | None) -> None:

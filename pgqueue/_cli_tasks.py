@@ -16,7 +16,15 @@ from rich.panel import Panel
 
 from . import _cli_render as render
 from ._cli_common import EXIT_FAILED, friendly_errors, setup_command_logging, split_list
-from ._cli_options import DsnOption, JsonOption, SchemaOption, TaskIdArgument, operations
+from ._cli_options import (
+    DsnOption,
+    JsonOption,
+    ReadDsnOption,
+    SchemaOption,
+    TaskIdArgument,
+    note_staleness,
+    operations,
+)
 from ._format import format_seconds
 from ._ops import PREVIEW_CHARS, Row, parse_duration, require_task_id
 from .backend import TaskBackend
@@ -55,10 +63,12 @@ def list_tasks(
     dsn: DsnOption = None,
     schema: SchemaOption = None,
     as_json: JsonOption = False,
+    read_dsn: ReadDsnOption = None,
 ) -> None:
     """List tasks, most recently changed first (filters combine with AND)."""
     setup_command_logging()
-    with friendly_errors(), operations(dsn, schema) as ops:
+    with friendly_errors(), operations(dsn, schema, read_dsn) as ops:
+        note_staleness(ops)
         rows = ops.list_tasks(
             states_=_split_all(state),
             jobs=_split_all(job),
@@ -77,6 +87,7 @@ def show(
     dsn: DsnOption = None,
     schema: SchemaOption = None,
     as_json: JsonOption = False,
+    read_dsn: ReadDsnOption = None,
     full: Annotated[
         bool,
         typer.Option(
@@ -88,7 +99,8 @@ def show(
 ) -> None:
     """Show everything about one task: arguments, result, error and traceback, timestamps."""
     setup_command_logging()
-    with friendly_errors(), operations(dsn, schema) as ops:
+    with friendly_errors(), operations(dsn, schema, read_dsn) as ops:
+        note_staleness(ops)
         task = ops.task(task_id, preview=None if full else PREVIEW_CHARS)
     if as_json:
         render.print_json(task)

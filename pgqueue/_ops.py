@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from . import states
+from . import _replica, states
 from ._store import Op, Store
 from ._values import check_text
 from ._values import parse_duration as parse_duration  # where the command line finds it
@@ -126,18 +126,33 @@ class Overview:
 class Operations:
     """Operator actions and reads on the database of ``backend`` (its pool, its schema).
 
+    With ``reader`` (a backend on a streaming standby: ``--read-dsn``) the reads of views and
+    tasks go there and :meth:`staleness` says how old they are; actions, and the reads that
+    show their result, stay on ``backend`` (the primary).
+
     Errors: :class:`ConfigurationError` for malformed arguments, :class:`TaskNotFound` for an
     unknown id, :class:`ActionRefused` when an action does not apply to a task's state, and
     the backend's :class:`ConnectionFailed`/:class:`SchemaError`.
     """
 
-    def __init__(self, backend: TaskBackend) -> None:
+    def __init__(self, backend: TaskBackend, reader: TaskBackend | None = None) -> None:
         self.backend = backend
+        self.reader = reader or backend
         self.store = Store(backend.schema)
 
     def _run(self, op: Op[R]) -> R:
         with self.backend.connection() as conn:
             return op.run(conn)
+
+    def _read(self, op: Op[R]) -> R:
+        with self.reader.connection() as conn:
+            return op.run(conn)
+
+    def staleness(self) -> str | None:
+        """None when reads come from a primary; else how far behind the standby they come
+        from is (``now() - pg_last_xact_replay_timestamp()``, :mod:`pgqueue._replica`)."""
+        with self.reader.connection() as conn:
+            return _replica.staleness(conn, self.store)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -148,16 +163,16 @@ class Operations:
         for worker in workers:
             counts[worker["state"]] = counts.get(worker["state"], 0) + 1
         return Overview(
-            queues=self._run(self.store.queue_stats()),
-            throughput=self._run(self.store.queue_throughput()),
+            queues=self._read(self.store.queue_stats()),
+            throughput=self._read(self.store.queue_throughput()),
             workers=counts,
-            stuck=self._run(self.store.stuck_tasks()),
-            notify_queue_usage=self._run(self.store.notify_queue_usage()),
+            stuck=self._read(self.store.stuck_tasks()),
+            notify_queue_usage=self._run(self.store.notify_queue_usage()),  # the primary's
         )
 
     def timeline(self) -> list[Row]:
         """Rows of ``queue_timeline``: per queue and minute of the last hour."""
-        return self._run(self.store.queue_timeline())
+        return self._read(self.store.queue_timeline())
 
     def list_tasks(
         self,
@@ -180,7 +195,7 @@ class Operations:
             check_text(value, "a job or queue filter")
         if not 1 <= limit <= 10000:
             raise ConfigurationError(f"limit must be between 1 and 10000, not {limit}")
-        return self._run(
+        return self._read(
             self.store.list_tasks(
                 states=[states.NAMES[c] for c in codes] or None,
                 jobs=list(jobs) or None,
@@ -190,14 +205,18 @@ class Operations:
             )
         )
 
-    def task(self, task_id: str, preview: int | None = PREVIEW_CHARS) -> Row:
+    def task(
+        self, task_id: str, preview: int | None = PREVIEW_CHARS, *, fresh: bool = False
+    ) -> Row:
         """Every column of one task (``task_state``), traceback included.
 
         :param preview: the most characters shown of kwargs, meta_params, result (as JSON
             text), error and traceback; a longer value becomes its first ``preview`` characters
             and its full length (a JSON value then comes back as a string). None: everything.
+        :param fresh: read from the primary even with a ``reader`` (after an action).
         """
-        row = self._run(self.store.task_detail(id=require_task_id(task_id), preview=preview))
+        op = self.store.task_detail(id=require_task_id(task_id), preview=preview)
+        row = self._run(op) if fresh else self._read(op)
         if row is None:
             raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
         return row
@@ -205,17 +224,17 @@ class Operations:
     def workers(self, recent: float | None = 3600.0) -> list[Row]:
         """Rows of ``worker_status``: live workers and those seen in the last ``recent``
         seconds (None: every worker ever registered)."""
-        return self._run(self.store.workers(recent=recent))
+        return self._read(self.store.workers(recent=recent))
 
     def queue_names(self) -> list[str]:
         """Names of the queues that have live tasks or running workers, sorted."""
-        names: list[str] = self._run(self.store.queue_names())
+        names: list[str] = self._read(self.store.queue_names())
         return sorted(names)
 
     def schedules(self) -> list[Row]:
         """The stored schedules of periodic jobs, by name: :meth:`TaskBackend.schedules`
         (the ``schedule_state`` view, ``due_in`` in seconds)."""
-        return self.backend.schedules()
+        return self.reader.schedules()
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -231,7 +250,7 @@ class Operations:
         """
         task_id = require_task_id(task_id)
         result = self.backend.revoke(task_id, REVOKED_BY_OPERATOR)
-        task = self.task(task_id)
+        task = self.task(task_id, fresh=True)
         if not result:
             raise ActionRefused(f"task {task_id} has already finished ({task['state']})")
         return {**task, "revoke": result.value}
@@ -253,7 +272,7 @@ class Operations:
                 f"task {task_id} cannot run again: its job cannot overlap and {who} with the "
                 "same job and arguments is live; wait for it to finish or revoke it"
             ) from None
-        task = self.task(task_id)
+        task = self.task(task_id, fresh=True)
         if not done:
             raise ActionRefused(
                 f"task {task_id} is {task['state']}: only FAILURE and REVOKED tasks can be retried"

@@ -114,12 +114,15 @@ class LoopPool:
             await self._probe()
             if self._pool is not None and self._opening is not None:
                 return await self._opened()  # another coroutine opened it meanwhile
+            options = await asyncio.to_thread(_db.connection_options, self.dsn)
+            if self._pool is not None and self._opening is not None:
+                return await self._opened()
             self._loop = loop
             self._pool = _Pool(
                 _db.conninfo(self.dsn, self.application_name),
                 min_size=1,
                 max_size=self.max_size,
-                kwargs={"autocommit": True, "row_factory": dict_row},
+                kwargs={"autocommit": True, "row_factory": dict_row, **options},
                 configure=self._configure,
                 check=_db.acheck_pooled,
                 open=False,

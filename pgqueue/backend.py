@@ -25,14 +25,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import _channels, _connections, _db, _enqueue, states
+from . import _channels, _connections, _db, _enqueue, _replica, states
 from ._store import Op, Store
 from ._values import check_text, require_task_id
 from .aio import LoopPool
 from .bulk import Call, QueuedTasks, as_call
 from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
 from .jobs import JobRegistry
-from .listener import Listener
+from .listener import Listener, listen_target
 from .states import RevokeResult
 from .task import Task
 
@@ -43,6 +43,8 @@ _SCHEDULE_INFO = ("run_every", "cron", "runs_count", "last_tick", "next_tick")
 
 #: Seconds between re-reads of a task while waiting for it, whatever the notifications say.
 WAIT_RECHECK = 5.0
+#: Seconds between re-reads of a waited-for task when no listener can run (poll-only).
+POLL_RECHECK = 0.5
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -58,6 +60,10 @@ class TaskBackend:
     :param registry: a ready :class:`JobRegistry`, instead of or besides ``task_paths``.
     :param schema: the PostgreSQL schema of pgqueue's tables (default ``pgqueue``).
     :param pool_size: the most connections the backend's pool opens (default 2).
+    :param listen_dsn: where :meth:`wait_for_task` LISTENs, straight to PostgreSQL, when
+        ``dsn`` goes through a transaction pooler; None reads ``$PGQUEUE_LISTEN_DSN``, and
+        without one the backend LISTENs through ``dsn`` or, behind a transaction pooler, polls
+        (found out by a probe: :func:`pgqueue.listener.listen_target`).
 
     Raises :class:`pgqueue.errors.ConfigurationError` for a missing or malformed DSN. Use as a
     context manager, or call :meth:`close`.
@@ -72,8 +78,10 @@ class TaskBackend:
         registry: JobRegistry | None = None,
         schema: str | None = None,
         pool_size: int = 2,
+        listen_dsn: str | None = None,
     ) -> None:
         self.dsn = _db.resolve_dsn(dsn)
+        self.listen_dsn = _db.resolve_listen_dsn(listen_dsn)
         self.name = name
         self.task_paths = list(task_paths)
         self.schema = _db.resolve_schema(schema)
@@ -83,6 +91,7 @@ class TaskBackend:
         self._pool: ConnectionPool[Connection] | None = None
         self._pool_lock = threading.Lock()
         self._listener: Listener | None = None
+        self._poll_only = False
         self._apool = LoopPool(self.dsn, pool_size, "pgqueue-client-async")
         #: task id -> callbacks that wake the sync and async waiters of that task
         self._waiters: dict[str, list[Callable[[], None]]] = {}
@@ -327,12 +336,14 @@ class TaskBackend:
         event = threading.Event()
         self._add_waiter(task.id, event.set)
         try:
-            self._ensure_listener().listen([self.channel(_channels.TASK_DONE, task.queue)], timeout)
+            listener = self._ensure_listener()
+            if listener is not None:
+                listener.listen([self.channel(_channels.TASK_DONE, task.queue)], timeout)
             while True:
                 task = self._require_task(task.id)
                 if task.done():
                     return task
-                event.wait(_wait_slice(task, deadline, timeout))
+                event.wait(_wait_slice(task, deadline, timeout, self._recheck))
                 event.clear()
         finally:
             self._remove_waiter(task.id, event.set)
@@ -343,11 +354,21 @@ class TaskBackend:
             raise TaskNotFound(f"no task has id {task_id!r}")
         return task
 
-    def _ensure_listener(self) -> Listener:
+    @property
+    def _recheck(self) -> float:
+        """Seconds between re-reads of a waited-for task."""
+        return POLL_RECHECK if self._poll_only else WAIT_RECHECK
+
+    def _ensure_listener(self) -> Listener | None:
+        """The backend's listener, started on first use; None when it runs poll-only."""
         with self._pool_lock:
-            if self._listener is None:
+            if self._listener is None and not self._poll_only:
+                target = listen_target(self.dsn, self.listen_dsn, "client")
+                if target is None:
+                    self._poll_only = True
+                    return None
                 self._listener = Listener(
-                    self.dsn,
+                    target,
                     [],
                     on_notify=self._on_notify,
                     on_reconnect=self._wake_all_waiters,
@@ -476,12 +497,13 @@ class TaskBackend:
         try:
             listener = await asyncio.to_thread(self._ensure_listener)
             channels = [self.channel(_channels.TASK_DONE, task.queue)]
-            await asyncio.to_thread(listener.listen, channels, WAIT_RECHECK)
+            if listener is not None:
+                await asyncio.to_thread(listener.listen, channels, WAIT_RECHECK)
             while True:
                 task = await self._arequire_task(task.id)
                 if task.done():
                     return task
-                pause = _wait_slice(task, deadline, timeout)
+                pause = _wait_slice(task, deadline, timeout, self._recheck)
                 with suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), pause)
                 event.clear()
@@ -578,7 +600,11 @@ class TaskBackend:
                     _db.conninfo(self.dsn, "pgqueue-client"),
                     min_size=1,
                     max_size=max(self.pool_size, 1),
-                    kwargs={"autocommit": True, "row_factory": dict_row},
+                    kwargs={
+                        "autocommit": True,
+                        "row_factory": dict_row,
+                        **_db.connection_options(self.dsn),
+                    },
                     configure=_db.configure,
                     check=_db.check_pooled,
                     open=True,
@@ -617,11 +643,16 @@ def _translated(dsn: str, schema: str, exc: psycopg.Error) -> Exception:
     """The error to raise for a driver error on one of the backend's own connections: a
     :class:`SchemaError` for missing tables, :class:`ConnectionFailed` for a lost or refused
     connection, else ``exc`` itself (a deadlock or a statement timeout is the database's
-    own answer)."""
+    own answer). A write refused as read-only becomes a :class:`ConfigurationError` naming the
+    fix (the primary's DSN)."""
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
         return SchemaError(
             f"pgqueue's tables are missing ({exc.diag.message_primary}): run "
             f"`{_db.migrate_command(dsn, schema)}`"
+        )
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return ConfigurationError(
+            _replica.read_only_message(dsn, "a read-only server (a standby, or read-only session)")
         )
     if isinstance(exc, psycopg.OperationalError) and _db.is_connection_error(exc):
         return ConnectionFailed(_db.connection_error_message(dsn, exc))
@@ -684,14 +715,14 @@ def _deadline(timeout: float | None) -> float | None:
     return time.monotonic() + timeout
 
 
-def _wait_slice(task: Task, deadline: float | None, timeout: float | None) -> float:
-    """Seconds a waiter may sleep before re-reading ``task``; raises :class:`TaskTimeout`
-    once ``deadline`` (a ``time.monotonic()`` value) has passed."""
+def _wait_slice(task: Task, deadline: float | None, timeout: float | None, recheck: float) -> float:
+    """Seconds (at most ``recheck``) a waiter may sleep before re-reading ``task``; raises
+    :class:`TaskTimeout` once ``deadline`` (a ``time.monotonic()`` value) has passed."""
     if deadline is None:
-        return WAIT_RECHECK
+        return recheck
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TaskTimeout(
             f"task {task.id} ({task.name}) is still {task.status_string()} after {timeout}s"
         )
-    return min(remaining, WAIT_RECHECK)
+    return min(remaining, recheck)

@@ -19,10 +19,10 @@ from contextlib import suppress
 
 import psycopg
 
-from ._db import connect, redact
+from ._db import connect, pooling, redact
 from ._service import Service
 from ._store import session
-from .errors import first_line
+from .errors import ConfigurationError, first_line
 
 logger = logging.getLogger("pgqueue.listener")
 
@@ -42,6 +42,42 @@ LIVENESS_TIMEOUT = 5.0
 POLL_INTERVAL = 0.05
 #: The longest pause between reconnect attempts, in seconds.
 MAX_BACKOFF = 5.0
+
+
+def listen_target(dsn: str, listen_dsn: str | None, who: str) -> str | None:
+    """The DSN ``who`` (``"worker"``, ``"client"``, ...) LISTENs on, or None for poll-only,
+    decided by probing (:func:`pgqueue._db.pooling`) and logged in one line saying why.
+
+    ``listen_dsn`` when given (it must reach PostgreSQL with a session of its own); else
+    ``dsn`` unless it goes through a transaction pooler, where LISTEN ends with the
+    transaction: then None, and the owner polls. Raises :class:`ConfigurationError` when
+    ``listen_dsn`` itself goes through a transaction pooler, and ``ConnectionFailed`` when a
+    probed server cannot be reached.
+    """
+    if listen_dsn:
+        found = pooling(listen_dsn)
+        if found.pooled:
+            raise ConfigurationError(
+                f"the listen DSN {redact(listen_dsn)} goes through a transaction pooler "
+                f"({found.why}), where LISTEN ends with each transaction: point --listen-dsn / "
+                "PGQUEUE_LISTEN_DSN / listen_dsn= straight at PostgreSQL (or at a pool in "
+                "session mode), or leave it out to run poll-only"
+            )
+        logger.info("%s: LISTEN through the listen DSN %s", who, redact(listen_dsn))
+        return listen_dsn
+    found = pooling(dsn)
+    if found.pooled:
+        logger.warning(
+            "%s: poll-only, no LISTEN: %s goes through a transaction pooler (%s); give a "
+            "listen DSN straight to PostgreSQL (--listen-dsn / PGQUEUE_LISTEN_DSN) to be woken "
+            "at once",
+            who,
+            redact(dsn),
+            found.why,
+        )
+        return None
+    logger.info("%s: LISTEN through the main DSN (direct: %s)", who, found.why)
+    return dsn
 
 
 class Listener(Service):

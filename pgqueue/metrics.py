@@ -29,7 +29,10 @@ Metrics (all times in seconds, measured on the database clock):
   workers' lag, the number to alert on.
 
 The last two are read at scrape time on a short-lived connection; every worker reports the
-same numbers: aggregate with ``max by (queue, state)`` / ``max by (queue)``.
+same numbers: aggregate with ``max by (queue, state)`` / ``max by (queue)``. With a read DSN
+(``--read-dsn``, a streaming standby) they are read there, and
+``pgqueue_read_replica_lag_seconds`` says how far that standby is behind the primary (0 while
+it has replayed all it received; NaN before it replayed anything).
 * ``pgqueue_notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1), read with the
   depth; from 0.5 pgqueue stops notifying and workers rely on polling (F27).
 """
@@ -111,7 +114,7 @@ class WorkerMetrics:
     :meth:`serve` exposes them over HTTP.
     """
 
-    def __init__(self, worker: Measured) -> None:
+    def __init__(self, worker: Measured, read_dsn: str | None = None) -> None:
         self.registry = CollectorRegistry()
         for collector in STANDARD_COLLECTORS:
             self.registry.register(collector)
@@ -160,7 +163,7 @@ class WorkerMetrics:
             registry=self.registry,
         )
         in_flight.set_function(lambda: worker.in_flight)
-        self.registry.register(_WorkerCollector(worker))
+        self.registry.register(_WorkerCollector(worker, read_dsn))
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         worker.events.subscribe(self)
@@ -214,8 +217,9 @@ class _WorkerCollector(Collector):
     """Metrics read when scraped: listener reconnects, queue depth and lag, and the NOTIFY
     queue's usage from the database."""
 
-    def __init__(self, worker: Measured) -> None:
+    def __init__(self, worker: Measured, read_dsn: str | None = None) -> None:
         self.worker = worker
+        self.read_dsn = read_dsn
         self.store = Store(worker.schema)
         self._lock = threading.Lock()  # one scrape connection at a time
 
@@ -237,7 +241,7 @@ class _WorkerCollector(Collector):
             "now() - run_at of the claimable task due longest per queue (0: none due)",
             labels=["queue"],
         )
-        depth_rows, oldest_rows, usage = self._read()
+        depth_rows, oldest_rows, usage, replica_lag = self._read()
         for row in depth_rows:
             depth.add_metric([row["queue"], row["state"]], row["n"])
         for lag in oldest_rows:
@@ -249,25 +253,42 @@ class _WorkerCollector(Collector):
             "How full PostgreSQL's NOTIFY queue is, 0..1 (read at scrape time)",
             value=usage,
         )
+        if self.read_dsn is not None:
+            yield GaugeMetricFamily(
+                "pgqueue_read_replica_lag_seconds",
+                "How far the standby that depth and age are read from is behind the primary",
+                value=float("nan") if replica_lag is None else replica_lag,
+            )
 
-    def _read(self) -> tuple[list[DepthRow], list[LagRow], float]:
-        """Depth rows, lag rows and the NOTIFY queue's usage, on one short-lived connection."""
+    def _read(self) -> tuple[list[DepthRow], list[LagRow], float, float | None]:
+        """Depth rows, lag rows, the NOTIFY queue's usage (on one short-lived connection to
+        the worker's database) and, with a read DSN, the standby's lag: depth and lag rows
+        then come from a second connection, to the standby."""
         with (
             self._lock,
             _db.connect(self.worker.dsn, application_name="pgqueue-metrics") as conn,
         ):
+            usage = self.store.notify_queue_usage().run(conn)
+            if self.read_dsn is None:
+                depth = self.store.queue_depth().run(conn)
+                oldest = self.store.queue_oldest_due().run(conn)
+                return depth, oldest, usage, None
+        with _db.connect(self.read_dsn, application_name="pgqueue-metrics") as conn:
             depth = self.store.queue_depth().run(conn)
             oldest = self.store.queue_oldest_due().run(conn)
-            usage = self.store.notify_queue_usage().run(conn)
-        return depth, oldest, usage
+            lag = self.store.server_role().run(conn)["lag"]
+        return depth, oldest, usage, lag
 
 
-def serve_metrics(worker: Measured, port: int, host: str = "127.0.0.1") -> WorkerMetrics:
-    """Subscribe :class:`WorkerMetrics` to ``worker`` and serve them on ``host:port``.
+def serve_metrics(
+    worker: Measured, port: int, host: str = "127.0.0.1", read_dsn: str | None = None
+) -> WorkerMetrics:
+    """Subscribe :class:`WorkerMetrics` to ``worker`` and serve them on ``host:port``; the
+    queue depth and age read from ``read_dsn`` (a standby) when given.
 
     Raises :class:`pgqueue.errors.ConfigurationError` when the port cannot be bound.
     """
-    metrics = WorkerMetrics(worker)
+    metrics = WorkerMetrics(worker, read_dsn)
     try:
         metrics.serve(port, host)
     except OSError as exc:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ._db import conninfo, migrate_command, redact
+from ._db import conninfo, migrate_command, pooling, redact
 from ._store import Store
-from .errors import ConnectionFailed, SchemaError, first_line
+from .errors import ConfigurationError, ConnectionFailed, SchemaError, first_line
 
 if TYPE_CHECKING:  # Alembic and SQLAlchemy load only when migrating: workers start faster.
     import sqlalchemy
@@ -82,9 +82,19 @@ def migrate(dsn: str, schema: str, revision: str = "heads") -> None:
 
     :raises ConnectionFailed: the database cannot be reached.
     :raises SchemaError: the locks were still held by others after the last attempt.
+    :raises ConfigurationError: ``dsn`` goes through a transaction pooler, which would move the
+        advisory lock's session under it (:func:`pgqueue._db.pooling`).
     """
     import sqlalchemy
     from alembic import command
+
+    found = pooling(dsn)
+    if found.pooled:
+        raise ConfigurationError(
+            f"cannot migrate through a transaction pooler ({found.why}): migrations hold a "
+            "session advisory lock across transactions. Run `pgqueue migrate` with a DSN "
+            "straight to PostgreSQL (or through a pool in session mode)"
+        )
 
     cfg = alembic_config(schema)
     pause = 0.5

@@ -46,6 +46,21 @@ def worker(
         str | None,
         typer.Option(envvar="PGQUEUE_DSN", help="PostgreSQL DSN (default $PGQUEUE_DSN)."),
     ] = None,
+    read_dsn: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PGQUEUE_READ_DSN",
+            help="DSN of a streaming standby the metrics read queue depth and age from.",
+        ),
+    ] = None,
+    listen_dsn: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PGQUEUE_LISTEN_DSN",
+            help="DSN straight to PostgreSQL for LISTEN when --dsn goes through a transaction "
+            "pooler (PgBouncer); without it such a worker polls.",
+        ),
+    ] = None,
     name: Annotated[
         str, typer.Option(envvar="PGQUEUE_NAME", help="Default queue (pulsar's backend name).")
     ] = "tasks",
@@ -193,6 +208,7 @@ def worker(
             schema=schema,
             schedule_periodic=schedule_periodic,
             prune_after=parse_duration(prune_after, "--prune-after") if prune_after else None,
+            listen_dsn=listen_dsn,
         )
 
         if schedule_periodic:
@@ -207,7 +223,7 @@ def worker(
         if metrics_port:
             from .metrics import serve_metrics  # the metrics extra, needed only here
 
-            serve_metrics(runner, metrics_port, metrics_host)
+            serve_metrics(runner, metrics_port, metrics_host, read_dsn=read_dsn)
         code = runner.run()
         if code == EXIT_OK and max_tasks and runner.processed >= max_tasks and supervised():
             code = EXIT_RECYCLE  # the supervisor replaces it, with --burst too

@@ -15,8 +15,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import psycopg
 from psycopg.rows import RowFactory, dict_row
-
-from .._db import quote_ident
+from psycopg.sql import Identifier
 
 R = TypeVar("R")
 
@@ -26,6 +25,11 @@ PARAM = re.compile(r"%\((\w+)\)s")
 #: Decodes the rows a statement returned (dicts, or what the op's row factory makes) and its
 #: row count into the op's result.
 Decoder = Callable[[list[Any], int], R]
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (``tasks`` -> ``"tasks"``)."""
+    return Identifier(name).as_string(None)
 
 
 class Op(NamedTuple, Generic[R]):

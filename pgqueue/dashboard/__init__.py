@@ -21,11 +21,12 @@ def serve(
     port: int = 8000,
     read_only: bool = False,
     token: str | None = None,
+    read_dsn: str | None = None,
 ) -> None:
     """Serve the dashboard with uvicorn until interrupted (Ctrl-C or SIGTERM).
 
     Binds to loopback by default; callers exposing it elsewhere should pass ``token``
     (``pgqueue dashboard`` refuses to listen beyond loopback without one).
     """
-    app = create_app(dsn, schema=schema, read_only=read_only, token=token)
+    app = create_app(dsn, schema=schema, read_only=read_only, token=token, read_dsn=read_dsn)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

@@ -48,21 +48,27 @@ def create_app(
     schema: str | None = None,
     read_only: bool = False,
     token: str | None = None,
+    read_dsn: str | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI application.
 
     :param dsn: the database (None: ``$PGQUEUE_DSN``); its password is never shown.
     :param read_only: show everything, refuse every action (403).
     :param token: when set, every request must carry it (HTTP basic password or Bearer).
+    :param read_dsn: read the pages from this DSN (a streaming standby) instead; every page
+        says how far behind the primary it is. Actions still go to ``dsn``.
 
-    Connections: a pool of 2 for the pages, plus 1 LISTEN connection for live updates.
+    Connections: a pool of 2 for the pages, plus 1 LISTEN connection for live updates
+    (through ``$PGQUEUE_LISTEN_DSN`` when set; none behind a transaction pooler without it:
+    the pages then re-render every few seconds, :mod:`pgqueue.dashboard.events`).
     Raises :class:`ConfigurationError` for a missing or malformed DSN, or an empty token.
     """
     if token is not None and not token.strip():
         raise ConfigurationError("the dashboard token is empty: every page would be unguarded")
     backend = TaskBackend(dsn, schema=schema, pool_size=2)
-    ops = Operations(backend)
-    hub = EventHub(backend.dsn)
+    reader = TaskBackend(read_dsn, schema=schema, pool_size=2) if read_dsn else None
+    ops = Operations(backend, reader)
+    hub = EventHub(backend.dsn, backend.listen_dsn)
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pgqueue.dashboard", "templates"),
         autoescape=True,
@@ -73,6 +79,8 @@ def create_app(
     env.globals["state_names"] = list(states.NAMES.values())
     templates = Jinja2Templates(env=env)
     database = _db.redact(backend.dsn)
+    if reader is not None:
+        database += f", read from {_db.redact(reader.dsn)}"
 
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         fragment = request.headers.get("x-fragment") == "live"
@@ -80,7 +88,7 @@ def create_app(
         context = {
             "fragment": fragment,
             "read_only": read_only,
-            "database": database,
+            "database": database + (f" ({stale})" if reader and (stale := ops.staleness()) else ""),
             "csrf": csrf,
             "message": request.query_params.get("message"),
             "problem": request.query_params.get("problem"),
@@ -195,6 +203,8 @@ def create_app(
             refresher.cancel()
             hub.stop()
             backend.close()
+            if reader is not None:
+                reader.close()
 
     routes = [
         Route("/", overview, name="overview"),

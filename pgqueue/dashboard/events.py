@@ -6,6 +6,10 @@ it has seen (queues of live tasks and of workers, looked up at start and wheneve
 queues). Each notification becomes one event ``data: <channel>`` for each subscriber; a page
 then re-renders its live part. A subscriber that falls behind loses events, not the page: it
 re-renders at the next one.
+
+Behind a transaction pooler without a listen DSN (:func:`pgqueue.listener.listen_target`)
+there is no LISTEN: every stream then sends ``data: poll`` every :data:`POLL_EVERY` seconds
+instead, and the pages re-render on it.
 """
 
 from __future__ import annotations
@@ -15,18 +19,27 @@ import threading
 from collections.abc import AsyncIterator, Iterable
 
 from .._channels import TASK_EVENTS, channel
-from ..listener import Listener
+from ..listener import Listener, listen_target
 
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE = 15.0
 #: Seconds a new stream waits for the listener before it says "ready" anyway.
 READY_WAIT = 5.0
+#: Seconds between the ``poll`` events of a dashboard that cannot LISTEN.
+POLL_EVERY = 2.0
 
 
 class EventHub:
-    """Fan-out of task notifications to asyncio subscribers (one queue per open page)."""
+    """Fan-out of task notifications to asyncio subscribers (one queue per open page).
 
-    def __init__(self, dsn: str) -> None:
+    :param dsn: the dashboard's database; ``listen_dsn`` where to LISTEN instead (see
+        :func:`pgqueue.listener.listen_target`, run by :meth:`start`).
+    """
+
+    def __init__(self, dsn: str, listen_dsn: str | None = None) -> None:
+        self.dsn = dsn
+        self.listen_dsn = listen_dsn
+        self.poll_only = False
         self._listener = Listener(
             dsn, [], on_notify=self._notify, application_name="pgqueue-dashboard-listener"
         )
@@ -36,8 +49,14 @@ class EventHub:
         self._queues: set[str] = set()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the listener thread; events are delivered on ``loop``."""
+        """Start the listener thread (or none: poll-only); events are delivered on ``loop``.
+        Raises ``ConfigurationError`` for a listen DSN through a transaction pooler."""
         self._loop = loop
+        target = listen_target(self.dsn, self.listen_dsn, "dashboard")
+        if target is None:
+            self.poll_only = True
+            return
+        self._listener.dsn = target
         self._listener.start()
 
     def stop(self) -> None:
@@ -68,6 +87,11 @@ class EventHub:
         with self._lock:
             self._subscribers.add(queue)
         try:
+            if self.poll_only:
+                yield "retry: 2000\nevent: ready\ndata: poll-only\n\n"
+                while True:
+                    await asyncio.sleep(POLL_EVERY)
+                    yield "data: poll\n\n"
             # "ready" once every followed channel is LISTENed on: the page is live from then.
             listening = await asyncio.to_thread(self._listener.wait_listening, READY_WAIT)
             yield f"retry: 2000\nevent: ready\ndata: {'listening' if listening else 'late'}\n\n"

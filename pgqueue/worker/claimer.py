@@ -165,6 +165,12 @@ def claim_session(conn: Connection) -> None:
     task_claimable and reads the picked rows by primary key whatever its parameters (see
     ``CLAIM_TASKS``). Claims commit durably, like everything pgqueue writes: a claim a
     server crash forgot could run its task a second time beside the first.
+
+    A connection without prepared statements (``prepare_threshold`` None: through a
+    transaction pooler, :func:`pgqueue._db.connection_options`) gets no ``SET``: the setting
+    is session state the pooler would leave on some other client's server connection, and
+    there is no prepared plan to keep.
     """
     _db.configure(conn)
-    session.claim_session(conn)
+    if conn.prepare_threshold is not None:
+        session.claim_session(conn)

@@ -41,6 +41,19 @@ Connection = psycopg.Connection[dict[str, Any]]
 #: Most outcomes written by one finish statement.
 FINISH_BATCH = 500
 
+#: SQLSTATE classes by which the database refuses the data of an outcome: data exception
+#: (22: a NUL character, a number out of range), integrity constraint (23), program limit
+#: (54: a value too large). Any other error (a lost connection, a deadlock, a prepared
+#: statement a pooler dropped, a missing privilege) says nothing about the outcome.
+REFUSED_CLASSES = ("22", "23", "54")
+
+
+def refuses_outcome(exc: psycopg.Error) -> bool:
+    """True when ``exc`` is the database refusing the values of an outcome (one of
+    :data:`REFUSED_CLASSES`), so that writing another outcome instead may succeed."""
+    return (exc.sqlstate or "")[:2] in REFUSED_CLASSES
+
+
 #: Called with a written batch and ``{task id: time_ended}`` of the rows the write changed (an
 #: outcome missing from it was fenced off: the task was revoked or rescued meanwhile).
 WrittenHandler = Callable[[list[Outcome], Mapping[str, datetime | None]], None]
@@ -121,8 +134,9 @@ class Completer(Service):
         return 0.0
 
     def _record(self, batch: list[Outcome]) -> None:
-        """Write outcomes; one the database refuses (say a NUL character in a result) is
-        recorded as FAILURE saying so, so that neither the batch nor this thread is lost."""
+        """Write outcomes; one the database refuses (say a NUL character in a result:
+        :func:`refuses_outcome`) is recorded as FAILURE saying so, so that neither the batch
+        nor this thread is lost."""
         try:
             self.write(batch)
         except psycopg.Error as exc:
@@ -137,9 +151,10 @@ class Completer(Service):
             self.write([Outcome(refused.task, states.FAILURE, error=error)])
 
     def write(self, batch: list[Outcome]) -> None:
-        """Write ``batch`` in one statement, retrying on a lost connection until it commits
-        (or :meth:`give_up` was called); then log it and call ``on_written``. Raises
-        ``psycopg.Error`` when the database refuses the statement itself."""
+        """Write ``batch`` in one statement, retrying on any error but a refused outcome
+        (a lost connection, a deadlock, a statement error) until it commits (or
+        :meth:`give_up` was called); then log it and call ``on_written``. Raises
+        ``psycopg.Error`` when the database refuses the values (:func:`refuses_outcome`)."""
         op = self.store.finish_tasks(
             ids=[o.task.id for o in batch],
             attempts=[o.task.attempts for o in batch],
@@ -156,9 +171,11 @@ class Completer(Service):
                 with self._pool.connection() as conn:
                     rows = op.run(conn)
                 break
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
                 # The statement is fenced on (attempt, STARTED), so running it again after an
                 # unknown outcome is harmless: it updates nothing the second time.
+                if refuses_outcome(exc):
+                    raise
                 if self._abort.is_set():
                     logger.error(
                         "giving up recording %d finished tasks (%s): stopping; they will be "
@@ -168,8 +185,9 @@ class Completer(Service):
                     )
                     return
                 logger.warning(
-                    "could not record %d finished tasks (%s); retrying in %.1fs",
+                    "could not record %d finished tasks (%s: %s); retrying in %.1fs",
                     len(batch),
+                    exc.sqlstate or "connection",
                     first_line(exc),
                     backoff,
                 )

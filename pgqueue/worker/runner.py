@@ -18,12 +18,14 @@ from psycopg_pool import ConnectionPool
 
 from .. import _db
 from .._exits import EXIT_REPLACE
+from .._replica import require_writable
 from .._service import Service
 from .._store import Store
 from .._values import check_queue
 from ..backend import TaskBackend
 from ..errors import ConfigurationError
 from ..jobs import JobRegistry
+from ..listener import listen_target
 from ..pruner import Pruner
 from ..retry import DEFAULT_BACKOFF, ExponentialBackoff
 from ..scheduler import Scheduler
@@ -40,6 +42,10 @@ from .outcome import Outcome
 logger = logging.getLogger("pgqueue.worker")
 
 Connection = psycopg.Connection[dict[str, Any]]
+
+#: The options of the claimer's and the completer's connections, before
+#: :func:`pgqueue._db.connection_options` adds what the probe found at :meth:`Worker.run`.
+POOL_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
 
 
 def worker_identity() -> str:
@@ -78,6 +84,10 @@ class Worker:
         registry at their ticks (pulsar's ``--schedule-periodic``); any number of workers may.
     :param prune_after: also run a pruner that deletes tasks finished more than this many
         seconds ago, in batches, every minute (:class:`pgqueue.pruner.Pruner`); None: never.
+    :param listen_dsn: where the worker LISTENs, straight to PostgreSQL, when ``dsn`` goes
+        through a transaction pooler; None reads ``$PGQUEUE_LISTEN_DSN``; without one the
+        worker LISTENs through ``dsn`` or, behind a transaction pooler, polls every
+        ``poll_timeout`` seconds (decided by a probe at :meth:`run`, logged in one line).
 
     Raises :class:`pgqueue.errors.ConfigurationError` for a backlog below 1, a non-positive
     ``poll_timeout`` or ``lease``, or a registry without jobs. :attr:`events` reports claims
@@ -103,12 +113,14 @@ class Worker:
         registry: JobRegistry | None = None,
         schedule_periodic: bool = False,
         prune_after: float | None = None,
+        listen_dsn: str | None = None,
     ) -> None:
         if backlog < 1:
             raise ConfigurationError("backlog must be at least 1")
         if poll_timeout <= 0 or lease <= 0:
             raise ConfigurationError("poll_timeout and lease must be positive seconds")
         self.dsn = _db.resolve_dsn(dsn)
+        self.listen_dsn = _db.resolve_listen_dsn(listen_dsn)
         self.schema = _db.resolve_schema(schema)
         self.name = name
         self.queues = [check_queue(q) for q in (queues or [name])]
@@ -130,7 +142,13 @@ class Worker:
                 f"no jobs in task paths {', '.join(task_paths) or '(none)'}: a worker without "
                 "jobs could never claim a task. Name the modules that define your jobs."
             )
-        self.client = TaskBackend(self.dsn, name=name, registry=self.registry, schema=self.schema)
+        self.client = TaskBackend(
+            self.dsn,
+            name=name,
+            registry=self.registry,
+            schema=self.schema,
+            listen_dsn=self.listen_dsn,
+        )
         self.events = WorkerEvents()
         self._stopping = threading.Event()
         self._abort = threading.Event()
@@ -300,12 +318,16 @@ class Worker:
 
         Returns the exit status: 0, or ``EXIT_REPLACE`` after killing an overrunning job
         (``hard_time_limits``). Raises :class:`pgqueue.errors.SchemaError` when the schema
-        is missing or outdated and :class:`pgqueue.errors.ConnectionFailed` when the database
-        cannot be reached at start-up.
+        is missing or outdated, :class:`pgqueue.errors.ConfigurationError` when the DSN
+        reaches a standby or a read-only session (or its listen DSN a transaction pooler),
+        and :class:`pgqueue.errors.ConnectionFailed` when the database cannot be reached at
+        start-up.
         """
         with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
             check_schema(conn, self.schema, self.dsn)
-            self._heartbeat.register(conn)
+            require_writable(conn, self.store, self.dsn)
+            listen_on = listen_target(self.dsn, self.listen_dsn, f"worker {self.id}")
+            self._heartbeat.register(conn)  # last: a worker refused above is never registered
         logger.info(
             "worker %s started: queues %s, jobs %s, backlog %d",
             self.id,
@@ -313,7 +335,7 @@ class Worker:
             ",".join(self.registry),
             self.backlog,
         )
-        self._start()
+        self._start(listen_on)
         try:
             self._claimer.run()  # on this thread, until stopped, max_tasks or burst
             self._drain()
@@ -322,11 +344,16 @@ class Worker:
         logger.info("worker %s stopped after %d tasks", self.id, self.processed)
         return self.exit_code
 
-    def _start(self) -> None:
-        self._claim_pool.open()
-        self._finish_pool.open()
+    def _start(self, listen_on: str | None) -> None:
+        """Start the services; the listener on ``listen_on``, not at all when None."""
+        options = _db.connection_options(self.dsn)  # probed by run()'s first connect
+        for pool in (self._claim_pool, self._finish_pool):
+            pool.kwargs = {**POOL_KWARGS, **options}
+            pool.open()
         self._executor.start()
-        self._listener.start()
+        if listen_on is not None:
+            self._listener.dsn = listen_on
+            self._listener.start()
         for extra in self._extras:
             extra.start()
         self._maintenance.round()  # rescue and sweep before the first claim
@@ -416,7 +443,7 @@ def _one_connection(
         _db.conninfo(dsn, application_name),
         min_size=1,
         max_size=1,
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        kwargs=dict(POOL_KWARGS),
         configure=configure,
         name=application_name,
         num_workers=1,
