@@ -109,6 +109,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "queue_oldest_due": s.queue_oldest_due(),
         "notify_queue_usage": s.notify_queue_usage(),
         "workers": s.workers(recent=None),
+        "worker_counts": s.worker_counts(recent=1.0),
         "stuck_tasks": s.stuck_tasks(),
         "list_tasks": s.list_tasks(states=None, jobs=None, queues=None, since=None, limit=1),
         "task_detail": s.task_detail(id="x", preview=None),

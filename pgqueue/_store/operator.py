@@ -50,6 +50,13 @@ WHERE state = 'alive' OR %(recent)s::float8 IS NULL
 ORDER BY state = 'alive' DESC, started_at DESC
 """
 
+#: Workers by state (alive, stopped, lost): live ones, plus those seen within ``recent`` seconds.
+WORKER_COUNTS = """
+SELECT state, count(*)::integer AS n FROM {s}.worker_status
+WHERE state = 'alive' OR heartbeat_at > now() - %(recent)s::float8 * interval '1 second'
+GROUP BY state
+"""
+
 STUCK_TASKS = "SELECT * FROM {s}.stuck_tasks ORDER BY since"
 
 #: Tasks by filters (each NULL means "any"), most recent activity first. ``since`` is seconds
@@ -146,6 +153,13 @@ class LagRow(TypedDict):
     seconds: float
 
 
+class StateCountRow(TypedDict):
+    """How many rows are in one state."""
+
+    state: str
+    n: int
+
+
 class HolderRow(TypedDict):
     """The live task holding a lock_id, and its state name."""
 
@@ -185,6 +199,11 @@ class OperatorOps(StoreBase):
         """Rows of ``worker_status``: live workers and those seen within ``recent`` seconds
         (None: all)."""
         return Op(self._sql(WORKERS), {"recent": recent}, rows)
+
+    def worker_counts(self, *, recent: float) -> Op[list[StateCountRow]]:
+        """Workers per state: live ones and those seen within ``recent`` seconds (see
+        :data:`WORKER_COUNTS`)."""
+        return Op(self._sql(WORKER_COUNTS), {"recent": recent}, rows)
 
     def stuck_tasks(self) -> Op[list[Row]]:
         """Rows of ``stuck_tasks``."""
