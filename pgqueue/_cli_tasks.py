@@ -16,7 +16,14 @@ from rich.panel import Panel
 
 from . import _cli_render as render
 from ._cli_common import EXIT_FAILED, friendly_errors, setup_command_logging, split_list
-from ._cli_options import DsnOption, JsonOption, SchemaOption, TaskIdArgument, operations
+from ._cli_options import (
+    DsnOption,
+    JsonOption,
+    SchemaOption,
+    TaskIdArgument,
+    TaskRefArgument,
+    operations,
+)
 from ._format import format_seconds
 from ._ops import PREVIEW_CHARS, Row, parse_duration, require_task_id
 from .backend import TaskBackend
@@ -73,7 +80,7 @@ def list_tasks(
 
 
 def show(
-    task_id: TaskIdArgument,
+    task_id: TaskRefArgument,
     dsn: DsnOption = None,
     schema: SchemaOption = None,
     as_json: JsonOption = False,
@@ -208,7 +215,7 @@ def parse_arguments(pairs: list[str]) -> dict[str, Any]:
 
 
 def revoke(
-    task_id: TaskIdArgument,
+    task_id: TaskRefArgument,
     dsn: DsnOption = None,
     schema: SchemaOption = None,
 ) -> None:
@@ -226,7 +233,7 @@ def revoke(
 
 
 def retry(
-    task_id: TaskIdArgument,
+    task_id: TaskRefArgument,
     dsn: DsnOption = None,
     schema: SchemaOption = None,
 ) -> None:

@@ -8,6 +8,7 @@ dicts of plain values (``datetime``, ``timedelta``, ``float``, JSON data) that
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import psycopg
 
 from . import states
 from ._store import Op, Store
-from ._values import check_text
+from ._values import check_text, parse_task_id
 from ._values import parse_duration as parse_duration  # where the command line finds it
 from ._values import require_task_id as require_task_id
 from .backend import TaskBackend
@@ -42,6 +43,20 @@ NOTIFY_QUEUE_HIGH = 0.1
 
 #: How many characters of a task's long values ``pgqueue show`` and the dashboard show.
 PREVIEW_CHARS = 10_000
+
+
+#: The shortest id prefix accepted (log lines show the first 8 characters of an id).
+MIN_PREFIX = 4
+
+#: How many tasks an ambiguous prefix is counted up to.
+PREFIX_CANDIDATES = 1000
+
+#: A task id or the start of one: hex digits, dashes where a UUID has them (or none).
+ID_PREFIX = re.compile(r"[0-9a-fA-F-]{1,36}")
+
+
+class AmbiguousTaskId(ConfigurationError):
+    """An id prefix that more than one task's id starts with; the message says how many."""
 
 
 class ActionRefused(PgQueueError):
@@ -139,6 +154,45 @@ class Operations:
         with self.backend.connection() as conn:
             return op.run(conn)
 
+    def resolve_id(self, task_id: str) -> str:
+        """The full id of the task ``task_id`` names: a whole id, or a unique prefix of one
+        (at least :data:`MIN_PREFIX` hex digits, dashes optional), as the 8-character ids in
+        log lines and ``pgqueue list``. Found by a range scan of the primary key.
+
+        :raises InvalidTaskId: neither an id nor a prefix of one.
+        :raises TaskNotFound: no task's id starts with the prefix.
+        :raises AmbiguousTaskId: several do; the message counts them (up to 1000).
+        """
+        whole = parse_task_id(task_id)
+        if whole is not None:
+            return whole
+        text = task_id.strip().lower() if isinstance(task_id, str) else ""
+        digits = text.replace("-", "")
+        if not ID_PREFIX.fullmatch(text) or not MIN_PREFIX <= len(digits) <= 32:
+            return require_task_id(task_id)  # raises InvalidTaskId
+
+        def uuid_of(fill: str) -> str:
+            return str(uuid.UUID(digits + fill * (32 - len(digits))))
+
+        found = self._run(
+            self.store.tasks_by_prefix(
+                low=uuid_of("0"), high=uuid_of("f"), limit=PREFIX_CANDIDATES + 1
+            )
+        )
+        if not found:
+            raise TaskNotFound(f"no task id starts with {text} (it never existed, or was pruned)")
+        if len(found) > 1:
+            many = (
+                f"more than {PREFIX_CANDIDATES:,}"
+                if len(found) > PREFIX_CANDIDATES
+                else f"{len(found)}"
+            )
+            raise AmbiguousTaskId(
+                f"{many} tasks have ids starting with {text} (first {found[0]}, "
+                f"{found[1]}); give more characters of the id"
+            )
+        return str(found[0])
+
     # -- reads -----------------------------------------------------------------------------
 
     def overview(self) -> Overview:
@@ -197,7 +251,7 @@ class Operations:
             text), error and traceback; a longer value becomes its first ``preview`` characters
             and its full length (a JSON value then comes back as a string). None: everything.
         """
-        row = self._run(self.store.task_detail(id=require_task_id(task_id), preview=preview))
+        row = self._run(self.store.task_detail(id=self.resolve_id(task_id), preview=preview))
         if row is None:
             raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
         return row
@@ -226,7 +280,7 @@ class Operations:
 
         :raises ActionRefused: the task has already finished.
         """
-        task_id = require_task_id(task_id)
+        task_id = self.resolve_id(task_id)
         if not self.backend.revoke(task_id, REVOKED_BY_OPERATOR):
             task = self.task(task_id)
             raise ActionRefused(f"task {task_id} has already finished ({task['state']})")
@@ -238,7 +292,7 @@ class Operations:
         :raises ActionRefused: the task is not FAILURE/REVOKED, or it cannot overlap and
             another live task with the same job and arguments holds its lock_id.
         """
-        task_id = require_task_id(task_id)
+        task_id = self.resolve_id(task_id)
         try:
             with self.backend.connection() as conn:
                 done = self.store.retry_task(id=task_id).run(conn)

@@ -113,6 +113,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "stuck_tasks": s.stuck_tasks(),
         "list_tasks": s.list_tasks(states=None, jobs=None, queues=None, since=None, limit=1),
         "task_detail": s.task_detail(id="x", preview=None),
+        "tasks_by_prefix": s.tasks_by_prefix(low="x", high="y", limit=1),
         "retry_task": s.retry_task(id="x"),
         "lock_holder": s.lock_holder(id="x"),
         "queue_names": s.queue_names(),

@@ -109,6 +109,15 @@ FROM {{s}}.task_state t,
 WHERE t.id = %(id)s::uuid
 """
 
+#: Ids of the tasks whose id lies in [low, high] (the UUIDs a prefix spans), in order: a range
+#: scan of the primary key, however many tasks there are.
+TASKS_BY_PREFIX = """
+SELECT id::text AS id FROM {s}.task
+WHERE id BETWEEN %(low)s::uuid AND %(high)s::uuid
+ORDER BY id
+LIMIT %(limit)s::integer
+"""
+
 #: Queue a finished FAILURE or REVOKED task again, as if new: QUEUED, due now, queued now.
 #: ``attempts`` keeps counting (writes of executions are fenced on it); the last error and
 #: traceback stay until the next run ends. Raises a unique violation when another live task
@@ -165,6 +174,10 @@ class HolderRow(TypedDict):
 
     id: str
     state: str
+
+
+def _ids(found: list[Any], count: int) -> list[str]:
+    return [row["id"] for row in found]
 
 
 def _queue_names(found: list[Any], count: int) -> list[str]:
@@ -226,6 +239,10 @@ class OperatorOps(StoreBase):
         """Every column of task ``id`` (``task_state``), its long values cut to ``preview``
         characters (None: whole); None when it does not exist."""
         return Op(self._sql(TASK_DETAIL), {"id": id, "preview": preview}, first)
+
+    def tasks_by_prefix(self, *, low: str, high: str, limit: int) -> Op[list[str]]:
+        """Ids of at most ``limit`` tasks with ids between the UUIDs ``low`` and ``high``."""
+        return Op(self._sql(TASKS_BY_PREFIX), {"low": low, "high": high, "limit": limit}, _ids)
 
     def notify_queue_usage(self) -> Op[float]:
         """How full PostgreSQL's NOTIFY queue is, 0..1 (see :data:`NOTIFY_QUEUE_USAGE`)."""
