@@ -8,6 +8,7 @@ dicts of plain values (``datetime``, ``timedelta``, ``float``, JSON data) that
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ import psycopg
 
 from . import states
 from ._store import Op, Store
+from ._store.operator import TASK_ORDERS
 from ._values import check_text, parse_task_id
 from ._values import parse_duration as parse_duration  # where the command line finds it
 from ._values import require_task_id as require_task_id
@@ -53,6 +55,22 @@ PREFIX_CANDIDATES = 1000
 
 #: A task id or the start of one: hex digits, dashes where a UUID has them (or none).
 ID_PREFIX = re.compile(r"[0-9a-fA-F-]{1,36}")
+
+
+#: Where the task list stops counting: it says "10,000+" beyond.
+COUNT_CAP = 10_001
+
+
+def _json_object(text: str) -> str:
+    """``text`` when it is a JSON object (the kwargs filter), else :class:`ConfigurationError`."""
+    check_text(text, "the arguments filter")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"the arguments filter is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError('the arguments filter must be a JSON object, like {"user": 7}')
+    return text
 
 
 class AmbiguousTaskId(ConfigurationError):
@@ -221,28 +239,73 @@ class Operations:
         queues: Sequence[str] = (),
         since: float | None = None,
         limit: int = 50,
+        offset: int = 0,
+        args: str | None = None,
+        order: str = "changed",
     ) -> list[Row]:
-        """Tasks matching every filter given (empty filters match all), latest change first.
+        """Tasks matching every filter given (empty filters match all): ``limit`` of them
+        from ``offset``, latest change first unless ``order`` says otherwise.
 
         :param states_: state names; :param since: seconds before now of the last change.
         :param limit: the most rows returned (1..10000).
-        :raises ConfigurationError: an unknown state, a job or queue holding a NUL character,
-            or a limit out of range.
+        :param args: a JSON object the tasks' kwargs must contain (PostgreSQL's ``@>``):
+            ``{"user": 7}`` finds every task called with ``user=7``, whatever else it got.
+        :param order: ``changed`` (latest change first), ``changed_asc``, ``queued`` (latest
+            queued first) or ``queued_asc``.
+        :raises ConfigurationError: an unknown state or order, a job or queue holding a NUL
+            character, ``args`` that is not a JSON object, or a limit or offset out of range.
         """
+        if not 1 <= limit <= 10000:
+            raise ConfigurationError(f"limit must be between 1 and 10000, not {limit}")
+        if offset < 0:
+            raise ConfigurationError(f"offset must be 0 or more, not {offset}")
+        if order not in TASK_ORDERS:
+            raise ConfigurationError(f"order must be one of {', '.join(TASK_ORDERS)}, not {order}")
+        return self._run(
+            self.store.list_tasks(
+                **self._filters(states_, jobs, queues, since, args),
+                limit=limit,
+                offset=offset,
+                order=order,
+            )
+        )
+
+    def count_tasks(
+        self,
+        *,
+        states_: Sequence[str] = (),
+        jobs: Sequence[str] = (),
+        queues: Sequence[str] = (),
+        since: float | None = None,
+        args: str | None = None,
+        cap: int = COUNT_CAP,
+    ) -> int:
+        """How many tasks match the filters of :meth:`list_tasks`, counted up to ``cap`` (a
+        bounded count: a result of ``cap`` means "at least that many"). Raises as
+        :meth:`list_tasks`."""
+        return self._run(
+            self.store.count_tasks(**self._filters(states_, jobs, queues, since, args), cap=cap)
+        )
+
+    @staticmethod
+    def _filters(
+        states_: Sequence[str],
+        jobs: Sequence[str],
+        queues: Sequence[str],
+        since: float | None,
+        args: str | None,
+    ) -> dict[str, Any]:
+        """The store's filter parameters, checked (see :meth:`list_tasks`)."""
         codes = parse_states(states_)
         for value in (*jobs, *queues):
             check_text(value, "a job or queue filter")
-        if not 1 <= limit <= 10000:
-            raise ConfigurationError(f"limit must be between 1 and 10000, not {limit}")
-        return self._run(
-            self.store.list_tasks(
-                states=[states.NAMES[c] for c in codes] or None,
-                jobs=list(jobs) or None,
-                queues=list(queues) or None,
-                since=since,
-                limit=limit,
-            )
-        )
+        return {
+            "states": [states.NAMES[c] for c in codes] or None,
+            "jobs": list(jobs) or None,
+            "queues": list(queues) or None,
+            "since": since,
+            "args": _json_object(args) if args else None,
+        }
 
     def task(self, task_id: str, preview: int | None = PREVIEW_CHARS) -> Row:
         """Every column of one task (``task_state``), traceback included.

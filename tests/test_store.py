@@ -111,7 +111,12 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "workers": s.workers(recent=None),
         "worker_counts": s.worker_counts(recent=1.0),
         "stuck_tasks": s.stuck_tasks(),
-        "list_tasks": s.list_tasks(states=None, jobs=None, queues=None, since=None, limit=1),
+        "list_tasks": s.list_tasks(
+            states=None, jobs=None, queues=None, since=None, limit=1, offset=0, args=None
+        ),
+        "count_tasks": s.count_tasks(
+            states=None, jobs=None, queues=None, since=None, args=None, cap=1
+        ),
         "task_detail": s.task_detail(id="x", preview=None),
         "tasks_by_prefix": s.tasks_by_prefix(low="x", high="y", limit=1),
         "retry_task": s.retry_task(id="x"),

@@ -59,21 +59,47 @@ GROUP BY state
 
 STUCK_TASKS = "SELECT * FROM {s}.stuck_tasks ORDER BY since"
 
-#: Tasks by filters (each NULL means "any"), most recent activity first. ``since`` is seconds
-#: before now() of the last change (end, else start, else queue time).
-LIST_TASKS = """
-SELECT id::text AS id, name, queue, state, priority, attempts, worker, time_queued, run_at,
-       time_started, time_ended, wait_seconds, run_seconds, error
-FROM {s}.task_state
+#: The filters of the task list (each NULL means "any"): states, jobs, queues, ``since``
+#: (seconds before now() of the last change: end, else start, else queue time) and ``args``
+#: (a JSON object the task's kwargs contain, ``@>``).
+TASK_FILTERS = """
 WHERE (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
   AND (%(jobs)s::text[] IS NULL OR name = ANY(%(jobs)s::text[]))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
   AND (%(since)s::float8 IS NULL
        OR COALESCE(time_ended, time_started, time_queued)
           >= now() - %(since)s::float8 * interval '1 second')
-ORDER BY COALESCE(time_ended, time_started, time_queued) DESC, id
-LIMIT %(limit)s
+  AND (%(args)s::jsonb IS NULL OR kwargs @> %(args)s::jsonb)
 """
+
+#: The orders the task list can be sorted in, by name: latest change first (the default) or
+#: last, latest queued first or last. Ties are broken by id so pages never overlap.
+TASK_ORDERS = {
+    "changed": "COALESCE(time_ended, time_started, time_queued) DESC, id",
+    "changed_asc": "COALESCE(time_ended, time_started, time_queued), id",
+    "queued": "time_queued DESC, id",
+    "queued_asc": "time_queued, id",
+}
+
+#: One page of tasks by filters (:data:`TASK_FILTERS`), in one of :data:`TASK_ORDERS`.
+LIST_TASKS = (
+    """
+SELECT id::text AS id, name, queue, state, priority, attempts, worker, time_queued, run_at,
+       time_started, time_ended, wait_seconds, run_seconds, error
+FROM {s}.task_state"""
+    + TASK_FILTERS
+    + """ORDER BY {order}
+LIMIT %(limit)s OFFSET %(offset)s::integer
+"""
+)
+
+#: How many tasks match the filters, counted up to ``cap`` rows only, so a page of a table of
+#: millions stays fast (the list says "10,000+").
+COUNT_TASKS = (
+    "SELECT count(*)::integer AS n FROM (SELECT 1 FROM {s}.task_state"
+    + TASK_FILTERS
+    + "LIMIT %(cap)s::integer) capped"
+)
 
 #: How full PostgreSQL's NOTIFY queue is (0..1): shown by ``pgqueue status``, the dashboard and
 #: the metrics (F27; see revision pgqueue_0005_contract).
@@ -176,6 +202,20 @@ class HolderRow(TypedDict):
     state: str
 
 
+def _filters(
+    states: list[str] | None,
+    jobs: list[str] | None,
+    queues: list[str] | None,
+    since: float | None,
+    args: str | None,
+) -> dict[str, Any]:
+    return {"states": states, "jobs": jobs, "queues": queues, "since": since, "args": args}
+
+
+def _count(found: list[Any], count: int) -> int:
+    return int(found[0]["n"])
+
+
 def _ids(found: list[Any], count: int) -> list[str]:
     return [row["id"] for row in found]
 
@@ -230,10 +270,34 @@ class OperatorOps(StoreBase):
         queues: list[str] | None,
         since: float | None,
         limit: int,
+        offset: int = 0,
+        args: str | None = None,
+        order: str = "changed",
     ) -> Op[list[Row]]:
-        """Tasks by filters (None: any; ``since`` in seconds), latest change first."""
-        params = {"states": states, "jobs": jobs, "queues": queues, "since": since, "limit": limit}
-        return Op(self._sql(LIST_TASKS), params, rows)
+        """One page of tasks by filters (None: any; ``since`` in seconds; ``args`` a JSON
+        object the kwargs contain), ``limit`` rows from ``offset``, in the order named
+        ``order`` (a key of :data:`TASK_ORDERS`; KeyError otherwise)."""
+        params = {
+            **_filters(states, jobs, queues, since, args),
+            "limit": limit,
+            "offset": offset,
+        }
+        sql = self._sql(LIST_TASKS.replace("{order}", TASK_ORDERS[order]))
+        return Op(sql, params, rows)
+
+    def count_tasks(
+        self,
+        *,
+        states: list[str] | None,
+        jobs: list[str] | None,
+        queues: list[str] | None,
+        since: float | None,
+        args: str | None,
+        cap: int,
+    ) -> Op[int]:
+        """How many tasks match the filters of :meth:`list_tasks`, counting at most ``cap``."""
+        params = {**_filters(states, jobs, queues, since, args), "cap": cap}
+        return Op(self._sql(COUNT_TASKS), params, _count)
 
     def task_detail(self, *, id: str, preview: int | None) -> Op[Row | None]:
         """Every column of task ``id`` (``task_state``), its long values cut to ``preview``

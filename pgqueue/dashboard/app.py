@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -30,7 +31,7 @@ from starlette.templating import Jinja2Templates
 
 from .. import _db, states
 from .._format import format_seconds
-from .._ops import ActionRefused, Operations, parse_duration
+from .._ops import COUNT_CAP, ActionRefused, Operations, parse_duration
 from ..backend import TaskBackend
 from ..errors import ConfigurationError, PgQueueError, TaskNotFound
 from . import charts, security
@@ -77,7 +78,9 @@ def create_app(
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         fragment = request.headers.get("x-fragment") == "live"
         csrf = security.csrf_token(request)
+        base = request.scope.get("root_path", "").rstrip("/")
         context = {
+            "base": base,
             "fragment": fragment,
             "read_only": read_only,
             "database": database,
@@ -89,7 +92,7 @@ def create_app(
         response = templates.TemplateResponse(request, name, context, status_code=status)
         if request.cookies.get(security.CSRF_COOKIE) != csrf:
             response.set_cookie(
-                security.CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/"
+                security.CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=base or "/"
             )
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -110,33 +113,14 @@ def create_app(
 
     def task_list(request: Request) -> Response:
         query = request.query_params
-        filters = {
-            "state": query.get("state", ""),
-            "job": query.get("job", "").strip(),
-            "queue": query.get("queue", "").strip(),
-            "since": query.get("since", "").strip(),
-            "limit": query.get("limit", str(DEFAULT_LIMIT)).strip(),
-        }
-        problem = None
-        rows: list[dict[str, Any]] = []
-        try:
-            limit = int(filters["limit"]) if filters["limit"].isdigit() else -1
-            rows = ops.list_tasks(
-                states_=[filters["state"]] if filters["state"] else [],
-                jobs=[filters["job"]] if filters["job"] else [],
-                queues=[filters["queue"]] if filters["queue"] else [],
-                since=parse_duration(filters["since"], "since") if filters["since"] else None,
-                limit=limit,
-            )
-        except ConfigurationError as exc:
-            problem = str(exc)
-        hub.watch(row["queue"] for row in rows)
-        return page(
-            request,
-            "tasks.html",
-            {"tasks": rows, "filters": filters, "filter_problem": problem},
-            status=400 if problem else 200,
-        )
+        wanted = query.get("id", "").strip()
+        if wanted:  # a task id or a unique prefix: straight to its page
+            try:
+                found = ops.resolve_id(wanted)
+            except (TaskNotFound, ConfigurationError) as exc:
+                return _list_page(request, page, hub, ops, problem=str(exc))
+            return RedirectResponse(request.url_for("task", task_id=found).path, status_code=303)
+        return _list_page(request, page, hub, ops)
 
     def task_page(request: Request) -> Response:
         task_id = request.path_params["task_id"]
@@ -226,6 +210,84 @@ def create_app(
     )
 
 
+#: The sort orders the task list offers: (value, label).
+SORTS = [
+    ("changed", "latest change first"),
+    ("changed_asc", "oldest change first"),
+    ("queued", "latest queued first"),
+    ("queued_asc", "oldest queued first"),
+]
+
+
+def _list_page(
+    request: Request,
+    page: Callable[..., Response],
+    hub: EventHub,
+    ops: Operations,
+    problem: str | None = None,
+) -> Response:
+    """The task list: filters (several states at once, job, queue, changed within, arguments
+    as a JSON object the kwargs contain), one page of ``limit`` rows in a chosen order, and
+    the bounded total (:data:`pgqueue._ops.COUNT_CAP`)."""
+    query = request.query_params
+    filters: dict[str, Any] = {
+        "states": [s for s in query.getlist("state") if s],
+        "job": query.get("job", "").strip(),
+        "queue": query.get("queue", "").strip(),
+        "since": query.get("since", "").strip(),
+        "args": query.get("args", "").strip(),
+        "sort": query.get("sort", "changed"),
+        "limit": query.get("limit", str(DEFAULT_LIMIT)).strip(),
+        "id": query.get("id", "").strip(),
+    }
+    number = int(query["page"]) if query.get("page", "").isdigit() else 1
+    number = max(number, 1)
+    rows: list[dict[str, Any]] = []
+    total = 0
+    limit = DEFAULT_LIMIT
+    if problem is None:
+        try:
+            limit = int(filters["limit"]) if filters["limit"].isdigit() else -1
+            chosen: dict[str, Any] = {
+                "states_": filters["states"],
+                "jobs": [filters["job"]] if filters["job"] else [],
+                "queues": [filters["queue"]] if filters["queue"] else [],
+                "since": parse_duration(filters["since"], "since") if filters["since"] else None,
+                "args": filters["args"] or None,
+            }
+            rows = ops.list_tasks(
+                **chosen, limit=limit, offset=(number - 1) * limit, order=filters["sort"]
+            )
+            total = ops.count_tasks(**chosen)
+        except ConfigurationError as exc:
+            problem = str(exc)
+    hub.watch(row["queue"] for row in rows)
+    pages = max(1, -(-min(total, COUNT_CAP - 1) // limit)) if limit > 0 else 1
+
+    def page_url(n: int) -> str:
+        kept = [(k, v) for k, v in query.multi_items() if k != "page"]
+        return "?" + urlencode([*kept, ("page", str(n))])
+
+    return page(
+        request,
+        "tasks.html",
+        {
+            "tasks": rows,
+            "filters": filters,
+            "filter_problem": problem,
+            "sorts": SORTS,
+            "total": total,
+            "total_text": f"{COUNT_CAP - 1:,}+" if total >= COUNT_CAP else f"{total:,}",
+            "page_number": number,
+            "pages": pages,
+            "more": total >= COUNT_CAP,
+            "first_row": (number - 1) * max(limit, 0) + 1,
+            "page_url": page_url,
+        },
+        status=400 if problem else 200,
+    )
+
+
 async def _follow_queues(ops: Operations, hub: EventHub) -> None:
     """Keep the hub listening to every queue that has live tasks or workers."""
     while True:
@@ -252,8 +314,13 @@ def _back(request: Request, task_id: str, **note: str) -> Response:
     return RedirectResponse(f"{url}?{urlencode(note)}", status_code=303)
 
 
-def _stamp(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC" if value else "-"
+def _stamp(value: datetime | None) -> Markup | str:
+    """A moment in UTC, in a ``<time data-utc>`` the page's script adds local time to."""
+    if value is None:
+        return "-"
+    utc = value.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return Markup('<time data-utc datetime="{}">{}</time>').format(utc.isoformat(), text)
 
 
 def _timeline(task: dict[str, Any]) -> list[tuple[str, datetime, str]]:

@@ -1,0 +1,156 @@
+"""The dashboard as a place to work (issue 18), in headless Chromium against a real
+``pgqueue dashboard`` process and a real worker: find a task by id prefix or by its arguments,
+several states at once, sorted pages with a total, local time beside UTC, dark mode; and the
+dashboard mounted under a path prefix inside another application.
+
+``PGQUEUE_UPDATE_SCREENSHOT=1`` refreshes ``docs/dashboard-tasks.png`` and
+``docs/dashboard-dark.png``.
+"""
+
+# ruff: noqa: F811  (the fixtures of tests/test_dashboard.py, imported, are parameters here)
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from pgqueue.dashboard.app import create_app
+
+from .conftest import ROOT, sql
+from .test_dashboard import browser, page, start_dashboard, tasks  # noqa: F401  (fixtures)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+DOCS = ROOT / "docs"
+
+
+def keep_screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("PGQUEUE_UPDATE_SCREENSHOT"):
+        shutil.copy(shot, DOCS / name)
+
+
+def test_find_a_task_by_its_id_prefix(
+    dsn: str, tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any
+) -> None:
+    url = start_dashboard()
+    page.goto(url + "/tasks")
+    page.fill("input[name=id]", tasks["broken"][:8])
+    page.click("#find-task")
+    page.wait_for_url(f"**/tasks/{tasks['broken']}")
+    assert "OSError: disk full" in page.inner_text("#error")
+    page.goto(f"{url}/tasks/{tasks['broken'][:8]}")  # a prefix in the address works too
+    assert page.inner_text("h1 code") == tasks["broken"]
+
+    for n in range(2):
+        sql(
+            dsn,
+            "INSERT INTO pgqueue.task (id, name, queue, kwargs) "
+            "VALUES (%s::uuid, 'double', 'tasks', '{}')",
+            (str(uuid.UUID("ab0de000" + f"{n:024x}")),),
+        )
+    page.goto(url + "/tasks")
+    page.fill("input[name=id]", "ab0de000")
+    page.click("#find-task")
+    problem = page.locator(".flash.problem")
+    assert "2 tasks have ids starting with ab0de000" in problem.inner_text()
+
+
+def test_filter_by_states_and_arguments_sort_and_page(
+    tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any, tmp_path: Path
+) -> None:
+    url = start_dashboard()
+    page.goto(url + "/tasks")
+    page.select_option("select[name=state]", ["FAILURE", "QUEUED"])
+    page.click("button:has-text('Filter')")
+    page.wait_for_url(re.compile(r"state=\w+&state=\w+"))
+    shown = {r.get_attribute("data-id") for r in page.locator("#task-list tbody tr").all()}
+    assert shown == {tasks["broken"], tasks["flaky"], tasks["later"]}
+    assert page.inner_text("#task-total") == "3"
+
+    page.goto(url + "/tasks")
+    page.fill("input[name=args]", '{"n": 3}')
+    page.click("button:has-text('Filter')")
+    page.wait_for_url(re.compile(r"args="))
+    shown = {r.get_attribute("data-id") for r in page.locator("#task-list tbody tr").all()}
+    assert shown == {tasks["double3"]}
+    page.fill("input[name=args]", "[1]")
+    page.click("button:has-text('Filter')")
+    assert "must be a JSON object" in page.inner_text(".flash.problem")
+
+    # 11 tasks, 4 a page, oldest queued first: three pages, every task exactly once.
+    page.goto(url + "/tasks?sort=queued_asc&limit=4")
+    assert page.inner_text("#task-total") == "11"
+    assert "page 1 of 3" in page.inner_text("#pager")
+    seen: list[str | None] = []
+    for number in (1, 2, 3):
+        rows = page.locator("#task-list tbody tr")
+        seen += [r.get_attribute("data-id") for r in rows.all()]
+        if number < 3:
+            page.click("#next-page")
+            page.wait_for_url(re.compile(rf"page={number + 1}"))
+    assert len(seen) == 11 and set(seen) == set(tasks.values())
+    assert seen[0] == tasks["double0"] and seen[-1] == tasks["later"]
+    assert page.locator("#next-page").count() == 0
+
+    # Local time beside UTC, in the browser's zone.
+    local = page.locator("#task-list time .local").first.inner_text()
+    assert re.search(r"\(local \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC[+-]\d\d:\d\d\)", local)
+    page.goto(url + "/tasks?sort=changed")
+    keep_screenshot(page, tmp_path, "dashboard-tasks.png")
+
+
+def test_dark_mode_follows_the_system(
+    tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any, tmp_path: Path
+) -> None:
+    url = start_dashboard()
+    page.goto(url + "/")
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert light == "rgb(248, 249, 251)" and dark == "rgb(12, 17, 29)"
+    page.goto(f"{url}/tasks/{tasks['broken']}")
+    keep_screenshot(page, tmp_path, "dashboard-dark.png")
+
+
+def test_mounted_under_a_path_prefix_every_link_stays_inside(
+    dsn: str, tasks: dict[str, str]
+) -> None:
+    dashboard = create_app(dsn)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with dashboard.router.lifespan_context(dashboard):  # the dashboard's own
+            yield
+
+    host = Starlette(routes=[Mount("/ops/queue", app=dashboard)], lifespan=lifespan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with TestClient(host) as client:
+            for path in ("/", "/tasks", f"/tasks/{tasks['broken']}", "/workers", "/schedules"):
+                body = client.get("/ops/queue" + path).text
+                links = re.findall(r'(?:href|action)="(/[^"]*)"', body)
+                assert links, path
+                outside = [link for link in links if not link.startswith("/ops/queue/")]
+                assert not outside, (path, outside)
+            assert 'data-base="/ops/queue"' in body
+            found = client.get(
+                "/ops/queue/tasks", params={"id": tasks["broken"][:8]}, follow_redirects=False
+            )
+            assert found.status_code == 303
+            assert found.headers["location"] == f"/ops/queue/tasks/{tasks['broken']}"
+            assert client.get("/ops/queue/static/dashboard.css").status_code == 200
