@@ -8,8 +8,11 @@ dicts of plain values (``datetime``, ``timedelta``, ``float``, JSON data) that
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import re
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,6 +157,15 @@ class Overview:
             "stuck": jsonable(self.stuck),
             "notify_queue_usage": self.notify_queue_usage,
         }
+
+
+def default_actor() -> str:
+    """Who an action is recorded as when no one is named: ``user@host`` of this process."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container, say)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 class Operations:
@@ -336,10 +348,12 @@ class Operations:
 
     # -- actions ---------------------------------------------------------------------------
 
-    def revoke(self, task_id: str) -> Row:
+    def revoke(self, task_id: str, *, actor: str | None = None) -> Row:
         """Revoke a task (:meth:`TaskBackend.revoke`): a QUEUED or RETRY task becomes REVOKED
         and never runs; a STARTED one is asked to stop (``revoke_requested_at``) and ends
-        REVOKED when its job returns. Returns the task after the change.
+        REVOKED when its job returns. Returns the task after the change. ``task_id`` may be a
+        unique prefix (:meth:`resolve_id`); the audit trail names ``actor`` (default: this
+        process's user and host).
 
         :raises ActionRefused: the task has already finished.
         """
@@ -347,18 +361,64 @@ class Operations:
         if not self.backend.revoke(task_id, REVOKED_BY_OPERATOR):
             task = self.task(task_id)
             raise ActionRefused(f"task {task_id} has already finished ({task['state']})")
+        self._run(self._audit(actor, "revoke", task_id))
         return self.task(task_id)
 
-    def retry(self, task_id: str) -> Row:
-        """Queue a FAILURE or REVOKED task again: it becomes QUEUED, due now. Returns it.
+    def retry(self, task_id: str, *, actor: str | None = None) -> Row:
+        """Queue a FAILURE or REVOKED task again: it becomes QUEUED, due now. Returns it. Its
+        last attempt's error and traceback are kept in its attempt history
+        (:meth:`attempts`). ``task_id`` and ``actor`` as :meth:`revoke`.
 
         :raises ActionRefused: the task is not FAILURE/REVOKED, or it cannot overlap and
             another live task with the same job and arguments holds its lock_id.
         """
         task_id = self.resolve_id(task_id)
+        return self._requeue(task_id, self.store.retry_task(id=task_id), "retry", actor, {})
+
+    def grant_attempts(self, task_id: str, more: int, *, actor: str | None = None) -> Row:
+        """Queue a FAILURE or REVOKED task again with ``more`` attempts (1..100): a failure
+        of the next ``more - 1`` runs is retried with the job's backoff, as ``max_retries``
+        would (``max_retries`` is raised to ``attempts + more - 1``). Raises as :meth:`retry`,
+        and :class:`ConfigurationError` for ``more`` out of range."""
+        if not 1 <= more <= 100:
+            raise ConfigurationError(f"attempts to grant must be between 1 and 100, not {more}")
+        task_id = self.resolve_id(task_id)
+        op = self.store.grant_attempts(id=task_id, more=more)
+        return self._requeue(task_id, op, "grant attempts", actor, {"more": more})
+
+    def run_now(self, task_id: str, *, actor: str | None = None) -> Row:
+        """Make a QUEUED or RETRY task that waits for a later ``run_at`` due now.
+
+        :raises ActionRefused: the task is not waiting (running, finished or already due).
+        """
+        task_id = self.resolve_id(task_id)
+        with self.backend.connection() as conn:
+            done = self.store.run_now(id=task_id).run(conn)
+            if done:
+                self._audit(actor, "run now", task_id).run(conn)
+        task = self.task(task_id)
+        if not done:
+            raise ActionRefused(f"task {task_id} is {task['state']} and not waiting to be due")
+        return task
+
+    def attempts(self, task_id: str) -> list[Row]:
+        """The earlier attempts of a task, oldest first: attempt, state, worker, times, error
+        and traceback of each (its latest attempt is the task row itself)."""
+        return self._run(self.store.task_attempts(id=self.resolve_id(task_id)))
+
+    def actions(self, limit: int = 200) -> list[Row]:
+        """The latest ``limit`` lines of the audit trail: at, actor, action, task_id, detail."""
+        return self._run(self.store.list_actions(limit=limit))
+
+    def _requeue(
+        self, task_id: str, op: Op[bool], action: str, actor: str | None, detail: dict[str, Any]
+    ) -> Row:
+        """Run ``op`` (a retry of ``task_id``) and record it, in one transaction."""
         try:
             with self.backend.connection() as conn:
-                done = self.store.retry_task(id=task_id).run(conn)
+                done = op.run(conn)
+                if done:
+                    self._audit(actor, action, task_id, **detail).run(conn)
         except psycopg.errors.UniqueViolation:
             holder = self._run(self.store.lock_holder(id=task_id))
             who = f"task {holder['id']} ({holder['state']})" if holder else "another task"
@@ -372,6 +432,16 @@ class Operations:
                 f"task {task_id} is {task['state']}: only FAILURE and REVOKED tasks can be retried"
             )
         return task
+
+    def _audit(
+        self, actor: str | None, action: str, task_id: str | None, **detail: Any
+    ) -> Op[None]:
+        return self.store.record_action(
+            actor=actor or default_actor(),
+            action=action,
+            task_id=task_id,
+            detail=json.dumps(detail),
+        )
 
     def count_prunable(self, older_than: float, states_: Sequence[int]) -> int:
         """How many finished tasks in ``states_`` ended more than ``older_than`` s ago."""

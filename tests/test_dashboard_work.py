@@ -26,7 +26,7 @@ from starlette.routing import Mount
 
 from pgqueue.dashboard.app import create_app
 
-from .conftest import ROOT, sql
+from .conftest import ROOT, run_cli, sql
 from .test_dashboard import browser, page, start_dashboard, tasks  # noqa: F401  (fixtures)
 
 with warnings.catch_warnings():
@@ -154,3 +154,48 @@ def test_mounted_under_a_path_prefix_every_link_stays_inside(
             assert found.status_code == 303
             assert found.headers["location"] == f"/ops/queue/tasks/{tasks['broken']}"
             assert client.get("/ops/queue/static/dashboard.css").status_code == 200
+
+
+def test_attempt_history_grant_attempts_run_now_and_the_audit_trail(
+    dsn: str, tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any
+) -> None:
+    url = start_dashboard()
+    # A manual retry keeps the first attempt's error and traceback in the history.
+    page.goto(f"{url}/tasks/{tasks['flaky']}")
+    assert page.locator("#attempts-history").count() == 0
+    page.click("#retry")
+    page.wait_for_selector(".summary .state.success")
+    history = page.locator("#attempts-history tbody tr")
+    assert history.count() == 1
+    assert "RuntimeError: first attempt fails on purpose" in history.first.inner_text()
+    assert "FAILURE" in history.first.inner_text()
+
+    # Grant 2 more attempts to a job that always fails: it runs twice (the first failure
+    # retried with the job's backoff), and both attempts stay in the history.
+    page.goto(f"{url}/tasks/{tasks['broken']}")
+    page.fill("input[name=more]", "2")
+    page.click("#grant")
+    page.wait_for_selector(".flash.ok:has-text('until attempt 3')")
+    page.wait_for_function("document.getElementById('attempts').textContent == '3'", timeout=60_000)
+    page.wait_for_selector(".summary .state.failure")
+    states = [r.inner_text() for r in page.locator("#attempts-history tbody tr").all()]
+    assert len(states) == 2 and "FAILURE" in states[0] and "RETRY" in states[1]
+
+    # Run a task delayed by an hour now.
+    page.goto(f"{url}/tasks/{tasks['later']}")
+    page.click("#run-now")
+    page.wait_for_selector(".flash.ok:has-text('due now')")
+    page.wait_for_selector(".summary .state.success")
+    assert page.locator("#run-now").count() == 0
+
+    # An action from the command line is in the trail too, with its user and host.
+    assert run_cli(["pgqueue", "revoke", tasks["broken"][:8]], dsn).returncode == 1
+    assert run_cli(["pgqueue", "retry", tasks["broken"][:8]], dsn).returncode == 0
+    page.click("nav >> text=Audit")
+    rows = page.locator("#actions tbody tr")
+    assert [r.locator(".action").inner_text() for r in rows.all()] == [
+        "retry", "run now", "grant attempts", "retry"
+    ]  # fmt: skip
+    assert "via dashboard from 127.0.0.1" in rows.nth(1).locator(".actor").inner_text()
+    assert "@" in rows.first.locator(".actor").inner_text()
+    assert '"more": 2' in rows.nth(2).inner_text()

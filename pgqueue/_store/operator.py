@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from ._op import Op, StoreBase, any_row, first, rows
+from ._op import Op, StoreBase, any_row, first, nothing, rows
 
 #: A row of a view, by column name.
 Row = dict[str, Any]
@@ -154,6 +154,47 @@ SET status = 6, time_queued = now(), run_at = now(), time_started = NULL, time_e
     result = NULL, worker = NULL, revoke_requested_at = NULL
 WHERE id = %(id)s::uuid AND status IN (2, 3)
 RETURNING id::text AS id
+"""
+
+#: Give a FAILURE or REVOKED task ``more`` attempts (its next ``more`` runs may be retried
+#: automatically: ``max_retries`` becomes attempts + more - 1 unless already higher) and queue
+#: it again as :data:`RETRY_TASK` does.
+GRANT_ATTEMPTS = """
+UPDATE {s}.task
+SET max_retries = GREATEST(max_retries, attempts + %(more)s::integer - 1),
+    status = 6, time_queued = now(), run_at = now(), time_started = NULL, time_ended = NULL,
+    result = NULL, worker = NULL, revoke_requested_at = NULL
+WHERE id = %(id)s::uuid AND status IN (2, 3)
+RETURNING id::text AS id
+"""
+
+#: Make a QUEUED or RETRY task that waits for its ``run_at`` due now.
+RUN_NOW = """
+UPDATE {s}.task SET run_at = now()
+WHERE id = %(id)s::uuid AND status IN (4, 6) AND run_at > now()
+RETURNING id::text AS id
+"""
+
+#: The earlier attempts of a task, first first (revision pgqueue_0008_dashboard).
+TASK_ATTEMPTS = """
+SELECT a.attempt, s.name AS state, a.worker, a.time_started, a.time_ended,
+       extract(epoch FROM a.time_ended - a.time_started)::float8 AS run_seconds,
+       a.error, a.traceback
+FROM {s}.task_attempt a JOIN {s}.state s ON s.code = a.status
+WHERE a.task_id = %(id)s::uuid
+ORDER BY a.id
+"""
+
+#: One line of the audit trail.
+RECORD_ACTION = """
+INSERT INTO {s}.operator_action (actor, action, task_id, detail)
+VALUES (%(actor)s, %(action)s, %(task_id)s::uuid, %(detail)s::jsonb)
+"""
+
+#: The latest ``limit`` lines of the audit trail, newest first.
+LIST_ACTIONS = """
+SELECT id, at, actor, action, task_id::text AS task_id, detail
+FROM {s}.operator_action ORDER BY id DESC LIMIT %(limit)s::integer
 """
 
 #: The live task holding the lock_id of task ``id``, if any.
@@ -316,6 +357,31 @@ class OperatorOps(StoreBase):
         """Queue FAILURE or REVOKED task ``id`` again; False when it is in another state.
         Raises ``psycopg.errors.UniqueViolation`` when a live task holds its lock_id."""
         return Op(self._sql(RETRY_TASK), {"id": id}, any_row)
+
+    def grant_attempts(self, *, id: str, more: int) -> Op[bool]:
+        """Queue FAILURE or REVOKED task ``id`` again with ``more`` attempts (see
+        :data:`GRANT_ATTEMPTS`); False when it is in another state. Raises
+        ``psycopg.errors.UniqueViolation`` when a live task holds its lock_id."""
+        return Op(self._sql(GRANT_ATTEMPTS), {"id": id, "more": more}, any_row)
+
+    def run_now(self, *, id: str) -> Op[bool]:
+        """Make waiting task ``id`` due now; False when it is not waiting for its run_at."""
+        return Op(self._sql(RUN_NOW), {"id": id}, any_row)
+
+    def task_attempts(self, *, id: str) -> Op[list[Row]]:
+        """The earlier attempts of task ``id``, oldest first (see :data:`TASK_ATTEMPTS`)."""
+        return Op(self._sql(TASK_ATTEMPTS), {"id": id}, rows)
+
+    def record_action(
+        self, *, actor: str, action: str, task_id: str | None, detail: str
+    ) -> Op[None]:
+        """Add a line to the audit trail (``detail``: a JSON object as text)."""
+        params = {"actor": actor, "action": action, "task_id": task_id, "detail": detail}
+        return Op(self._sql(RECORD_ACTION), params, nothing)
+
+    def list_actions(self, *, limit: int) -> Op[list[Row]]:
+        """The latest ``limit`` lines of the audit trail, newest first."""
+        return Op(self._sql(LIST_ACTIONS), {"limit": limit}, rows)
 
     def lock_holder(self, *, id: str) -> Op[HolderRow | None]:
         """The live task holding the lock_id of task ``id``, if any."""

@@ -131,7 +131,11 @@ def create_app(
                 request, "missing.html", {"heading": "Not found", "reason": str(exc)}, status=404
             )
         hub.watch([task["queue"]])
-        return page(request, "task.html", {"task": task, "timeline": _timeline(task)})
+        context = {"task": task, "timeline": _timeline(task), "attempts": ops.attempts(task["id"])}
+        return page(request, "task.html", context)
+
+    def actions(request: Request) -> Response:
+        return page(request, "actions.html", {"actions": ops.actions()})
 
     def workers(request: Request) -> Response:
         rows = ops.workers(recent=None if request.query_params.get("all") else 3600.0)
@@ -141,7 +145,9 @@ def create_app(
         return page(request, "schedules.html", {"schedules": ops.schedules()})
 
     def action(
-        run: Callable[[str], dict[str, Any]], done: Callable[[dict[str, Any]], str]
+        run: Callable[..., dict[str, Any]],
+        done: Callable[[dict[str, Any]], str],
+        extra: Callable[[Any], dict[str, Any]] | None = None,
     ) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             task_id = request.path_params["task_id"]
@@ -155,7 +161,8 @@ def create_app(
             if problem:
                 return Response(problem + "\n", status_code=403)
             try:
-                task = await run_in_threadpool(run, task_id)
+                more = extra(form) if extra else {}
+                task = await run_in_threadpool(run, task_id, actor=_actor(request), **more)
             except (ActionRefused, TaskNotFound, ConfigurationError) as exc:
                 return _back(request, task_id, problem=str(exc))
             return _back(request, task_id, message=done(task))
@@ -186,6 +193,13 @@ def create_app(
         Route("/tasks/{task_id}", task_page, name="task"),
         Route("/tasks/{task_id}/retry", action(ops.retry, _retried), methods=["POST"]),
         Route("/tasks/{task_id}/revoke", action(ops.revoke, _revoked), methods=["POST"]),
+        Route("/tasks/{task_id}/run-now", action(ops.run_now, _ran_now), methods=["POST"]),
+        Route(
+            "/tasks/{task_id}/grant",
+            action(ops.grant_attempts, _granted, _more),
+            methods=["POST"],
+        ),
+        Route("/actions", actions, name="actions"),
         Route("/workers", workers, name="workers"),
         Route("/schedules", schedules, name="schedules"),
         Route("/events", events, name="events"),
@@ -307,6 +321,30 @@ def _revoked(task: dict[str, Any]) -> str:
     if task["state"] == "STARTED":
         return "revoke requested: the worker stops the task, which then ends REVOKED"
     return "revoked: it will not run"
+
+
+def _ran_now(task: dict[str, Any]) -> str:
+    return "due now: the next free worker runs it"
+
+
+def _granted(task: dict[str, Any]) -> str:
+    return f"queued again; it may now run until attempt {task['max_retries'] + 1}"
+
+
+def _more(form: Any) -> dict[str, Any]:
+    """The number of attempts to grant, from the action's form."""
+    raw = form.get("more", "")
+    if not isinstance(raw, str) or not raw.strip().isdigit():
+        raise ConfigurationError("attempts to grant must be a whole number")
+    return {"more": int(raw)}
+
+
+def _actor(request: Request) -> str:
+    """Who the audit trail records for a dashboard action: the HTTP basic user name, if any,
+    and the client's address."""
+    user = security.basic_user(request) or "anonymous"
+    client = request.client.host if request.client else "unknown"
+    return f"{user} via dashboard from {client}"
 
 
 def _back(request: Request, task_id: str, **note: str) -> Response:
