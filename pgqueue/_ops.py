@@ -60,6 +60,9 @@ PREFIX_CANDIDATES = 1000
 ID_PREFIX = re.compile(r"[0-9a-fA-F-]{1,36}")
 
 
+#: The most tasks one bulk action changes.
+BULK_LIMIT = 10_000
+
 #: Where the task list stops counting: it says "10,000+" beyond.
 COUNT_CAP = 10_001
 
@@ -400,6 +403,52 @@ class Operations:
         if not done:
             raise ActionRefused(f"task {task_id} is {task['state']} and not waiting to be due")
         return task
+
+    def retry_failed(
+        self,
+        *,
+        jobs: Sequence[str] = (),
+        queues: Sequence[str] = (),
+        limit: int = BULK_LIMIT,
+        actor: str | None = None,
+    ) -> list[str]:
+        """Queue again every FAILURE task of ``jobs`` in ``queues`` (empty: any), at most
+        ``limit`` (1..10000) in one go; returns their ids. A task whose job cannot overlap is
+        left FAILURE while a live task holds its lock_id (and only one of several failed
+        tasks sharing one is queued). Recorded in the audit trail as one action.
+
+        :raises ConfigurationError: a limit out of range, or a job or queue holding NUL.
+        """
+        if not 1 <= limit <= BULK_LIMIT:
+            raise ConfigurationError(f"limit must be between 1 and {BULK_LIMIT}, not {limit}")
+        for value in (*jobs, *queues):
+            check_text(value, "a job or queue filter")
+        with self.backend.connection() as conn:
+            ids = self.store.retry_failed(
+                jobs=list(jobs) or None, queues=list(queues) or None, limit=limit
+            ).run(conn)
+            detail = {"count": len(ids), "jobs": list(jobs), "queues": list(queues)}
+            self._audit(actor, "retry failed tasks", None, **detail).run(conn)
+        return ids
+
+    def revoke_many(self, task_ids: Sequence[str], *, actor: str | None = None) -> list[str]:
+        """Revoke each task of ``task_ids`` (whole ids, at most 10000) as :meth:`revoke` does,
+        in one transaction; returns the ids that were QUEUED, RETRY or STARTED (finished ones
+        are left as they are). Recorded in the audit trail as one action.
+
+        :raises InvalidTaskId: an id that is not a UUID; :raises ConfigurationError: too many.
+        """
+        if len(task_ids) > BULK_LIMIT:
+            raise ConfigurationError(f"at most {BULK_LIMIT} tasks at a time, not {len(task_ids)}")
+        valid = [require_task_id(task_id) for task_id in task_ids]
+        revoked = []
+        with self.backend.connection() as conn:
+            for task_id in valid:
+                row = self.store.revoke_task(id=task_id, reason=REVOKED_BY_OPERATOR).run(conn)
+                if row is not None:
+                    revoked.append(task_id)
+            self._audit(actor, "revoke tasks", None, count=len(revoked), ids=revoked).run(conn)
+        return revoked
 
     def attempts(self, task_id: str) -> list[Row]:
         """The earlier attempts of a task, oldest first: attempt, state, worker, times, error

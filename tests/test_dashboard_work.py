@@ -24,6 +24,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from pgqueue import TaskBackend
 from pgqueue.dashboard.app import create_app
 
 from .conftest import ROOT, run_cli, sql
@@ -34,6 +35,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 DOCS = ROOT / "docs"
+OPS_JOBS = "tests.ops_jobs"
 
 
 def keep_screenshot(page: Any, tmp_path: Path, name: str) -> None:
@@ -199,3 +201,41 @@ def test_attempt_history_grant_attempts_run_now_and_the_audit_trail(
     assert "via dashboard from 127.0.0.1" in rows.nth(1).locator(".actor").inner_text()
     assert "@" in rows.first.locator(".actor").inner_text()
     assert '"more": 2' in rows.nth(2).inner_text()
+
+
+def test_bulk_retry_of_failures_and_revoke_of_a_selection_ask_first_with_a_count(
+    dsn: str, tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any, tmp_path: Path
+) -> None:
+    url = start_dashboard()
+    page.goto(url + "/tasks?state=FAILURE&job=broken")
+    page.click("#retry-failed")
+    assert page.inner_text("#confirm-question") == (
+        "Retry 1 FAILURE tasks of job broken in queue any?"
+    )
+    assert sql(dsn, "SELECT status FROM pgqueue.task WHERE name = 'broken'")[0]["status"] == 2
+    page.click("#confirm")
+    page.wait_for_selector(".flash.ok:has-text('1 tasks queued again')")
+    assert (
+        sql(dsn, "SELECT count(*) AS n FROM pgqueue.task WHERE name = 'fail_once' AND status = 2")[
+            0
+        ]["n"]
+        == 1
+    )  # fmt: skip  (another job: untouched)
+
+    with TaskBackend(dsn, task_paths=[OPS_JOBS]) as client:
+        extra = [str(client.queue_task("double", n=n, countdown=3600)) for n in (100, 101)]
+    page.goto(url + "/tasks?state=QUEUED&sort=queued_asc")
+    for task_id in (tasks["later"], extra[0]):
+        page.check(f"tr[data-id='{task_id}'] input[name=ids]")
+    page.click("#revoke-selected")
+    assert page.inner_text("#confirm-question") == "Revoke the 2 selected tasks?"
+    keep_screenshot(page, tmp_path, "dashboard-confirm.png")
+    page.click("#confirm")
+    page.wait_for_selector(".flash.ok:has-text('2 of 2 tasks revoked')")
+    found = sql(dsn, "SELECT id::text AS id, status FROM pgqueue.task WHERE id = ANY(%s::uuid[])",
+                ([tasks["later"], *extra],))  # fmt: skip
+    assert {r["id"]: r["status"] for r in found} == {tasks["later"]: 3, extra[0]: 3, extra[1]: 6}
+
+    page.goto(url + "/actions")
+    what = [r.inner_text() for r in page.locator("#actions tbody tr .action").all()]
+    assert what == ["revoke tasks", "retry failed tasks"]

@@ -123,6 +123,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "lock_holder": s.lock_holder(id="x"),
         "grant_attempts": s.grant_attempts(id="x", more=1),
         "run_now": s.run_now(id="x"),
+        "retry_failed": s.retry_failed(jobs=None, queues=None, limit=1),
         "task_attempts": s.task_attempts(id="x"),
         "record_action": s.record_action(actor="a", action="retry", task_id=None, detail="{}"),
         "list_actions": s.list_actions(limit=1),

@@ -175,6 +175,28 @@ WHERE id = %(id)s::uuid AND status IN (4, 6) AND run_at > now()
 RETURNING id::text AS id
 """
 
+#: Queue again, as :data:`RETRY_TASK`, at most ``limit`` FAILURE tasks of the given jobs and
+#: queues (NULL: any): one per lock_id, and none whose lock_id a live task holds, so the bulk
+#: retry never trips the unique index of non-overlapping jobs.
+RETRY_FAILED = """
+WITH picked AS (
+    SELECT DISTINCT ON (COALESCE(t.lock_id, t.id::text)) t.id
+    FROM {s}.task t
+    WHERE t.status = 2
+      AND (%(jobs)s::text[] IS NULL OR t.name = ANY(%(jobs)s::text[]))
+      AND (%(queues)s::text[] IS NULL OR t.queue = ANY(%(queues)s::text[]))
+      AND (t.lock_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {s}.task h WHERE h.lock_id = t.lock_id AND h.status IN (4, 5, 6)))
+    ORDER BY COALESCE(t.lock_id, t.id::text), t.time_ended DESC
+    LIMIT %(limit)s::integer
+)
+UPDATE {s}.task t
+SET status = 6, time_queued = now(), run_at = now(), time_started = NULL, time_ended = NULL,
+    result = NULL, worker = NULL, revoke_requested_at = NULL
+FROM picked WHERE t.id = picked.id AND t.status = 2
+RETURNING t.id::text AS id
+"""
+
 #: The earlier attempts of a task, first first (revision pgqueue_0008_dashboard).
 TASK_ATTEMPTS = """
 SELECT a.attempt, s.name AS state, a.worker, a.time_started, a.time_ended,
@@ -363,6 +385,14 @@ class OperatorOps(StoreBase):
         :data:`GRANT_ATTEMPTS`); False when it is in another state. Raises
         ``psycopg.errors.UniqueViolation`` when a live task holds its lock_id."""
         return Op(self._sql(GRANT_ATTEMPTS), {"id": id, "more": more}, any_row)
+
+    def retry_failed(
+        self, *, jobs: list[str] | None, queues: list[str] | None, limit: int
+    ) -> Op[list[str]]:
+        """Queue again at most ``limit`` FAILURE tasks of ``jobs`` in ``queues`` (None: any);
+        the ids of those queued (see :data:`RETRY_FAILED`)."""
+        params = {"jobs": jobs, "queues": queues, "limit": limit}
+        return Op(self._sql(RETRY_FAILED), params, _ids)
 
     def run_now(self, *, id: str) -> Op[bool]:
         """Make waiting task ``id`` due now; False when it is not waiting for its run_at."""

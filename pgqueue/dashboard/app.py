@@ -169,6 +169,71 @@ def create_app(
 
         return endpoint
 
+    async def guarded_form(request: Request) -> tuple[Any, Response | None]:
+        """The form of an action POST, or the refusal (read-only, cross-site)."""
+        if read_only:
+            return None, Response("this dashboard is read-only\n", status_code=403)
+        form = await request.form()
+        submitted = form.get(security.CSRF_FIELD)
+        problem = security.csrf_problem(request, submitted if isinstance(submitted, str) else None)
+        if problem:
+            return None, Response(problem + "\n", status_code=403)
+        return form, None
+
+    async def bulk_retry(request: Request) -> Response:
+        form, refused = await guarded_form(request)
+        if refused is not None:
+            return refused
+        job, queue = str(form.get("job", "")).strip(), str(form.get("queue", "")).strip()
+        jobs, queues = [job] if job else [], [queue] if queue else []
+        back = {"state": "FAILURE", "job": job, "queue": queue}
+        try:
+            if form.get("confirm") != "yes":
+                count = await run_in_threadpool(
+                    lambda: ops.count_tasks(states_=["FAILURE"], jobs=jobs, queues=queues)
+                )
+                what = f"job {job or 'any'} in queue {queue or 'any'}"
+                return page(
+                    request,
+                    "confirm.html",
+                    {
+                        "question": f"Retry {_count_text(count)} FAILURE tasks of {what}?",
+                        "fields": {"job": job, "queue": queue},
+                        "button": f"Retry {_count_text(count)} tasks",
+                        "count": count,
+                    },
+                )
+            ids = await run_in_threadpool(
+                lambda: ops.retry_failed(jobs=jobs, queues=queues, actor=_actor(request))
+            )
+        except ConfigurationError as exc:
+            return _to_list(request, back, problem=str(exc))
+        return _to_list(request, back, message=f"{len(ids):,} tasks queued again")
+
+    async def bulk_revoke(request: Request) -> Response:
+        form, refused = await guarded_form(request)
+        if refused is not None:
+            return refused
+        ids = [str(v) for v in form.getlist("ids")]
+        try:
+            if not ids:
+                raise ConfigurationError("no task selected: tick the tasks to revoke")
+            if form.get("confirm") != "yes":
+                return page(
+                    request,
+                    "confirm.html",
+                    {
+                        "question": f"Revoke the {len(ids):,} selected tasks?",
+                        "fields": {"ids": ids},
+                        "button": f"Revoke {len(ids):,} tasks",
+                        "count": len(ids),
+                    },
+                )
+            revoked = await run_in_threadpool(lambda: ops.revoke_many(ids, actor=_actor(request)))
+        except ConfigurationError as exc:
+            return _to_list(request, {}, problem=str(exc))
+        return _to_list(request, {}, message=f"{len(revoked):,} of {len(ids):,} tasks revoked")
+
     async def events(request: Request) -> Response:
         return StreamingResponse(
             hub.stream(),
@@ -200,6 +265,8 @@ def create_app(
             methods=["POST"],
         ),
         Route("/actions", actions, name="actions"),
+        Route("/bulk/retry-failed", bulk_retry, methods=["POST"]),
+        Route("/bulk/revoke", bulk_revoke, methods=["POST"]),
         Route("/workers", workers, name="workers"),
         Route("/schedules", schedules, name="schedules"),
         Route("/events", events, name="events"),
@@ -321,6 +388,17 @@ def _revoked(task: dict[str, Any]) -> str:
     if task["state"] == "STARTED":
         return "revoke requested: the worker stops the task, which then ends REVOKED"
     return "revoked: it will not run"
+
+
+def _count_text(count: int) -> str:
+    return f"{COUNT_CAP - 1:,}+" if count >= COUNT_CAP else f"{count:,}"
+
+
+def _to_list(request: Request, filters: dict[str, str], **note: str) -> Response:
+    """Back to the task list (with ``filters``) after a bulk action, saying how it went."""
+    url = request.url_for("tasks").path
+    kept = {k: v for k, v in filters.items() if v}
+    return RedirectResponse(f"{url}?{urlencode({**kept, **note})}", status_code=303)
 
 
 def _ran_now(task: dict[str, Any]) -> str:
