@@ -60,6 +60,9 @@ PREFIX_CANDIDATES = 1000
 ID_PREFIX = re.compile(r"[0-9a-fA-F-]{1,36}")
 
 
+#: The time ranges the dashboard's charts offer, in seconds.
+SPANS = {"hour": 3600.0, "day": 86400.0, "week": 604800.0}
+
 #: The most tasks one bulk action changes.
 BULK_LIMIT = 10_000
 
@@ -245,6 +248,14 @@ class Operations:
     def timeline(self) -> list[Row]:
         """Rows of ``queue_timeline``: per queue and minute of the last hour."""
         return self._run(self.store.queue_timeline())
+
+    def activity(self, span: str) -> list[Row]:
+        """Finished and failed tasks per queue over the last ``span`` (a key of
+        :data:`SPANS`: hour, day or week) in 60 periods, oldest first; ``minute`` is each
+        period's start. Raises :class:`ConfigurationError` for another span."""
+        if span not in SPANS:
+            raise ConfigurationError(f"range must be one of {', '.join(SPANS)}, not {span}")
+        return self._run(self.store.queue_activity(step=SPANS[span] / 60, buckets=60))
 
     def list_tasks(
         self,

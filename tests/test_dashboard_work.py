@@ -239,3 +239,24 @@ def test_bulk_retry_of_failures_and_revoke_of_a_selection_ask_first_with_a_count
     page.goto(url + "/actions")
     what = [r.inner_text() for r in page.locator("#actions tbody tr .action").all()]
     assert what == ["revoke tasks", "retry failed tasks"]
+
+
+def test_charts_have_axes_time_labels_and_a_range(
+    tasks: dict[str, str], start_dashboard: Callable[..., str], page: Any
+) -> None:
+    url = start_dashboard()
+    page.goto(url + "/")
+    chart = page.locator(".chart[data-queue=tasks]")
+    ticks = chart.locator(".x-axis span").all_inner_texts()
+    assert len(ticks) == 7 and all(re.fullmatch(r"\d\d:\d\d", t) for t in ticks), ticks
+    assert chart.locator(".y-axis span").all_inner_texts()[-1] == "0"
+    assert "last hour: 7 finished, 2 failed" in chart.locator("figcaption").inner_text()
+    for span in ("day", "week"):
+        page.click(f"#ranges >> text={span}")
+        page.wait_for_url(f"**/?range={span}")
+        chart = page.locator(".chart[data-queue=tasks]")
+        assert f"last {span}: 7 finished, 2 failed" in chart.locator("figcaption").inner_text()
+        assert chart.locator("svg rect").count() == 60
+        ticks = chart.locator(".x-axis span").all_inner_texts()
+        assert len(ticks) == 7 and all(re.fullmatch(r"\w{3} \d\d:\d\d", t) for t in ticks)
+    assert page.locator(".chart[data-queue=reports] svg rect").count() == 60

@@ -106,6 +106,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "queue_throughput": s.queue_throughput(),
         "queue_timeline": s.queue_timeline(),
         "queue_depth": s.queue_depth(),
+        "queue_activity": s.queue_activity(step=60.0, buckets=60),
         "queue_oldest_due": s.queue_oldest_due(),
         "notify_queue_usage": s.notify_queue_usage(),
         "workers": s.workers(recent=None),

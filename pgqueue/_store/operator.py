@@ -22,6 +22,31 @@ QUEUE_THROUGHPUT = "SELECT * FROM {s}.queue_throughput ORDER BY queue, name, per
 
 QUEUE_TIMELINE = "SELECT * FROM {s}.queue_timeline ORDER BY queue, minute"
 
+#: Finished and failed tasks per queue in each of the last ``buckets`` periods of ``step``
+#: seconds (the last one holds now()), zeros included; read through the partial index of
+#: finished tasks by end time, so a week of a large history stays cheap. ``depth`` is 0: the
+#: depth over time is ``queue_timeline``'s, for the last hour only.
+QUEUE_ACTIVITY = """
+WITH slots AS (
+    SELECT generate_series(last - (%(buckets)s::integer - 1) * step, last, step) AS minute
+    FROM (SELECT %(step)s::float8 * interval '1 second' AS step) p,
+         LATERAL (SELECT date_bin(p.step, now(), timestamptz '2000-01-01') AS last) l
+), counts AS (
+    SELECT t.queue,
+           date_bin(%(step)s::float8 * interval '1 second', t.time_ended,
+                    timestamptz '2000-01-01') AS minute,
+           count(*) AS finished, count(*) FILTER (WHERE t.status = 2) AS failed
+    FROM {s}.task t
+    WHERE t.status IN (1, 2, 3) AND t.time_ended >= (SELECT min(minute) FROM slots)
+    GROUP BY 1, 2
+)
+SELECT q.queue, s.minute, COALESCE(c.finished, 0)::bigint AS finished,
+       COALESCE(c.failed, 0)::bigint AS failed, 0::bigint AS depth
+FROM (SELECT DISTINCT queue FROM counts) q CROSS JOIN slots s
+LEFT JOIN counts c ON c.queue = q.queue AND c.minute = s.minute
+ORDER BY q.queue, s.minute
+"""
+
 #: Depth of each queue by state, for the metrics: QUEUED and RETRY tasks that are due (not
 #: those delayed into the future), and STARTED ones; read from the partial indexes, so a
 #: scrape stays cheap however long the history is.
@@ -301,6 +326,11 @@ class OperatorOps(StoreBase):
     def queue_timeline(self) -> Op[list[Row]]:
         """Rows of ``queue_timeline``: per queue and minute of the last hour."""
         return Op(self._sql(QUEUE_TIMELINE), {}, rows)
+
+    def queue_activity(self, *, step: float, buckets: int) -> Op[list[Row]]:
+        """Finished and failed tasks per queue in each of the last ``buckets`` periods of
+        ``step`` seconds (see :data:`QUEUE_ACTIVITY`), by queue and period."""
+        return Op(self._sql(QUEUE_ACTIVITY), {"step": step, "buckets": buckets}, rows)
 
     def queue_depth(self) -> Op[list[DepthRow]]:
         """Live tasks per queue and state (see :data:`QUEUE_DEPTH`)."""

@@ -31,7 +31,7 @@ from starlette.templating import Jinja2Templates
 
 from .. import _db, states
 from .._format import format_seconds
-from .._ops import COUNT_CAP, ActionRefused, Operations, parse_duration
+from .._ops import COUNT_CAP, SPANS, ActionRefused, Operations, parse_duration
 from ..backend import TaskBackend
 from ..errors import ConfigurationError, PgQueueError, TaskNotFound
 from . import charts, security
@@ -100,12 +100,20 @@ def create_app(
     def overview(request: Request) -> Response:
         summary = ops.overview()
         hub.watch(row["queue"] for row in summary.queues)
+        span = request.query_params.get("range", "hour")
+        span = span if span in SPANS else "hour"
+        if span == "hour":
+            drawn = charts.queue_charts(ops.timeline())
+        else:
+            drawn = charts.queue_charts(ops.activity(span), "%a %H:%M")
         return page(
             request,
             "overview.html",
             {
                 "overview": summary,
-                "charts": charts.queue_charts(ops.timeline()),
+                "span": span,
+                "spans": list(SPANS),
+                "charts": drawn,
                 "chart_width": charts.WIDTH,
                 "chart_height": charts.HEIGHT,
             },
