@@ -1,11 +1,15 @@
 """The dashboard's pages and actions (Starlette routes, Jinja2 templates rendered on the server).
 
-Pages: ``/`` (queues: depth and throughput over the last hour, stuck tasks), ``/tasks`` (a
-filtered list), ``/tasks/{id}`` (one task: arguments, result, traceback, timeline, actions),
-``/workers``, ``/schedules``; ``/events`` streams live updates. Actions (POST
-``/tasks/{id}/retry`` and ``/revoke``) are refused when read-only and checked against
-cross-site requests. A request that sends ``X-Fragment: live`` gets only the page's live part,
-which the page's script swaps in when an event arrives.
+Pages: ``/`` (queues: finished tasks and depth over the last hour, day or week, counts, stuck
+tasks), ``/tasks`` (a filtered, sorted, paged list; ``?id=`` opens a task by id prefix),
+``/tasks/{id}`` (one task, by id or unique prefix: arguments, result, traceback, timeline,
+earlier attempts, actions), ``/workers``, ``/schedules``, ``/actions`` (the audit trail);
+``/events`` streams live updates. Actions (POST ``/tasks/{id}/retry``, ``/revoke``,
+``/run-now``, ``/grant``; ``/bulk/retry-failed`` and ``/bulk/revoke``, which first answer
+with a confirmation page giving the count) are refused when read-only, checked against
+cross-site requests and recorded in the audit trail. A request that sends ``X-Fragment: live``
+gets only the page's live part, which the page's script swaps in when an event arrives. Links
+are relative to the ASGI ``root_path``, so the app can be mounted under a path prefix.
 """
 
 from __future__ import annotations
