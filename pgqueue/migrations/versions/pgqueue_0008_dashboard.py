@@ -6,7 +6,9 @@ Create Date: 2026-12-07
 
 * **``task_attempt``**: the error, traceback, worker and times of a task's earlier attempts.
   A task row holds only its latest attempt: a retry (automatic, RETRY -> STARTED, or by an
-  operator, FAILURE/REVOKED -> QUEUED) overwrote the previous error and traceback. The trigger
+  operator, FAILURE/REVOKED -> QUEUED) overwrote the previous error and traceback, and so did
+  the end of a task waiting to be retried (RETRY -> REVOKED by an operator or its expiry, or
+  FAILURE when its attempts ran out at claim). The trigger
   ``task_keep_attempt`` copies the attempt about to be overwritten, and only then: a task that
   succeeds first time writes nothing here, so the happy path pays nothing. Rows go with their
   task (``ON DELETE CASCADE``: pruning a task prunes its history).
@@ -70,7 +72,8 @@ $$;
 COMMENT ON FUNCTION {s}.keep_attempt() IS
     'Copies the attempt a retry is about to overwrite into task_attempt';
 CREATE TRIGGER task_keep_attempt AFTER UPDATE OF status ON {s}.task
-    FOR EACH ROW WHEN (OLD.status IN (2, 3, 4) AND NEW.status IN (5, 6))
+    FOR EACH ROW WHEN ((OLD.status IN (2, 3, 4) AND NEW.status IN (5, 6))
+                       OR (OLD.status = 4 AND NEW.status IN (2, 3)))
     EXECUTE FUNCTION {s}.keep_attempt();
 
 CREATE INDEX IF NOT EXISTS task_changed
