@@ -32,6 +32,13 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON (one document) instead of a table.")
 ]
 TaskIdArgument = Annotated[str, typer.Argument(metavar="ID", help="Task id (a UUID).")]
+#: A task id or a unique prefix of one (the 8 characters log lines show).
+TaskRefArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID", help="Task id (a UUID), or a unique prefix of one (8 characters)."
+    ),
+]
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from ._cli_options import (
     ReadDsnOption,
     SchemaOption,
     TaskIdArgument,
+    TaskRefArgument,
     note_staleness,
     operations,
 )
@@ -83,7 +84,7 @@ def list_tasks(
 
 
 def show(
-    task_id: TaskIdArgument,
+    task_id: TaskRefArgument,
     dsn: DsnOption = None,
     schema: SchemaOption = None,
     as_json: JsonOption = False,
@@ -220,7 +221,7 @@ def parse_arguments(pairs: list[str]) -> dict[str, Any]:
 
 
 def revoke(
-    task_id: TaskIdArgument,
+    task_id: TaskRefArgument,
     dsn: DsnOption = None,
     schema: SchemaOption = None,
 ) -> None:
@@ -239,7 +240,7 @@ def revoke(
 
 
 def retry(
-    task_id: TaskIdArgument,
+    task_id: TaskRefArgument,
     dsn: DsnOption = None,
     schema: SchemaOption = None,
 ) -> None:

@@ -8,6 +8,11 @@ dicts of plain values (``datetime``, ``timedelta``, ``float``, JSON data) that
 
 from __future__ import annotations
 
+import getpass
+import json
+import os
+import re
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +24,8 @@ import psycopg
 
 from . import _replica, states
 from ._store import Op, Store
-from ._values import check_text
+from ._store.operator import TASK_ORDERS
+from ._values import check_text, parse_task_id
 from ._values import parse_duration as parse_duration  # where the command line finds it
 from ._values import require_task_id as require_task_id
 from .backend import TaskBackend
@@ -42,6 +48,42 @@ NOTIFY_QUEUE_HIGH = 0.1
 
 #: How many characters of a task's long values ``pgqueue show`` and the dashboard show.
 PREVIEW_CHARS = 10_000
+
+
+#: The shortest id prefix accepted (log lines show the first 8 characters of an id).
+MIN_PREFIX = 4
+
+#: How many tasks an ambiguous prefix is counted up to.
+PREFIX_CANDIDATES = 1000
+
+#: A task id or the start of one: hex digits, dashes where a UUID has them (or none).
+ID_PREFIX = re.compile(r"[0-9a-fA-F-]{1,36}")
+
+
+#: The time ranges the dashboard's charts offer, in seconds.
+SPANS = {"hour": 3600.0, "day": 86400.0, "week": 604800.0}
+
+#: The most tasks one bulk action changes.
+BULK_LIMIT = 10_000
+
+#: Where the task list stops counting: it says "10,000+" beyond.
+COUNT_CAP = 10_001
+
+
+def _json_object(text: str) -> str:
+    """``text`` when it is a JSON object (the kwargs filter), else :class:`ConfigurationError`."""
+    check_text(text, "the arguments filter")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"the arguments filter is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError('the arguments filter must be a JSON object, like {"user": 7}')
+    return text
+
+
+class AmbiguousTaskId(ConfigurationError):
+    """An id prefix that more than one task's id starts with; the message says how many."""
 
 
 class ActionRefused(PgQueueError):
@@ -123,6 +165,15 @@ class Overview:
         }
 
 
+def default_actor() -> str:
+    """Who an action is recorded as when no one is named: ``user@host`` of this process."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container, say)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 class Operations:
     """Operator actions and reads on the database of ``backend`` (its pool, its schema).
 
@@ -154,6 +205,45 @@ class Operations:
         with self.reader.connection() as conn:
             return _replica.staleness(conn, self.store)
 
+    def resolve_id(self, task_id: str) -> str:
+        """The full id of the task ``task_id`` names: a whole id, or a unique prefix of one
+        (at least :data:`MIN_PREFIX` hex digits, dashes optional), as the 8-character ids in
+        log lines and ``pgqueue list``. Found by a range scan of the primary key.
+
+        :raises InvalidTaskId: neither an id nor a prefix of one.
+        :raises TaskNotFound: no task's id starts with the prefix.
+        :raises AmbiguousTaskId: several do; the message counts them (up to 1000).
+        """
+        whole = parse_task_id(task_id)
+        if whole is not None:
+            return whole
+        text = task_id.strip().lower() if isinstance(task_id, str) else ""
+        digits = text.replace("-", "")
+        if not ID_PREFIX.fullmatch(text) or not MIN_PREFIX <= len(digits) <= 32:
+            return require_task_id(task_id)  # raises InvalidTaskId
+
+        def uuid_of(fill: str) -> str:
+            return str(uuid.UUID(digits + fill * (32 - len(digits))))
+
+        found = self._run(
+            self.store.tasks_by_prefix(
+                low=uuid_of("0"), high=uuid_of("f"), limit=PREFIX_CANDIDATES + 1
+            )
+        )
+        if not found:
+            raise TaskNotFound(f"no task id starts with {text} (it never existed, or was pruned)")
+        if len(found) > 1:
+            many = (
+                f"more than {PREFIX_CANDIDATES:,}"
+                if len(found) > PREFIX_CANDIDATES
+                else f"{len(found)}"
+            )
+            raise AmbiguousTaskId(
+                f"{many} tasks have ids starting with {text} (first {found[0]}, "
+                f"{found[1]}); give more characters of the id"
+            )
+        return str(found[0])
+
     # -- reads -----------------------------------------------------------------------------
 
     def overview(self) -> Overview:
@@ -174,6 +264,14 @@ class Operations:
         """Rows of ``queue_timeline``: per queue and minute of the last hour."""
         return self._read(self.store.queue_timeline())
 
+    def activity(self, span: str) -> list[Row]:
+        """Finished and failed tasks per queue over the last ``span`` (a key of
+        :data:`SPANS`: hour, day or week) in 60 periods, oldest first; ``minute`` is each
+        period's start. Raises :class:`ConfigurationError` for another span."""
+        if span not in SPANS:
+            raise ConfigurationError(f"range must be one of {', '.join(SPANS)}, not {span}")
+        return self._run(self.store.queue_activity(step=SPANS[span] / 60, buckets=60))
+
     def list_tasks(
         self,
         *,
@@ -182,28 +280,73 @@ class Operations:
         queues: Sequence[str] = (),
         since: float | None = None,
         limit: int = 50,
+        offset: int = 0,
+        args: str | None = None,
+        order: str = "changed",
     ) -> list[Row]:
-        """Tasks matching every filter given (empty filters match all), latest change first.
+        """Tasks matching every filter given (empty filters match all): ``limit`` of them
+        from ``offset``, latest change first unless ``order`` says otherwise.
 
         :param states_: state names; :param since: seconds before now of the last change.
         :param limit: the most rows returned (1..10000).
-        :raises ConfigurationError: an unknown state, a job or queue holding a NUL character,
-            or a limit out of range.
+        :param args: a JSON object the tasks' kwargs must contain (PostgreSQL's ``@>``):
+            ``{"user": 7}`` finds every task called with ``user=7``, whatever else it got.
+        :param order: ``changed`` (latest change first), ``changed_asc``, ``queued`` (latest
+            queued first) or ``queued_asc``.
+        :raises ConfigurationError: an unknown state or order, a job or queue holding a NUL
+            character, ``args`` that is not a JSON object, or a limit or offset out of range.
         """
+        if not 1 <= limit <= 10000:
+            raise ConfigurationError(f"limit must be between 1 and 10000, not {limit}")
+        if offset < 0:
+            raise ConfigurationError(f"offset must be 0 or more, not {offset}")
+        if order not in TASK_ORDERS:
+            raise ConfigurationError(f"order must be one of {', '.join(TASK_ORDERS)}, not {order}")
+        return self._read(
+            self.store.list_tasks(
+                **self._filters(states_, jobs, queues, since, args),
+                limit=limit,
+                offset=offset,
+                order=order,
+            )
+        )
+
+    def count_tasks(
+        self,
+        *,
+        states_: Sequence[str] = (),
+        jobs: Sequence[str] = (),
+        queues: Sequence[str] = (),
+        since: float | None = None,
+        args: str | None = None,
+        cap: int = COUNT_CAP,
+    ) -> int:
+        """How many tasks match the filters of :meth:`list_tasks`, counted up to ``cap`` (a
+        bounded count: a result of ``cap`` means "at least that many"). Raises as
+        :meth:`list_tasks`."""
+        return self._read(
+            self.store.count_tasks(**self._filters(states_, jobs, queues, since, args), cap=cap)
+        )
+
+    @staticmethod
+    def _filters(
+        states_: Sequence[str],
+        jobs: Sequence[str],
+        queues: Sequence[str],
+        since: float | None,
+        args: str | None,
+    ) -> dict[str, Any]:
+        """The store's filter parameters, checked (see :meth:`list_tasks`)."""
         codes = parse_states(states_)
         for value in (*jobs, *queues):
             check_text(value, "a job or queue filter")
-        if not 1 <= limit <= 10000:
-            raise ConfigurationError(f"limit must be between 1 and 10000, not {limit}")
-        return self._read(
-            self.store.list_tasks(
-                states=[states.NAMES[c] for c in codes] or None,
-                jobs=list(jobs) or None,
-                queues=list(queues) or None,
-                since=since,
-                limit=limit,
-            )
-        )
+        return {
+            "states": [states.NAMES[c] for c in codes] or None,
+            "jobs": list(jobs) or None,
+            "queues": list(queues) or None,
+            "since": since,
+            "args": _json_object(args) if args else None,
+        }
 
     def task(
         self, task_id: str, preview: int | None = PREVIEW_CHARS, *, fresh: bool = False
@@ -215,7 +358,7 @@ class Operations:
             and its full length (a JSON value then comes back as a string). None: everything.
         :param fresh: read from the primary even with a ``reader`` (after an action).
         """
-        op = self.store.task_detail(id=require_task_id(task_id), preview=preview)
+        op = self.store.task_detail(id=self.resolve_id(task_id), preview=preview)
         row = self._run(op) if fresh else self._read(op)
         if row is None:
             raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
@@ -238,33 +381,126 @@ class Operations:
 
     # -- actions ---------------------------------------------------------------------------
 
-    def revoke(self, task_id: str) -> Row:
+    def revoke(self, task_id: str, *, actor: str | None = None) -> Row:
         """Revoke a task (:meth:`TaskBackend.revoke`): a QUEUED or RETRY task becomes REVOKED
         and never runs; a STARTED one is asked to stop (``revoke_requested_at``) and ends
         REVOKED if its job stops (SUCCESS if it returns normally all the same). Returns the
         task after the change, with ``revoke``: the :class:`pgqueue.states.RevokeResult`'s
         value (``revoked`` or ``stop_requested``), which says what the call did even when the
-        task has moved on since.
+        task has moved on since. ``task_id`` may be a unique prefix (:meth:`resolve_id`); the
+        audit trail names ``actor`` (default: this process's user and host).
 
         :raises ActionRefused: the task has already finished.
         """
-        task_id = require_task_id(task_id)
+        task_id = self.resolve_id(task_id)
         result = self.backend.revoke(task_id, REVOKED_BY_OPERATOR)
-        task = self.task(task_id, fresh=True)
         if not result:
+            task = self.task(task_id, fresh=True)
             raise ActionRefused(f"task {task_id} has already finished ({task['state']})")
-        return {**task, "revoke": result.value}
+        self._run(self._audit(actor, "revoke", task_id))
+        return {**self.task(task_id, fresh=True), "revoke": result.value}
 
-    def retry(self, task_id: str) -> Row:
-        """Queue a FAILURE or REVOKED task again: it becomes QUEUED, due now. Returns it.
+    def retry(self, task_id: str, *, actor: str | None = None) -> Row:
+        """Queue a FAILURE or REVOKED task again: it becomes QUEUED, due now. Returns it. Its
+        last attempt's error and traceback are kept in its attempt history
+        (:meth:`attempts`). ``task_id`` and ``actor`` as :meth:`revoke`.
 
         :raises ActionRefused: the task is not FAILURE/REVOKED, or it cannot overlap and
             another live task with the same job and arguments holds its lock_id.
         """
-        task_id = require_task_id(task_id)
+        task_id = self.resolve_id(task_id)
+        return self._requeue(task_id, self.store.retry_task(id=task_id), "retry", actor, {})
+
+    def grant_attempts(self, task_id: str, more: int, *, actor: str | None = None) -> Row:
+        """Queue a FAILURE or REVOKED task again with ``more`` attempts (1..100): a failure
+        of the next ``more - 1`` runs is retried with the job's backoff, as ``max_retries``
+        would (``max_retries`` is raised to ``attempts + more - 1``). Raises as :meth:`retry`,
+        and :class:`ConfigurationError` for ``more`` out of range."""
+        if not 1 <= more <= 100:
+            raise ConfigurationError(f"attempts to grant must be between 1 and 100, not {more}")
+        task_id = self.resolve_id(task_id)
+        op = self.store.grant_attempts(id=task_id, more=more)
+        return self._requeue(task_id, op, "grant attempts", actor, {"more": more})
+
+    def run_now(self, task_id: str, *, actor: str | None = None) -> Row:
+        """Make a QUEUED or RETRY task that waits for a later ``run_at`` due now.
+
+        :raises ActionRefused: the task is not waiting (running, finished or already due).
+        """
+        task_id = self.resolve_id(task_id)
+        with self.backend.connection() as conn:
+            done = self.store.run_now(id=task_id).run(conn)
+            if done:
+                self._audit(actor, "run now", task_id).run(conn)
+        task = self.task(task_id)
+        if not done:
+            raise ActionRefused(f"task {task_id} is {task['state']} and not waiting to be due")
+        return task
+
+    def retry_failed(
+        self,
+        *,
+        jobs: Sequence[str] = (),
+        queues: Sequence[str] = (),
+        limit: int = BULK_LIMIT,
+        actor: str | None = None,
+    ) -> list[str]:
+        """Queue again every FAILURE task of ``jobs`` in ``queues`` (empty: any), at most
+        ``limit`` (1..10000) in one go; returns their ids. A task whose job cannot overlap is
+        left FAILURE while a live task holds its lock_id (and only one of several failed
+        tasks sharing one is queued). Recorded in the audit trail as one action.
+
+        :raises ConfigurationError: a limit out of range, or a job or queue holding NUL.
+        """
+        if not 1 <= limit <= BULK_LIMIT:
+            raise ConfigurationError(f"limit must be between 1 and {BULK_LIMIT}, not {limit}")
+        for value in (*jobs, *queues):
+            check_text(value, "a job or queue filter")
+        with self.backend.connection() as conn:
+            ids = self.store.retry_failed(
+                jobs=list(jobs) or None, queues=list(queues) or None, limit=limit
+            ).run(conn)
+            detail = {"count": len(ids), "jobs": list(jobs), "queues": list(queues)}
+            self._audit(actor, "retry failed tasks", None, **detail).run(conn)
+        return ids
+
+    def revoke_many(self, task_ids: Sequence[str], *, actor: str | None = None) -> list[str]:
+        """Revoke each task of ``task_ids`` (whole ids, at most 10000) as :meth:`revoke` does,
+        in one transaction; returns the ids that were QUEUED, RETRY or STARTED (finished ones
+        are left as they are). Recorded in the audit trail as one action.
+
+        :raises InvalidTaskId: an id that is not a UUID; :raises ConfigurationError: too many.
+        """
+        if len(task_ids) > BULK_LIMIT:
+            raise ConfigurationError(f"at most {BULK_LIMIT} tasks at a time, not {len(task_ids)}")
+        valid = [require_task_id(task_id) for task_id in task_ids]
+        revoked = []
+        with self.backend.connection() as conn:
+            for task_id in valid:
+                row = self.store.revoke_task(id=task_id, reason=REVOKED_BY_OPERATOR).run(conn)
+                if row is not None:
+                    revoked.append(task_id)
+            self._audit(actor, "revoke tasks", None, count=len(revoked), ids=revoked).run(conn)
+        return revoked
+
+    def attempts(self, task_id: str) -> list[Row]:
+        """The earlier attempts of a task, oldest first: attempt, state, worker, times, error
+        and traceback of each (its latest attempt is the task row itself)."""
+        return self._run(self.store.task_attempts(id=self.resolve_id(task_id)))
+
+    def actions(self, limit: int = 200) -> list[Row]:
+        """The latest ``limit`` lines of the audit trail: at, actor, action, task_id, detail."""
+        return self._run(self.store.list_actions(limit=limit))
+
+    def _requeue(
+        self, task_id: str, op: Op[bool], action: str, actor: str | None, detail: dict[str, Any]
+    ) -> Row:
+        """Run ``op`` (a retry of ``task_id``) and record it, in one transaction."""
         try:
             with self.backend.connection() as conn:
-                done = self.store.retry_task(id=task_id).run(conn)
+                done = op.run(conn)
+                if done:
+                    self._audit(actor, action, task_id, **detail).run(conn)
         except psycopg.errors.UniqueViolation:
             holder = self._run(self.store.lock_holder(id=task_id))
             who = f"task {holder['id']} ({holder['state']})" if holder else "another task"
@@ -278,6 +514,16 @@ class Operations:
                 f"task {task_id} is {task['state']}: only FAILURE and REVOKED tasks can be retried"
             )
         return task
+
+    def _audit(
+        self, actor: str | None, action: str, task_id: str | None, **detail: Any
+    ) -> Op[None]:
+        return self.store.record_action(
+            actor=actor or default_actor(),
+            action=action,
+            task_id=task_id,
+            detail=json.dumps(detail),
+        )
 
     def count_prunable(self, older_than: float, states_: Sequence[int]) -> int:
         """How many finished tasks in ``states_`` ended more than ``older_than`` s ago."""

@@ -35,6 +35,19 @@ same numbers: aggregate with ``max by (queue, state)`` / ``max by (queue)``. Wit
 it has replayed all it received; NaN before it replayed anything).
 * ``pgqueue_notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1), read with the
   depth; from 0.5 pgqueue stops notifying and workers rely on polling (F27).
+* ``pgqueue_workers{state}``: workers registered in the database by state (alive, and the
+  stopped and lost ones seen in the last hour), read with the depth.
+* ``pgqueue_worker_info{worker,version,queues}``: 1, naming this worker, pgqueue's version and
+  the queues it claims (comma-separated).
+* ``pgqueue_scheduler_ticks_queued_total{job_name}`` and
+  ``pgqueue_scheduler_ticks_skipped_total{job_name}``: ticks of periodic jobs this worker's
+  scheduler queued as tasks, and skipped (missed-run policy, or the previous task still live);
+  present with ``--schedule-periodic``.
+* ``pgqueue_pruner_deleted_total``: finished tasks this worker's pruner deleted; present with
+  ``--prune-after``.
+
+Alert rules and a Grafana dashboard built on these series are in the repository's
+``deploy/prometheus/alerts.yml`` and ``deploy/grafana/pgqueue.json``.
 """
 
 from __future__ import annotations
@@ -60,15 +73,20 @@ from prometheus_client.registry import Collector
 
 from . import _db, states
 from ._store import Store
-from ._store.operator import DepthRow, LagRow
+from ._store.operator import DepthRow, LagRow, StateCountRow
 from .errors import ConfigurationError
 from .task import Task
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from .pruner import Pruner
+    from .scheduler import Scheduler
     from .worker.events import WorkerEvents
     from .worker.outcome import Outcome
+
+#: Seconds back the ``pgqueue_workers`` gauge counts stopped and lost workers.
+RECENT_WORKERS = 3600.0
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `*_created` series
 
@@ -84,6 +102,22 @@ BATCH_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 class Measured(Protocol):
     """What the metrics read of a worker (a :class:`pgqueue.Worker` has it all)."""
+
+    @property
+    def id(self) -> str:
+        """The worker's identity (its row in the worker table)."""
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues it claims from."""
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """Its scheduler of periodic jobs, if it runs one."""
+
+    @property
+    def pruner(self) -> Pruner | None:
+        """Its pruner of finished tasks, if it runs one."""
 
     @property
     def dsn(self) -> str:
@@ -224,6 +258,43 @@ class _WorkerCollector(Collector):
         self._lock = threading.Lock()  # one scrape connection at a time
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._own()
+        yield from self._database()
+
+    def _own(self) -> Iterator[Metric]:
+        """What this process knows: its identity, its scheduler's and pruner's counts."""
+        from . import __version__
+
+        info = GaugeMetricFamily(
+            "pgqueue_worker_info",
+            "This worker: its id, pgqueue's version and the queues it claims (value 1)",
+            labels=["worker", "version", "queues"],
+        )
+        info.add_metric([self.worker.id, __version__, ",".join(self.worker.queues)], 1)
+        yield info
+        scheduler = self.worker.scheduler
+        if scheduler is not None:
+            for name, counts, what in (
+                ("queued", scheduler.ticks_queued, "queued as tasks"),
+                ("skipped", scheduler.ticks_skipped, "skipped (missed-run policy or overlap)"),
+            ):
+                family = CounterMetricFamily(
+                    f"pgqueue_scheduler_ticks_{name}",
+                    f"Ticks of periodic jobs this worker's scheduler {what}",
+                    labels=["job_name"],
+                )
+                for job_name, n in sorted(dict(counts).items()):
+                    family.add_metric([job_name], n)
+                yield family
+        if self.worker.pruner is not None:
+            yield CounterMetricFamily(
+                "pgqueue_pruner_deleted",
+                "Finished tasks this worker's pruner deleted",
+                value=self.worker.pruner.deleted,
+            )
+
+    def _database(self) -> Iterator[Metric]:
+        """The listener's reconnects and what is read from the database at scrape time."""
         reconnects = CounterMetricFamily(
             "pgqueue_listener_reconnects",
             "Times the LISTEN connection was lost and re-established",
@@ -241,7 +312,7 @@ class _WorkerCollector(Collector):
             "now() - run_at of the claimable task due longest per queue (0: none due)",
             labels=["queue"],
         )
-        depth_rows, oldest_rows, usage, replica_lag = self._read()
+        depth_rows, oldest_rows, usage, worker_rows, replica_lag = self._read()
         for row in depth_rows:
             depth.add_metric([row["queue"], row["state"]], row["n"])
         for lag in oldest_rows:
@@ -260,24 +331,38 @@ class _WorkerCollector(Collector):
                 value=float("nan") if replica_lag is None else replica_lag,
             )
 
-    def _read(self) -> tuple[list[DepthRow], list[LagRow], float, float | None]:
-        """Depth rows, lag rows, the NOTIFY queue's usage (on one short-lived connection to
-        the worker's database) and, with a read DSN, the standby's lag: depth and lag rows
-        then come from a second connection, to the standby."""
+        workers = GaugeMetricFamily(
+            "pgqueue_workers",
+            "Workers in the database by state: alive, and stopped or lost within the last hour",
+            labels=["state"],
+        )
+        counts = {"alive": 0, "stopped": 0, "lost": 0}
+        counts.update({row["state"]: row["n"] for row in worker_rows})
+        for state, n in counts.items():
+            workers.add_metric([state], n)
+        yield workers
+
+    def _read(
+        self,
+    ) -> tuple[list[DepthRow], list[LagRow], float, list[StateCountRow], float | None]:
+        """Depth rows, lag rows, the NOTIFY queue's usage and the workers by state (on one
+        short-lived connection to the worker's database) and, with a read DSN, the standby's
+        lag: depth and lag rows then come from a second connection, to the standby."""
         with (
             self._lock,
             _db.connect(self.worker.dsn, application_name="pgqueue-metrics") as conn,
         ):
             usage = self.store.notify_queue_usage().run(conn)
+            workers = self.store.worker_counts(recent=RECENT_WORKERS).run(conn)
             if self.read_dsn is None:
                 depth = self.store.queue_depth().run(conn)
                 oldest = self.store.queue_oldest_due().run(conn)
-                return depth, oldest, usage, None
+                return depth, oldest, usage, workers, None
         with _db.connect(self.read_dsn, application_name="pgqueue-metrics") as conn:
             depth = self.store.queue_depth().run(conn)
             oldest = self.store.queue_oldest_due().run(conn)
             lag = self.store.server_role().run(conn)["lag"]
-        return depth, oldest, usage, lag
+        return depth, oldest, usage, workers, lag
 
 
 def serve_metrics(

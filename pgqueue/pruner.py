@@ -72,6 +72,7 @@ class Pruner(Service):
         self.batch = batch
         self.interval = interval
         self.pause = pause
+        #: Tasks deleted since the pruner was made, counted batch by batch (the metrics).
         self.deleted = 0
         super().__init__("pgqueue-pruner")
 
@@ -85,10 +86,10 @@ class Pruner(Service):
             while not self.stopping:
                 deleted = op.run(conn)
                 total += deleted
+                self.deleted += deleted
                 if deleted < self.batch:
                     break
                 self._wake.wait(self.pause)
-        self.deleted += total
         if total:
             logger.info("pruned %d finished tasks older than %gs", total, self.older_than)
         return total

@@ -20,6 +20,7 @@ Connections: one, opened on first use and re-opened after an error.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -101,6 +102,10 @@ class Scheduler(Service):
         self._conn: Connection | None = None
         self._defined = False
         self._announced = False
+        #: Ticks this scheduler queued as tasks, and ticks it skipped (missed-run policy or
+        #: overlap), by job name, since it was made (read by the metrics).
+        self.ticks_queued: Counter[str] = Counter()
+        self.ticks_skipped: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"<Scheduler {', '.join(self.jobs) or 'no periodic jobs'}>"
@@ -204,6 +209,8 @@ class Scheduler(Service):
                 outcome=_outcome(plan.last_tick, queued, overlapped),
             ).run(conn)
         result = TickResult(job_name, queued, overlapped, plan.skipped, plan.next_tick)
+        self.ticks_queued[job_name] += len(queued)
+        self.ticks_skipped[job_name] += plan.skipped + len(overlapped)
         _log(result)
         return result
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from ._op import Op, StoreBase, any_row, first, rows
+from ._op import Op, StoreBase, any_row, first, nothing, rows
 
 #: A row of a view, by column name.
 Row = dict[str, Any]
@@ -21,6 +21,31 @@ QUEUE_STATS = "SELECT * FROM {s}.queue_stats ORDER BY queue, name"
 QUEUE_THROUGHPUT = "SELECT * FROM {s}.queue_throughput ORDER BY queue, name, period DESC"
 
 QUEUE_TIMELINE = "SELECT * FROM {s}.queue_timeline ORDER BY queue, minute"
+
+#: Finished and failed tasks per queue in each of the last ``buckets`` periods of ``step``
+#: seconds (the last one holds now()), zeros included; read through the partial index of
+#: finished tasks by end time, so a week of a large history stays cheap. ``depth`` is 0: the
+#: depth over time is ``queue_timeline``'s, for the last hour only.
+QUEUE_ACTIVITY = """
+WITH slots AS (
+    SELECT generate_series(last - (%(buckets)s::integer - 1) * step, last, step) AS minute
+    FROM (SELECT %(step)s::float8 * interval '1 second' AS step) p,
+         LATERAL (SELECT date_bin(p.step, now(), timestamptz '2000-01-01') AS last) l
+), counts AS (
+    SELECT t.queue,
+           date_bin(%(step)s::float8 * interval '1 second', t.time_ended,
+                    timestamptz '2000-01-01') AS minute,
+           count(*) AS finished, count(*) FILTER (WHERE t.status = 2) AS failed
+    FROM {s}.task t
+    WHERE t.status IN (1, 2, 3) AND t.time_ended >= (SELECT min(minute) FROM slots)
+    GROUP BY 1, 2
+)
+SELECT q.queue, s.minute, COALESCE(c.finished, 0)::bigint AS finished,
+       COALESCE(c.failed, 0)::bigint AS failed, 0::bigint AS depth
+FROM (SELECT DISTINCT queue FROM counts) q CROSS JOIN slots s
+LEFT JOIN counts c ON c.queue = q.queue AND c.minute = s.minute
+ORDER BY q.queue, s.minute
+"""
 
 #: Depth of each queue by state, for the metrics: QUEUED and RETRY tasks that are due (not
 #: those delayed into the future), and STARTED ones; read from the partial indexes, so a
@@ -50,23 +75,56 @@ WHERE state = 'alive' OR %(recent)s::float8 IS NULL
 ORDER BY state = 'alive' DESC, started_at DESC
 """
 
+#: Workers by state (alive, stopped, lost): live ones, plus those seen within ``recent`` seconds.
+WORKER_COUNTS = """
+SELECT state, count(*)::integer AS n FROM {s}.worker_status
+WHERE state = 'alive' OR heartbeat_at > now() - %(recent)s::float8 * interval '1 second'
+GROUP BY state
+"""
+
 STUCK_TASKS = "SELECT * FROM {s}.stuck_tasks ORDER BY since"
 
-#: Tasks by filters (each NULL means "any"), most recent activity first. ``since`` is seconds
-#: before now() of the last change (end, else start, else queue time).
-LIST_TASKS = """
-SELECT id::text AS id, name, queue, state, priority, attempts, worker, time_queued, run_at,
-       time_started, time_ended, wait_seconds, run_seconds, error
-FROM {s}.task_state
+#: The filters of the task list (each NULL means "any"): states, jobs, queues, ``since``
+#: (seconds before now() of the last change: end, else start, else queue time) and ``args``
+#: (a JSON object the task's kwargs contain, ``@>``).
+TASK_FILTERS = """
 WHERE (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
   AND (%(jobs)s::text[] IS NULL OR name = ANY(%(jobs)s::text[]))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
   AND (%(since)s::float8 IS NULL
        OR COALESCE(time_ended, time_started, time_queued)
           >= now() - %(since)s::float8 * interval '1 second')
-ORDER BY COALESCE(time_ended, time_started, time_queued) DESC, id
-LIMIT %(limit)s
+  AND (%(args)s::jsonb IS NULL OR kwargs @> %(args)s::jsonb)
 """
+
+#: The orders the task list can be sorted in, by name: latest change first (the default) or
+#: last, latest queued first or last. Ties are broken by id so pages never overlap.
+TASK_ORDERS = {
+    "changed": "COALESCE(time_ended, time_started, time_queued) DESC, id",
+    "changed_asc": "COALESCE(time_ended, time_started, time_queued), id",
+    "queued": "time_queued DESC, id",
+    "queued_asc": "time_queued, id",
+}
+
+#: One page of tasks by filters (:data:`TASK_FILTERS`), in one of :data:`TASK_ORDERS`.
+LIST_TASKS = (
+    """
+SELECT id::text AS id, name, queue, state, priority, attempts, worker, time_queued, run_at,
+       time_started, time_ended, wait_seconds, run_seconds, error
+FROM {s}.task_state"""
+    + TASK_FILTERS
+    + """ORDER BY {order}
+LIMIT %(limit)s OFFSET %(offset)s::integer
+"""
+)
+
+#: How many tasks match the filters, counted up to ``cap`` rows only, so a page of a table of
+#: millions stays fast (the list says "10,000+").
+COUNT_TASKS = (
+    "SELECT count(*)::integer AS n FROM (SELECT 1 FROM {s}.task_state"
+    + TASK_FILTERS
+    + "LIMIT %(cap)s::integer) capped"
+)
 
 #: How full PostgreSQL's NOTIFY queue is (0..1): shown by ``pgqueue status``, the dashboard and
 #: the metrics (F27; see revision pgqueue_0005_contract).
@@ -102,6 +160,15 @@ FROM {{s}}.task_state t,
 WHERE t.id = %(id)s::uuid
 """
 
+#: Ids of the tasks whose id lies in [low, high] (the UUIDs a prefix spans), in order: a range
+#: scan of the primary key, however many tasks there are.
+TASKS_BY_PREFIX = """
+SELECT id::text AS id FROM {s}.task
+WHERE id BETWEEN %(low)s::uuid AND %(high)s::uuid
+ORDER BY id
+LIMIT %(limit)s::integer
+"""
+
 #: Queue a finished FAILURE or REVOKED task again, as if new: QUEUED, due now, queued now.
 #: ``attempts`` keeps counting (writes of executions are fenced on it); the last error and
 #: traceback stay until the next run ends. Raises a unique violation when another live task
@@ -112,6 +179,69 @@ SET status = 6, time_queued = now(), run_at = now(), time_started = NULL, time_e
     result = NULL, worker = NULL, revoke_requested_at = NULL
 WHERE id = %(id)s::uuid AND status IN (2, 3)
 RETURNING id::text AS id
+"""
+
+#: Give a FAILURE or REVOKED task ``more`` attempts (its next ``more`` runs may be retried
+#: automatically: ``max_retries`` becomes attempts + more - 1 unless already higher) and queue
+#: it again as :data:`RETRY_TASK` does.
+GRANT_ATTEMPTS = """
+UPDATE {s}.task
+SET max_retries = GREATEST(max_retries, attempts + %(more)s::integer - 1),
+    status = 6, time_queued = now(), run_at = now(), time_started = NULL, time_ended = NULL,
+    result = NULL, worker = NULL, revoke_requested_at = NULL
+WHERE id = %(id)s::uuid AND status IN (2, 3)
+RETURNING id::text AS id
+"""
+
+#: Make a QUEUED or RETRY task that waits for its ``run_at`` due now.
+RUN_NOW = """
+UPDATE {s}.task SET run_at = now()
+WHERE id = %(id)s::uuid AND status IN (4, 6) AND run_at > now()
+RETURNING id::text AS id
+"""
+
+#: Queue again, as :data:`RETRY_TASK`, at most ``limit`` FAILURE tasks of the given jobs and
+#: queues (NULL: any): one per lock_id, and none whose lock_id a live task holds, so the bulk
+#: retry never trips the unique index of non-overlapping jobs.
+RETRY_FAILED = """
+WITH picked AS (
+    SELECT DISTINCT ON (COALESCE(t.lock_id, t.id::text)) t.id
+    FROM {s}.task t
+    WHERE t.status = 2
+      AND (%(jobs)s::text[] IS NULL OR t.name = ANY(%(jobs)s::text[]))
+      AND (%(queues)s::text[] IS NULL OR t.queue = ANY(%(queues)s::text[]))
+      AND (t.lock_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {s}.task h WHERE h.lock_id = t.lock_id AND h.status IN (4, 5, 6)))
+    ORDER BY COALESCE(t.lock_id, t.id::text), t.time_ended DESC
+    LIMIT %(limit)s::integer
+)
+UPDATE {s}.task t
+SET status = 6, time_queued = now(), run_at = now(), time_started = NULL, time_ended = NULL,
+    result = NULL, worker = NULL, revoke_requested_at = NULL
+FROM picked WHERE t.id = picked.id AND t.status = 2
+RETURNING t.id::text AS id
+"""
+
+#: The earlier attempts of a task, first first (revision pgqueue_0008_dashboard).
+TASK_ATTEMPTS = """
+SELECT a.attempt, s.name AS state, a.worker, a.time_started, a.time_ended,
+       extract(epoch FROM a.time_ended - a.time_started)::float8 AS run_seconds,
+       a.error, a.traceback
+FROM {s}.task_attempt a JOIN {s}.state s ON s.code = a.status
+WHERE a.task_id = %(id)s::uuid
+ORDER BY a.id
+"""
+
+#: One line of the audit trail.
+RECORD_ACTION = """
+INSERT INTO {s}.operator_action (actor, action, task_id, detail)
+VALUES (%(actor)s, %(action)s, %(task_id)s::uuid, %(detail)s::jsonb)
+"""
+
+#: The latest ``limit`` lines of the audit trail, newest first.
+LIST_ACTIONS = """
+SELECT id, at, actor, action, task_id::text AS task_id, detail
+FROM {s}.operator_action ORDER BY id DESC LIMIT %(limit)s::integer
 """
 
 #: The live task holding the lock_id of task ``id``, if any.
@@ -146,11 +276,36 @@ class LagRow(TypedDict):
     seconds: float
 
 
+class StateCountRow(TypedDict):
+    """How many rows are in one state."""
+
+    state: str
+    n: int
+
+
 class HolderRow(TypedDict):
     """The live task holding a lock_id, and its state name."""
 
     id: str
     state: str
+
+
+def _filters(
+    states: list[str] | None,
+    jobs: list[str] | None,
+    queues: list[str] | None,
+    since: float | None,
+    args: str | None,
+) -> dict[str, Any]:
+    return {"states": states, "jobs": jobs, "queues": queues, "since": since, "args": args}
+
+
+def _count(found: list[Any], count: int) -> int:
+    return int(found[0]["n"])
+
+
+def _ids(found: list[Any], count: int) -> list[str]:
+    return [row["id"] for row in found]
 
 
 def _queue_names(found: list[Any], count: int) -> list[str]:
@@ -172,6 +327,11 @@ class OperatorOps(StoreBase):
         """Rows of ``queue_timeline``: per queue and minute of the last hour."""
         return Op(self._sql(QUEUE_TIMELINE), {}, rows)
 
+    def queue_activity(self, *, step: float, buckets: int) -> Op[list[Row]]:
+        """Finished and failed tasks per queue in each of the last ``buckets`` periods of
+        ``step`` seconds (see :data:`QUEUE_ACTIVITY`), by queue and period."""
+        return Op(self._sql(QUEUE_ACTIVITY), {"step": step, "buckets": buckets}, rows)
+
     def queue_depth(self) -> Op[list[DepthRow]]:
         """Live tasks per queue and state (see :data:`QUEUE_DEPTH`)."""
         return Op(self._sql(QUEUE_DEPTH), {}, rows)
@@ -186,6 +346,11 @@ class OperatorOps(StoreBase):
         (None: all)."""
         return Op(self._sql(WORKERS), {"recent": recent}, rows)
 
+    def worker_counts(self, *, recent: float) -> Op[list[StateCountRow]]:
+        """Workers per state: live ones and those seen within ``recent`` seconds (see
+        :data:`WORKER_COUNTS`)."""
+        return Op(self._sql(WORKER_COUNTS), {"recent": recent}, rows)
+
     def stuck_tasks(self) -> Op[list[Row]]:
         """Rows of ``stuck_tasks``."""
         return Op(self._sql(STUCK_TASKS), {}, rows)
@@ -198,15 +363,43 @@ class OperatorOps(StoreBase):
         queues: list[str] | None,
         since: float | None,
         limit: int,
+        offset: int = 0,
+        args: str | None = None,
+        order: str = "changed",
     ) -> Op[list[Row]]:
-        """Tasks by filters (None: any; ``since`` in seconds), latest change first."""
-        params = {"states": states, "jobs": jobs, "queues": queues, "since": since, "limit": limit}
-        return Op(self._sql(LIST_TASKS), params, rows)
+        """One page of tasks by filters (None: any; ``since`` in seconds; ``args`` a JSON
+        object the kwargs contain), ``limit`` rows from ``offset``, in the order named
+        ``order`` (a key of :data:`TASK_ORDERS`; KeyError otherwise)."""
+        params = {
+            **_filters(states, jobs, queues, since, args),
+            "limit": limit,
+            "offset": offset,
+        }
+        sql = self._sql(LIST_TASKS.replace("{order}", TASK_ORDERS[order]))
+        return Op(sql, params, rows)
+
+    def count_tasks(
+        self,
+        *,
+        states: list[str] | None,
+        jobs: list[str] | None,
+        queues: list[str] | None,
+        since: float | None,
+        args: str | None,
+        cap: int,
+    ) -> Op[int]:
+        """How many tasks match the filters of :meth:`list_tasks`, counting at most ``cap``."""
+        params = {**_filters(states, jobs, queues, since, args), "cap": cap}
+        return Op(self._sql(COUNT_TASKS), params, _count)
 
     def task_detail(self, *, id: str, preview: int | None) -> Op[Row | None]:
         """Every column of task ``id`` (``task_state``), its long values cut to ``preview``
         characters (None: whole); None when it does not exist."""
         return Op(self._sql(TASK_DETAIL), {"id": id, "preview": preview}, first)
+
+    def tasks_by_prefix(self, *, low: str, high: str, limit: int) -> Op[list[str]]:
+        """Ids of at most ``limit`` tasks with ids between the UUIDs ``low`` and ``high``."""
+        return Op(self._sql(TASKS_BY_PREFIX), {"low": low, "high": high, "limit": limit}, _ids)
 
     def notify_queue_usage(self) -> Op[float]:
         """How full PostgreSQL's NOTIFY queue is, 0..1 (see :data:`NOTIFY_QUEUE_USAGE`)."""
@@ -216,6 +409,39 @@ class OperatorOps(StoreBase):
         """Queue FAILURE or REVOKED task ``id`` again; False when it is in another state.
         Raises ``psycopg.errors.UniqueViolation`` when a live task holds its lock_id."""
         return Op(self._sql(RETRY_TASK), {"id": id}, any_row)
+
+    def grant_attempts(self, *, id: str, more: int) -> Op[bool]:
+        """Queue FAILURE or REVOKED task ``id`` again with ``more`` attempts (see
+        :data:`GRANT_ATTEMPTS`); False when it is in another state. Raises
+        ``psycopg.errors.UniqueViolation`` when a live task holds its lock_id."""
+        return Op(self._sql(GRANT_ATTEMPTS), {"id": id, "more": more}, any_row)
+
+    def retry_failed(
+        self, *, jobs: list[str] | None, queues: list[str] | None, limit: int
+    ) -> Op[list[str]]:
+        """Queue again at most ``limit`` FAILURE tasks of ``jobs`` in ``queues`` (None: any);
+        the ids of those queued (see :data:`RETRY_FAILED`)."""
+        params = {"jobs": jobs, "queues": queues, "limit": limit}
+        return Op(self._sql(RETRY_FAILED), params, _ids)
+
+    def run_now(self, *, id: str) -> Op[bool]:
+        """Make waiting task ``id`` due now; False when it is not waiting for its run_at."""
+        return Op(self._sql(RUN_NOW), {"id": id}, any_row)
+
+    def task_attempts(self, *, id: str) -> Op[list[Row]]:
+        """The earlier attempts of task ``id``, oldest first (see :data:`TASK_ATTEMPTS`)."""
+        return Op(self._sql(TASK_ATTEMPTS), {"id": id}, rows)
+
+    def record_action(
+        self, *, actor: str, action: str, task_id: str | None, detail: str
+    ) -> Op[None]:
+        """Add a line to the audit trail (``detail``: a JSON object as text)."""
+        params = {"actor": actor, "action": action, "task_id": task_id, "detail": detail}
+        return Op(self._sql(RECORD_ACTION), params, nothing)
+
+    def list_actions(self, *, limit: int) -> Op[list[Row]]:
+        """The latest ``limit`` lines of the audit trail, newest first."""
+        return Op(self._sql(LIST_ACTIONS), {"limit": limit}, rows)
 
     def lock_holder(self, *, id: str) -> Op[HolderRow | None]:
         """The live task holding the lock_id of task ``id``, if any."""

@@ -1,11 +1,15 @@
 """The dashboard's pages and actions (Starlette routes, Jinja2 templates rendered on the server).
 
-Pages: ``/`` (queues: depth and throughput over the last hour, stuck tasks), ``/tasks`` (a
-filtered list), ``/tasks/{id}`` (one task: arguments, result, traceback, timeline, actions),
-``/workers``, ``/schedules``; ``/events`` streams live updates. Actions (POST
-``/tasks/{id}/retry`` and ``/revoke``) are refused when read-only and checked against
-cross-site requests. A request that sends ``X-Fragment: live`` gets only the page's live part,
-which the page's script swaps in when an event arrives.
+Pages: ``/`` (queues: finished tasks and depth over the last hour, day or week, counts, stuck
+tasks), ``/tasks`` (a filtered, sorted, paged list; ``?id=`` opens a task by id prefix),
+``/tasks/{id}`` (one task, by id or unique prefix: arguments, result, traceback, timeline,
+earlier attempts, actions), ``/workers``, ``/schedules``, ``/actions`` (the audit trail);
+``/events`` streams live updates. Actions (POST ``/tasks/{id}/retry``, ``/revoke``,
+``/run-now``, ``/grant``; ``/bulk/retry-failed`` and ``/bulk/revoke``, which first answer
+with a confirmation page giving the count) are refused when read-only, checked against
+cross-site requests and recorded in the audit trail. A request that sends ``X-Fragment: live``
+gets only the page's live part, which the page's script swaps in when an event arrives. Links
+are relative to the ASGI ``root_path``, so the app can be mounted under a path prefix.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -30,7 +35,7 @@ from starlette.templating import Jinja2Templates
 
 from .. import _db, states
 from .._format import format_seconds
-from .._ops import ActionRefused, Operations, parse_duration
+from .._ops import COUNT_CAP, SPANS, ActionRefused, Operations, parse_duration
 from ..backend import TaskBackend
 from ..errors import ConfigurationError, PgQueueError, TaskNotFound
 from . import charts, security
@@ -85,7 +90,9 @@ def create_app(
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         fragment = request.headers.get("x-fragment") == "live"
         csrf = security.csrf_token(request)
+        base = request.scope.get("root_path", "").rstrip("/")
         context = {
+            "base": base,
             "fragment": fragment,
             "read_only": read_only,
             "database": database + (f" ({stale})" if reader and (stale := ops.staleness()) else ""),
@@ -97,7 +104,7 @@ def create_app(
         response = templates.TemplateResponse(request, name, context, status_code=status)
         if request.cookies.get(security.CSRF_COOKIE) != csrf:
             response.set_cookie(
-                security.CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/"
+                security.CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=base or "/"
             )
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -105,12 +112,20 @@ def create_app(
     def overview(request: Request) -> Response:
         summary = ops.overview()
         hub.watch(row["queue"] for row in summary.queues)
+        span = request.query_params.get("range", "hour")
+        span = span if span in SPANS else "hour"
+        if span == "hour":
+            drawn = charts.queue_charts(ops.timeline())
+        else:
+            drawn = charts.queue_charts(ops.activity(span), "%a %H:%M")
         return page(
             request,
             "overview.html",
             {
                 "overview": summary,
-                "charts": charts.queue_charts(ops.timeline()),
+                "span": span,
+                "spans": list(SPANS),
+                "charts": drawn,
                 "chart_width": charts.WIDTH,
                 "chart_height": charts.HEIGHT,
             },
@@ -118,33 +133,14 @@ def create_app(
 
     def task_list(request: Request) -> Response:
         query = request.query_params
-        filters = {
-            "state": query.get("state", ""),
-            "job": query.get("job", "").strip(),
-            "queue": query.get("queue", "").strip(),
-            "since": query.get("since", "").strip(),
-            "limit": query.get("limit", str(DEFAULT_LIMIT)).strip(),
-        }
-        problem = None
-        rows: list[dict[str, Any]] = []
-        try:
-            limit = int(filters["limit"]) if filters["limit"].isdigit() else -1
-            rows = ops.list_tasks(
-                states_=[filters["state"]] if filters["state"] else [],
-                jobs=[filters["job"]] if filters["job"] else [],
-                queues=[filters["queue"]] if filters["queue"] else [],
-                since=parse_duration(filters["since"], "since") if filters["since"] else None,
-                limit=limit,
-            )
-        except ConfigurationError as exc:
-            problem = str(exc)
-        hub.watch(row["queue"] for row in rows)
-        return page(
-            request,
-            "tasks.html",
-            {"tasks": rows, "filters": filters, "filter_problem": problem},
-            status=400 if problem else 200,
-        )
+        wanted = query.get("id", "").strip()
+        if wanted:  # a task id or a unique prefix: straight to its page
+            try:
+                found = ops.resolve_id(wanted)
+            except (TaskNotFound, ConfigurationError) as exc:
+                return _list_page(request, page, hub, ops, problem=str(exc))
+            return RedirectResponse(request.url_for("task", task_id=found).path, status_code=303)
+        return _list_page(request, page, hub, ops)
 
     def task_page(request: Request) -> Response:
         task_id = request.path_params["task_id"]
@@ -155,7 +151,11 @@ def create_app(
                 request, "missing.html", {"heading": "Not found", "reason": str(exc)}, status=404
             )
         hub.watch([task["queue"]])
-        return page(request, "task.html", {"task": task, "timeline": _timeline(task)})
+        context = {"task": task, "timeline": _timeline(task), "attempts": ops.attempts(task["id"])}
+        return page(request, "task.html", context)
+
+    def actions(request: Request) -> Response:
+        return page(request, "actions.html", {"actions": ops.actions()})
 
     def workers(request: Request) -> Response:
         rows = ops.workers(recent=None if request.query_params.get("all") else 3600.0)
@@ -165,7 +165,9 @@ def create_app(
         return page(request, "schedules.html", {"schedules": ops.schedules()})
 
     def action(
-        run: Callable[[str], dict[str, Any]], done: Callable[[dict[str, Any]], str]
+        run: Callable[..., dict[str, Any]],
+        done: Callable[[dict[str, Any]], str],
+        extra: Callable[[Any], dict[str, Any]] | None = None,
     ) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             task_id = request.path_params["task_id"]
@@ -179,12 +181,78 @@ def create_app(
             if problem:
                 return Response(problem + "\n", status_code=403)
             try:
-                task = await run_in_threadpool(run, task_id)
+                more = extra(form) if extra else {}
+                task = await run_in_threadpool(run, task_id, actor=_actor(request), **more)
             except (ActionRefused, TaskNotFound, ConfigurationError) as exc:
                 return _back(request, task_id, problem=str(exc))
             return _back(request, task_id, message=done(task))
 
         return endpoint
+
+    async def guarded_form(request: Request) -> tuple[Any, Response | None]:
+        """The form of an action POST, or the refusal (read-only, cross-site)."""
+        if read_only:
+            return None, Response("this dashboard is read-only\n", status_code=403)
+        form = await request.form()
+        submitted = form.get(security.CSRF_FIELD)
+        problem = security.csrf_problem(request, submitted if isinstance(submitted, str) else None)
+        if problem:
+            return None, Response(problem + "\n", status_code=403)
+        return form, None
+
+    async def bulk_retry(request: Request) -> Response:
+        form, refused = await guarded_form(request)
+        if refused is not None:
+            return refused
+        job, queue = str(form.get("job", "")).strip(), str(form.get("queue", "")).strip()
+        jobs, queues = [job] if job else [], [queue] if queue else []
+        back = {"state": "FAILURE", "job": job, "queue": queue}
+        try:
+            if form.get("confirm") != "yes":
+                count = await run_in_threadpool(
+                    lambda: ops.count_tasks(states_=["FAILURE"], jobs=jobs, queues=queues)
+                )
+                what = f"job {job or 'any'} in queue {queue or 'any'}"
+                return page(
+                    request,
+                    "confirm.html",
+                    {
+                        "question": f"Retry {_count_text(count)} FAILURE tasks of {what}?",
+                        "fields": {"job": job, "queue": queue},
+                        "button": f"Retry {_count_text(count)} tasks",
+                        "count": count,
+                    },
+                )
+            ids = await run_in_threadpool(
+                lambda: ops.retry_failed(jobs=jobs, queues=queues, actor=_actor(request))
+            )
+        except ConfigurationError as exc:
+            return _to_list(request, back, problem=str(exc))
+        return _to_list(request, back, message=f"{len(ids):,} tasks queued again")
+
+    async def bulk_revoke(request: Request) -> Response:
+        form, refused = await guarded_form(request)
+        if refused is not None:
+            return refused
+        ids = [str(v) for v in form.getlist("ids")]
+        try:
+            if not ids:
+                raise ConfigurationError("no task selected: tick the tasks to revoke")
+            if form.get("confirm") != "yes":
+                return page(
+                    request,
+                    "confirm.html",
+                    {
+                        "question": f"Revoke the {len(ids):,} selected tasks?",
+                        "fields": {"ids": ids},
+                        "button": f"Revoke {len(ids):,} tasks",
+                        "count": len(ids),
+                    },
+                )
+            revoked = await run_in_threadpool(lambda: ops.revoke_many(ids, actor=_actor(request)))
+        except ConfigurationError as exc:
+            return _to_list(request, {}, problem=str(exc))
+        return _to_list(request, {}, message=f"{len(revoked):,} of {len(ids):,} tasks revoked")
 
     async def events(request: Request) -> Response:
         return StreamingResponse(
@@ -212,6 +280,15 @@ def create_app(
         Route("/tasks/{task_id}", task_page, name="task"),
         Route("/tasks/{task_id}/retry", action(ops.retry, _retried), methods=["POST"]),
         Route("/tasks/{task_id}/revoke", action(ops.revoke, _revoked), methods=["POST"]),
+        Route("/tasks/{task_id}/run-now", action(ops.run_now, _ran_now), methods=["POST"]),
+        Route(
+            "/tasks/{task_id}/grant",
+            action(ops.grant_attempts, _granted, _more),
+            methods=["POST"],
+        ),
+        Route("/actions", actions, name="actions"),
+        Route("/bulk/retry-failed", bulk_retry, methods=["POST"]),
+        Route("/bulk/revoke", bulk_revoke, methods=["POST"]),
         Route("/workers", workers, name="workers"),
         Route("/schedules", schedules, name="schedules"),
         Route("/events", events, name="events"),
@@ -233,6 +310,84 @@ def create_app(
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={PgQueueError: unavailable},
+    )
+
+
+#: The sort orders the task list offers: (value, label).
+SORTS = [
+    ("changed", "latest change first"),
+    ("changed_asc", "oldest change first"),
+    ("queued", "latest queued first"),
+    ("queued_asc", "oldest queued first"),
+]
+
+
+def _list_page(
+    request: Request,
+    page: Callable[..., Response],
+    hub: EventHub,
+    ops: Operations,
+    problem: str | None = None,
+) -> Response:
+    """The task list: filters (several states at once, job, queue, changed within, arguments
+    as a JSON object the kwargs contain), one page of ``limit`` rows in a chosen order, and
+    the bounded total (:data:`pgqueue._ops.COUNT_CAP`)."""
+    query = request.query_params
+    filters: dict[str, Any] = {
+        "states": [s for s in query.getlist("state") if s],
+        "job": query.get("job", "").strip(),
+        "queue": query.get("queue", "").strip(),
+        "since": query.get("since", "").strip(),
+        "args": query.get("args", "").strip(),
+        "sort": query.get("sort", "changed"),
+        "limit": query.get("limit", str(DEFAULT_LIMIT)).strip(),
+        "id": query.get("id", "").strip(),
+    }
+    number = int(query["page"]) if query.get("page", "").isdigit() else 1
+    number = max(number, 1)
+    rows: list[dict[str, Any]] = []
+    total = 0
+    limit = DEFAULT_LIMIT
+    if problem is None:
+        try:
+            limit = int(filters["limit"]) if filters["limit"].isdigit() else -1
+            chosen: dict[str, Any] = {
+                "states_": filters["states"],
+                "jobs": [filters["job"]] if filters["job"] else [],
+                "queues": [filters["queue"]] if filters["queue"] else [],
+                "since": parse_duration(filters["since"], "since") if filters["since"] else None,
+                "args": filters["args"] or None,
+            }
+            rows = ops.list_tasks(
+                **chosen, limit=limit, offset=(number - 1) * limit, order=filters["sort"]
+            )
+            total = ops.count_tasks(**chosen)
+        except ConfigurationError as exc:
+            problem = str(exc)
+    hub.watch(row["queue"] for row in rows)
+    pages = max(1, -(-min(total, COUNT_CAP - 1) // limit)) if limit > 0 else 1
+
+    def page_url(n: int) -> str:
+        kept = [(k, v) for k, v in query.multi_items() if k != "page"]
+        return "?" + urlencode([*kept, ("page", str(n))])
+
+    return page(
+        request,
+        "tasks.html",
+        {
+            "tasks": rows,
+            "filters": filters,
+            "filter_problem": problem,
+            "sorts": SORTS,
+            "total": total,
+            "total_text": f"{COUNT_CAP - 1:,}+" if total >= COUNT_CAP else f"{total:,}",
+            "page_number": number,
+            "pages": pages,
+            "more": total >= COUNT_CAP,
+            "first_row": (number - 1) * max(limit, 0) + 1,
+            "page_url": page_url,
+        },
+        status=400 if problem else 200,
     )
 
 
@@ -260,13 +415,53 @@ def _revoked(task: dict[str, Any]) -> str:
     return "revoked: it will not run"
 
 
+def _count_text(count: int) -> str:
+    return f"{COUNT_CAP - 1:,}+" if count >= COUNT_CAP else f"{count:,}"
+
+
+def _to_list(request: Request, filters: dict[str, str], **note: str) -> Response:
+    """Back to the task list (with ``filters``) after a bulk action, saying how it went."""
+    url = request.url_for("tasks").path
+    kept = {k: v for k, v in filters.items() if v}
+    return RedirectResponse(f"{url}?{urlencode({**kept, **note})}", status_code=303)
+
+
+def _ran_now(task: dict[str, Any]) -> str:
+    return "due now: the next free worker runs it"
+
+
+def _granted(task: dict[str, Any]) -> str:
+    return f"queued again; it may now run until attempt {task['max_retries'] + 1}"
+
+
+def _more(form: Any) -> dict[str, Any]:
+    """The number of attempts to grant, from the action's form."""
+    raw = form.get("more", "")
+    if not isinstance(raw, str) or not raw.strip().isdigit():
+        raise ConfigurationError("attempts to grant must be a whole number")
+    return {"more": int(raw)}
+
+
+def _actor(request: Request) -> str:
+    """Who the audit trail records for a dashboard action: the HTTP basic user name, if any,
+    and the client's address."""
+    user = security.basic_user(request) or "anonymous"
+    client = request.client.host if request.client else "unknown"
+    return f"{user} via dashboard from {client}"
+
+
 def _back(request: Request, task_id: str, **note: str) -> Response:
     url = request.url_for("task", task_id=task_id).path
     return RedirectResponse(f"{url}?{urlencode(note)}", status_code=303)
 
 
-def _stamp(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC" if value else "-"
+def _stamp(value: datetime | None) -> Markup | str:
+    """A moment in UTC, in a ``<time data-utc>`` the page's script adds local time to."""
+    if value is None:
+        return "-"
+    utc = value.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return Markup('<time data-utc datetime="{}">{}</time>').format(utc.isoformat(), text)
 
 
 def _timeline(task: dict[str, Any]) -> list[tuple[str, datetime, str]]:

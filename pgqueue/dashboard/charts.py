@@ -1,5 +1,7 @@
-"""Inline SVG charts of the ``queue_timeline`` view: finished tasks per minute as bars and
-the queue depth as a line, one small chart per queue, drawn on the server."""
+"""Inline SVG charts of the ``queue_timeline`` view (the last hour: finished tasks per minute as
+bars, the queue depth as a line) or of the store's ``queue_activity`` (a day or a week in 60
+periods, bars only), one small chart per queue, drawn on the server, with time labels (UTC)
+along the x axis and the scale's maximum on the y axis."""
 
 from __future__ import annotations
 
@@ -36,17 +38,32 @@ class QueueChart:
     max_depth: int
     total_finished: int
     total_failed: int
+    #: Time labels along the x axis, left to right, evenly spaced (the start of every tenth
+    #: period, then the end).
+    ticks: list[str]
 
 
-def queue_charts(rows: Sequence[dict[str, Any]]) -> list[QueueChart]:
-    """Charts for the rows of ``queue_timeline`` (ordered by queue, then minute)."""
+def queue_charts(rows: Sequence[dict[str, Any]], stamp: str = "%H:%M") -> list[QueueChart]:
+    """Charts for the rows of ``queue_timeline`` or of the store's ``queue_activity`` (60
+    periods per queue, ordered by queue, then period); ``stamp`` formats the time labels."""
     by_queue: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_queue.setdefault(row["queue"], []).append(row)
-    return [_chart(queue, minutes) for queue, minutes in by_queue.items()]
+    return [_chart(queue, minutes, stamp) for queue, minutes in by_queue.items()]
 
 
-def _chart(queue: str, minutes: list[dict[str, Any]]) -> QueueChart:
+def _ticks(minutes: list[dict[str, Any]], stamp: str) -> list[str]:
+    """Labels at periods 0, 10, ..., 50 and the end of the last one (UTC)."""
+    if not minutes:
+        return []
+    labels = [minutes[i]["minute"].strftime(stamp) for i in range(0, len(minutes), 10)]
+    if len(minutes) > 1:
+        step = minutes[-1]["minute"] - minutes[-2]["minute"]
+        labels.append((minutes[-1]["minute"] + step).strftime(stamp))
+    return labels
+
+
+def _chart(queue: str, minutes: list[dict[str, Any]], stamp: str) -> QueueChart:
     step = WIDTH / MINUTES
     top_finished = max((int(m["finished"]) for m in minutes), default=0)
     top_depth = max((int(m["depth"]) for m in minutes), default=0)
@@ -55,14 +72,14 @@ def _chart(queue: str, minutes: list[dict[str, Any]]) -> QueueChart:
     for i, minute in enumerate(minutes[-MINUTES:]):
         finished = int(minute["finished"])
         height = (HEIGHT - 4) * finished / top_finished if top_finished else 0.0
-        stamp = minute["minute"].strftime("%H:%M")
+        when = minute["minute"].strftime(stamp)
         bars.append(
             Bar(
                 x=round(i * step + 1, 1),
                 y=round(HEIGHT - height, 1),
                 width=round(step - 2, 1),
                 height=round(height, 1),
-                title=f"{stamp}: {finished} finished, {minute['failed']} failed, "
+                title=f"{when}: {finished} finished, {minute['failed']} failed, "
                 f"depth {minute['depth']}",
             )
         )
@@ -76,4 +93,5 @@ def _chart(queue: str, minutes: list[dict[str, Any]]) -> QueueChart:
         max_depth=top_depth,
         total_finished=sum(int(m["finished"]) for m in minutes),
         total_failed=sum(int(m["failed"]) for m in minutes),
+        ticks=_ticks(minutes[-MINUTES:], stamp),
     )

@@ -18,6 +18,24 @@ CSRF_COOKIE = "pgqueue_csrf"
 CSRF_FIELD = "csrf"
 
 
+def _basic(value: str) -> tuple[str, str] | None:
+    """(user, password) of an HTTP basic credential, or None when it is malformed."""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, password = decoded.partition(":")
+    return user, password
+
+
+def basic_user(request: Request) -> str | None:
+    """The user name of the request's HTTP basic credentials (the token is its password, any
+    name goes: the audit trail records it), or None without one."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    found = _basic(value) if scheme.lower() == "basic" else None
+    return found[0] or None if found else None
+
+
 def token_matches(header: str | None, token: str) -> bool:
     """True when an ``Authorization`` header carries ``token``: as a Bearer token, or as the
     password of HTTP basic auth (any user name). Compared in constant time."""
@@ -27,11 +45,8 @@ def token_matches(header: str | None, token: str) -> bool:
     if scheme.lower() == "bearer":
         return hmac.compare_digest(value.strip().encode(), token.encode())
     if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return hmac.compare_digest(decoded.partition(":")[2].encode(), token.encode())
+        found = _basic(value)
+        return found is not None and hmac.compare_digest(found[1].encode(), token.encode())
     return False
 
 

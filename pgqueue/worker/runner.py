@@ -209,14 +209,17 @@ class Worker:
             held=executor.held,
             on_lost=self._lease_lost,
         )
+        #: The optional scheduler and pruner (None when not asked for; read by the metrics).
+        self.scheduler = (
+            Scheduler(self.dsn, self.registry, name=self.name, schema=self.schema)
+            if schedule_periodic
+            else None
+        )
+        self.pruner = (
+            Pruner(self.dsn, self.schema, prune_after) if prune_after is not None else None
+        )
         #: Optional services, started first and stopped first.
-        self._extras: list[Service] = []
-        if schedule_periodic:
-            self._extras.append(
-                Scheduler(self.dsn, self.registry, name=self.name, schema=self.schema)
-            )
-        if prune_after is not None:
-            self._extras.append(Pruner(self.dsn, self.schema, prune_after))
+        self._extras: list[Service] = [s for s in (self.scheduler, self.pruner) if s is not None]
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} queues={','.join(self.queues)}>"

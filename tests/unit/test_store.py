@@ -108,14 +108,28 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "queue_throughput": s.queue_throughput(),
         "queue_timeline": s.queue_timeline(),
         "queue_depth": s.queue_depth(),
+        "queue_activity": s.queue_activity(step=60.0, buckets=60),
         "queue_oldest_due": s.queue_oldest_due(),
         "notify_queue_usage": s.notify_queue_usage(),
         "workers": s.workers(recent=None),
+        "worker_counts": s.worker_counts(recent=1.0),
         "stuck_tasks": s.stuck_tasks(),
-        "list_tasks": s.list_tasks(states=None, jobs=None, queues=None, since=None, limit=1),
+        "list_tasks": s.list_tasks(
+            states=None, jobs=None, queues=None, since=None, limit=1, offset=0, args=None
+        ),
+        "count_tasks": s.count_tasks(
+            states=None, jobs=None, queues=None, since=None, args=None, cap=1
+        ),
         "task_detail": s.task_detail(id="x", preview=None),
+        "tasks_by_prefix": s.tasks_by_prefix(low="x", high="y", limit=1),
         "retry_task": s.retry_task(id="x"),
         "lock_holder": s.lock_holder(id="x"),
+        "grant_attempts": s.grant_attempts(id="x", more=1),
+        "run_now": s.run_now(id="x"),
+        "retry_failed": s.retry_failed(jobs=None, queues=None, limit=1),
+        "task_attempts": s.task_attempts(id="x"),
+        "record_action": s.record_action(actor="a", action="retry", task_id=None, detail="{}"),
+        "list_actions": s.list_actions(limit=1),
         "queue_names": s.queue_names(),
         "demo_reset": s.demo_reset(queue="demo"),
         "demo_progress": s.demo_progress(queue="demo"),
@@ -125,6 +139,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "demo_largest": s.demo_largest(queue="demo", limit=1),
         "demo_failures": s.demo_failures(queue="demo"),
         "schema_has_revision": s.schema_has_revision(revision="r"),
+        "server_role": s.server_role(),
     }
 
 
@@ -153,7 +168,12 @@ def test_statements_are_rendered_for_the_schema_once() -> None:
     again = every_op(store)
     for name, op in first.items():
         assert op.sql is again[name].sql, name  # the same text: psycopg prepares it once
-        if name not in ("schedule_now", "notify_queue_usage", "heartbeat_lock_timeout"):
+        if name not in (
+            "schedule_now",
+            "notify_queue_usage",
+            "heartbeat_lock_timeout",
+            "server_role",
+        ):
             # they read no table
             assert '"my ""schema".' in op.sql, name
     assert '"pgqueue".' in every_op(Store("pgqueue"))["claim_tasks"].sql
