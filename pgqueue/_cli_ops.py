@@ -99,6 +99,8 @@ def _print_overview(overview: Overview) -> None:
     if overview.stuck:
         out.print()
         out.print(render.table(f"{len(overview.stuck)} stuck", overview.stuck, _STUCK_COLUMNS))
+    if overview.paused:
+        out.print(f"[yellow]paused queues: {', '.join(overview.paused)}[/]")
     out.print(f"notification queue: {overview.notify_queue_usage:.1%} used")
     if overview.notify_queue_warning:
         out.print(f"[red]warning: {overview.notify_queue_warning}[/]")

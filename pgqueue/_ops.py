@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -88,7 +88,8 @@ class Overview:
 
     ``queues``: rows of ``queue_stats``; ``throughput``: rows of ``queue_throughput``;
     ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``;
-    ``notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1).
+    ``notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1); ``flow``: rows of
+    ``queue_flow`` (paused or not, live counts per queue).
     """
 
     queues: list[Row]
@@ -96,6 +97,12 @@ class Overview:
     workers: dict[str, int]
     stuck: list[Row]
     notify_queue_usage: float = 0.0
+    flow: list[Row] = field(default_factory=list)
+
+    @property
+    def paused(self) -> list[str]:
+        """The paused queues, by name."""
+        return [row["queue"] for row in self.flow if row["paused"]]
 
     @property
     def notify_queue_warning(self) -> str | None:
@@ -120,6 +127,7 @@ class Overview:
             "workers": self.workers,
             "stuck": jsonable(self.stuck),
             "notify_queue_usage": self.notify_queue_usage,
+            "flow": jsonable(self.flow),
         }
 
 
@@ -153,6 +161,7 @@ class Operations:
             workers=counts,
             stuck=self._run(self.store.stuck_tasks()),
             notify_queue_usage=self._run(self.store.notify_queue_usage()),
+            flow=self._run(self.store.queue_flow()),
         )
 
     def timeline(self) -> list[Row]:

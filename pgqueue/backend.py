@@ -27,10 +27,17 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import _channels, _connections, _db, _enqueue
 from ._store import Op, Store
-from ._values import check_text, require_task_id
+from ._values import check_queue, check_text, require_task_id
 from .aio import LoopPool
 from .bulk import Call, QueuedTasks, as_call
-from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
+from .errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    SchemaError,
+    TaskNotFound,
+    TaskTimeout,
+    UnknownQueue,
+)
 from .jobs import JobRegistry
 from .listener import Listener
 from .task import Task
@@ -537,6 +544,39 @@ class TaskBackend:
         if self.get_task(task_id) is None:
             raise TaskNotFound(f"no task has id {task_id!r}")
         return False
+
+    # -- flow control ----------------------------------------------------------------------
+
+    def pause_queue(self, name: str) -> datetime:
+        """Pause queue ``name`` for every worker: from their next claim none takes a task from
+        it (the claim itself skips paused queues, so it holds fleet-wide and across restarts);
+        running tasks finish, queued ones wait. Pausing a paused queue changes nothing. The
+        SQL equivalent is ``SELECT pgqueue.pause_queue('name')`` (revision pgqueue_0006_flow).
+
+        :return: since when the queue is paused (database clock).
+        :raises UnknownQueue: no task and no worker ever used ``name`` (nothing changed).
+        :raises ConfigurationError: ``name`` is not a valid queue name.
+        """
+        return self._flow_call(self.store.pause_queue(queue=check_queue(name)), name)
+
+    def resume_queue(self, name: str) -> bool:
+        """Resume queue ``name``: its workers are woken by a notification and claim at once.
+
+        :return: whether the queue was paused.
+        :raises UnknownQueue: no task and no worker ever used ``name`` (nothing changed).
+        :raises ConfigurationError: ``name`` is not a valid queue name.
+        """
+        return self._flow_call(self.store.resume_queue(queue=check_queue(name)), name)
+
+    def _flow_call(self, op: Op[R], name: str) -> R:
+        with self.connection() as conn:
+            try:
+                return op.run(conn)
+            except psycopg.errors.NoDataFound:
+                raise UnknownQueue(
+                    f"unknown queue {name!r}: no task and no worker ever used it; check the "
+                    "name (pgqueue status lists the queues). Nothing was changed."
+                ) from None
 
     # -- connections -----------------------------------------------------------------------
 

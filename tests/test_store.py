@@ -102,6 +102,9 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
             name="tick", queued=1, skipped=0, last_task=None, outcome="queued"
         ),
         "list_schedules": s.list_schedules(names=None),
+        "pause_queue": s.pause_queue(queue="tasks"),
+        "resume_queue": s.resume_queue(queue="tasks"),
+        "queue_flow": s.queue_flow(),
         "queue_stats": s.queue_stats(),
         "queue_throughput": s.queue_throughput(),
         "queue_timeline": s.queue_timeline(),

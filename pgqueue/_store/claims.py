@@ -21,6 +21,16 @@ _T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
 #: A claimed row whose ``attempts`` cannot grow (integer column at its maximum).
 _WORN_OUT = "t.attempts = 2147483647"
 
+#: Flow control of the claim (revision pgqueue_0006_flow), kept in this one place: the queues
+#: the claim reads, paused ones left out. One primary-key probe of queue_setting per queue,
+#: read in the claim's own snapshot, so a pause is fleet-wide and holds from the next claim of
+#: every worker (a claim already running when the pause commits may still start its tasks).
+_FLOW_QUEUES = """(
+        SELECT u.queue FROM unnest(%(queues)s::text[]) AS u(queue)
+        WHERE NOT EXISTS (SELECT FROM {s}.queue_setting qs
+                          WHERE qs.queue = u.queue AND qs.paused_at IS NOT NULL)
+    ) AS q(queue)"""
+
 #: Claim up to ``limit`` due tasks in priority then run_at order. A task past its expiry is
 #: revoked here instead of started (pulsar's TaskTimeout at execution time).
 #: Each queue is read on its own (LATERAL) so the scan walks the partial index task_claimable
@@ -32,11 +42,11 @@ _WORN_OUT = "t.attempts = 2147483647"
 #: whatever ``limit`` is, where the join alone was planned as a scan of the whole table.
 #: A task whose ``attempts`` is at the integer limit (written by hand: no run adds that many)
 #: ends FAILURE here instead of started, so its ``attempts + 1`` never fails the claim of
-#: every other task (F24).
+#: every other task (F24). Paused queues are left out (:data:`_FLOW_QUEUES`).
 CLAIM_TASKS = f"""
 WITH picked AS (
     SELECT c.id, c.expired
-    FROM unnest(%(queues)s::text[]) AS q(queue)
+    FROM {_FLOW_QUEUES}
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at, expiry IS NOT NULL AND expiry <= now() AS expired
         FROM {{s}}.task

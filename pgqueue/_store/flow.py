@@ -1,0 +1,47 @@
+"""Flow control of queues (revision pgqueue_0006_flow): pause, resume, and the settings and
+live counts of each queue (the ``queue_flow`` view).
+
+Pause and resume call the revision's SQL functions, so Python, the command line and an
+operator's own SQL do the same thing; an unknown queue raises ``psycopg.errors.NoDataFound``
+there (see ``require_known_queue``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ._op import Op, StoreBase, rows
+
+PAUSE_QUEUE = "SELECT {s}.pause_queue(%(queue)s::text) AS since"
+
+RESUME_QUEUE = "SELECT {s}.resume_queue(%(queue)s::text) AS was_paused"
+
+QUEUE_FLOW = "SELECT * FROM {s}.queue_flow ORDER BY queue"
+
+
+def _since(found: list[Any], count: int) -> datetime:
+    since: datetime = found[0]["since"]
+    return since
+
+
+def _was_paused(found: list[Any], count: int) -> bool:
+    return bool(found[0]["was_paused"])
+
+
+class FlowOps(StoreBase):
+    """Pause, resume and read queues' flow settings (see the module docstring)."""
+
+    def pause_queue(self, *, queue: str) -> Op[datetime]:
+        """Pause ``queue``; the result is since when it is paused (earlier if it already
+        was). Raises ``psycopg.errors.NoDataFound`` for an unknown queue."""
+        return Op(self._sql(PAUSE_QUEUE), {"queue": queue}, _since)
+
+    def resume_queue(self, *, queue: str) -> Op[bool]:
+        """Resume ``queue`` and wake its workers; the result says whether it was paused.
+        Raises ``psycopg.errors.NoDataFound`` for an unknown queue."""
+        return Op(self._sql(RESUME_QUEUE), {"queue": queue}, _was_paused)
+
+    def queue_flow(self) -> Op[list[dict[str, Any]]]:
+        """Rows of ``queue_flow``: per queue, paused or not and its live counts."""
+        return Op(self._sql(QUEUE_FLOW), {}, rows)
