@@ -72,6 +72,7 @@ def common_params(
         "expiry_at": expiry_at,
         "expiry_in": expiry_in,
         "max_retries": int(job.max_retries),
+        "concurrency": job.concurrency,
     }
 
 
@@ -93,15 +94,16 @@ def check_kwargs(job: Job, kwargs: object) -> Mapping[str, Any]:
 
 def kwargs_params(
     job: Job, kwargs: object, meta_params: Mapping[str, Any] | None = None
-) -> tuple[bool, str]:
-    """What ``QUEUE_TASK`` takes of one task's kwargs: ``can_overlap`` for them and their JSON
-    text. Raises as :func:`check_kwargs`, :class:`SerializationError` for kwargs that are
-    not JSON, and :class:`JobArgumentError` for kwargs that do not fit the job's signature
-    (``meta_params`` only improves that message: see :mod:`pgqueue._arguments`)."""
+) -> tuple[bool, str, str | None]:
+    """What ``QUEUE_TASK`` takes of one task's kwargs: ``can_overlap`` for them, their JSON
+    text and their ``limit_key`` (:meth:`Job.limit_key_of`). Raises as :func:`check_kwargs`,
+    :class:`SerializationError` for kwargs that are not JSON, :class:`JobArgumentError` for
+    kwargs that do not fit the job's signature (``meta_params`` only improves that message:
+    see :mod:`pgqueue._arguments`), :class:`ConfigurationError` for a bad limit key."""
     checked = dict(check_kwargs(job, kwargs))
     text = dump_kwargs(job.name, checked)
     job.argument_check(checked, meta_params)  # after the JSON checks, before can_overlap
-    return job.overlaps(checked), text
+    return job.overlaps(checked), text, job.limit_key_of(checked)
 
 
 def task_params(
@@ -111,7 +113,9 @@ def task_params(
     :func:`kwargs_params`."""
     job, common = common_params(registry, default_queue, call)
     params = cast(TaskParams, common)  # completed in place: no copy per task
-    params["can_overlap"], params["kwargs"] = kwargs_params(job, kwargs, call.meta_params)
+    params["can_overlap"], params["kwargs"], params["limit_key"] = kwargs_params(
+        job, kwargs, call.meta_params
+    )
     return params
 
 
@@ -138,8 +142,11 @@ def batch_params(
                 head = _json_head(common)
             key, last = new_key, call
         assert job is not None
-        overlap, text = kwargs_params(job, kwargs)
-        texts.append(f'{head},"can_overlap":{"true" if overlap else "false"},"kwargs":{text}}}')
+        overlap, text, limit_key = kwargs_params(job, kwargs)
+        texts.append(
+            f'{head},"can_overlap":{"true" if overlap else "false"},'
+            f'"limit_key":{json.dumps(limit_key)},"kwargs":{text}}}'
+        )
     return f"[{','.join(texts)}]" if texts else None
 
 

@@ -568,6 +568,25 @@ class TaskBackend:
         """
         return self._flow_call(self.store.resume_queue(queue=check_queue(name)), name)
 
+    def set_queue_limit(self, queue: str, *, concurrency: int | None) -> None:
+        """Let at most ``concurrency`` tasks of ``queue`` run (STARTED) at once, across all
+        workers, enforced by every claim (as ``Job.concurrency`` is for a job); None removes
+        the limit. Stored in ``queue_setting``, changeable at run time (SQL:
+        ``SELECT pgqueue.set_queue_limit('queue', 4)``); workers are woken to apply it.
+
+        :raises ConfigurationError: ``concurrency`` is not None nor an int >= 1, or ``queue``
+            is not a valid queue name (nothing changed).
+        :raises UnknownQueue: no task and no worker ever used ``queue`` (nothing changed).
+        """
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ConfigurationError(
+                f"concurrency must be an int >= 1 (or None for no limit), not {concurrency!r}"
+            )
+        op = self.store.set_queue_limit(queue=check_queue(queue), concurrency=concurrency)
+        self._flow_call(op, queue)
+
     def _flow_call(self, op: Op[R], name: str) -> R:
         with self.connection() as conn:
             try:

@@ -33,6 +33,9 @@ from .retry import DEFAULT_BACKOFF, Backoff
 from .typed import EnqueueOptions, Enqueuer, TaskId
 
 Overlap = bool | Callable[..., bool]
+#: A job's ``limit_key``: the name of one of its kwargs, or a callable taking the kwargs (as
+#: keywords, like ``can_overlap``) and returning a str.
+LimitKey = str | Callable[..., str]
 P = ParamSpec("P")
 R = TypeVar("R")
 OptionsP = ParamSpec("OptionsP")
@@ -83,8 +86,17 @@ class JobOptions:
       are cancelled at the limit; thread jobs are told through ``consumer.check()`` /
       ``consumer.is_revoked()`` (cooperative). The attempt then fails (or retries) with
       ``TimeLimitExceeded``. None: no limit.
+    * ``concurrency`` (int >= 1 | None): at most this many tasks of the job STARTED at once,
+      across all workers, per ``limit_key`` value when the job has one (issue 13). The claim
+      enforces it in the database; a task that may not start stays QUEUED. The value is
+      stored on each task when it is queued. None: no limit.
+    * ``limit_key`` (str | callable | None): what the job's limits apply per: the name of one
+      of its kwargs (its value, a str or an int, is the key) or a callable taking the kwargs
+      as keywords and returning a str. Evaluated at enqueue and stored in ``task.limit_key``.
+      None: the limits apply to the job as a whole.
 
-    Nothing is checked when the options are made: ``timeout`` and ``time_limit`` raise
+    ``concurrency`` and ``limit_key`` are checked when the job is defined
+    (:func:`check_flow_options`); ``timeout`` and ``time_limit`` raise
     :class:`ConfigurationError` when first read as seconds (:meth:`Job.expiry_seconds`).
     """
 
@@ -98,6 +110,24 @@ class JobOptions:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     backoff: Backoff = DEFAULT_BACKOFF
     time_limit: float | timedelta | None = None
+    concurrency: int | None = None
+    limit_key: LimitKey | None = None
+
+
+def check_flow_options(job: JobOptions, name: str) -> None:
+    """Raise :class:`ConfigurationError` unless the flow options of job ``name`` are valid:
+    ``concurrency`` None or an int >= 1, ``limit_key`` None, a non-empty str or a callable."""
+    limit = job.concurrency
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigurationError(
+            f"job {name!r}: concurrency must be an int >= 1 (or None for no limit), not {limit!r}"
+        )
+    key = job.limit_key
+    if key is not None and not callable(key) and not (isinstance(key, str) and key):
+        raise ConfigurationError(
+            f"job {name!r}: limit_key must be the name of a kwarg or a callable taking the "
+            f"kwargs and returning a str, not {key!r}"
+        )
 
 
 def copy_options(target: object, options: object, kind: type) -> None:
@@ -112,7 +142,8 @@ class Job(JobOptions):
 
     Its options are class attributes (all optional), listed and explained at
     :class:`JobOptions`: ``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
-    ``max_retries``, ``retry_on``, ``backoff`` and ``time_limit``.
+    ``max_retries``, ``retry_on``, ``backoff``, ``time_limit``, ``concurrency`` and
+    ``limit_key``.
 
     Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
     result, or ``async def __call__``.
@@ -129,6 +160,7 @@ class Job(JobOptions):
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("name"):
             cls.name = cls.__name__.lower()
+        check_flow_options(cls, cls.name)  # type: ignore[arg-type]
 
     def __call__(self, consumer: Consumer, **kwargs: Any) -> Any:
         raise NotImplementedError(f"job {self.name!r} does not implement __call__")
@@ -177,6 +209,40 @@ class Job(JobOptions):
         overlap = self.can_overlap
         return bool(overlap(**kwargs)) if callable(overlap) else bool(overlap)
 
+    def limit_key_of(self, kwargs: dict[str, Any]) -> str | None:
+        """The ``limit_key`` value of a task with these kwargs (None when the job has no
+        ``limit_key``). Raises :class:`ConfigurationError` when the named kwarg is missing or
+        not a str or int, or when the callable raises or returns anything but a str."""
+        key = self.limit_key
+        if key is None:
+            return None
+        if isinstance(key, str):
+            if key not in kwargs:
+                raise ConfigurationError(
+                    f"job {self.name!r} is limited per {key!r}, but the task has no argument "
+                    f"{key!r}; nothing was queued"
+                )
+            value = kwargs[key]
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ConfigurationError(
+                    f"job {self.name!r}: the limit_key argument {key!r} must be a str or an "
+                    f"int, not {type(value).__name__}; nothing was queued"
+                )
+            return str(value)
+        try:
+            found = key(**kwargs)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"job {self.name!r}: its limit_key callable raised {type(exc).__name__}: "
+                f"{exc}; nothing was queued"
+            ) from exc
+        if not isinstance(found, str):
+            raise ConfigurationError(
+                f"job {self.name!r}: its limit_key callable must return a str, not "
+                f"{type(found).__name__} ({found!r:.60}); nothing was queued"
+            )
+        return found
+
 
 class FunctionJob(Job, Generic[P, R]):
     """A job made from a plain function by :func:`job`; calling it calls the function.
@@ -193,6 +259,7 @@ class FunctionJob(Job, Generic[P, R]):
         self.func = func
         copy_options(self, options or JobOptions(), JobOptions)
         self.name = self.name or func.__name__.lower()
+        check_flow_options(self, self.name)
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__
 
@@ -291,7 +358,8 @@ def typed_job_decorator(
 
 #: Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job:
 #: ``@job(name=None, timeout=None, can_overlap=True, *, queue=None, priority=0, max_retries=0,
-#: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None)``, the options of
+#: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None, concurrency=None,
+#: limit_key=None)``, the options of
 #: :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
 job = typed_job_decorator(JobOptions)
 

@@ -29,6 +29,8 @@ TASK: TaskParams = {
     "max_retries": 0,
     "can_overlap": True,
     "kwargs": "{}",
+    "concurrency": None,
+    "limit_key": None,
 }
 REGISTRATION: Registration = {
     "id": "w",
@@ -104,6 +106,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "list_schedules": s.list_schedules(names=None),
         "pause_queue": s.pause_queue(queue="tasks"),
         "resume_queue": s.resume_queue(queue="tasks"),
+        "set_queue_limit": s.set_queue_limit(queue="tasks", concurrency=2),
         "queue_flow": s.queue_flow(),
         "queue_stats": s.queue_stats(),
         "queue_throughput": s.queue_throughput(),

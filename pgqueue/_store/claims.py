@@ -22,14 +22,55 @@ _T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
 _WORN_OUT = "t.attempts = 2147483647"
 
 #: Flow control of the claim (revision pgqueue_0006_flow), kept in this one place: the queues
-#: the claim reads, paused ones left out. One primary-key probe of queue_setting per queue,
-#: read in the claim's own snapshot, so a pause is fleet-wide and holds from the next claim of
-#: every worker (a claim already running when the pause commits may still start its tasks).
+#: the claim reads, paused ones left out, each with its concurrency limit. One primary-key
+#: probe of queue_setting per queue, read in the claim's own snapshot, so a pause is
+#: fleet-wide and holds from the next claim of every worker (a claim already running when the
+#: pause commits may still start its tasks).
 _FLOW_QUEUES = """(
-        SELECT u.queue FROM unnest(%(queues)s::text[]) AS u(queue)
-        WHERE NOT EXISTS (SELECT FROM {s}.queue_setting qs
-                          WHERE qs.queue = u.queue AND qs.paused_at IS NOT NULL)
-    ) AS q(queue)"""
+        SELECT u.queue, qs.concurrency
+        FROM unnest(%(queues)s::text[]) AS u(queue)
+        LEFT JOIN {s}.queue_setting qs ON qs.queue = u.queue
+        WHERE qs.paused_at IS NULL
+    ) AS q(queue, queue_limit)"""
+
+#: Flow control of the claim, continued: which candidates may start. ``admission`` asks
+#: ``flow_free`` (see revision pgqueue_0006_flow: a scope lock, then a count in a fresh
+#: snapshot, so two claims never both admit into the last free slot, F29) how many more tasks
+#: of each limited scope among the candidates may start: (job, limit_key) scopes first, then
+#: queues, each sorted, so every claim takes the scope locks in one order (no deadlock).
+#: ``admitted`` keeps a limited candidate only while its turn within its scope fits that
+#: number, then the same within its queue. Unlimited jobs on unlimited queues call nothing:
+#: the admission of a claim without limits is an empty pass over its candidates.
+_FLOW_ADMISSION = """
+admission AS MATERIALIZED (
+    SELECT s.kind, s.name, s.limit_key, s.queue,
+           {s}.flow_free(s.name, s.limit_key, s.queue, s.most) AS free
+    FROM (
+        SELECT 0 AS kind, name, limit_key, NULL::text AS queue, min(concurrency) AS most
+        FROM candidates WHERE concurrency IS NOT NULL AND NOT expired
+        GROUP BY name, limit_key
+        UNION ALL
+        SELECT DISTINCT 1, NULL::text, NULL::text, queue, queue_limit
+        FROM candidates WHERE queue_limit IS NOT NULL AND NOT expired
+        ORDER BY 1, 2, 3, 4
+    ) s
+), job_admitted AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.queue, c.expired
+                                   ORDER BY c.priority DESC, c.run_at, c.id) AS queue_turn
+    FROM (
+        SELECT c.*, row_number() OVER (PARTITION BY c.name, c.limit_key, c.expired
+                                       ORDER BY c.priority DESC, c.run_at, c.id) AS job_turn
+        FROM candidates c
+    ) c
+    LEFT JOIN admission a
+      ON a.kind = 0 AND a.name = c.name AND a.limit_key IS NOT DISTINCT FROM c.limit_key
+    WHERE c.expired OR c.concurrency IS NULL OR c.job_turn <= a.free
+), admitted AS (
+    SELECT c.id, c.expired, c.priority, c.run_at
+    FROM job_admitted c
+    LEFT JOIN admission a ON a.kind = 1 AND a.queue = c.queue
+    WHERE c.expired OR c.queue_limit IS NULL OR c.queue_turn <= a.free
+)"""
 
 #: Claim up to ``limit`` due tasks in priority then run_at order. A task past its expiry is
 #: revoked here instead of started (pulsar's TaskTimeout at execution time).
@@ -42,13 +83,17 @@ _FLOW_QUEUES = """(
 #: whatever ``limit`` is, where the join alone was planned as a scan of the whole table.
 #: A task whose ``attempts`` is at the integer limit (written by hand: no run adds that many)
 #: ends FAILURE here instead of started, so its ``attempts + 1`` never fails the claim of
-#: every other task (F24). Paused queues are left out (:data:`_FLOW_QUEUES`).
+#: every other task (F24). Flow control (paused queues, concurrency limits) is
+#: :data:`_FLOW_QUEUES` and :data:`_FLOW_ADMISSION`; candidates a limit holds back stay
+#: QUEUED, locked only until this statement commits.
 CLAIM_TASKS = f"""
-WITH picked AS (
-    SELECT c.id, c.expired
+WITH candidates AS MATERIALIZED (
+    SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.concurrency,
+           q.queue, q.queue_limit
     FROM {_FLOW_QUEUES}
     CROSS JOIN LATERAL (
-        SELECT id, priority, run_at, expiry IS NOT NULL AND expiry <= now() AS expired
+        SELECT id, priority, run_at, name, limit_key, concurrency,
+               expiry IS NOT NULL AND expiry <= now() AS expired
         FROM {{s}}.task
         WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
           AND name = ANY(%(jobs)s::text[])
@@ -56,7 +101,9 @@ WITH picked AS (
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) c
-    ORDER BY c.priority DESC, c.run_at, c.id
+), {_FLOW_ADMISSION}, picked AS (
+    SELECT a.id, a.expired FROM admitted a
+    ORDER BY a.priority DESC, a.run_at, a.id
     LIMIT %(limit)s
 )
 UPDATE {{s}}.task t

@@ -1,7 +1,7 @@
-"""Flow control of queues (revision pgqueue_0006_flow): pause, resume, and the settings and
-live counts of each queue (the ``queue_flow`` view).
+"""Flow control of queues (revision pgqueue_0006_flow): pause, resume, concurrency limits,
+and the settings and live counts of each queue (the ``queue_flow`` view).
 
-Pause and resume call the revision's SQL functions, so Python, the command line and an
+Pause, resume and limits call the revision's SQL functions, so Python, the command line and an
 operator's own SQL do the same thing; an unknown queue raises ``psycopg.errors.NoDataFound``
 there (see ``require_known_queue``).
 """
@@ -11,11 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ._op import Op, StoreBase, rows
+from ._op import Op, StoreBase, nothing, rows
 
 PAUSE_QUEUE = "SELECT {s}.pause_queue(%(queue)s::text) AS since"
 
 RESUME_QUEUE = "SELECT {s}.resume_queue(%(queue)s::text) AS was_paused"
+
+SET_QUEUE_LIMIT = "SELECT {s}.set_queue_limit(%(queue)s::text, %(concurrency)s::integer)"
 
 QUEUE_FLOW = "SELECT * FROM {s}.queue_flow ORDER BY queue"
 
@@ -41,6 +43,12 @@ class FlowOps(StoreBase):
         """Resume ``queue`` and wake its workers; the result says whether it was paused.
         Raises ``psycopg.errors.NoDataFound`` for an unknown queue."""
         return Op(self._sql(RESUME_QUEUE), {"queue": queue}, _was_paused)
+
+    def set_queue_limit(self, *, queue: str, concurrency: int | None) -> Op[None]:
+        """Limit ``queue`` to ``concurrency`` STARTED tasks at once (None: no limit). Raises
+        ``psycopg.errors.NoDataFound`` for an unknown queue."""
+        params = {"queue": queue, "concurrency": concurrency}
+        return Op(self._sql(SET_QUEUE_LIMIT), params, nothing)
 
     def queue_flow(self) -> Op[list[dict[str, Any]]]:
         """Rows of ``queue_flow``: per queue, paused or not and its live counts."""

@@ -14,10 +14,23 @@ Create Date: 2026-12-07
   A queue is *known* when a task (any state) or a worker (any, stopped ones included) ever
   used it, or it has a queue_setting row already; pausing an unknown queue, most likely a
   typo, raises ``no_data_found`` (SQLSTATE P0002) and changes nothing.
+* **set_queue_limit(queue, concurrency)**: the queue's concurrency limit (NULL: none), for
+  known queues as above.
 * **Wake-up**: a row of queue_setting inserted or changed while not paused notifies
   ``<queue>_task_queued`` (through ``notify_task``, so never on a full NOTIFY queue): the
   workers listening on that queue claim at once, so a resume restarts the queue as fast as a
   new task would.
+* **Concurrency limits.** ``task.concurrency`` (the job's ``concurrency`` when it was queued)
+  and ``task.limit_key`` (its ``limit_key`` value): at most ``concurrency`` tasks of one
+  (job, limit_key) STARTED at once; ``queue_setting.concurrency``: at most that many of the
+  queue. The claim asks ``flow_free`` how many of a scope may still start: it takes a
+  transaction-scoped advisory lock on the scope (held until the claim commits: fine under a
+  transaction pooler), then counts the STARTED tasks in a fresh snapshot (a VOLATILE
+  function's statements each take one), so a claim that admits while another's commit is in
+  flight waits for it and then counts it (F29). Scopes are locked in one order (jobs, then
+  queues, each by name), so two claims never deadlock. A limited task leaving STARTED wakes
+  its queue's workers (trigger ``task_flow_wake``): a task held back costs nothing while it
+  waits, no worker polls for it.
 * **queue_flow**: the view of every queue's settings and live counts.
 """
 
@@ -36,11 +49,13 @@ UPGRADE = r"""
 CREATE TABLE {s}.queue_setting (
     queue       text PRIMARY KEY CONSTRAINT queue_setting_queue_no_comma CHECK (strpos(queue, ',') = 0),
     paused_at   timestamptz,
+    concurrency integer CONSTRAINT queue_setting_concurrency_positive CHECK (concurrency > 0),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE {s}.queue_setting IS 'Flow-control settings of a queue, read by every claim; one row per queue an operator set something on (no row: defaults)';
 COMMENT ON COLUMN {s}.queue_setting.queue IS 'Queue name (as task.queue)';
 COMMENT ON COLUMN {s}.queue_setting.paused_at IS 'When the queue was paused (database clock); NULL: not paused. Workers claim nothing from a paused queue; running tasks finish';
+COMMENT ON COLUMN {s}.queue_setting.concurrency IS 'At most this many tasks of the queue STARTED at once, across all workers; NULL: no limit';
 COMMENT ON COLUMN {s}.queue_setting.updated_at IS 'When the row last changed (database clock)';
 
 CREATE FUNCTION {s}.queue_setting_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -104,6 +119,63 @@ END
 $$;
 COMMENT ON FUNCTION {s}.resume_queue(text) IS 'Resume a known queue and wake its workers; returns whether it was paused';
 
+ALTER TABLE {s}.task
+    ADD COLUMN limit_key text,
+    ADD COLUMN concurrency integer CONSTRAINT task_concurrency_positive CHECK (concurrency > 0);
+COMMENT ON COLUMN {s}.task.limit_key IS 'The job''s limit_key value for this task (the kwarg named by it, or what its callable returned): limits apply per (name, limit_key); NULL: per job';
+COMMENT ON COLUMN {s}.task.concurrency IS 'At most this many tasks of the same name and limit_key STARTED at once (the job''s concurrency when queued); NULL: no limit';
+
+CREATE INDEX task_started_limited ON {s}.task (name, limit_key) WHERE status = 5 AND concurrency IS NOT NULL;
+COMMENT ON INDEX {s}.task_started_limited IS 'Running tasks of limited jobs by job and limit_key: what flow_free counts (tasks without a limit are not in it)';
+
+CREATE FUNCTION {s}.flow_free(job text, key text, queue_name text, most integer) RETURNS integer
+    LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    running integer;
+BEGIN
+    IF job IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(hashtext('pgqueue job'), hashtext(job || ' ' || COALESCE(key, '')));
+        IF key IS NULL THEN
+            SELECT count(*) INTO running FROM {s}.task
+            WHERE status = 5 AND concurrency IS NOT NULL AND name = job AND limit_key IS NULL;
+        ELSE
+            SELECT count(*) INTO running FROM {s}.task
+            WHERE status = 5 AND concurrency IS NOT NULL AND name = job AND limit_key = key;
+        END IF;
+    ELSE
+        PERFORM pg_advisory_xact_lock(hashtext('pgqueue queue'), hashtext(queue_name));
+        SELECT count(*) INTO running FROM {s}.task WHERE status = 5 AND queue = queue_name;
+    END IF;
+    RETURN greatest(most - running, 0);
+END
+$$;
+COMMENT ON FUNCTION {s}.flow_free(text, text, text, integer) IS 'How many more tasks of a scope may start: of job (and limit_key key) when job is not NULL, else of queue queue_name; most is its limit. Locks the scope until the end of the transaction and counts STARTED tasks in a fresh snapshot (called by the claim)';
+
+CREATE FUNCTION {s}.task_flow_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.concurrency IS NOT NULL OR EXISTS (
+        SELECT FROM {s}.queue_setting WHERE queue = NEW.queue AND concurrency IS NOT NULL
+    ) THEN
+        PERFORM {s}.notify_task(NEW.queue || '_task_queued', '*');
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION {s}.task_flow_wake() IS 'A task of a limited job or queue left STARTED: wake the queue''s workers, a task held back by the limit may start now';
+CREATE TRIGGER task_flow_wake AFTER UPDATE OF status ON {s}.task
+    FOR EACH ROW WHEN (OLD.status = 5 AND NEW.status <> 5)
+    EXECUTE FUNCTION {s}.task_flow_wake();
+
+CREATE FUNCTION {s}.set_queue_limit(queue_name text, most integer) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM {s}.require_known_queue(queue_name);
+    INSERT INTO {s}.queue_setting AS q (queue, concurrency) VALUES (queue_name, most)
+    ON CONFLICT (queue) DO UPDATE SET concurrency = most;
+END
+$$;
+COMMENT ON FUNCTION {s}.set_queue_limit(text, integer) IS 'At most most tasks of a known queue STARTED at once, across all workers (NULL: no limit); raises check_violation for most < 1';
+
 CREATE VIEW {s}.queue_flow AS
 WITH live AS (
     SELECT queue,
@@ -115,6 +187,7 @@ WITH live AS (
 SELECT COALESCE(qs.queue, l.queue) AS queue,
        qs.paused_at IS NOT NULL AS paused,
        qs.paused_at,
+       qs.concurrency,
        COALESCE(l.waiting, 0) AS waiting,
        COALESCE(l.started, 0) AS started
 FROM {s}.queue_setting qs FULL JOIN live l ON l.queue = qs.queue;
@@ -122,12 +195,19 @@ COMMENT ON VIEW {s}.queue_flow IS 'Per queue with live tasks or settings: whethe
 COMMENT ON COLUMN {s}.queue_flow.queue IS 'Queue name';
 COMMENT ON COLUMN {s}.queue_flow.paused IS 'True while the queue is paused (workers claim nothing from it)';
 COMMENT ON COLUMN {s}.queue_flow.paused_at IS 'When it was paused; NULL when not paused';
+COMMENT ON COLUMN {s}.queue_flow.concurrency IS 'At most this many STARTED at once (set_queue_limit); NULL: no limit';
 COMMENT ON COLUMN {s}.queue_flow.waiting IS 'QUEUED and RETRY tasks (due or not)';
 COMMENT ON COLUMN {s}.queue_flow.started IS 'STARTED tasks (running now)';
 """
 
 DOWNGRADE = r"""
 DROP VIEW {s}.queue_flow;
+DROP TRIGGER task_flow_wake ON {s}.task;
+DROP FUNCTION {s}.task_flow_wake();
+DROP FUNCTION {s}.flow_free(text, text, text, integer);
+DROP INDEX {s}.task_started_limited;
+ALTER TABLE {s}.task DROP COLUMN limit_key, DROP COLUMN concurrency;
+DROP FUNCTION {s}.set_queue_limit(text, integer);
 DROP FUNCTION {s}.resume_queue(text);
 DROP FUNCTION {s}.pause_queue(text);
 DROP FUNCTION {s}.require_known_queue(text);
