@@ -73,6 +73,8 @@ def common_params(
         "expiry_in": expiry_in,
         "max_retries": int(job.max_retries),
         "concurrency": job.concurrency,
+        "rate_count": job.rate_limit[0] if job.rate_limit else None,
+        "rate_seconds": float(job.rate_limit[1]) if job.rate_limit else None,
     }
 
 

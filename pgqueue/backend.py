@@ -38,7 +38,7 @@ from .errors import (
     TaskTimeout,
     UnknownQueue,
 )
-from .jobs import JobRegistry
+from .jobs import JobOptions, JobRegistry, check_flow_options
 from .listener import Listener
 from .task import Task
 
@@ -568,23 +568,31 @@ class TaskBackend:
         """
         return self._flow_call(self.store.resume_queue(queue=check_queue(name)), name)
 
-    def set_queue_limit(self, queue: str, *, concurrency: int | None) -> None:
-        """Let at most ``concurrency`` tasks of ``queue`` run (STARTED) at once, across all
-        workers, enforced by every claim (as ``Job.concurrency`` is for a job); None removes
-        the limit. Stored in ``queue_setting``, changeable at run time (SQL:
-        ``SELECT pgqueue.set_queue_limit('queue', 4)``); workers are woken to apply it.
+    def set_queue_limit(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, float] | None = None,
+    ) -> None:
+        """Set the limits of ``queue``, across all workers and enforced by every claim (as a
+        job's ``concurrency`` and ``rate_limit`` are): at most ``concurrency`` tasks STARTED
+        at once, at most ``rate[0]`` starts in any window of ``rate[1]`` seconds (database
+        clock). None means no such limit: each call sets both. Stored in ``queue_setting``,
+        changeable at run time (SQL: ``SELECT pgqueue.set_queue_limit('queue', 4, 10, 1.0)``);
+        workers are woken to apply it.
 
-        :raises ConfigurationError: ``concurrency`` is not None nor an int >= 1, or ``queue``
-            is not a valid queue name (nothing changed).
+        :raises ConfigurationError: ``concurrency`` is not None nor an int >= 1, ``rate`` not
+            None nor (int >= 1, seconds > 0), or ``queue`` not a valid name (nothing changed).
         :raises UnknownQueue: no task and no worker ever used ``queue`` (nothing changed).
         """
-        if concurrency is not None and (
-            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-        ):
-            raise ConfigurationError(
-                f"concurrency must be an int >= 1 (or None for no limit), not {concurrency!r}"
-            )
-        op = self.store.set_queue_limit(queue=check_queue(queue), concurrency=concurrency)
+        check_flow_options(JobOptions(concurrency=concurrency, rate_limit=rate), f"queue {queue!r}")
+        op = self.store.set_queue_limit(
+            queue=check_queue(queue),
+            concurrency=concurrency,
+            rate_count=rate[0] if rate else None,
+            rate_seconds=float(rate[1]) if rate else None,
+        )
         self._flow_call(op, queue)
 
     def _flow_call(self, op: Op[R], name: str) -> R:

@@ -90,12 +90,15 @@ class JobOptions:
       across all workers, per ``limit_key`` value when the job has one (issue 13). The claim
       enforces it in the database; a task that may not start stays QUEUED. The value is
       stored on each task when it is queued. None: no limit.
+    * ``rate_limit`` ((int >= 1, seconds > 0) | None): at most that many starts of the job in
+      any window of that many seconds, per ``limit_key`` value when the job has one,
+      across all workers, on the database clock (issue 13); stored on each task when queued.
     * ``limit_key`` (str | callable | None): what the job's limits apply per: the name of one
       of its kwargs (its value, a str or an int, is the key) or a callable taking the kwargs
       as keywords and returning a str. Evaluated at enqueue and stored in ``task.limit_key``.
       None: the limits apply to the job as a whole.
 
-    ``concurrency`` and ``limit_key`` are checked when the job is defined
+    ``concurrency``, ``rate_limit`` and ``limit_key`` are checked when the job is defined
     (:func:`check_flow_options`); ``timeout`` and ``time_limit`` raise
     :class:`ConfigurationError` when first read as seconds (:meth:`Job.expiry_seconds`).
     """
@@ -111,23 +114,43 @@ class JobOptions:
     backoff: Backoff = DEFAULT_BACKOFF
     time_limit: float | timedelta | None = None
     concurrency: int | None = None
+    rate_limit: tuple[int, float] | None = None
     limit_key: LimitKey | None = None
 
 
-def check_flow_options(job: JobOptions, name: str) -> None:
-    """Raise :class:`ConfigurationError` unless the flow options of job ``name`` are valid:
-    ``concurrency`` None or an int >= 1, ``limit_key`` None, a non-empty str or a callable."""
-    limit = job.concurrency
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+def check_flow_options(job: JobOptions, what: str) -> None:
+    """Raise :class:`ConfigurationError` unless the flow options of ``what`` (``"job 'x'"``,
+    named so in the message) are valid:
+    ``concurrency`` None or an int >= 1, ``rate_limit`` None or (int >= 1, seconds > 0),
+    ``limit_key`` None, a non-empty str or a callable."""
+    if job.concurrency is not None and not _positive_int(job.concurrency):
         raise ConfigurationError(
-            f"job {name!r}: concurrency must be an int >= 1 (or None for no limit), not {limit!r}"
+            f"{what}: concurrency must be an int >= 1 (or None for no limit), "
+            f"not {job.concurrency!r}"
+        )
+    rate = job.rate_limit
+    if rate is not None and not (
+        isinstance(rate, tuple)
+        and len(rate) == 2
+        and _positive_int(rate[0])
+        and not isinstance(rate[1], bool)
+        and isinstance(rate[1], int | float)
+        and 0 < rate[1] < float("inf")
+    ):
+        raise ConfigurationError(
+            f"{what}: rate_limit must be (starts, seconds) with starts an int >= 1 and "
+            f"seconds > 0 (or None for no limit), not {rate!r}"
         )
     key = job.limit_key
     if key is not None and not callable(key) and not (isinstance(key, str) and key):
         raise ConfigurationError(
-            f"job {name!r}: limit_key must be the name of a kwarg or a callable taking the "
+            f"{what}: limit_key must be the name of a kwarg or a callable taking the "
             f"kwargs and returning a str, not {key!r}"
         )
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def copy_options(target: object, options: object, kind: type) -> None:
@@ -142,8 +165,8 @@ class Job(JobOptions):
 
     Its options are class attributes (all optional), listed and explained at
     :class:`JobOptions`: ``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
-    ``max_retries``, ``retry_on``, ``backoff``, ``time_limit``, ``concurrency`` and
-    ``limit_key``.
+    ``max_retries``, ``retry_on``, ``backoff``, ``time_limit``, ``concurrency``,
+    ``rate_limit`` and ``limit_key``.
 
     Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
     result, or ``async def __call__``.
@@ -160,7 +183,7 @@ class Job(JobOptions):
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("name"):
             cls.name = cls.__name__.lower()
-        check_flow_options(cls, cls.name)  # type: ignore[arg-type]
+        check_flow_options(cls, f"job {cls.name!r}")  # type: ignore[arg-type]
 
     def __call__(self, consumer: Consumer, **kwargs: Any) -> Any:
         raise NotImplementedError(f"job {self.name!r} does not implement __call__")
@@ -259,7 +282,7 @@ class FunctionJob(Job, Generic[P, R]):
         self.func = func
         copy_options(self, options or JobOptions(), JobOptions)
         self.name = self.name or func.__name__.lower()
-        check_flow_options(self, self.name)
+        check_flow_options(self, f"job {self.name!r}")
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__
 
@@ -359,7 +382,7 @@ def typed_job_decorator(
 #: Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job:
 #: ``@job(name=None, timeout=None, can_overlap=True, *, queue=None, priority=0, max_retries=0,
 #: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None, concurrency=None,
-#: limit_key=None)``, the options of
+#: rate_limit=None, limit_key=None)``, the options of
 #: :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
 job = typed_job_decorator(JobOptions)
 

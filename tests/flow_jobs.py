@@ -36,3 +36,15 @@ def _region(**kwargs: object) -> str:
 def per_region(consumer: pgqueue.TaskConsumer, region: str) -> str:
     """Limited per the key a callable computes."""
     return region
+
+
+@pgqueue.job(rate_limit=(3, 1.0), limit_key="tenant", queue="rated")
+def rated(consumer: pgqueue.TaskConsumer, tenant: str) -> str:
+    """At most 3 starts per second per tenant."""
+    return tenant
+
+
+@pgqueue.job(queue="rated")
+def free(consumer: pgqueue.TaskConsumer, n: int) -> int:
+    """No limit of its own."""
+    return n

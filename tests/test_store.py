@@ -30,6 +30,8 @@ TASK: TaskParams = {
     "can_overlap": True,
     "kwargs": "{}",
     "concurrency": None,
+    "rate_count": None,
+    "rate_seconds": None,
     "limit_key": None,
 }
 REGISTRATION: Registration = {
@@ -106,7 +108,9 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "list_schedules": s.list_schedules(names=None),
         "pause_queue": s.pause_queue(queue="tasks"),
         "resume_queue": s.resume_queue(queue="tasks"),
-        "set_queue_limit": s.set_queue_limit(queue="tasks", concurrency=2),
+        "set_queue_limit": s.set_queue_limit(
+            queue="tasks", concurrency=2, rate_count=None, rate_seconds=None
+        ),
         "queue_flow": s.queue_flow(),
         "queue_stats": s.queue_stats(),
         "queue_throughput": s.queue_throughput(),

@@ -27,31 +27,36 @@ _WORN_OUT = "t.attempts = 2147483647"
 #: fleet-wide and holds from the next claim of every worker (a claim already running when the
 #: pause commits may still start its tasks).
 _FLOW_QUEUES = """(
-        SELECT u.queue, qs.concurrency
+        SELECT u.queue, qs.concurrency, qs.rate_count, qs.rate_seconds
         FROM unnest(%(queues)s::text[]) AS u(queue)
         LEFT JOIN {s}.queue_setting qs ON qs.queue = u.queue
         WHERE qs.paused_at IS NULL
-    ) AS q(queue, queue_limit)"""
+    ) AS q(queue, queue_limit, queue_rate_count, queue_rate_seconds)"""
 
 #: Flow control of the claim, continued: which candidates may start. ``admission`` asks
-#: ``flow_free`` (see revision pgqueue_0006_flow: a scope lock, then a count in a fresh
+#: ``flow_free`` (see revision pgqueue_0006_flow: a scope lock, then counts in a fresh
 #: snapshot, so two claims never both admit into the last free slot, F29) how many more tasks
-#: of each limited scope among the candidates may start: (job, limit_key) scopes first, then
-#: queues, each sorted, so every claim takes the scope locks in one order (no deadlock).
-#: ``admitted`` keeps a limited candidate only while its turn within its scope fits that
-#: number, then the same within its queue. Unlimited jobs on unlimited queues call nothing:
-#: the admission of a claim without limits is an empty pass over its candidates.
+#: of each limited scope among the candidates may start (concurrency and rate): (job,
+#: limit_key) scopes first, then queues, each sorted, so every claim takes the scope locks in
+#: one order (no deadlock). ``admitted`` keeps a limited candidate only while its turn within
+#: its scope fits that number, then the same within its queue. ``logged`` records the starts
+#: of rate-limited scopes (``flow_start``). Unlimited jobs on unlimited queues call nothing:
+#: the flow control of a claim without limits is a few empty passes over its candidates.
 _FLOW_ADMISSION = """
 admission AS MATERIALIZED (
     SELECT s.kind, s.name, s.limit_key, s.queue,
-           {s}.flow_free(s.name, s.limit_key, s.queue, s.most) AS free
+           {s}.flow_free(s.name, s.limit_key, s.queue, s.most, s.rate_n, s.rate_s) AS free
     FROM (
-        SELECT 0 AS kind, name, limit_key, NULL::text AS queue, min(concurrency) AS most
-        FROM candidates WHERE concurrency IS NOT NULL AND NOT expired
+        SELECT 0 AS kind, name, limit_key, NULL::text AS queue, min(concurrency) AS most,
+               min(rate_count) AS rate_n, max(rate_seconds) AS rate_s
+        FROM candidates
+        WHERE (concurrency IS NOT NULL OR rate_count IS NOT NULL) AND NOT expired
         GROUP BY name, limit_key
         UNION ALL
-        SELECT DISTINCT 1, NULL::text, NULL::text, queue, queue_limit
-        FROM candidates WHERE queue_limit IS NOT NULL AND NOT expired
+        SELECT DISTINCT 1, NULL::text, NULL::text, queue, queue_limit, queue_rate_count,
+               queue_rate_seconds
+        FROM candidates
+        WHERE (queue_limit IS NOT NULL OR queue_rate_count IS NOT NULL) AND NOT expired
         ORDER BY 1, 2, 3, 4
     ) s
 ), job_admitted AS (
@@ -64,12 +69,28 @@ admission AS MATERIALIZED (
     ) c
     LEFT JOIN admission a
       ON a.kind = 0 AND a.name = c.name AND a.limit_key IS NOT DISTINCT FROM c.limit_key
-    WHERE c.expired OR c.concurrency IS NULL OR c.job_turn <= a.free
+    WHERE c.expired OR (c.concurrency IS NULL AND c.rate_count IS NULL) OR c.job_turn <= a.free
 ), admitted AS (
     SELECT c.id, c.expired, c.priority, c.run_at
     FROM job_admitted c
     LEFT JOIN admission a ON a.kind = 1 AND a.queue = c.queue
-    WHERE c.expired OR c.queue_limit IS NULL OR c.queue_turn <= a.free
+    WHERE c.expired OR (c.queue_limit IS NULL AND c.queue_rate_count IS NULL)
+       OR c.queue_turn <= a.free
+)"""
+
+#: The starts of rate-limited scopes among the picked candidates, recorded for their window.
+_FLOW_LOG = """
+logged AS (
+    INSERT INTO {s}.flow_start (scope, queue, reopens_at)
+    SELECT {s}.flow_scope(c.name, c.limit_key, NULL), c.queue,
+           clock_timestamp() + c.rate_seconds * interval '1 second'
+    FROM picked p JOIN candidates c ON c.id = p.id
+    WHERE NOT c.expired AND c.rate_count IS NOT NULL
+    UNION ALL
+    SELECT {s}.flow_scope(NULL, NULL, c.queue), c.queue,
+           clock_timestamp() + c.queue_rate_seconds * interval '1 second'
+    FROM picked p JOIN candidates c ON c.id = p.id
+    WHERE NOT c.expired AND c.queue_rate_count IS NOT NULL
 )"""
 
 #: Claim up to ``limit`` due tasks in priority then run_at order. A task past its expiry is
@@ -84,15 +105,16 @@ admission AS MATERIALIZED (
 #: A task whose ``attempts`` is at the integer limit (written by hand: no run adds that many)
 #: ends FAILURE here instead of started, so its ``attempts + 1`` never fails the claim of
 #: every other task (F24). Flow control (paused queues, concurrency limits) is
-#: :data:`_FLOW_QUEUES` and :data:`_FLOW_ADMISSION`; candidates a limit holds back stay
-#: QUEUED, locked only until this statement commits.
+#: :data:`_FLOW_QUEUES`, :data:`_FLOW_ADMISSION` and :data:`_FLOW_LOG`; candidates a limit
+#: holds back stay QUEUED, locked only until this statement commits.
 CLAIM_TASKS = f"""
 WITH candidates AS MATERIALIZED (
     SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.concurrency,
-           q.queue, q.queue_limit
+           c.rate_count, c.rate_seconds, q.queue, q.queue_limit, q.queue_rate_count,
+           q.queue_rate_seconds
     FROM {_FLOW_QUEUES}
     CROSS JOIN LATERAL (
-        SELECT id, priority, run_at, name, limit_key, concurrency,
+        SELECT id, priority, run_at, name, limit_key, concurrency, rate_count, rate_seconds,
                expiry IS NOT NULL AND expiry <= now() AS expired
         FROM {{s}}.task
         WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
@@ -105,7 +127,7 @@ WITH candidates AS MATERIALIZED (
     SELECT a.id, a.expired FROM admitted a
     ORDER BY a.priority DESC, a.run_at, a.id
     LIMIT %(limit)s
-)
+), {_FLOW_LOG}
 UPDATE {{s}}.task t
 SET status = CASE WHEN picked.expired THEN 3 WHEN {_WORN_OUT} THEN 2 ELSE 5 END,
     time_started = CASE WHEN picked.expired OR {_WORN_OUT} THEN t.time_started ELSE now() END,
@@ -152,10 +174,15 @@ WHERE t.id IN (
 RETURNING t.id::text AS id
 """
 
+#: Seconds until the next delayed task of the queues is due, or a rate window of theirs
+#: reopens (a task a rate limit held back may start then: ``flow_start``), whichever is first.
 NEXT_RUN_AT = """
-SELECT extract(epoch FROM min(run_at) - now())::float8 AS seconds
-FROM {s}.task
-WHERE status IN (4, 6) AND queue = ANY(%(queues)s::text[]) AND run_at > now()
+SELECT extract(epoch FROM least(
+    (SELECT min(run_at) FROM {s}.task
+     WHERE status IN (4, 6) AND queue = ANY(%(queues)s::text[]) AND run_at > now()),
+    (SELECT min(reopens_at) FROM {s}.flow_start
+     WHERE queue = ANY(%(queues)s::text[]) AND reopens_at > now())
+) - now())::float8 AS seconds
 """
 
 #: Give back tasks a stopping worker did not finish: QUEUED (RETRY if an earlier attempt

@@ -17,7 +17,10 @@ PAUSE_QUEUE = "SELECT {s}.pause_queue(%(queue)s::text) AS since"
 
 RESUME_QUEUE = "SELECT {s}.resume_queue(%(queue)s::text) AS was_paused"
 
-SET_QUEUE_LIMIT = "SELECT {s}.set_queue_limit(%(queue)s::text, %(concurrency)s::integer)"
+SET_QUEUE_LIMIT = """
+SELECT {s}.set_queue_limit(%(queue)s::text, %(concurrency)s::integer,
+                           %(rate_count)s::integer, %(rate_seconds)s::float8)
+"""
 
 QUEUE_FLOW = "SELECT * FROM {s}.queue_flow ORDER BY queue"
 
@@ -44,10 +47,23 @@ class FlowOps(StoreBase):
         Raises ``psycopg.errors.NoDataFound`` for an unknown queue."""
         return Op(self._sql(RESUME_QUEUE), {"queue": queue}, _was_paused)
 
-    def set_queue_limit(self, *, queue: str, concurrency: int | None) -> Op[None]:
-        """Limit ``queue`` to ``concurrency`` STARTED tasks at once (None: no limit). Raises
-        ``psycopg.errors.NoDataFound`` for an unknown queue."""
-        params = {"queue": queue, "concurrency": concurrency}
+    def set_queue_limit(
+        self,
+        *,
+        queue: str,
+        concurrency: int | None,
+        rate_count: int | None,
+        rate_seconds: float | None,
+    ) -> Op[None]:
+        """Limit ``queue`` to ``concurrency`` STARTED tasks at once and ``rate_count`` starts
+        per ``rate_seconds`` (None: no such limit). Raises ``psycopg.errors.NoDataFound`` for
+        an unknown queue."""
+        params = {
+            "queue": queue,
+            "concurrency": concurrency,
+            "rate_count": rate_count,
+            "rate_seconds": rate_seconds,
+        }
         return Op(self._sql(SET_QUEUE_LIMIT), params, nothing)
 
     def queue_flow(self) -> Op[list[dict[str, Any]]]:

@@ -30,7 +30,8 @@ LOCK_ID = lock_id_sql("%(name)s::text", "%(kwargs)s::jsonb")
 
 QUEUE_TASK = f"""
 INSERT INTO {{s}}.task AS t (name, queue, lock_id, priority, kwargs, meta_params,
-                             run_at, expiry, max_retries, limit_key, concurrency)
+                             run_at, expiry, max_retries, limit_key, concurrency,
+                             rate_count, rate_seconds)
 VALUES (%(name)s::text, %(queue)s::text,
         CASE WHEN %(can_overlap)s::boolean THEN NULL ELSE {LOCK_ID} END,
         %(priority)s::integer, %(kwargs)s::jsonb, %(meta_params)s::jsonb,
@@ -38,7 +39,8 @@ VALUES (%(name)s::text, %(queue)s::text,
                  now() + %(countdown)s::float8 * interval '1 second',
                  now()),
         COALESCE(%(expiry_at)s::timestamptz, now() + %(expiry_in)s::float8 * interval '1 second'),
-        %(max_retries)s::integer, %(limit_key)s::text, %(concurrency)s::integer)
+        %(max_retries)s::integer, %(limit_key)s::text, %(concurrency)s::integer,
+        %(rate_count)s::integer, %(rate_seconds)s::float8)
 ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
 RETURNING t.id::text AS id
 """
@@ -59,17 +61,19 @@ WITH input AS (
     FROM ROWS FROM (jsonb_to_recordset(%(tasks)s::jsonb) AS (
              name text, queue text, can_overlap boolean, priority integer, kwargs jsonb,
              meta_params jsonb, run_at timestamptz, countdown float8, expiry_at timestamptz,
-             expiry_in float8, max_retries integer, limit_key text, concurrency integer))
+             expiry_in float8, max_retries integer, limit_key text, concurrency integer,
+             rate_count integer, rate_seconds float8))
          WITH ORDINALITY AS i(name, queue, can_overlap, priority, kwargs, meta_params, run_at,
                               countdown, expiry_at, expiry_in, max_retries, limit_key,
-                              concurrency, ord)
+                              concurrency, rate_count, rate_seconds, ord)
 ), inserted AS (
     INSERT INTO {{s}}.task AS t (id, name, queue, lock_id, priority, kwargs, meta_params,
-                                 run_at, expiry, max_retries, limit_key, concurrency)
+                                 run_at, expiry, max_retries, limit_key, concurrency,
+                                 rate_count, rate_seconds)
     SELECT id, name, queue, lock_id, priority, kwargs, meta_params,
            COALESCE(run_at, now() + countdown * interval '1 second', now()),
            COALESCE(expiry_at, now() + expiry_in * interval '1 second'),
-           max_retries, limit_key, concurrency
+           max_retries, limit_key, concurrency, rate_count, rate_seconds
     FROM input
     ORDER BY lock_id NULLS FIRST, ord
     ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
@@ -111,7 +115,7 @@ class CommonParams(TypedDict):
     """The parameters of :data:`QUEUE_TASK` shared by the tasks of one call (all but the
     kwargs): ``meta_params`` as JSON text; ``run_at``/``countdown`` and
     ``expiry_at``/``expiry_in`` as an aware datetime or seconds from the database's now();
-    ``concurrency`` the job's limit (None: none)."""
+    ``concurrency`` and ``rate_count`` per ``rate_seconds`` the job's limits (None: none)."""
 
     name: str
     queue: str
@@ -123,6 +127,8 @@ class CommonParams(TypedDict):
     expiry_in: float | None
     max_retries: int
     concurrency: int | None
+    rate_count: int | None
+    rate_seconds: float | None
 
 
 class TaskParams(CommonParams):

@@ -50,12 +50,17 @@ CREATE TABLE {s}.queue_setting (
     queue       text PRIMARY KEY CONSTRAINT queue_setting_queue_no_comma CHECK (strpos(queue, ',') = 0),
     paused_at   timestamptz,
     concurrency integer CONSTRAINT queue_setting_concurrency_positive CHECK (concurrency > 0),
+    rate_count  integer CONSTRAINT queue_setting_rate_count_positive CHECK (rate_count > 0),
+    rate_seconds float8 CONSTRAINT queue_setting_rate_seconds_positive CHECK (rate_seconds > 0),
+    CONSTRAINT queue_setting_rate_whole CHECK ((rate_count IS NULL) = (rate_seconds IS NULL)),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE {s}.queue_setting IS 'Flow-control settings of a queue, read by every claim; one row per queue an operator set something on (no row: defaults)';
 COMMENT ON COLUMN {s}.queue_setting.queue IS 'Queue name (as task.queue)';
 COMMENT ON COLUMN {s}.queue_setting.paused_at IS 'When the queue was paused (database clock); NULL: not paused. Workers claim nothing from a paused queue; running tasks finish';
 COMMENT ON COLUMN {s}.queue_setting.concurrency IS 'At most this many tasks of the queue STARTED at once, across all workers; NULL: no limit';
+COMMENT ON COLUMN {s}.queue_setting.rate_count IS 'At most this many starts of the queue per rate_seconds, across all workers; NULL: no rate limit';
+COMMENT ON COLUMN {s}.queue_setting.rate_seconds IS 'The window of rate_count, seconds (database clock)';
 COMMENT ON COLUMN {s}.queue_setting.updated_at IS 'When the row last changed (database clock)';
 
 CREATE FUNCTION {s}.queue_setting_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -121,35 +126,69 @@ COMMENT ON FUNCTION {s}.resume_queue(text) IS 'Resume a known queue and wake its
 
 ALTER TABLE {s}.task
     ADD COLUMN limit_key text,
-    ADD COLUMN concurrency integer CONSTRAINT task_concurrency_positive CHECK (concurrency > 0);
+    ADD COLUMN concurrency integer CONSTRAINT task_concurrency_positive CHECK (concurrency > 0),
+    ADD COLUMN rate_count integer CONSTRAINT task_rate_count_positive CHECK (rate_count > 0),
+    ADD COLUMN rate_seconds float8 CONSTRAINT task_rate_seconds_positive CHECK (rate_seconds > 0),
+    ADD CONSTRAINT task_rate_whole CHECK ((rate_count IS NULL) = (rate_seconds IS NULL));
 COMMENT ON COLUMN {s}.task.limit_key IS 'The job''s limit_key value for this task (the kwarg named by it, or what its callable returned): limits apply per (name, limit_key); NULL: per job';
+COMMENT ON COLUMN {s}.task.rate_count IS 'At most this many starts of the same name and limit_key per rate_seconds (the job''s rate_limit when queued); NULL: no rate limit';
+COMMENT ON COLUMN {s}.task.rate_seconds IS 'The window of rate_count, seconds (database clock)';
 COMMENT ON COLUMN {s}.task.concurrency IS 'At most this many tasks of the same name and limit_key STARTED at once (the job''s concurrency when queued); NULL: no limit';
 
 CREATE INDEX task_started_limited ON {s}.task (name, limit_key) WHERE status = 5 AND concurrency IS NOT NULL;
 COMMENT ON INDEX {s}.task_started_limited IS 'Running tasks of limited jobs by job and limit_key: what flow_free counts (tasks without a limit are not in it)';
 
-CREATE FUNCTION {s}.flow_free(job text, key text, queue_name text, most integer) RETURNS integer
+CREATE TABLE {s}.flow_start (
+    scope       text NOT NULL,
+    queue       text NOT NULL,
+    reopens_at  timestamptz NOT NULL
+);
+CREATE INDEX flow_start_scope ON {s}.flow_start (scope, reopens_at);
+CREATE INDEX flow_start_queue ON {s}.flow_start (queue, reopens_at);
+COMMENT ON TABLE {s}.flow_start IS 'One row per start of a rate-limited task, kept for its window: what rate limits count (written by the claim, pruned by flow_free)';
+COMMENT ON COLUMN {s}.flow_start.scope IS 'What the start counts against (flow_scope): a job and limit_key, or a queue';
+COMMENT ON COLUMN {s}.flow_start.queue IS 'Queue of the task that started (workers of that queue wake when the window reopens)';
+COMMENT ON COLUMN {s}.flow_start.reopens_at IS 'When this start leaves its rate window (start time + window, database clock)';
+
+CREATE FUNCTION {s}.flow_scope(job text, key text, queue_name text) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN job IS NOT NULL THEN 'job ' || job || ' ' || COALESCE(quote_literal(key), 'NULL')
+                ELSE 'queue ' || queue_name END
+$$;
+COMMENT ON FUNCTION {s}.flow_scope(text, text, text) IS 'The name of a flow-control scope: job and limit_key when job is not NULL, else the queue';
+
+CREATE FUNCTION {s}.flow_free(job text, key text, queue_name text, most integer,
+                              rate_n integer, rate_s float8) RETURNS integer
     LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    running integer;
+    scope_name text := {s}.flow_scope(job, key, queue_name);
+    free integer := 2147483647;
+    used integer;
 BEGIN
-    IF job IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtext('pgqueue job'), hashtext(job || ' ' || COALESCE(key, '')));
-        IF key IS NULL THEN
-            SELECT count(*) INTO running FROM {s}.task
+    PERFORM pg_advisory_xact_lock(hashtext('pgqueue flow'), hashtext(scope_name));
+    -- Each statement below runs in a fresh snapshot (VOLATILE): it sees every claim that
+    -- held this lock before and has committed.
+    IF most IS NOT NULL THEN
+        IF job IS NULL THEN
+            SELECT count(*) INTO used FROM {s}.task WHERE status = 5 AND queue = queue_name;
+        ELSIF key IS NULL THEN
+            SELECT count(*) INTO used FROM {s}.task
             WHERE status = 5 AND concurrency IS NOT NULL AND name = job AND limit_key IS NULL;
         ELSE
-            SELECT count(*) INTO running FROM {s}.task
+            SELECT count(*) INTO used FROM {s}.task
             WHERE status = 5 AND concurrency IS NOT NULL AND name = job AND limit_key = key;
         END IF;
-    ELSE
-        PERFORM pg_advisory_xact_lock(hashtext('pgqueue queue'), hashtext(queue_name));
-        SELECT count(*) INTO running FROM {s}.task WHERE status = 5 AND queue = queue_name;
+        free := most - used;
     END IF;
-    RETURN greatest(most - running, 0);
+    IF rate_n IS NOT NULL THEN
+        DELETE FROM {s}.flow_start WHERE scope = scope_name AND reopens_at <= clock_timestamp();
+        SELECT count(*) INTO used FROM {s}.flow_start WHERE scope = scope_name;
+        free := least(free, rate_n - used);
+    END IF;
+    RETURN greatest(free, 0);
 END
 $$;
-COMMENT ON FUNCTION {s}.flow_free(text, text, text, integer) IS 'How many more tasks of a scope may start: of job (and limit_key key) when job is not NULL, else of queue queue_name; most is its limit. Locks the scope until the end of the transaction and counts STARTED tasks in a fresh snapshot (called by the claim)';
+COMMENT ON FUNCTION {s}.flow_free(text, text, text, integer, integer, float8) IS 'How many more tasks of a scope (flow_scope) may start now: at most most STARTED, at most rate_n starts per rate_s seconds (NULL: no such limit). Locks the scope until the end of the transaction and counts in a fresh snapshot (called by the claim)';
 
 CREATE FUNCTION {s}.task_flow_wake() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -166,15 +205,18 @@ CREATE TRIGGER task_flow_wake AFTER UPDATE OF status ON {s}.task
     FOR EACH ROW WHEN (OLD.status = 5 AND NEW.status <> 5)
     EXECUTE FUNCTION {s}.task_flow_wake();
 
-CREATE FUNCTION {s}.set_queue_limit(queue_name text, most integer) RETURNS void
-    LANGUAGE plpgsql AS $$
+CREATE FUNCTION {s}.set_queue_limit(queue_name text, most integer,
+                                    rate_n integer DEFAULT NULL, rate_s float8 DEFAULT NULL)
+    RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM {s}.require_known_queue(queue_name);
-    INSERT INTO {s}.queue_setting AS q (queue, concurrency) VALUES (queue_name, most)
-    ON CONFLICT (queue) DO UPDATE SET concurrency = most;
+    INSERT INTO {s}.queue_setting AS q (queue, concurrency, rate_count, rate_seconds)
+    VALUES (queue_name, most, rate_n, rate_s)
+    ON CONFLICT (queue) DO UPDATE
+    SET concurrency = most, rate_count = rate_n, rate_seconds = rate_s;
 END
 $$;
-COMMENT ON FUNCTION {s}.set_queue_limit(text, integer) IS 'At most most tasks of a known queue STARTED at once, across all workers (NULL: no limit); raises check_violation for most < 1';
+COMMENT ON FUNCTION {s}.set_queue_limit(text, integer, integer, float8) IS 'Set the limits of a known queue: at most most STARTED at once, at most rate_n starts per rate_s seconds, across all workers (NULL: no such limit); raises check_violation for values < 1 or a window <= 0';
 
 CREATE VIEW {s}.queue_flow AS
 WITH live AS (
@@ -188,6 +230,8 @@ SELECT COALESCE(qs.queue, l.queue) AS queue,
        qs.paused_at IS NOT NULL AS paused,
        qs.paused_at,
        qs.concurrency,
+       qs.rate_count,
+       qs.rate_seconds,
        COALESCE(l.waiting, 0) AS waiting,
        COALESCE(l.started, 0) AS started
 FROM {s}.queue_setting qs FULL JOIN live l ON l.queue = qs.queue;
@@ -196,6 +240,8 @@ COMMENT ON COLUMN {s}.queue_flow.queue IS 'Queue name';
 COMMENT ON COLUMN {s}.queue_flow.paused IS 'True while the queue is paused (workers claim nothing from it)';
 COMMENT ON COLUMN {s}.queue_flow.paused_at IS 'When it was paused; NULL when not paused';
 COMMENT ON COLUMN {s}.queue_flow.concurrency IS 'At most this many STARTED at once (set_queue_limit); NULL: no limit';
+COMMENT ON COLUMN {s}.queue_flow.rate_count IS 'At most this many starts per rate_seconds (set_queue_limit); NULL: no rate limit';
+COMMENT ON COLUMN {s}.queue_flow.rate_seconds IS 'The window of rate_count, seconds';
 COMMENT ON COLUMN {s}.queue_flow.waiting IS 'QUEUED and RETRY tasks (due or not)';
 COMMENT ON COLUMN {s}.queue_flow.started IS 'STARTED tasks (running now)';
 """
@@ -204,10 +250,13 @@ DOWNGRADE = r"""
 DROP VIEW {s}.queue_flow;
 DROP TRIGGER task_flow_wake ON {s}.task;
 DROP FUNCTION {s}.task_flow_wake();
-DROP FUNCTION {s}.flow_free(text, text, text, integer);
+DROP FUNCTION {s}.flow_free(text, text, text, integer, integer, float8);
+DROP FUNCTION {s}.flow_scope(text, text, text);
+DROP TABLE {s}.flow_start;
 DROP INDEX {s}.task_started_limited;
-ALTER TABLE {s}.task DROP COLUMN limit_key, DROP COLUMN concurrency;
-DROP FUNCTION {s}.set_queue_limit(text, integer);
+ALTER TABLE {s}.task DROP CONSTRAINT task_rate_whole, DROP COLUMN rate_seconds,
+    DROP COLUMN rate_count, DROP COLUMN limit_key, DROP COLUMN concurrency;
+DROP FUNCTION {s}.set_queue_limit(text, integer, integer, float8);
 DROP FUNCTION {s}.resume_queue(text);
 DROP FUNCTION {s}.pause_queue(text);
 DROP FUNCTION {s}.require_known_queue(text);
