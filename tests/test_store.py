@@ -65,7 +65,9 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "get_tasks": s.get_tasks(ids=[]),
         "flush_queue": s.flush_queue(queue="tasks"),
         "revoke_task": s.revoke_task(id="x", reason="r"),
-        "claim_tasks": s.claim_tasks(queues=["tasks"], jobs=["add"], limit=1, worker="w"),
+        "claim_tasks": s.claim_tasks(
+            queues=["tasks"], jobs=["add"], limit=1, worker="w", fair=True
+        ),
         "finish_tasks": s.finish_tasks(
             ids=[],
             attempts=[],

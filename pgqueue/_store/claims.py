@@ -71,12 +71,20 @@ admission AS MATERIALIZED (
       ON a.kind = 0 AND a.name = c.name AND a.limit_key IS NOT DISTINCT FROM c.limit_key
     WHERE c.expired OR (c.concurrency IS NULL AND c.rate_count IS NULL) OR c.job_turn <= a.free
 ), admitted AS (
-    SELECT c.id, c.expired, c.priority, c.run_at
+    SELECT c.id, c.expired, c.priority, c.run_at, c.queue_turn
     FROM job_admitted c
     LEFT JOIN admission a ON a.kind = 1 AND a.queue = c.queue
     WHERE c.expired OR (c.queue_limit IS NULL AND c.queue_rate_count IS NULL)
        OR c.queue_turn <= a.free
 )"""
+
+#: The order in which admitted candidates are picked: strict (priority, then run_at, across
+#: all queues), or with ``fair`` each queue's first candidate before any queue's second, ties
+#: between queues drawn at random, so one task of queue B never waits behind the whole
+#: backlog of queue A (F31; ``pgqueue-worker --queue-order fair``).
+_FLOW_ORDER = """CASE WHEN %(fair)s::boolean THEN a.queue_turn END,
+             a.priority DESC, CASE WHEN %(fair)s::boolean THEN random() END,
+             a.run_at, a.id"""
 
 #: The starts of rate-limited scopes among the picked candidates, recorded for their window.
 _FLOW_LOG = """
@@ -125,7 +133,7 @@ WITH candidates AS MATERIALIZED (
     ) c
 ), {_FLOW_ADMISSION}, picked AS (
     SELECT a.id, a.expired FROM admitted a
-    ORDER BY a.priority DESC, a.run_at, a.id
+    ORDER BY {_FLOW_ORDER}
     LIMIT %(limit)s
 ), {_FLOW_LOG}
 UPDATE {{s}}.task t
@@ -236,11 +244,13 @@ class ClaimOps(StoreBase):
     """The claim and finish path of a worker (see the module docstring)."""
 
     def claim_tasks(
-        self, *, queues: list[str], jobs: list[str], limit: int, worker: str
+        self, *, queues: list[str], jobs: list[str], limit: int, worker: str, fair: bool = False
     ) -> Op[list[Task]]:
         """Claim up to ``limit`` due tasks of ``jobs`` on ``queues`` for ``worker`` (see
-        :data:`CLAIM_TASKS`): STARTED ones, and REVOKED ones that expired before starting."""
-        params = {"queues": queues, "jobs": jobs, "limit": limit, "worker": worker}
+        :data:`CLAIM_TASKS`): STARTED ones, and REVOKED ones that expired before starting.
+        ``fair``: take turns between the queues instead of strict priority and run_at order
+        (see :data:`_FLOW_ORDER`)."""
+        params = {"queues": queues, "jobs": jobs, "limit": limit, "worker": worker, "fair": fair}
         return Op(self._sql(CLAIM_TASKS), params, _claimed, task_row)
 
     def finish_tasks(
