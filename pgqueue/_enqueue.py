@@ -26,7 +26,7 @@ from ._values import (
 )
 from .bulk import Call
 from .errors import ConfigurationError
-from .jobs import Job, JobRegistry
+from .jobs import Job, JobRegistry, to_seconds
 
 #: Arguments no job can take: every job is called as ``job(consumer, **kwargs)``.
 RESERVED_KWARGS = frozenset({"self", "consumer"})
@@ -75,6 +75,7 @@ def common_params(
         "concurrency": job.concurrency,
         "rate_count": job.rate_limit[0] if job.rate_limit else None,
         "rate_seconds": float(job.rate_limit[1]) if job.rate_limit else None,
+        "unique_for": to_seconds(job.unique_for, f"{job.name}.unique_for"),
     }
 
 
@@ -119,6 +120,23 @@ def task_params(
         job, kwargs, call.meta_params
     )
     return params
+
+
+def check_debounce(debounce: object, params: TaskParams) -> float:
+    """``debounce`` in seconds if it can apply to the task of ``params``: a number of seconds
+    > 0 (or a timedelta) for a job that cannot overlap (a debounced copy is found by its
+    lock_id); else :class:`ConfigurationError`."""
+    seconds = to_seconds(debounce, "debounce")  # type: ignore[arg-type]
+    if not seconds or seconds == float("inf"):
+        raise ConfigurationError(f"debounce must be seconds > 0, not {debounce!r}")
+    if params["can_overlap"]:
+        raise ConfigurationError(
+            f"debounce needs a job that cannot overlap (can_overlap=False or unique_for): "
+            f"copies of job {params['name']!r} have no lock_id to be found by; nothing was queued"
+        )
+    if params["run_at"] is not None or params["countdown"] is not None:
+        raise ConfigurationError("give debounce or run_at/countdown, not both")
+    return seconds
 
 
 def batch_params(

@@ -199,6 +199,7 @@ class TaskBackend:
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
+        debounce: float | timedelta | None = None,
         **kwargs: Any,
     ) -> str | None:
         """Queue a task of job ``jobname`` with keyword arguments ``kwargs``.
@@ -216,14 +217,20 @@ class TaskBackend:
             exists only if that transaction commits; workers neither see it nor get its
             ``task_queued`` notification before then. pgqueue never commits it. Default: the
             backend's pool, committed at once.
+        :param debounce: seconds (or timedelta) > 0, for a job that cannot overlap: the task
+            runs ``debounce`` seconds from now, and when a QUEUED copy (same job and kwargs,
+            not yet started) already waits, its run_at moves to now + ``debounce`` and its id
+            is returned instead, so a burst of calls runs once, after the burst (issue 13).
+            Not with ``run_at`` or ``countdown``.
         :param kwargs: the job's arguments, JSON data. Names of this method's own parameters
             (``jobname``, ``meta_params``, ``expiry``, ``run_at``, ``countdown``, ``queue``,
-            ``priority``, ``connection``) are taken as those parameters, never passed to the
-            job: to give a job an argument with such a name, use
+            ``priority``, ``connection``, ``debounce``) are taken as those parameters, never
+            passed to the job: to give a job an argument with such a name, use
             ``queue_tasks(jobname, [kwargs])`` or a :class:`Call`. ``self`` and ``consumer``
             are refused: every job is called as ``job(consumer, **kwargs)``.
         :return: the task id, or None when the job cannot overlap and a live task (QUEUED,
-            STARTED or RETRY) with the same job name and kwargs already exists. A lock_id
+            STARTED or RETRY) with the same job name and kwargs already exists, or (job
+            ``unique_for``) one started less than ``unique_for`` seconds ago. A lock_id
             conflict inserts nothing and leaves the caller's transaction usable.
         :raises TaskNotAvailable: unknown job; nothing is inserted.
         :raises JobArgumentError: the kwargs do not fit the job's signature after the
@@ -239,8 +246,18 @@ class TaskBackend:
             REVOKED without running.
         """
         call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
+        return _queued_id(jobname, self._fetch(self._queue_op(call, kwargs, debounce), connection))
+
+    def _queue_op(
+        self, call: Call, kwargs: Mapping[str, Any], debounce: float | timedelta | None
+    ) -> Op[str | None]:
+        """The store's op queueing ``call`` (debounced when ``debounce`` is not None)."""
         params = _enqueue.task_params(self.registry, self.name, call, kwargs)
-        return _queued_id(jobname, self._fetch(self.store.queue_task(params), connection))
+        if debounce is None:
+            return self.store.queue_task(params)
+        seconds = _enqueue.check_debounce(debounce, params)
+        params["countdown"] = seconds
+        return self.store.queue_task_debounced(params, debounce=seconds)
 
     def queue_tasks(
         self,
@@ -397,14 +414,14 @@ class TaskBackend:
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
+        debounce: float | timedelta | None = None,
         **kwargs: Any,
     ) -> str | None:
         """Awaitable :meth:`queue_task`: the same statement and rules on the async pool, or
         on the caller's psycopg ``AsyncConnection`` or SQLAlchemy ``AsyncSession`` /
         ``AsyncConnection`` given as ``connection`` (in its transaction, never committed)."""
         call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
-        params = _enqueue.task_params(self.registry, self.name, call, kwargs)
-        op = self.store.queue_task(params)
+        op = self._queue_op(call, kwargs, debounce)
         return _queued_id(jobname, await self._afetch(op, connection))
 
     async def aqueue_tasks(

@@ -98,7 +98,12 @@ class JobOptions:
       as keywords and returning a str. Evaluated at enqueue and stored in ``task.limit_key``.
       None: the limits apply to the job as a whole.
 
-    ``concurrency``, ``rate_limit`` and ``limit_key`` are checked when the job is defined
+    * ``unique_for`` (seconds > 0 or timedelta | None): after a task of the job starts, a copy
+      (same job and kwargs: its lock_id) is refused (enqueue returns None) for that long,
+      finished or not, besides while it lives; implies ``can_overlap = False`` (issue 13).
+
+    ``concurrency``, ``rate_limit``, ``limit_key`` and ``unique_for`` are checked when the
+    job is defined
     (:func:`check_flow_options`); ``timeout`` and ``time_limit`` raise
     :class:`ConfigurationError` when first read as seconds (:meth:`Job.expiry_seconds`).
     """
@@ -116,6 +121,7 @@ class JobOptions:
     concurrency: int | None = None
     rate_limit: tuple[int, float] | None = None
     limit_key: LimitKey | None = None
+    unique_for: float | timedelta | None = None
 
 
 def check_flow_options(job: JobOptions, what: str) -> None:
@@ -142,6 +148,8 @@ def check_flow_options(job: JobOptions, what: str) -> None:
             f"seconds > 0 (or None for no limit), not {rate!r}"
         )
     key = job.limit_key
+    if job.unique_for is not None and not to_seconds(job.unique_for, f"{what}: unique_for"):
+        raise ConfigurationError(f"{what}: unique_for must be more than 0 seconds")
     if key is not None and not callable(key) and not (isinstance(key, str) and key):
         raise ConfigurationError(
             f"{what}: limit_key must be the name of a kwarg or a callable taking the "
@@ -166,7 +174,7 @@ class Job(JobOptions):
     Its options are class attributes (all optional), listed and explained at
     :class:`JobOptions`: ``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
     ``max_retries``, ``retry_on``, ``backoff``, ``time_limit``, ``concurrency``,
-    ``rate_limit`` and ``limit_key``.
+    ``rate_limit``, ``limit_key`` and ``unique_for``.
 
     Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
     result, or ``async def __call__``.
@@ -228,7 +236,10 @@ class Job(JobOptions):
         return logging.getLogger(f"pgqueue.job.{self.name}")
 
     def overlaps(self, kwargs: dict[str, Any]) -> bool:
-        """Resolve ``can_overlap`` for these kwargs (a callable receives them as keywords)."""
+        """Resolve ``can_overlap`` for these kwargs (a callable receives them as keywords);
+        False whenever the job has a ``unique_for`` window."""
+        if self.unique_for is not None:
+            return False
         overlap = self.can_overlap
         return bool(overlap(**kwargs)) if callable(overlap) else bool(overlap)
 
@@ -382,7 +393,7 @@ def typed_job_decorator(
 #: Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job:
 #: ``@job(name=None, timeout=None, can_overlap=True, *, queue=None, priority=0, max_retries=0,
 #: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None, concurrency=None,
-#: rate_limit=None, limit_key=None)``, the options of
+#: rate_limit=None, limit_key=None, unique_for=None)``, the options of
 #: :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
 job = typed_job_decorator(JobOptions)
 

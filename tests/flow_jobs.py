@@ -48,3 +48,15 @@ def rated(consumer: pgqueue.TaskConsumer, tenant: str) -> str:
 def free(consumer: pgqueue.TaskConsumer, n: int) -> int:
     """No limit of its own."""
     return n
+
+
+@pgqueue.job(unique_for=2.0, queue="flow")
+def once_a_while(consumer: pgqueue.TaskConsumer, key: str) -> str:
+    """A copy is refused for 2 s after one starts."""
+    return key
+
+
+@pgqueue.job(can_overlap=False, queue="flow")
+def reindex(consumer: pgqueue.TaskConsumer, doc: str) -> str:
+    """Debounced by its callers."""
+    return doc

@@ -33,6 +33,7 @@ TASK: TaskParams = {
     "rate_count": None,
     "rate_seconds": None,
     "limit_key": None,
+    "unique_for": None,
 }
 REGISTRATION: Registration = {
     "id": "w",
@@ -61,6 +62,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
     s = store
     return {
         "queue_task": s.queue_task(TASK),
+        "queue_task_debounced": s.queue_task_debounced(TASK, debounce=1.0),
         "queue_tasks": s.queue_tasks(tasks="[]"),
         "get_tasks": s.get_tasks(ids=[]),
         "flush_queue": s.flush_queue(queue="tasks"),

@@ -31,6 +31,8 @@ Create Date: 2026-12-07
   queues, each by name), so two claims never deadlock. A limited task leaving STARTED wakes
   its queue's workers (trigger ``task_flow_wake``): a task held back costs nothing while it
   waits, no worker polls for it.
+* **Unique windows**: index ``task_lock_id_started`` finds whether a task with a lock_id
+  started within a job's ``unique_for`` seconds, finished or not (enqueue refuses a copy).
 * **queue_flow**: the view of every queue's settings and live counts.
 """
 
@@ -137,6 +139,9 @@ COMMENT ON COLUMN {s}.task.concurrency IS 'At most this many tasks of the same n
 
 CREATE INDEX task_started_limited ON {s}.task (name, limit_key) WHERE status = 5 AND concurrency IS NOT NULL;
 COMMENT ON INDEX {s}.task_started_limited IS 'Running tasks of limited jobs by job and limit_key: what flow_free counts (tasks without a limit are not in it)';
+
+CREATE INDEX task_lock_id_started ON {s}.task (lock_id, time_started) WHERE lock_id IS NOT NULL AND time_started IS NOT NULL;
+COMMENT ON INDEX {s}.task_lock_id_started IS 'Tasks with a lock_id by start time, finished ones included: the unique window of Job.unique_for (a copy is refused while one started within it)';
 
 CREATE TABLE {s}.flow_start (
     scope       text NOT NULL,
@@ -254,6 +259,7 @@ DROP FUNCTION {s}.flow_free(text, text, text, integer, integer, float8);
 DROP FUNCTION {s}.flow_scope(text, text, text);
 DROP TABLE {s}.flow_start;
 DROP INDEX {s}.task_started_limited;
+DROP INDEX {s}.task_lock_id_started;
 ALTER TABLE {s}.task DROP CONSTRAINT task_rate_whole, DROP COLUMN rate_seconds,
     DROP COLUMN rate_count, DROP COLUMN limit_key, DROP COLUMN concurrency;
 DROP FUNCTION {s}.set_queue_limit(text, integer, integer, float8);
