@@ -89,7 +89,8 @@ class Overview:
     ``queues``: rows of ``queue_stats``; ``throughput``: rows of ``queue_throughput``;
     ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``;
     ``notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1); ``flow``: rows of
-    ``queue_flow`` (paused or not, live counts per queue).
+    ``queue_flow`` (paused or not, limits, live counts per queue); ``limits``: rows of
+    ``flow_limits`` (limited jobs and keys, most waiting first).
     """
 
     queues: list[Row]
@@ -98,6 +99,16 @@ class Overview:
     stuck: list[Row]
     notify_queue_usage: float = 0.0
     flow: list[Row] = field(default_factory=list)
+    limits: list[Row] = field(default_factory=list)
+
+    @property
+    def settings(self) -> list[Row]:
+        """The queues that are paused or limited."""
+        return [
+            row
+            for row in self.flow
+            if row["paused"] or row["concurrency"] is not None or row["rate_count"] is not None
+        ]
 
     @property
     def paused(self) -> list[str]:
@@ -128,6 +139,7 @@ class Overview:
             "stuck": jsonable(self.stuck),
             "notify_queue_usage": self.notify_queue_usage,
             "flow": jsonable(self.flow),
+            "limits": jsonable(self.limits),
         }
 
 
@@ -162,6 +174,7 @@ class Operations:
             stuck=self._run(self.store.stuck_tasks()),
             notify_queue_usage=self._run(self.store.notify_queue_usage()),
             flow=self._run(self.store.queue_flow()),
+            limits=self._run(self.store.flow_limits(limit=20)),
         )
 
     def timeline(self) -> list[Row]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -15,7 +16,7 @@ import pgqueue
 from pgqueue._db import connect
 from pgqueue.errors import ConfigurationError, UnknownQueue
 
-from .conftest import sql
+from .conftest import run_cli, sql
 from .crash_support import wait_until, worker_processes
 
 FLOW_JOBS = "tests.flow_jobs"
@@ -195,3 +196,22 @@ def test_a_bad_queue_limit_is_refused_and_changes_nothing(
     with pytest.raises(psycopg.errors.CheckViolation):
         sql(dsn, "SELECT pgqueue.set_queue_limit('flow', 0)")
     assert sql(dsn, "SELECT * FROM pgqueue.queue_setting") == []
+
+
+def test_status_and_views_show_limits_and_their_use(dsn: str, client: pgqueue.TaskBackend) -> None:
+    for _ in range(3):
+        client.queue_task("per_tenant", tenant="acme", seconds=0)
+    client.set_queue_limit("flow", concurrency=5, rate=(10, 2.5))
+    assert sql(
+        dsn, "SELECT name, limit_key, concurrency, started, waiting FROM pgqueue.flow_limits"
+    ) == [{"name": "per_tenant", "limit_key": "acme", "concurrency": 2, "started": 0, "waiting": 3}]
+    status = run_cli(["pgqueue", "status"], dsn)
+    assert status.returncode == 0, status.stderr
+    assert "Paused and limited queues" in status.stdout
+    assert "Limited jobs" in status.stdout
+    line = next(x for x in status.stdout.splitlines() if "per_tenant" in x and "acme" in x)
+    cells = [cell.strip() for cell in line.split("│") if cell.strip()]
+    assert cells[:4] == ["per_tenant", "acme", "2", "0"]  # concurrency 2, none started
+    data = json.loads(run_cli(["pgqueue", "status", "--json"], dsn).stdout)
+    assert data["flow"][0]["concurrency"] == 5 and data["flow"][0]["rate_count"] == 10
+    assert data["limits"][0]["waiting"] == 3

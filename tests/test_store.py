@@ -116,6 +116,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
             queue="tasks", concurrency=2, rate_count=None, rate_seconds=None
         ),
         "queue_flow": s.queue_flow(),
+        "flow_limits": s.flow_limits(limit=20),
         "queue_stats": s.queue_stats(),
         "queue_throughput": s.queue_throughput(),
         "queue_timeline": s.queue_timeline(),

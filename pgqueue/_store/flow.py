@@ -24,6 +24,11 @@ SELECT {s}.set_queue_limit(%(queue)s::text, %(concurrency)s::integer,
 
 QUEUE_FLOW = "SELECT * FROM {s}.queue_flow ORDER BY queue"
 
+#: The limited jobs and keys with the most waiting tasks first, at most ``limit`` of them.
+FLOW_LIMITS = """
+SELECT * FROM {s}.flow_limits ORDER BY waiting DESC, name, limit_key LIMIT %(limit)s
+"""
+
 
 def _since(found: list[Any], count: int) -> datetime:
     since: datetime = found[0]["since"]
@@ -65,6 +70,11 @@ class FlowOps(StoreBase):
             "rate_seconds": rate_seconds,
         }
         return Op(self._sql(SET_QUEUE_LIMIT), params, nothing)
+
+    def flow_limits(self, *, limit: int) -> Op[list[dict[str, Any]]]:
+        """Rows of ``flow_limits`` (limited jobs and keys: limits and use), the ``limit``
+        with the most waiting tasks."""
+        return Op(self._sql(FLOW_LIMITS), {"limit": limit}, rows)
 
     def queue_flow(self) -> Op[list[dict[str, Any]]]:
         """Rows of ``queue_flow``: per queue, paused or not and its live counts."""

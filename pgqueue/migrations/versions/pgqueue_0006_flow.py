@@ -249,9 +249,33 @@ COMMENT ON COLUMN {s}.queue_flow.rate_count IS 'At most this many starts per rat
 COMMENT ON COLUMN {s}.queue_flow.rate_seconds IS 'The window of rate_count, seconds';
 COMMENT ON COLUMN {s}.queue_flow.waiting IS 'QUEUED and RETRY tasks (due or not)';
 COMMENT ON COLUMN {s}.queue_flow.started IS 'STARTED tasks (running now)';
+
+CREATE VIEW {s}.flow_limits AS
+SELECT t.name, t.limit_key,
+       max(t.concurrency) AS concurrency,
+       count(*) FILTER (WHERE t.status = 5) AS started,
+       count(*) FILTER (WHERE t.status IN (4, 6)) AS waiting,
+       max(t.rate_count) AS rate_count,
+       max(t.rate_seconds) AS rate_seconds,
+       (SELECT count(*) FROM {s}.flow_start f
+        WHERE f.scope = {s}.flow_scope(t.name, t.limit_key, NULL) AND f.reopens_at > now())
+         AS recent_starts
+FROM {s}.task t
+WHERE t.status IN (4, 5, 6) AND (t.concurrency IS NOT NULL OR t.rate_count IS NOT NULL)
+GROUP BY t.name, t.limit_key;
+COMMENT ON VIEW {s}.flow_limits IS 'Per limited job and limit_key with live tasks: its limits and how much of them is used (why a task waits)';
+COMMENT ON COLUMN {s}.flow_limits.name IS 'Job name';
+COMMENT ON COLUMN {s}.flow_limits.limit_key IS 'The limit_key value (NULL: the job as a whole)';
+COMMENT ON COLUMN {s}.flow_limits.concurrency IS 'At most this many STARTED at once; NULL: no concurrency limit';
+COMMENT ON COLUMN {s}.flow_limits.started IS 'STARTED now (at concurrency: the waiting ones wait for a slot)';
+COMMENT ON COLUMN {s}.flow_limits.waiting IS 'QUEUED and RETRY tasks (due or not)';
+COMMENT ON COLUMN {s}.flow_limits.rate_count IS 'At most this many starts per rate_seconds; NULL: no rate limit';
+COMMENT ON COLUMN {s}.flow_limits.rate_seconds IS 'The window of rate_count, seconds';
+COMMENT ON COLUMN {s}.flow_limits.recent_starts IS 'Starts still inside the rate window (at rate_count: the waiting ones wait for it to reopen)';
 """
 
 DOWNGRADE = r"""
+DROP VIEW {s}.flow_limits;
 DROP VIEW {s}.queue_flow;
 DROP TRIGGER task_flow_wake ON {s}.task;
 DROP FUNCTION {s}.task_flow_wake();
