@@ -30,6 +30,7 @@ from .errors import (
     TaskNotAvailable,
     TaskNotFound,
     TaskTimeout,
+    UnknownQueue,
 )
 from .jobs import Job, JobRegistry, job
 from .periodic import PeriodicJob, periodic_job
@@ -72,6 +73,7 @@ __all__ = [
     "TaskNotFound",
     "TaskTimeout",
     "TimeLimitExceeded",
+    "UnknownQueue",
     "Worker",
     "format_time",
     "get_task_backend",

@@ -57,6 +57,25 @@ _THROUGHPUT_COLUMNS: list[render.Column] = [
     ("run p50", "run_p50", format_seconds),
     ("run p95", "run_p95", format_seconds),
 ]
+_FLOW_COLUMNS: list[render.Column] = [
+    ("queue", "queue", render.text),
+    ("paused", "paused_at", lambda v: f"since {render.stamp(v)}" if v else "no"),
+    ("concurrency", "concurrency", render.text),
+    ("started", "started", render.text),
+    ("rate", "rate_count", render.text),
+    ("per s", "rate_seconds", render.text),
+    ("waiting", "waiting", render.text),
+]
+_LIMIT_COLUMNS: list[render.Column] = [
+    ("job", "name", render.text),
+    ("key", "limit_key", render.text),
+    ("concurrency", "concurrency", render.text),
+    ("started", "started", render.text),
+    ("rate", "rate_count", render.text),
+    ("per s", "rate_seconds", render.text),
+    ("in window", "recent_starts", render.text),
+    ("waiting", "waiting", render.text),
+]
 _STUCK_COLUMNS: list[render.Column] = [
     ("id", "id", render.text),
     ("job", "name", render.text),
@@ -112,6 +131,16 @@ def _print_overview(overview: Overview) -> None:
     if overview.stuck:
         out.print()
         out.print(render.table(f"{len(overview.stuck)} stuck", overview.stuck, _STUCK_COLUMNS))
+    if overview.settings:
+        out.print()
+        out.print(render.table("Paused and limited queues", overview.settings, _FLOW_COLUMNS))
+    if overview.limits:
+        out.print()
+        out.print(
+            render.table("Limited jobs (most waiting first)", overview.limits, _LIMIT_COLUMNS)
+        )
+    if overview.paused:
+        out.print(f"[yellow]paused queues: {', '.join(overview.paused)}[/]")
     out.print(f"notification queue: {overview.notify_queue_usage:.1%} used")
     if overview.notify_queue_warning:
         out.print(f"[red]warning: {overview.notify_queue_warning}[/]")

@@ -26,7 +26,7 @@ from ._values import (
 )
 from .bulk import Call
 from .errors import ConfigurationError
-from .jobs import Job, JobRegistry
+from .jobs import Job, JobRegistry, to_seconds
 
 #: Arguments no job can take: every job is called as ``job(consumer, **kwargs)``.
 RESERVED_KWARGS = frozenset({"self", "consumer"})
@@ -72,6 +72,10 @@ def common_params(
         "expiry_at": expiry_at,
         "expiry_in": expiry_in,
         "max_retries": int(job.max_retries),
+        "concurrency": job.concurrency,
+        "rate_count": job.rate_limit[0] if job.rate_limit else None,
+        "rate_seconds": float(job.rate_limit[1]) if job.rate_limit else None,
+        "unique_for": to_seconds(job.unique_for, f"{job.name}.unique_for"),
     }
 
 
@@ -93,15 +97,16 @@ def check_kwargs(job: Job, kwargs: object) -> Mapping[str, Any]:
 
 def kwargs_params(
     job: Job, kwargs: object, meta_params: Mapping[str, Any] | None = None
-) -> tuple[bool, str]:
-    """What ``QUEUE_TASK`` takes of one task's kwargs: ``can_overlap`` for them and their JSON
-    text. Raises as :func:`check_kwargs`, :class:`SerializationError` for kwargs that are
-    not JSON, and :class:`JobArgumentError` for kwargs that do not fit the job's signature
-    (``meta_params`` only improves that message: see :mod:`pgqueue._arguments`)."""
+) -> tuple[bool, str, str | None]:
+    """What ``QUEUE_TASK`` takes of one task's kwargs: ``can_overlap`` for them, their JSON
+    text and their ``limit_key`` (:meth:`Job.limit_key_of`). Raises as :func:`check_kwargs`,
+    :class:`SerializationError` for kwargs that are not JSON, :class:`JobArgumentError` for
+    kwargs that do not fit the job's signature (``meta_params`` only improves that message:
+    see :mod:`pgqueue._arguments`), :class:`ConfigurationError` for a bad limit key."""
     checked = dict(check_kwargs(job, kwargs))
     text = dump_kwargs(job.name, checked)
     job.argument_check(checked, meta_params)  # after the JSON checks, before can_overlap
-    return job.overlaps(checked), text
+    return job.overlaps(checked), text, job.limit_key_of(checked)
 
 
 def task_params(
@@ -111,8 +116,27 @@ def task_params(
     :func:`kwargs_params`."""
     job, common = common_params(registry, default_queue, call)
     params = cast(TaskParams, common)  # completed in place: no copy per task
-    params["can_overlap"], params["kwargs"] = kwargs_params(job, kwargs, call.meta_params)
+    params["can_overlap"], params["kwargs"], params["limit_key"] = kwargs_params(
+        job, kwargs, call.meta_params
+    )
     return params
+
+
+def check_debounce(debounce: object, params: TaskParams) -> float:
+    """``debounce`` in seconds if it can apply to the task of ``params``: a number of seconds
+    > 0 (or a timedelta) for a job that cannot overlap (a debounced copy is found by its
+    lock_id); else :class:`ConfigurationError`."""
+    seconds = to_seconds(debounce, "debounce")  # type: ignore[arg-type]
+    if not seconds or seconds == float("inf"):
+        raise ConfigurationError(f"debounce must be seconds > 0, not {debounce!r}")
+    if params["can_overlap"]:
+        raise ConfigurationError(
+            f"debounce needs a job that cannot overlap (can_overlap=False or unique_for): "
+            f"copies of job {params['name']!r} have no lock_id to be found by; nothing was queued"
+        )
+    if params["run_at"] is not None or params["countdown"] is not None:
+        raise ConfigurationError("give debounce or run_at/countdown, not both")
+    return seconds
 
 
 def batch_params(
@@ -138,8 +162,11 @@ def batch_params(
                 head = _json_head(common)
             key, last = new_key, call
         assert job is not None
-        overlap, text = kwargs_params(job, kwargs)
-        texts.append(f'{head},"can_overlap":{"true" if overlap else "false"},"kwargs":{text}}}')
+        overlap, text, limit_key = kwargs_params(job, kwargs)
+        texts.append(
+            f'{head},"can_overlap":{"true" if overlap else "false"},'
+            f'"limit_key":{json.dumps(limit_key)},"kwargs":{text}}}'
+        )
     return f"[{','.join(texts)}]" if texts else None
 
 

@@ -15,7 +15,7 @@ import re
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -130,7 +130,9 @@ class Overview:
 
     ``queues``: rows of ``queue_stats``; ``throughput``: rows of ``queue_throughput``;
     ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``;
-    ``notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1).
+    ``notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1); ``flow``: rows of
+    ``queue_flow`` (paused or not, limits, live counts per queue); ``limits``: rows of
+    ``flow_limits`` (limited jobs and keys, most waiting first).
     """
 
     queues: list[Row]
@@ -138,6 +140,22 @@ class Overview:
     workers: dict[str, int]
     stuck: list[Row]
     notify_queue_usage: float = 0.0
+    flow: list[Row] = field(default_factory=list)
+    limits: list[Row] = field(default_factory=list)
+
+    @property
+    def settings(self) -> list[Row]:
+        """The queues that are paused or limited."""
+        return [
+            row
+            for row in self.flow
+            if row["paused"] or row["concurrency"] is not None or row["rate_count"] is not None
+        ]
+
+    @property
+    def paused(self) -> list[str]:
+        """The paused queues, by name."""
+        return [row["queue"] for row in self.flow if row["paused"]]
 
     @property
     def notify_queue_warning(self) -> str | None:
@@ -162,6 +180,8 @@ class Overview:
             "workers": self.workers,
             "stuck": jsonable(self.stuck),
             "notify_queue_usage": self.notify_queue_usage,
+            "flow": jsonable(self.flow),
+            "limits": jsonable(self.limits),
         }
 
 
@@ -258,6 +278,8 @@ class Operations:
             workers=counts,
             stuck=self._read(self.store.stuck_tasks()),
             notify_queue_usage=self._run(self.store.notify_queue_usage()),  # the primary's
+            flow=self._run(self.store.queue_flow()),
+            limits=self._run(self.store.flow_limits(limit=20)),
         )
 
     def timeline(self) -> list[Row]:

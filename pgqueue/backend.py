@@ -27,11 +27,18 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import _channels, _connections, _db, _enqueue, _replica, states
 from ._store import Op, Store
-from ._values import check_text, require_task_id
+from ._values import check_queue, check_text, require_task_id
 from .aio import LoopPool
 from .bulk import Call, QueuedTasks, as_call
-from .errors import ConfigurationError, ConnectionFailed, SchemaError, TaskNotFound, TaskTimeout
-from .jobs import JobRegistry
+from .errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    SchemaError,
+    TaskNotFound,
+    TaskTimeout,
+    UnknownQueue,
+)
+from .jobs import JobOptions, JobRegistry, check_flow_options
 from .listener import Listener, listen_target
 from .states import RevokeResult
 from .task import Task
@@ -202,6 +209,7 @@ class TaskBackend:
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
+        debounce: float | timedelta | None = None,
         **kwargs: Any,
     ) -> str | None:
         """Queue a task of job ``jobname`` with keyword arguments ``kwargs``.
@@ -219,14 +227,20 @@ class TaskBackend:
             exists only if that transaction commits; workers neither see it nor get its
             ``task_queued`` notification before then. pgqueue never commits it. Default: the
             backend's pool, committed at once.
+        :param debounce: seconds (or timedelta) > 0, for a job that cannot overlap: the task
+            runs ``debounce`` seconds from now, and when a QUEUED copy (same job and kwargs,
+            not yet started) already waits, its run_at moves to now + ``debounce`` and its id
+            is returned instead, so a burst of calls runs once, after the burst (issue 13).
+            Not with ``run_at`` or ``countdown``.
         :param kwargs: the job's arguments, JSON data. Names of this method's own parameters
             (``jobname``, ``meta_params``, ``expiry``, ``run_at``, ``countdown``, ``queue``,
-            ``priority``, ``connection``) are taken as those parameters, never passed to the
-            job: to give a job an argument with such a name, use
+            ``priority``, ``connection``, ``debounce``) are taken as those parameters, never
+            passed to the job: to give a job an argument with such a name, use
             ``queue_tasks(jobname, [kwargs])`` or a :class:`Call`. ``self`` and ``consumer``
             are refused: every job is called as ``job(consumer, **kwargs)``.
         :return: the task id, or None when the job cannot overlap and a live task (QUEUED,
-            STARTED or RETRY) with the same job name and kwargs already exists. A lock_id
+            STARTED or RETRY) with the same job name and kwargs already exists, or (job
+            ``unique_for``) one started less than ``unique_for`` seconds ago. A lock_id
             conflict inserts nothing and leaves the caller's transaction usable.
         :raises TaskNotAvailable: unknown job; nothing is inserted.
         :raises JobArgumentError: the kwargs do not fit the job's signature after the
@@ -242,8 +256,18 @@ class TaskBackend:
             REVOKED without running.
         """
         call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
+        return _queued_id(jobname, self._fetch(self._queue_op(call, kwargs, debounce), connection))
+
+    def _queue_op(
+        self, call: Call, kwargs: Mapping[str, Any], debounce: float | timedelta | None
+    ) -> Op[str | None]:
+        """The store's op queueing ``call`` (debounced when ``debounce`` is not None)."""
         params = _enqueue.task_params(self.registry, self.name, call, kwargs)
-        return _queued_id(jobname, self._fetch(self.store.queue_task(params), connection))
+        if debounce is None:
+            return self.store.queue_task(params)
+        seconds = _enqueue.check_debounce(debounce, params)
+        params["countdown"] = seconds
+        return self.store.queue_task_debounced(params, debounce=seconds)
 
     def queue_tasks(
         self,
@@ -414,14 +438,14 @@ class TaskBackend:
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
+        debounce: float | timedelta | None = None,
         **kwargs: Any,
     ) -> str | None:
         """Awaitable :meth:`queue_task`: the same statement and rules on the async pool, or
         on the caller's psycopg ``AsyncConnection`` or SQLAlchemy ``AsyncSession`` /
         ``AsyncConnection`` given as ``connection`` (in its transaction, never committed)."""
         call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
-        params = _enqueue.task_params(self.registry, self.name, call, kwargs)
-        op = self.store.queue_task(params)
+        op = self._queue_op(call, kwargs, debounce)
         return _queued_id(jobname, await self._afetch(op, connection))
 
     async def aqueue_tasks(
@@ -566,6 +590,66 @@ class TaskBackend:
         if self.get_task(task_id) is None:
             raise TaskNotFound(f"no task has id {task_id!r}")
         return RevokeResult.ALREADY_DONE
+
+    # -- flow control ----------------------------------------------------------------------
+
+    def pause_queue(self, name: str) -> datetime:
+        """Pause queue ``name`` for every worker: from their next claim none takes a task from
+        it (the claim itself skips paused queues, so it holds fleet-wide and across restarts);
+        running tasks finish, queued ones wait. Pausing a paused queue changes nothing. The
+        SQL equivalent is ``SELECT pgqueue.pause_queue('name')`` (revision pgqueue_0006_flow).
+
+        :return: since when the queue is paused (database clock).
+        :raises UnknownQueue: no task and no worker ever used ``name`` (nothing changed).
+        :raises ConfigurationError: ``name`` is not a valid queue name.
+        """
+        return self._flow_call(self.store.pause_queue(queue=check_queue(name)), name)
+
+    def resume_queue(self, name: str) -> bool:
+        """Resume queue ``name``: its workers are woken by a notification and claim at once.
+
+        :return: whether the queue was paused.
+        :raises UnknownQueue: no task and no worker ever used ``name`` (nothing changed).
+        :raises ConfigurationError: ``name`` is not a valid queue name.
+        """
+        return self._flow_call(self.store.resume_queue(queue=check_queue(name)), name)
+
+    def set_queue_limit(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, float] | None = None,
+    ) -> None:
+        """Set the limits of ``queue``, across all workers and enforced by every claim (as a
+        job's ``concurrency`` and ``rate_limit`` are): at most ``concurrency`` tasks STARTED
+        at once, at most ``rate[0]`` starts in any window of ``rate[1]`` seconds (database
+        clock). None means no such limit: each call sets both. Stored in ``queue_setting``,
+        changeable at run time (SQL: ``SELECT pgqueue.set_queue_limit('queue', 4, 10, 1.0)``);
+        workers are woken to apply it.
+
+        :raises ConfigurationError: ``concurrency`` is not None nor an int >= 1, ``rate`` not
+            None nor (int >= 1, seconds > 0), or ``queue`` not a valid name (nothing changed).
+        :raises UnknownQueue: no task and no worker ever used ``queue`` (nothing changed).
+        """
+        check_flow_options(JobOptions(concurrency=concurrency, rate_limit=rate), f"queue {queue!r}")
+        op = self.store.set_queue_limit(
+            queue=check_queue(queue),
+            concurrency=concurrency,
+            rate_count=rate[0] if rate else None,
+            rate_seconds=float(rate[1]) if rate else None,
+        )
+        self._flow_call(op, queue)
+
+    def _flow_call(self, op: Op[R], name: str) -> R:
+        with self.connection() as conn:
+            try:
+                return op.run(conn)
+            except psycopg.errors.NoDataFound:
+                raise UnknownQueue(
+                    f"unknown queue {name!r}: no task and no worker ever used it; check the "
+                    "name (pgqueue status lists the queues). Nothing was changed."
+                ) from None
 
     # -- connections -----------------------------------------------------------------------
 

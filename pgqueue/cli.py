@@ -2,7 +2,7 @@
 
 Each subcommand lives in a module by topic and is registered here: schema (``migrate``, below),
 single tasks (:mod:`pgqueue._cli_tasks`), the whole queue (:mod:`pgqueue._cli_ops`), periodic
-jobs (:mod:`pgqueue._cli_schedule`).
+jobs (:mod:`pgqueue._cli_schedule`), flow control (:mod:`pgqueue._cli_flow`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import _cli_ops, _cli_schedule, _cli_tasks, _db, demo, schema
+from . import _cli_flow, _cli_ops, _cli_schedule, _cli_tasks, _db, demo, schema
 from ._cli_common import VersionOption, friendly_errors, run_app, setup_command_logging
 from ._cli_options import DsnOption, SchemaOption
 
@@ -61,6 +61,8 @@ app.command()(_cli_ops.workers)
 app.command()(_cli_ops.prune)
 app.command()(_cli_ops.dashboard)
 app.command()(_cli_schedule.schedule)
+app.command()(_cli_flow.pause)
+app.command()(_cli_flow.resume)
 
 # pgqueue end to end on real input (pgqueue.demo).
 app.command()(demo.demo)

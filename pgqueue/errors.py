@@ -52,6 +52,12 @@ class JobArgumentError(ConfigurationError, TypeError):
     and a ``TypeError``, as calling the function with them would raise."""
 
 
+class UnknownQueue(ConfigurationError, LookupError):
+    """A queue no task and no worker ever used (and without settings): most likely a typo;
+    nothing was changed. Raised by :meth:`TaskBackend.pause_queue`, ``resume_queue`` and
+    ``pgqueue pause/resume``."""
+
+
 class TaskNotFound(PgQueueError, KeyError):
     """No task has this id (it never existed, or it was pruned)."""
 

@@ -33,6 +33,9 @@ from .retry import DEFAULT_BACKOFF, Backoff
 from .typed import EnqueueOptions, Enqueuer, TaskId
 
 Overlap = bool | Callable[..., bool]
+#: A job's ``limit_key``: the name of one of its kwargs, or a callable taking the kwargs (as
+#: keywords, like ``can_overlap``) and returning a str.
+LimitKey = str | Callable[..., str]
 P = ParamSpec("P")
 R = TypeVar("R")
 OptionsP = ParamSpec("OptionsP")
@@ -83,8 +86,25 @@ class JobOptions:
       are cancelled at the limit; thread jobs are told through ``consumer.check()`` /
       ``consumer.is_revoked()`` (cooperative). The attempt then fails (or retries) with
       ``TimeLimitExceeded``. None: no limit.
+    * ``concurrency`` (int >= 1 | None): at most this many tasks of the job STARTED at once,
+      across all workers, per ``limit_key`` value when the job has one (issue 13). The claim
+      enforces it in the database; a task that may not start stays QUEUED. The value is
+      stored on each task when it is queued. None: no limit.
+    * ``rate_limit`` ((int >= 1, seconds > 0) | None): at most that many starts of the job in
+      any window of that many seconds, per ``limit_key`` value when the job has one,
+      across all workers, on the database clock (issue 13); stored on each task when queued.
+    * ``limit_key`` (str | callable | None): what the job's limits apply per: the name of one
+      of its kwargs (its value, a str or an int, is the key) or a callable taking the kwargs
+      as keywords and returning a str. Evaluated at enqueue and stored in ``task.limit_key``.
+      None: the limits apply to the job as a whole.
 
-    Nothing is checked when the options are made: ``timeout`` and ``time_limit`` raise
+    * ``unique_for`` (seconds > 0 or timedelta | None): after a task of the job starts, a copy
+      (same job and kwargs: its lock_id) is refused (enqueue returns None) for that long,
+      finished or not, besides while it lives; implies ``can_overlap = False`` (issue 13).
+
+    ``concurrency``, ``rate_limit``, ``limit_key`` and ``unique_for`` are checked when the
+    job is defined
+    (:func:`check_flow_options`); ``timeout`` and ``time_limit`` raise
     :class:`ConfigurationError` when first read as seconds (:meth:`Job.expiry_seconds`).
     """
 
@@ -98,6 +118,47 @@ class JobOptions:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     backoff: Backoff = DEFAULT_BACKOFF
     time_limit: float | timedelta | None = None
+    concurrency: int | None = None
+    rate_limit: tuple[int, float] | None = None
+    limit_key: LimitKey | None = None
+    unique_for: float | timedelta | None = None
+
+
+def check_flow_options(job: JobOptions, what: str) -> None:
+    """Raise :class:`ConfigurationError` unless the flow options of ``what`` (``"job 'x'"``,
+    named so in the message) are valid:
+    ``concurrency`` None or an int >= 1, ``rate_limit`` None or (int >= 1, seconds > 0),
+    ``limit_key`` None, a non-empty str or a callable."""
+    if job.concurrency is not None and not _positive_int(job.concurrency):
+        raise ConfigurationError(
+            f"{what}: concurrency must be an int >= 1 (or None for no limit), "
+            f"not {job.concurrency!r}"
+        )
+    rate = job.rate_limit
+    if rate is not None and not (
+        isinstance(rate, tuple)
+        and len(rate) == 2
+        and _positive_int(rate[0])
+        and not isinstance(rate[1], bool)
+        and isinstance(rate[1], int | float)
+        and 0 < rate[1] < float("inf")
+    ):
+        raise ConfigurationError(
+            f"{what}: rate_limit must be (starts, seconds) with starts an int >= 1 and "
+            f"seconds > 0 (or None for no limit), not {rate!r}"
+        )
+    key = job.limit_key
+    if job.unique_for is not None and not to_seconds(job.unique_for, f"{what}: unique_for"):
+        raise ConfigurationError(f"{what}: unique_for must be more than 0 seconds")
+    if key is not None and not callable(key) and not (isinstance(key, str) and key):
+        raise ConfigurationError(
+            f"{what}: limit_key must be the name of a kwarg or a callable taking the "
+            f"kwargs and returning a str, not {key!r}"
+        )
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def copy_options(target: object, options: object, kind: type) -> None:
@@ -112,7 +173,8 @@ class Job(JobOptions):
 
     Its options are class attributes (all optional), listed and explained at
     :class:`JobOptions`: ``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
-    ``max_retries``, ``retry_on``, ``backoff`` and ``time_limit``.
+    ``max_retries``, ``retry_on``, ``backoff``, ``time_limit``, ``concurrency``,
+    ``rate_limit``, ``limit_key`` and ``unique_for``.
 
     Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
     result, or ``async def __call__``.
@@ -129,6 +191,7 @@ class Job(JobOptions):
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("name"):
             cls.name = cls.__name__.lower()
+        check_flow_options(cls, f"job {cls.name!r}")  # type: ignore[arg-type]
 
     def __call__(self, consumer: Consumer, **kwargs: Any) -> Any:
         raise NotImplementedError(f"job {self.name!r} does not implement __call__")
@@ -173,9 +236,46 @@ class Job(JobOptions):
         return logging.getLogger(f"pgqueue.job.{self.name}")
 
     def overlaps(self, kwargs: dict[str, Any]) -> bool:
-        """Resolve ``can_overlap`` for these kwargs (a callable receives them as keywords)."""
+        """Resolve ``can_overlap`` for these kwargs (a callable receives them as keywords);
+        False whenever the job has a ``unique_for`` window."""
+        if self.unique_for is not None:
+            return False
         overlap = self.can_overlap
         return bool(overlap(**kwargs)) if callable(overlap) else bool(overlap)
+
+    def limit_key_of(self, kwargs: dict[str, Any]) -> str | None:
+        """The ``limit_key`` value of a task with these kwargs (None when the job has no
+        ``limit_key``). Raises :class:`ConfigurationError` when the named kwarg is missing or
+        not a str or int, or when the callable raises or returns anything but a str."""
+        key = self.limit_key
+        if key is None:
+            return None
+        if isinstance(key, str):
+            if key not in kwargs:
+                raise ConfigurationError(
+                    f"job {self.name!r} is limited per {key!r}, but the task has no argument "
+                    f"{key!r}; nothing was queued"
+                )
+            value = kwargs[key]
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ConfigurationError(
+                    f"job {self.name!r}: the limit_key argument {key!r} must be a str or an "
+                    f"int, not {type(value).__name__}; nothing was queued"
+                )
+            return str(value)
+        try:
+            found = key(**kwargs)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"job {self.name!r}: its limit_key callable raised {type(exc).__name__}: "
+                f"{exc}; nothing was queued"
+            ) from exc
+        if not isinstance(found, str):
+            raise ConfigurationError(
+                f"job {self.name!r}: its limit_key callable must return a str, not "
+                f"{type(found).__name__} ({found!r:.60}); nothing was queued"
+            )
+        return found
 
 
 class FunctionJob(Job, Generic[P, R]):
@@ -193,6 +293,7 @@ class FunctionJob(Job, Generic[P, R]):
         self.func = func
         copy_options(self, options or JobOptions(), JobOptions)
         self.name = self.name or func.__name__.lower()
+        check_flow_options(self, f"job {self.name!r}")
         self.__doc__ = func.__doc__
         self.__module__ = func.__module__
 
@@ -291,7 +392,8 @@ def typed_job_decorator(
 
 #: Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job:
 #: ``@job(name=None, timeout=None, can_overlap=True, *, queue=None, priority=0, max_retries=0,
-#: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None)``, the options of
+#: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None, concurrency=None,
+#: rate_limit=None, limit_key=None, unique_for=None)``, the options of
 #: :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
 job = typed_job_decorator(JobOptions)
 

@@ -92,6 +92,14 @@ def worker(
     burst: Annotated[
         bool, typer.Option(envvar="PGQUEUE_BURST", help="Exit 0 once nothing is left to claim.")
     ] = False,
+    queue_order: Annotated[
+        str,
+        typer.Option(
+            envvar="PGQUEUE_QUEUE_ORDER",
+            help="With several --queues: strict (priority then age across all queues) or "
+            "fair (the queues take turns, so one queue's backlog never holds back another's).",
+        ),
+    ] = "strict",
     lease: Annotated[
         float,
         typer.Option(
@@ -202,6 +210,7 @@ def worker(
             max_tasks=max_tasks,
             poll_timeout=poll_timeout,
             burst=burst,
+            queue_order=queue_order,
             lease=lease,
             shutdown_timeout=shutdown_timeout,
             hard_time_limits=hard_time_limits,

@@ -8,6 +8,7 @@ caller gives, sync or async. Statements are rendered once per store. By area:
 
 * :mod:`.tasks`: enqueue one or many, read, flush, revoke;
 * :mod:`.claims`: the worker's claim, finish, give back, expiry sweep, next due time;
+* :mod:`.flow`: pause and resume queues, their flow settings;
 * :mod:`.workers`: register, heartbeat, stop, rescue the tasks of lost workers;
 * :mod:`.retention`: prune finished tasks;
 * :mod:`.schedules`: define, tick and list periodic schedules;
@@ -21,6 +22,7 @@ from __future__ import annotations
 from ._op import Op
 from .claims import ClaimOps
 from .demo import DemoOps
+from .flow import FlowOps
 from .operator import OperatorOps
 from .retention import RetentionOps
 from .schedules import ScheduleOps
@@ -34,6 +36,7 @@ __all__ = ["Op", "Store"]
 class Store(
     TaskOps,
     ClaimOps,
+    FlowOps,
     WorkerOps,
     RetentionOps,
     ScheduleOps,

@@ -21,6 +21,86 @@ _T_CLAIMED = _T.replace("t.id, ", "t.id::text AS id, ", 1)
 #: A claimed row whose ``attempts`` cannot grow (integer column at its maximum).
 _WORN_OUT = "t.attempts = 2147483647"
 
+#: Flow control of the claim (revision pgqueue_0006_flow), kept in this one place: the queues
+#: the claim reads, paused ones left out, each with its concurrency limit. One primary-key
+#: probe of queue_setting per queue, read in the claim's own snapshot, so a pause is
+#: fleet-wide and holds from the next claim of every worker (a claim already running when the
+#: pause commits may still start its tasks).
+_FLOW_QUEUES = """(
+        SELECT u.queue, qs.concurrency, qs.rate_count, qs.rate_seconds
+        FROM unnest(%(queues)s::text[]) AS u(queue)
+        LEFT JOIN {s}.queue_setting qs ON qs.queue = u.queue
+        WHERE qs.paused_at IS NULL
+    ) AS q(queue, queue_limit, queue_rate_count, queue_rate_seconds)"""
+
+#: Flow control of the claim, continued: which candidates may start. ``admission`` asks
+#: ``flow_free`` (see revision pgqueue_0006_flow: a scope lock, then counts in a fresh
+#: snapshot, so two claims never both admit into the last free slot, F29) how many more tasks
+#: of each limited scope among the candidates may start (concurrency and rate): (job,
+#: limit_key) scopes first, then queues, each sorted, so every claim takes the scope locks in
+#: one order (no deadlock). ``admitted`` keeps a limited candidate only while its turn within
+#: its scope fits that number, then the same within its queue. ``logged`` records the starts
+#: of rate-limited scopes (``flow_start``). Unlimited jobs on unlimited queues call nothing:
+#: the flow control of a claim without limits is a few empty passes over its candidates.
+_FLOW_ADMISSION = """
+admission AS MATERIALIZED (
+    SELECT s.kind, s.name, s.limit_key, s.queue,
+           {s}.flow_free(s.name, s.limit_key, s.queue, s.most, s.rate_n, s.rate_s) AS free
+    FROM (
+        SELECT 0 AS kind, name, limit_key, NULL::text AS queue, min(concurrency) AS most,
+               min(rate_count) AS rate_n, max(rate_seconds) AS rate_s
+        FROM candidates
+        WHERE (concurrency IS NOT NULL OR rate_count IS NOT NULL) AND NOT expired
+        GROUP BY name, limit_key
+        UNION ALL
+        SELECT DISTINCT 1, NULL::text, NULL::text, queue, queue_limit, queue_rate_count,
+               queue_rate_seconds
+        FROM candidates
+        WHERE (queue_limit IS NOT NULL OR queue_rate_count IS NOT NULL) AND NOT expired
+        ORDER BY 1, 2, 3, 4
+    ) s
+), job_admitted AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.queue, c.expired
+                                   ORDER BY c.priority DESC, c.run_at, c.id) AS queue_turn
+    FROM (
+        SELECT c.*, row_number() OVER (PARTITION BY c.name, c.limit_key, c.expired
+                                       ORDER BY c.priority DESC, c.run_at, c.id) AS job_turn
+        FROM candidates c
+    ) c
+    LEFT JOIN admission a
+      ON a.kind = 0 AND a.name = c.name AND a.limit_key IS NOT DISTINCT FROM c.limit_key
+    WHERE c.expired OR (c.concurrency IS NULL AND c.rate_count IS NULL) OR c.job_turn <= a.free
+), admitted AS (
+    SELECT c.id, c.expired, c.priority, c.run_at, c.queue_turn
+    FROM job_admitted c
+    LEFT JOIN admission a ON a.kind = 1 AND a.queue = c.queue
+    WHERE c.expired OR (c.queue_limit IS NULL AND c.queue_rate_count IS NULL)
+       OR c.queue_turn <= a.free
+)"""
+
+#: The order in which admitted candidates are picked: strict (priority, then run_at, across
+#: all queues), or with ``fair`` each queue's first candidate before any queue's second, ties
+#: between queues drawn at random, so one task of queue B never waits behind the whole
+#: backlog of queue A (F31; ``pgqueue-worker --queue-order fair``).
+_FLOW_ORDER = """CASE WHEN %(fair)s::boolean THEN a.queue_turn END,
+             a.priority DESC, CASE WHEN %(fair)s::boolean THEN random() END,
+             a.run_at, a.id"""
+
+#: The starts of rate-limited scopes among the picked candidates, recorded for their window.
+_FLOW_LOG = """
+logged AS (
+    INSERT INTO {s}.flow_start (scope, queue, reopens_at)
+    SELECT {s}.flow_scope(c.name, c.limit_key, NULL), c.queue,
+           clock_timestamp() + c.rate_seconds * interval '1 second'
+    FROM picked p JOIN candidates c ON c.id = p.id
+    WHERE NOT c.expired AND c.rate_count IS NOT NULL
+    UNION ALL
+    SELECT {s}.flow_scope(NULL, NULL, c.queue), c.queue,
+           clock_timestamp() + c.queue_rate_seconds * interval '1 second'
+    FROM picked p JOIN candidates c ON c.id = p.id
+    WHERE NOT c.expired AND c.queue_rate_count IS NOT NULL
+)"""
+
 #: Claim up to ``limit`` due tasks in priority then run_at order. A task past its expiry is
 #: revoked here instead of started (pulsar's TaskTimeout at execution time).
 #: Each queue is read on its own (LATERAL) so the scan walks the partial index task_claimable
@@ -32,13 +112,18 @@ _WORN_OUT = "t.attempts = 2147483647"
 #: whatever ``limit`` is, where the join alone was planned as a scan of the whole table.
 #: A task whose ``attempts`` is at the integer limit (written by hand: no run adds that many)
 #: ends FAILURE here instead of started, so its ``attempts + 1`` never fails the claim of
-#: every other task (F24).
+#: every other task (F24). Flow control (paused queues, concurrency limits) is
+#: :data:`_FLOW_QUEUES`, :data:`_FLOW_ADMISSION` and :data:`_FLOW_LOG`; candidates a limit
+#: holds back stay QUEUED, locked only until this statement commits.
 CLAIM_TASKS = f"""
-WITH picked AS (
-    SELECT c.id, c.expired
-    FROM unnest(%(queues)s::text[]) AS q(queue)
+WITH candidates AS MATERIALIZED (
+    SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.concurrency,
+           c.rate_count, c.rate_seconds, q.queue, q.queue_limit, q.queue_rate_count,
+           q.queue_rate_seconds
+    FROM {_FLOW_QUEUES}
     CROSS JOIN LATERAL (
-        SELECT id, priority, run_at, expiry IS NOT NULL AND expiry <= now() AS expired
+        SELECT id, priority, run_at, name, limit_key, concurrency, rate_count, rate_seconds,
+               expiry IS NOT NULL AND expiry <= now() AS expired
         FROM {{s}}.task
         WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
           AND name = ANY(%(jobs)s::text[])
@@ -46,9 +131,11 @@ WITH picked AS (
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) c
-    ORDER BY c.priority DESC, c.run_at, c.id
+), {_FLOW_ADMISSION}, picked AS (
+    SELECT a.id, a.expired FROM admitted a
+    ORDER BY {_FLOW_ORDER}
     LIMIT %(limit)s
-)
+), {_FLOW_LOG}
 UPDATE {{s}}.task t
 SET status = CASE WHEN picked.expired THEN 3 WHEN {_WORN_OUT} THEN 2 ELSE 5 END,
     time_started = CASE WHEN picked.expired OR {_WORN_OUT} THEN t.time_started ELSE now() END,
@@ -95,10 +182,15 @@ WHERE t.id IN (
 RETURNING t.id::text AS id
 """
 
+#: Seconds until the next delayed task of the queues is due, or a rate window of theirs
+#: reopens (a task a rate limit held back may start then: ``flow_start``), whichever is first.
 NEXT_RUN_AT = """
-SELECT extract(epoch FROM min(run_at) - now())::float8 AS seconds
-FROM {s}.task
-WHERE status IN (4, 6) AND queue = ANY(%(queues)s::text[]) AND run_at > now()
+SELECT extract(epoch FROM least(
+    (SELECT min(run_at) FROM {s}.task
+     WHERE status IN (4, 6) AND queue = ANY(%(queues)s::text[]) AND run_at > now()),
+    (SELECT min(reopens_at) FROM {s}.flow_start
+     WHERE queue = ANY(%(queues)s::text[]) AND reopens_at > now())
+) - now())::float8 AS seconds
 """
 
 #: Give back tasks a stopping worker did not finish: QUEUED (RETRY if an earlier attempt
@@ -152,11 +244,13 @@ class ClaimOps(StoreBase):
     """The claim and finish path of a worker (see the module docstring)."""
 
     def claim_tasks(
-        self, *, queues: list[str], jobs: list[str], limit: int, worker: str
+        self, *, queues: list[str], jobs: list[str], limit: int, worker: str, fair: bool = False
     ) -> Op[list[Task]]:
         """Claim up to ``limit`` due tasks of ``jobs`` on ``queues`` for ``worker`` (see
-        :data:`CLAIM_TASKS`): STARTED ones, and REVOKED ones that expired before starting."""
-        params = {"queues": queues, "jobs": jobs, "limit": limit, "worker": worker}
+        :data:`CLAIM_TASKS`): STARTED ones, and REVOKED ones that expired before starting.
+        ``fair``: take turns between the queues instead of strict priority and run_at order
+        (see :data:`_FLOW_ORDER`)."""
+        params = {"queues": queues, "jobs": jobs, "limit": limit, "worker": worker, "fair": fair}
         return Op(self._sql(CLAIM_TASKS), params, _claimed, task_row)
 
     def finish_tasks(

@@ -28,20 +28,50 @@ _T = ", ".join(f"t.{c}" for c in TASK_COLUMNS)
 #: lock_id of a non-overlapping task queued by :data:`QUEUE_TASK`.
 LOCK_ID = lock_id_sql("%(name)s::text", "%(kwargs)s::jsonb")
 
-QUEUE_TASK = f"""
+
+def unique_window_sql(lock_id: str, unique_for: str) -> str:
+    """SQL that is true unless a task with lock_id ``lock_id`` started within the last
+    ``unique_for`` seconds (``Job.unique_for``; NULL: always true). Both are SQL expressions;
+    the index task_lock_id_started of revision pgqueue_0006_flow serves the lookup."""
+    return (
+        f"({unique_for} IS NULL OR NOT EXISTS (SELECT FROM {{s}}.task w "
+        f"WHERE w.lock_id = {lock_id} "
+        f"AND w.time_started > now() - {unique_for} * interval '1 second'))"
+    )
+
+
+def _queue_task_sql(on_conflict: str) -> str:
+    """:data:`QUEUE_TASK` with ``on_conflict`` as what a held lock_id does."""
+    return f"""
 INSERT INTO {{s}}.task AS t (name, queue, lock_id, priority, kwargs, meta_params,
-                             run_at, expiry, max_retries)
-VALUES (%(name)s::text, %(queue)s::text,
-        CASE WHEN %(can_overlap)s::boolean THEN NULL ELSE {LOCK_ID} END,
-        %(priority)s::integer, %(kwargs)s::jsonb, %(meta_params)s::jsonb,
-        COALESCE(%(run_at)s::timestamptz,
-                 now() + %(countdown)s::float8 * interval '1 second',
-                 now()),
-        COALESCE(%(expiry_at)s::timestamptz, now() + %(expiry_in)s::float8 * interval '1 second'),
-        %(max_retries)s::integer)
-ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
+                             run_at, expiry, max_retries, limit_key, concurrency,
+                             rate_count, rate_seconds)
+SELECT %(name)s::text, %(queue)s::text,
+       CASE WHEN %(can_overlap)s::boolean THEN NULL ELSE {LOCK_ID} END,
+       %(priority)s::integer, %(kwargs)s::jsonb, %(meta_params)s::jsonb,
+       COALESCE(%(run_at)s::timestamptz,
+                now() + %(countdown)s::float8 * interval '1 second',
+                now()),
+       COALESCE(%(expiry_at)s::timestamptz, now() + %(expiry_in)s::float8 * interval '1 second'),
+       %(max_retries)s::integer, %(limit_key)s::text, %(concurrency)s::integer,
+       %(rate_count)s::integer, %(rate_seconds)s::float8
+WHERE {unique_window_sql(LOCK_ID, "%(unique_for)s::float8")}
+ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) {on_conflict}
 RETURNING t.id::text AS id
 """
+
+
+#: Queue one task. A job that cannot overlap gets a lock_id; while a live task holds it,
+#: nothing is inserted, and (``unique_for``) neither while a task that held it started less
+#: than ``unique_for`` seconds ago.
+QUEUE_TASK = _queue_task_sql("DO NOTHING")
+
+#: :data:`QUEUE_TASK` with ``debounce``: when a QUEUED copy (same lock_id, not yet started)
+#: waits, its run_at moves to now + ``debounce`` seconds and its id is returned instead, so a
+#: burst of calls runs once, after the burst.
+QUEUE_TASK_DEBOUNCED = _queue_task_sql(
+    "DO UPDATE SET run_at = now() + %(debounce)s::float8 * interval '1 second' WHERE t.status = 6"
+)
 
 #: Queue many tasks in one statement from one JSON document: an array of objects with the
 #: fields of :data:`QUEUE_TASK` (``kwargs`` and ``meta_params`` as JSON values, timestamps as
@@ -59,17 +89,21 @@ WITH input AS (
     FROM ROWS FROM (jsonb_to_recordset(%(tasks)s::jsonb) AS (
              name text, queue text, can_overlap boolean, priority integer, kwargs jsonb,
              meta_params jsonb, run_at timestamptz, countdown float8, expiry_at timestamptz,
-             expiry_in float8, max_retries integer))
+             expiry_in float8, max_retries integer, limit_key text, concurrency integer,
+             rate_count integer, rate_seconds float8, unique_for float8))
          WITH ORDINALITY AS i(name, queue, can_overlap, priority, kwargs, meta_params, run_at,
-                              countdown, expiry_at, expiry_in, max_retries, ord)
+                              countdown, expiry_at, expiry_in, max_retries, limit_key,
+                              concurrency, rate_count, rate_seconds, unique_for, ord)
 ), inserted AS (
     INSERT INTO {{s}}.task AS t (id, name, queue, lock_id, priority, kwargs, meta_params,
-                                 run_at, expiry, max_retries)
+                                 run_at, expiry, max_retries, limit_key, concurrency,
+                                 rate_count, rate_seconds)
     SELECT id, name, queue, lock_id, priority, kwargs, meta_params,
            COALESCE(run_at, now() + countdown * interval '1 second', now()),
            COALESCE(expiry_at, now() + expiry_in * interval '1 second'),
-           max_retries
+           max_retries, limit_key, concurrency, rate_count, rate_seconds
     FROM input
+    WHERE {unique_window_sql("input.lock_id", "input.unique_for")}
     ORDER BY lock_id NULLS FIRST, ord
     ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
     RETURNING t.id
@@ -109,7 +143,9 @@ SELECT c.id::text AS id, c.status, (SELECT count(*) FROM told) AS told FROM chan
 class CommonParams(TypedDict):
     """The parameters of :data:`QUEUE_TASK` shared by the tasks of one call (all but the
     kwargs): ``meta_params`` as JSON text; ``run_at``/``countdown`` and
-    ``expiry_at``/``expiry_in`` as an aware datetime or seconds from the database's now()."""
+    ``expiry_at``/``expiry_in`` as an aware datetime or seconds from the database's now();
+    ``concurrency`` and ``rate_count`` per ``rate_seconds`` the job's limits (None: none);
+    ``unique_for`` the job's unique window in seconds (None: none)."""
 
     name: str
     queue: str
@@ -120,14 +156,19 @@ class CommonParams(TypedDict):
     expiry_at: datetime | None
     expiry_in: float | None
     max_retries: int
+    concurrency: int | None
+    rate_count: int | None
+    rate_seconds: float | None
+    unique_for: float | None
 
 
 class TaskParams(CommonParams):
-    """Every parameter of :data:`QUEUE_TASK`: the common ones, ``can_overlap`` and the
-    kwargs as JSON text."""
+    """Every parameter of :data:`QUEUE_TASK`: the common ones, ``can_overlap``, the kwargs as
+    JSON text and the ``limit_key`` they give (None: the job has none)."""
 
     can_overlap: bool
     kwargs: str
+    limit_key: str | None
 
 
 class RevokedRow(TypedDict):
@@ -158,6 +199,12 @@ class TaskOps(StoreBase):
         """Insert one task; the result is its id, or None when the job cannot overlap and a
         live task holds its lock_id (nothing inserted, the transaction stays usable)."""
         return Op(self._sql(QUEUE_TASK), task, _queued_id)
+
+    def queue_task_debounced(self, task: TaskParams, *, debounce: float) -> Op[str | None]:
+        """:meth:`queue_task`, except that a QUEUED copy holding the lock_id has its run_at
+        moved to now + ``debounce`` seconds and its id is the result (see
+        :data:`QUEUE_TASK_DEBOUNCED`); None when a started copy holds it."""
+        return Op(self._sql(QUEUE_TASK_DEBOUNCED), {**task, "debounce": debounce}, _queued_id)
 
     def queue_tasks(self, *, tasks: str) -> Op[list[str | None]]:
         """Insert a batch from one JSON document (see :data:`QUEUE_TASKS`): the id of each

@@ -53,6 +53,8 @@ class Claimer(Service):
     :param backlog: the most tasks run at once; ``max_tasks``, ``burst`` and
         ``poll_timeout`` as for :class:`pgqueue.Worker`.
     :param on_claimed: told the rows of every claim (tasks revoked as expired included).
+    :param fair: take turns between ``queues`` (``--queue-order fair``) instead of strict
+        priority and run_at order across them.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Claimer(Service):
         burst: bool,
         poll_timeout: float,
         on_claimed: Callable[[list[Task]], None],
+        fair: bool = False,
     ) -> None:
         super().__init__("pgqueue-claimer")
         self._pool = pool
@@ -82,6 +85,7 @@ class Claimer(Service):
         self.burst = burst
         self.poll_timeout = poll_timeout
         self._on_claimed = on_claimed
+        self.fair = fair
         #: Tasks started so far.
         self.processed = 0
 
@@ -137,7 +141,11 @@ class Claimer(Service):
         """Claim up to ``limit`` tasks and start them; return how many started."""
         with self._pool.connection() as conn:
             tasks = self.store.claim_tasks(
-                queues=self.queues, jobs=self.jobs, limit=limit, worker=self.worker_id
+                queues=self.queues,
+                jobs=self.jobs,
+                limit=limit,
+                worker=self.worker_id,
+                fair=self.fair,
             ).run(conn)
         self._on_claimed(tasks)
         started = 0

@@ -53,6 +53,10 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+#: The values of ``Worker(queue_order=...)`` and ``pgqueue-worker --queue-order``.
+QUEUE_ORDERS = ("strict", "fair")
+
+
 class Worker:
     """Runs tasks from one database until stopped (pulsar's task-queue worker).
 
@@ -82,6 +86,9 @@ class Worker:
     :param schema: the schema of pgqueue's tables.
     :param schedule_periodic: also run a scheduler that queues the periodic jobs of the
         registry at their ticks (pulsar's ``--schedule-periodic``); any number of workers may.
+    :param queue_order: how a worker on several queues picks among them: ``"strict"``
+        (default: priority, then run_at, across all queues, as before) or ``"fair"`` (each
+        queue takes its turn, so one queue's backlog never holds back another's tasks: F31).
     :param prune_after: also run a pruner that deletes tasks finished more than this many
         seconds ago, in batches, every minute (:class:`pgqueue.pruner.Pruner`); None: never.
     :param listen_dsn: where the worker LISTENs, straight to PostgreSQL, when ``dsn`` goes
@@ -90,8 +97,9 @@ class Worker:
         ``poll_timeout`` seconds (decided by a probe at :meth:`run`, logged in one line).
 
     Raises :class:`pgqueue.errors.ConfigurationError` for a backlog below 1, a non-positive
-    ``poll_timeout`` or ``lease``, or a registry without jobs. :attr:`events` reports claims
-    and written outcomes to subscribers (:class:`pgqueue.worker.events.WorkerEvents`).
+    ``poll_timeout`` or ``lease``, an unknown ``queue_order``, or a registry without jobs.
+    :attr:`events` reports claims and written outcomes to subscribers
+    (:class:`pgqueue.worker.events.WorkerEvents`).
     """
 
     def __init__(
@@ -114,9 +122,15 @@ class Worker:
         schedule_periodic: bool = False,
         prune_after: float | None = None,
         listen_dsn: str | None = None,
+        queue_order: str = "strict",
     ) -> None:
         if backlog < 1:
             raise ConfigurationError("backlog must be at least 1")
+        if queue_order not in QUEUE_ORDERS:
+            raise ConfigurationError(
+                f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, not {queue_order!r}"
+            )
+        self.queue_order = queue_order
         if poll_timeout <= 0 or lease <= 0:
             raise ConfigurationError("poll_timeout and lease must be positive seconds")
         self.dsn = _db.resolve_dsn(dsn)
@@ -185,6 +199,7 @@ class Worker:
             burst=self.burst,
             poll_timeout=self.poll_timeout,
             on_claimed=self.events.claimed,
+            fair=self.queue_order == "fair",
         )
         self._maintenance = Maintenance(
             self._claim_pool,

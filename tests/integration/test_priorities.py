@@ -108,7 +108,7 @@ def test_claims_stay_index_driven_with_a_large_backlog(
     for queues in (["a"], ["a", "b"]):
         with connect(dsn, autocommit=False) as conn:
             op = backend.store.claim_tasks(queues=queues, jobs=["add"], limit=5, worker="explain")
-            query = op.sql.replace("WITH picked", "EXPLAIN (ANALYZE, FORMAT JSON) WITH picked", 1)
+            query = "EXPLAIN (ANALYZE, FORMAT JSON) " + op.sql
             plan_json = conn.execute(query, op.params).fetchone()
             conn.rollback()
         assert plan_json is not None

@@ -41,6 +41,7 @@ PUBLIC_NAMES = [
     "TaskNotFound",
     "TaskTimeout",
     "TimeLimitExceeded",
+    "UnknownQueue",
     "Worker",
     "format_time",
     "get_task_backend",

@@ -29,6 +29,11 @@ TASK: TaskParams = {
     "max_retries": 0,
     "can_overlap": True,
     "kwargs": "{}",
+    "concurrency": None,
+    "rate_count": None,
+    "rate_seconds": None,
+    "limit_key": None,
+    "unique_for": None,
 }
 REGISTRATION: Registration = {
     "id": "w",
@@ -57,11 +62,14 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
     s = store
     return {
         "queue_task": s.queue_task(TASK),
+        "queue_task_debounced": s.queue_task_debounced(TASK, debounce=1.0),
         "queue_tasks": s.queue_tasks(tasks="[]"),
         "get_tasks": s.get_tasks(ids=[]),
         "flush_queue": s.flush_queue(queue="tasks"),
         "revoke_task": s.revoke_task(id="x", reason="r"),
-        "claim_tasks": s.claim_tasks(queues=["tasks"], jobs=["add"], limit=1, worker="w"),
+        "claim_tasks": s.claim_tasks(
+            queues=["tasks"], jobs=["add"], limit=1, worker="w", fair=True
+        ),
         "finish_tasks": s.finish_tasks(
             ids=[],
             attempts=[],
@@ -104,6 +112,13 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
             name="tick", queued=1, skipped=0, last_task=None, outcome="queued"
         ),
         "list_schedules": s.list_schedules(names=None),
+        "pause_queue": s.pause_queue(queue="tasks"),
+        "resume_queue": s.resume_queue(queue="tasks"),
+        "set_queue_limit": s.set_queue_limit(
+            queue="tasks", concurrency=2, rate_count=None, rate_seconds=None
+        ),
+        "queue_flow": s.queue_flow(),
+        "flow_limits": s.flow_limits(limit=20),
         "queue_stats": s.queue_stats(),
         "queue_throughput": s.queue_throughput(),
         "queue_timeline": s.queue_timeline(),
