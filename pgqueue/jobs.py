@@ -83,6 +83,9 @@ class JobOptions:
       are cancelled at the limit; thread jobs are told through ``consumer.check()`` /
       ``consumer.is_revoked()`` (cooperative). The attempt then fails (or retries) with
       ``TimeLimitExceeded``. None: no limit.
+    * ``run_after_failure`` (bool): a task of this job queued with ``depends_on`` runs even
+      when a parent ends FAILURE or REVOKED (it sees them in ``consumer.parent_results()``);
+      default False: such a task ends REVOKED without running (issue 14, workflows).
 
     Nothing is checked when the options are made: ``timeout`` and ``time_limit`` raise
     :class:`ConfigurationError` when first read as seconds (:meth:`Job.expiry_seconds`).
@@ -98,6 +101,7 @@ class JobOptions:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     backoff: Backoff = DEFAULT_BACKOFF
     time_limit: float | timedelta | None = None
+    run_after_failure: bool = False
 
 
 def copy_options(target: object, options: object, kind: type) -> None:
@@ -112,7 +116,7 @@ class Job(JobOptions):
 
     Its options are class attributes (all optional), listed and explained at
     :class:`JobOptions`: ``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
-    ``max_retries``, ``retry_on``, ``backoff`` and ``time_limit``.
+    ``max_retries``, ``retry_on``, ``backoff``, ``time_limit`` and ``run_after_failure``.
 
     Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
     result, or ``async def __call__``.
@@ -291,8 +295,9 @@ def typed_job_decorator(
 
 #: Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job:
 #: ``@job(name=None, timeout=None, can_overlap=True, *, queue=None, priority=0, max_retries=0,
-#: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None)``, the options of
-#: :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
+#: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None, run_after_failure=False)``,
+#: the options of :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls
+#: the function.
 job = typed_job_decorator(JobOptions)
 
 

@@ -32,7 +32,8 @@ _WORN_OUT = "t.attempts = 2147483647"
 #: whatever ``limit`` is, where the join alone was planned as a scan of the whole table.
 #: A task whose ``attempts`` is at the integer limit (written by hand: no run adds that many)
 #: ends FAILURE here instead of started, so its ``attempts + 1`` never fails the claim of
-#: every other task (F24).
+#: every other task (F24). A task still waiting for parents (``waiting_on > 0``, see
+#: :mod:`pgqueue._store.workflows`) is not claimable; the index holds only ``waiting_on = 0``.
 CLAIM_TASKS = f"""
 WITH picked AS (
     SELECT c.id, c.expired
@@ -41,6 +42,7 @@ WITH picked AS (
         SELECT id, priority, run_at, expiry IS NOT NULL AND expiry <= now() AS expired
         FROM {{s}}.task
         WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
+          AND waiting_on = 0 -- workflows: no parent left to wait for (task_claimable's predicate)
           AND name = ANY(%(jobs)s::text[])
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
@@ -98,7 +100,7 @@ RETURNING t.id::text AS id
 NEXT_RUN_AT = """
 SELECT extract(epoch FROM min(run_at) - now())::float8 AS seconds
 FROM {s}.task
-WHERE status IN (4, 6) AND queue = ANY(%(queues)s::text[]) AND run_at > now()
+WHERE status IN (4, 6) AND waiting_on = 0 AND queue = ANY(%(queues)s::text[]) AND run_at > now()
 """
 
 #: Give back tasks a stopping worker did not finish: QUEUED (RETRY if an earlier attempt
