@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgqueue import TaskBackend
+from pgqueue import Call, TaskBackend
 from pgqueue._db import connect
 from pgqueue.errors import ConfigurationError, DependencyError, InvalidTaskId
 from tests.conftest import TEST_JOBS, sql
@@ -100,9 +100,7 @@ def test_a_failed_parent_revokes_descendants_and_opted_in_children_run(
     assert child in deeper["error"] and parent in deeper["error"]
 
 
-def test_a_parent_that_already_failed_revokes_the_new_dependent(
-    wf: TaskBackend, dsn: str
-) -> None:
+def test_a_parent_that_already_failed_revokes_the_new_dependent(wf: TaskBackend, dsn: str) -> None:
     parent = wf.queue_task("add", a=1, b=1)
     assert parent is not None
     assert wf.revoke(parent, reason="not needed")
@@ -119,7 +117,7 @@ def test_a_parent_that_already_failed_revokes_the_new_dependent(
 def test_revoke_propagates_to_pending_dependents(wf: TaskBackend, dsn: str) -> None:
     parent = wf.queue_task("add", a=1, b=1)
     assert parent is not None
-    ids = wf.chain(*[__import__("pgqueue").Call("add", {"a": n, "b": 0}) for n in range(3)])
+    ids = wf.chain(*[Call("add", {"a": n, "b": 0}) for n in range(3)])
     child = wf.queue_task("add", a=9, b=9, depends_on=[parent, ids[0]])
     assert wf.revoke(parent)
     assert row(dsn, child or "")["state"] == "REVOKED"
@@ -153,9 +151,11 @@ def test_a_parent_of_another_schema_is_unknown(dsn: str) -> None:
     with TaskBackend(dsn, task_paths=JOBS, schema="other") as other:
         foreign = other.queue_task("add", a=1, b=1)
         assert foreign is not None
-        with TaskBackend(dsn, task_paths=JOBS) as mine:
-            with pytest.raises(DependencyError, match="schema 'pgqueue'"):
-                mine.queue_task("add", a=1, b=1, depends_on=[foreign])
+        with (
+            TaskBackend(dsn, task_paths=JOBS) as mine,
+            pytest.raises(DependencyError, match="schema 'pgqueue'"),
+        ):
+            mine.queue_task("add", a=1, b=1, depends_on=[foreign])
     assert task_count(dsn) == 0
 
 
@@ -209,8 +209,6 @@ def test_sql_function_queue_task_takes_depends_on(wf: TaskBackend, dsn: str) -> 
 
 def test_async_twins_take_depends_on(wf: TaskBackend, dsn: str) -> None:
     import asyncio
-
-    from pgqueue import Call
 
     async def main() -> tuple[str | None, list[str]]:
         parent = await wf.aqueue_task("add", a=1, b=1)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pgqueue
+from pgqueue.retry import ExponentialBackoff
 
 
 @pgqueue.job()
@@ -38,3 +41,19 @@ def step(consumer: pgqueue.TaskConsumer, add: int) -> int:
 def single(consumer: pgqueue.TaskConsumer, key: str) -> str:
     """A job that cannot overlap."""
     return key
+
+
+@pgqueue.job(max_retries=3, backoff=ExponentialBackoff(base=0.1, cap=0.5))
+def slow_step(consumer: pgqueue.TaskConsumer, add: int, seconds: float) -> int:
+    """A chain step that records each run (``crash_runs``) and sleeps ``seconds`` on its
+    first attempt only, so a test can kill the worker running it."""
+    with consumer.backend.connection() as conn:
+        conn.execute(
+            "INSERT INTO crash_runs (task_id, attempt, worker, pid, note) "
+            "VALUES (%s, %s, %s, %s, '')",
+            (consumer.task_id, consumer.attempt, consumer.worker, os.getpid()),
+        )
+    if consumer.attempt == 1:
+        time.sleep(seconds)
+    previous = [r.result for r in consumer.parent_results().values()]
+    return sum(previous) + add

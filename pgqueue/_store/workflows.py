@@ -79,7 +79,8 @@ WITH RECURSIVE input AS MATERIALIZED (
     SELECT id, name, queue, lock_id, priority, kwargs, meta_params,
            COALESCE(run_at, now() + countdown * interval '1 second', now()),
            COALESCE(expiry_at, now() + expiry_in * interval '1 second'),
-           max_retries, waiting_on, CASE WHEN cause IS NULL THEN 6 ELSE 3 END, cause,
+           max_retries, CASE WHEN cause IS NULL THEN waiting_on ELSE 0 END,
+           CASE WHEN cause IS NULL THEN 6 ELSE 3 END, cause,
            CASE WHEN cause IS NOT NULL THEN now() END
     FROM planned
     WHERE NOT EXISTS (SELECT 1 FROM missing)

@@ -122,7 +122,7 @@ BEGIN
     children := coalesce(children, '{{}}');
     -- Lock every child in id order: concurrent finishes take them in the same order.
     PERFORM 1 FROM {{s}}.task WHERE id = ANY(doomed || children) ORDER BY id FOR UPDATE;
-    UPDATE {{s}}.task t SET status = 3, time_ended = now(), error = x.cause
+    UPDATE {{s}}.task t SET status = 3, time_ended = now(), error = x.cause, waiting_on = 0
     FROM unnest(doomed, causes) AS x(id, cause)
     WHERE t.id = x.id AND t.status IN (4, 6);
     UPDATE {{s}}.task t SET waiting_on = greatest(t.waiting_on - x.n, 0)
@@ -200,7 +200,7 @@ BEGIN
     VALUES (name, coalesce(queue, 'tasks'),
             CASE WHEN coalesce(can_overlap, true) THEN NULL ELSE {{s}}.task_lock_id(name, kwargs) END,
             coalesce(priority, 0), kwargs, coalesce(meta_params, '{{}}'), coalesce(run_at, now()),
-            expiry, coalesce(max_retries, 0), waiting,
+            expiry, coalesce(max_retries, 0), CASE WHEN cause IS NULL THEN waiting ELSE 0 END,
             CASE WHEN cause IS NULL THEN 6 ELSE 3 END, cause,
             CASE WHEN cause IS NOT NULL THEN now() END)
     ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
@@ -230,6 +230,11 @@ JOIN {{s}}.task p ON p.id = d.parent
 GROUP BY c.id, cs.name;
 COMMENT ON VIEW {{s}}.workflow_progress IS
     'Each task that depends on others, with how many of its parents succeeded, failed, were revoked or are still pending';
+COMMENT ON COLUMN {{s}}.workflow_progress.id IS 'Id of the dependent task';
+COMMENT ON COLUMN {{s}}.workflow_progress.name IS 'Job name of the dependent task';
+COMMENT ON COLUMN {{s}}.workflow_progress.queue IS 'Queue of the dependent task';
+COMMENT ON COLUMN {{s}}.workflow_progress.waiting_on IS
+    'How many parents it still waits for (0 once released, or once revoked)';
 COMMENT ON COLUMN {{s}}.workflow_progress.state IS 'State name of the dependent task';
 COMMENT ON COLUMN {{s}}.workflow_progress.parents IS 'How many parents the task has (pruned parents are gone)';
 COMMENT ON COLUMN {{s}}.workflow_progress.parents_succeeded IS 'Parents that ended SUCCESS';
