@@ -221,3 +221,16 @@ def test_async_twins_take_depends_on(wf: TaskBackend, dsn: str) -> None:
     child, steps = asyncio.run(main())
     assert child is not None and row(dsn, child)["waiting_on"] == 1
     assert row(dsn, steps[1])["waiting_on"] == 1
+
+
+def test_flushing_a_parent_revokes_its_dependents(wf: TaskBackend, dsn: str) -> None:
+    parent = wf.queue_task("add", a=1, b=1, queue="elsewhere")
+    assert parent is not None
+    child = wf.queue_task("add", a=2, b=2, depends_on=[parent])
+    grandchild = wf.queue_task("add", a=3, b=3, depends_on=[child or ""])
+    assert child and grandchild
+    with TaskBackend(dsn, task_paths=JOBS, name="elsewhere") as other:
+        assert other.flush() == 1
+    got = row(dsn, child)
+    assert got["state"] == "REVOKED" and f"parent {parent} (add) was flushed" in got["error"]
+    assert row(dsn, grandchild)["state"] == "REVOKED"
