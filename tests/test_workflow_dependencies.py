@@ -234,3 +234,17 @@ def test_flushing_a_parent_revokes_its_dependents(wf: TaskBackend, dsn: str) -> 
     got = row(dsn, child)
     assert got["state"] == "REVOKED" and f"parent {parent} (add) was flushed" in got["error"]
     assert row(dsn, grandchild)["state"] == "REVOKED"
+
+
+def test_a_cycle_cannot_be_expressed(wf: TaskBackend, dsn: str) -> None:
+    """A task depends only on tasks that exist (so not on itself nor on a later one) or on
+    earlier tasks of its own batch: a link to itself or a later task is refused."""
+    from pgqueue._enqueue import Link, batch_params
+
+    add = Call("add", {"a": 1, "b": 1})
+    for link in (Link(after=(0,)), Link(after=(1,))):
+        with pytest.raises(ConfigurationError, match="cycle"):
+            batch_params(wf.registry, "tasks", [(add, add.kwargs, link), (add, add.kwargs, None)])
+    with pytest.raises(DependencyError):  # an id nobody has yet, as a task's own would be
+        wf.queue_task("add", a=1, b=1, depends_on=[str(uuid.uuid4())])
+    assert task_count(dsn) == 0
