@@ -2,7 +2,8 @@
 
 The rule itself lives in the database (revision pgqueue_0007_workflows): ``task.waiting_on``
 counts a task's unfinished parents, the claim skips tasks with ``waiting_on > 0``, and the
-trigger ``task_dependents`` releases or revokes children in the transaction that ends a parent.
+row trigger ``task_dependents`` (on parents with ``has_dependents``) releases or revokes
+children in the transaction that ends a parent.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .tasks import lock_id_sql
 
 #: Queue a batch whose tasks may depend on existing tasks (``depends_on``: their ids) and on
 #: earlier tasks of the same batch (``after``: their 0-based positions), in one statement.
+#: Every parent gets ``has_dependents`` (the WHEN of the trigger that releases children).
 #: The input is :data:`pgqueue._store.tasks.QUEUE_TASKS`'s JSON document with those two
 #: fields and ``run_after_failure`` added. Existing parents are locked (FOR SHARE, in id order)
 #: until commit, so none ends unseen before the new edges are visible to the trigger that
@@ -75,13 +77,14 @@ WITH RECURSIVE input AS MATERIALIZED (
 ), inserted AS (
     INSERT INTO {{s}}.task AS t (id, name, queue, lock_id, priority, kwargs, meta_params,
                                  run_at, expiry, max_retries, waiting_on, status, error,
-                                 time_ended)
+                                 time_ended, has_dependents)
     SELECT id, name, queue, lock_id, priority, kwargs, meta_params,
            COALESCE(run_at, now() + countdown * interval '1 second', now()),
            COALESCE(expiry_at, now() + expiry_in * interval '1 second'),
            max_retries, CASE WHEN cause IS NULL THEN waiting_on ELSE 0 END,
            CASE WHEN cause IS NULL THEN 6 ELSE 3 END, cause,
-           CASE WHEN cause IS NOT NULL THEN now() END
+           CASE WHEN cause IS NOT NULL THEN now() END,
+           EXISTS (SELECT 1 FROM edge e WHERE e.parent_ord = planned.ord)
     FROM planned
     WHERE NOT EXISTS (SELECT 1 FROM missing)
     ORDER BY lock_id NULLS FIRST, ord
@@ -94,6 +97,10 @@ WITH RECURSIVE input AS MATERIALIZED (
     JOIN input i ON i.ord = e.ord
     JOIN inserted ON inserted.id = i.id
     LEFT JOIN input pi ON pi.ord = e.parent_ord
+), flagged AS (
+    UPDATE {{s}}.task p SET has_dependents = true
+    FROM parent
+    WHERE p.id = parent.id AND NOT p.has_dependents AND EXISTS (SELECT 1 FROM inserted)
 )
 SELECT inserted.id::text AS id,
        ARRAY(SELECT id::text FROM missing ORDER BY id) AS missing

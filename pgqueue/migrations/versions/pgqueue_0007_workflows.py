@@ -10,13 +10,16 @@ Create Date: 2026-12-07
 * ``task_dependency(child, parent)`` holds the edges. Both keys cascade on delete: retention
   deletes only finished tasks, and a child waits only on unfinished parents (``waiting_on``),
   so pruning a finished parent never releases nor strands a child.
-* The statement trigger ``task_dependents`` (``{s}.release_dependents()``) runs in the
+* The row trigger ``task_dependents`` (``{s}.release_dependents()``) runs in the
   transaction that ends a parent, whatever ends it (a worker's finish, a revoke, the expiry
   sweep, a rescue): a SUCCESS decrements each child's ``waiting_on``; a FAILURE or REVOKED
   revokes every waiting descendant (its error names the parent), except children whose edge
-  says ``run_after_failure`` (``Job.run_after_failure``), which are released instead. Children
-  are locked in id order, so concurrent finishes never deadlock on them, and each decrement
-  happens under the child's row lock: a child is released exactly once.
+  says ``run_after_failure`` (``Job.run_after_failure``), which are released instead. Each
+  decrement happens under the child's row lock, so a child is released exactly once. Its
+  WHEN clause (``task.has_dependents``, set when a first dependent is queued) keeps every
+  other task from calling it: a workload without dependencies pays nothing. A parent's
+  children are locked in id order; two finishes whose parents share children in crossed
+  order can still deadlock, which PostgreSQL detects and the worker's finish retries.
 * ``{s}.queue_task(...)`` takes ``depends_on uuid[]`` and ``run_after_failure boolean``.
 * The view ``workflow_progress`` lists each dependent task with the states of its parents.
 """
@@ -45,6 +48,9 @@ ALTER TABLE {{s}}.task ADD COLUMN waiting_on integer NOT NULL DEFAULT 0
     CONSTRAINT task_waiting_on_positive CHECK (waiting_on >= 0);
 COMMENT ON COLUMN {{s}}.task.waiting_on IS
     'How many parents (task_dependency) have not ended yet; no worker claims the task before it is 0';
+ALTER TABLE {{s}}.task ADD COLUMN has_dependents boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN {{s}}.task.has_dependents IS
+    'True once a task depends on this one: only then does its end run the trigger task_dependents';
 
 DROP INDEX {{s}}.task_claimable;
 CREATE INDEX task_claimable ON {{s}}.task (queue, priority DESC, run_at, id)
@@ -83,13 +89,7 @@ BEGIN
     IF pg_trigger_depth() > 1 THEN
         RETURN NULL;
     END IF;
-    SELECT array_agg(n.id) INTO ended
-    FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE n.status IN (1, 2, 3) AND o.status IN (4, 5, 6)
-      AND EXISTS (SELECT 1 FROM {{s}}.task_dependency d WHERE d.parent = n.id);
-    IF ended IS NULL THEN
-        RETURN NULL;
-    END IF;
+    ended := ARRAY[NEW.id];
     -- Waiting descendants of a failed or revoked parent that do not opt in: revoked.
     WITH RECURSIVE doom(id, cause, root) AS (
         SELECT d.child,
@@ -141,10 +141,13 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION {{s}}.release_dependents() IS
-    'When parents end: decrement the waiting_on of their children (SUCCESS, or run_after_failure), revoke the other waiting descendants of a FAILURE or REVOKED parent; children locked in id order';
-CREATE TRIGGER task_dependents AFTER UPDATE ON {{s}}.task
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {{s}}.release_dependents();
+    'When a parent ends: decrement the waiting_on of its children (SUCCESS, or run_after_failure), revoke the other waiting descendants of a FAILURE or REVOKED parent; children locked in id order';
+-- Fires only for a parent (has_dependents) that just ended: the WHEN clause is evaluated
+-- without calling the function, so tasks without dependents pay nothing.
+CREATE TRIGGER task_dependents AFTER UPDATE OF status ON {{s}}.task
+    FOR EACH ROW
+    WHEN (NEW.has_dependents AND OLD.status IN (4, 5, 6) AND NEW.status IN (1, 2, 3))
+    EXECUTE FUNCTION {{s}}.release_dependents();
 
 DROP FUNCTION {_OLD_QUEUE_TASK};
 CREATE FUNCTION {{s}}.queue_task(
@@ -206,6 +209,8 @@ BEGIN
     ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
     RETURNING t.id INTO new_id;
     IF new_id IS NOT NULL AND cardinality(parents) > 0 THEN
+        UPDATE {{s}}.task p SET has_dependents = true
+        WHERE p.id = ANY(parents) AND NOT p.has_dependents;
         INSERT INTO {{s}}.task_dependency (child, parent, position, run_after_failure)
         SELECT new_id, x.id, x.pos, coalesce(run_after_failure, false)
         FROM unnest(parents) WITH ORDINALITY AS x(id, pos);
@@ -252,6 +257,7 @@ DROP INDEX {s}.task_claimable;
 CREATE INDEX task_claimable ON {s}.task (queue, priority DESC, run_at, id) WHERE status IN (4, 6);
 COMMENT ON INDEX {s}.task_claimable IS 'Claim order of claimable (QUEUED, RETRY) tasks per queue';
 ALTER TABLE {s}.task DROP COLUMN waiting_on;
+ALTER TABLE {s}.task DROP COLUMN has_dependents;
 """
 
 
