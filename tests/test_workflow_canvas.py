@@ -204,3 +204,22 @@ def test_show_lists_parents_and_children_and_the_view_shows_progress(
     progress = sql(dsn, "SELECT * FROM pgqueue.workflow_progress WHERE id = %s", (ids[1],))[0]
     assert progress["parents"] == 1 and progress["parents_pending"] == 1
     assert progress["waiting_on"] == 1 and progress["state"] == "QUEUED"
+
+
+def test_group_callback_runs_once_when_a_worker_is_killed_running_its_members(
+    dsn: str,
+) -> None:
+    crash_support.make_runs_table(dsn)
+    paths = "tests.workflow_jobs"
+    with TaskBackend(dsn, task_paths=[paths]) as client, crash_support.worker_processes() as start:
+        members = [Call("slow_step", {"add": n, "seconds": 30}) for n in range(4)]
+        group = client.group(members, then=Call("tally"))
+        assert group.then is not None
+        first = start(dsn, "--lease", "2", "--backlog", "4", "--task-paths", paths)
+        wait_until(lambda: all(runs(dsn, i) for i in group.queued), 30, "every member to start")
+        os.kill(first.pid, signal.SIGKILL)  # mid-run: nothing of theirs is finished
+        start(dsn, "--lease", "2", "--backlog", "4", "--task-paths", paths)
+        done = client.wait_for_task(group.then, timeout=60)
+        assert done.result == {"succeeded": 4, "failed": 0, "revoked": 0}
+        assert done.attempts == 1
+        assert [len(runs(dsn, i)) for i in group.queued] == [2, 2, 2, 2]
