@@ -42,7 +42,7 @@ WITH picked AS (
         SELECT id, priority, run_at, expiry IS NOT NULL AND expiry <= now() AS expired
         FROM {{s}}.task
         WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
-          AND waiting_on = 0 -- workflows: no parent left to wait for (task_claimable's predicate)
+          AND waiting_on = 0 -- workflows: no parent left to wait for (as in task_claimable)
           AND name = ANY(%(jobs)s::text[])
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
