@@ -130,8 +130,9 @@ class Link:
     run_after_failure: bool = False
 
 
-#: A task of a batch: its call (whose own kwargs are ignored), its kwargs, its :class:`Link`.
-BatchItem = tuple[Call, Mapping[str, Any], Link | None]
+#: A task of a batch: its call (whose own kwargs are ignored), its kwargs, its :class:`Link`
+#: (a pair without the link stands for a task without one).
+BatchItem = tuple[Call, Mapping[str, Any], Link | None] | tuple[Call, Mapping[str, Any]]
 
 
 class Batch(NamedTuple):
@@ -159,7 +160,8 @@ def batch_params(registry: JobRegistry, default_queue: str, calls: Iterable[Batc
     key: tuple[Any, ...] | None = None
     job: Job | None = None
     head = ""
-    for position, (call, kwargs, link) in enumerate(calls):
+    for position, (call, kwargs, *linked_as) in enumerate(calls):
+        link: Link | None = linked_as[0] if linked_as else None
         if call is not last:
             new_key = _template_key(call)
             if job is None or new_key != key:
