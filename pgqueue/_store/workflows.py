@@ -65,15 +65,20 @@ WITH RECURSIVE input AS MATERIALIZED (
                          doom.ord - 1, doom.root), doom.root
     FROM doom JOIN edge e ON e.parent_ord = doom.ord
     WHERE NOT e.run_after_failure
-), planned AS (
-    SELECT i.*,
-           (SELECT min(cause) FROM doom WHERE doom.ord = i.ord) AS cause,
-           (SELECT count(*) FROM edge e LEFT JOIN parent p ON p.id = e.parent
-            WHERE e.ord = i.ord
-              AND CASE WHEN e.parent IS NOT NULL THEN p.status IN (4, 5, 6)
-                       ELSE e.parent_ord NOT IN (SELECT ord FROM doom) END)::integer
-               AS waiting_on
+), planned AS (  -- joins on aggregates, not a subquery per task: a group of 10,000 stays linear
+    SELECT i.*, dm.cause, coalesce(w.n, 0)::integer AS waiting_on,
+           pr.ord IS NOT NULL AS has_dependents
     FROM input i
+    LEFT JOIN (SELECT ord, min(cause) AS cause FROM doom GROUP BY ord) dm ON dm.ord = i.ord
+    LEFT JOIN (
+        SELECT e.ord, count(*) AS n
+        FROM edge e LEFT JOIN parent p ON p.id = e.parent
+        WHERE CASE WHEN e.parent IS NOT NULL THEN p.status IN (4, 5, 6)
+                   ELSE e.parent_ord NOT IN (SELECT ord FROM doom) END
+        GROUP BY e.ord
+    ) w ON w.ord = i.ord
+    LEFT JOIN (SELECT DISTINCT parent_ord AS ord FROM edge WHERE parent_ord IS NOT NULL) pr
+           ON pr.ord = i.ord
 ), inserted AS (
     INSERT INTO {{s}}.task AS t (id, name, queue, lock_id, priority, kwargs, meta_params,
                                  run_at, expiry, max_retries, waiting_on, status, error,
@@ -83,8 +88,7 @@ WITH RECURSIVE input AS MATERIALIZED (
            COALESCE(expiry_at, now() + expiry_in * interval '1 second'),
            max_retries, CASE WHEN cause IS NULL THEN waiting_on ELSE 0 END,
            CASE WHEN cause IS NULL THEN 6 ELSE 3 END, cause,
-           CASE WHEN cause IS NOT NULL THEN now() END,
-           EXISTS (SELECT 1 FROM edge e WHERE e.parent_ord = planned.ord)
+           CASE WHEN cause IS NOT NULL THEN now() END, has_dependents
     FROM planned
     WHERE NOT EXISTS (SELECT 1 FROM missing)
     ORDER BY lock_id NULLS FIRST, ord
