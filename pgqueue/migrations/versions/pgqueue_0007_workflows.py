@@ -89,6 +89,27 @@ BEGIN
     IF pg_trigger_depth() > 1 THEN
         RETURN NULL;
     END IF;
+    IF NEW.status = 1 THEN
+        -- The common case, kept to two statements: each waiting child one parent fewer.
+        PERFORM 1 FROM {{s}}.task
+        WHERE id IN (SELECT d.child FROM {{s}}.task_dependency d WHERE d.parent = NEW.id)
+        ORDER BY id FOR UPDATE;
+        FOR batch IN
+            WITH released AS (
+                UPDATE {{s}}.task c SET waiting_on = c.waiting_on - 1
+                FROM {{s}}.task_dependency d
+                WHERE d.parent = NEW.id AND c.id = d.child AND c.status IN (4, 6)
+                  AND c.waiting_on > 0
+                RETURNING c.id, c.queue, c.waiting_on
+            )
+            SELECT queue, count(*) AS n, min(id::text) AS one FROM released
+            WHERE waiting_on = 0 GROUP BY queue
+        LOOP
+            PERFORM {{s}}.notify_task(batch.queue || '_task_queued',
+                                      CASE WHEN batch.n = 1 THEN batch.one ELSE '*' END);
+        END LOOP;
+        RETURN NULL;
+    END IF;
     ended := ARRAY[NEW.id];
     -- Waiting descendants of a failed or revoked parent that do not opt in: revoked.
     WITH RECURSIVE doom(id, cause, root) AS (
