@@ -133,6 +133,8 @@ def _print_task(task: Row) -> None:
     ]
     if task["revoke_requested_at"]:
         fields.append(("revoke asked", render.stamp(task["revoke_requested_at"])))
+    for relation, rows in (("parent", task["parents"]), ("child", task["children"])):
+        fields.extend((relation, f"{row['id']} {row['name']} {row['state']}") for row in rows)
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
         shown = value if name == "state" else render.text(value)

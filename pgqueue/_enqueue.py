@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from . import tracing
 from ._store.tasks import CommonParams, TaskParams
@@ -22,6 +23,7 @@ from ._values import (
     dump_json,
     dump_kwargs,
     parse_duration,
+    require_task_id,
     time_params,
 )
 from .bulk import Call
@@ -139,22 +141,51 @@ def check_debounce(debounce: object, params: TaskParams) -> float:
     return seconds
 
 
-def batch_params(
-    registry: JobRegistry,
-    default_queue: str,
-    calls: Iterable[tuple[Call, Mapping[str, Any]]],
-) -> str | None:
-    """The JSON document of ``QUEUE_TASKS`` (its ``tasks``) for ``(call, kwargs)`` pairs (the
-    call's own kwargs are ignored), in input order; None for no tasks. Raises as
-    :func:`task_params`, before anything is sent. Each task's kwargs are checked and dumped
-    as they come, so a caller may reuse one dict for the next task.
+@dataclass(frozen=True)
+class Link:
+    """Where one task of a batch stands in a workflow, besides its call's ``depends_on``:
+    ``after`` lists the 0-based positions of earlier tasks of the same batch it depends on,
+    ``after_all`` makes it depend on every earlier task (a callback), and
+    ``run_after_failure`` makes it run whatever its parents ended as (a batch's callback),
+    whatever its job says."""
+
+    after: tuple[int, ...] = ()
+    after_all: bool = False
+    run_after_failure: bool = False
+
+
+#: A task of a batch: its call (whose own kwargs are ignored), its kwargs, its :class:`Link`
+#: (a pair without the link stands for a task without one).
+BatchItem = tuple[Call, Mapping[str, Any], Link | None] | tuple[Call, Mapping[str, Any]]
+
+
+class Batch(NamedTuple):
+    """A batch ready for the store: the JSON document of ``QUEUE_TASKS`` (None: no task), and
+    whether a task of it depends on another (then it goes through ``QUEUE_WORKFLOW``)."""
+
+    tasks: str | None
+    linked: bool
+
+
+def batch_params(registry: JobRegistry, default_queue: str, calls: Iterable[BatchItem]) -> Batch:
+    """The JSON document of ``QUEUE_TASKS`` (its ``tasks``) for ``(call, kwargs, link)``
+    items, in input order. A task with parents (the call's ``depends_on``, or a link) also
+    gets the fields ``depends_on``, ``after`` and ``run_after_failure`` of
+    ``QUEUE_WORKFLOW``. Raises as :func:`task_params`, and :class:`ConfigurationError` for
+    ``depends_on`` that is not a list of task ids or a link to a task that is not earlier in
+    the batch (a cycle) or whose job cannot overlap (its lock_id could skip it, leaving its
+    dependents nothing to wait for); all before anything is sent. Each task's kwargs are
+    checked and dumped as they come, so a caller may reuse one dict for the next task.
     """
     texts: list[str] = []
+    overlaps: list[bool] = []
+    linked = False
     last: Call | None = None
     key: tuple[Any, ...] | None = None
     job: Job | None = None
     head = ""
-    for call, kwargs in calls:
+    for position, (call, kwargs, *linked_as) in enumerate(calls):
+        link: Link | None = linked_as[0] if linked_as else None
         if call is not last:
             new_key = _template_key(call)
             if job is None or new_key != key:
@@ -163,11 +194,56 @@ def batch_params(
             key, last = new_key, call
         assert job is not None
         overlap, text, limit_key = kwargs_params(job, kwargs)
-        texts.append(
+        overlaps.append(overlap)
+        task = (
             f'{head},"can_overlap":{"true" if overlap else "false"},'
-            f'"limit_key":{json.dumps(limit_key)},"kwargs":{text}}}'
+            f'"limit_key":{json.dumps(limit_key)},"kwargs":{text}'
         )
-    return f"[{','.join(texts)}]" if texts else None
+        parents = parent_ids(call.depends_on)
+        if parents or link is not None:
+            linked = True
+            link = link or Link()
+            after = range(position) if link.after_all else link.after
+            fields = {
+                "depends_on": parents,
+                "after": [_earlier(position, at, overlaps) for at in after],
+                "run_after_failure": link.run_after_failure or bool(job.run_after_failure),
+            }
+            task = f"{task},{json.dumps(fields)[1:]}"
+        else:
+            task = f"{task}}}"
+        texts.append(task)
+    return Batch(f"[{','.join(texts)}]" if texts else None, linked)
+
+
+def parent_ids(depends_on: object) -> list[str]:
+    """``depends_on`` (an iterable of task ids, or None) as canonical ids, first occurrence
+    of each kept, in order. Raises :class:`ConfigurationError` for a single id given as a
+    str and :class:`InvalidTaskId` for an id that is not a UUID."""
+    if depends_on is None:
+        return []
+    if isinstance(depends_on, str | bytes) or not isinstance(depends_on, Iterable):
+        raise ConfigurationError(
+            f"depends_on must be a list of task ids, not {type(depends_on).__name__} "
+            f"({depends_on!r:.60}); for one parent pass [task_id]; nothing was queued"
+        )
+    return list(dict.fromkeys(require_task_id(task_id) for task_id in depends_on))
+
+
+def _earlier(position: int, at: int, overlaps: list[bool]) -> int:
+    """``at``, checked as the position of a parent of the task at ``position`` in its batch."""
+    if not 0 <= at < position:
+        raise ConfigurationError(
+            f"task {position} of the batch cannot depend on task {at} of it: a task depends "
+            "only on earlier ones (anything else would make a cycle); nothing was queued"
+        )
+    if not overlaps[at]:
+        raise ConfigurationError(
+            f"task {at} of the batch has others depending on it, so its job must allow "
+            "overlapping tasks (can_overlap): a live duplicate would skip it and leave its "
+            "dependents nothing to wait for; nothing was queued"
+        )
+    return at
 
 
 def _duration(text: str) -> float:

@@ -373,17 +373,25 @@ class Operations:
     def task(
         self, task_id: str, preview: int | None = PREVIEW_CHARS, *, fresh: bool = False
     ) -> Row:
-        """Every column of one task (``task_state``), traceback included.
+        """Every column of one task (``task_state``), traceback included, and its workflow:
+        ``parents`` (id, name, state, run_after_failure; ``depends_on`` order) and
+        ``children`` (id, name, status, state, waiting_on).
 
         :param preview: the most characters shown of kwargs, meta_params, result (as JSON
             text), error and traceback; a longer value becomes its first ``preview`` characters
             and its full length (a JSON value then comes back as a string). None: everything.
         :param fresh: read from the primary even with a ``reader`` (after an action).
         """
-        op = self.store.task_detail(id=self.resolve_id(task_id), preview=preview)
-        row = self._run(op) if fresh else self._read(op)
+        valid = self.resolve_id(task_id)
+        read = self._run if fresh else self._read
+        row = read(self.store.task_detail(id=valid, preview=preview))
         if row is None:
             raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
+        row["parents"] = [
+            {key: parent[key] for key in ("id", "name", "state", "run_after_failure")}
+            for parent in read(self.store.task_parents(id=valid))
+        ]
+        row["children"] = read(self.store.task_children(id=valid))
         return row
 
     def workers(self, recent: float | None = 3600.0) -> list[Row]:

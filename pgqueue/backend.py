@@ -27,12 +27,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import _channels, _connections, _db, _enqueue, _replica, states
 from ._store import Op, Store
+from ._store.workflows import ChildRow, ParentRow, QueuedRow
 from ._values import check_queue, check_text, require_task_id
 from .aio import LoopPool
 from .bulk import Call, QueuedTasks, as_call
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
+    DependencyError,
     SchemaError,
     TaskNotFound,
     TaskTimeout,
@@ -210,6 +212,7 @@ class TaskBackend:
         priority: int | None = None,
         connection: object | None = None,
         debounce: float | timedelta | None = None,
+        depends_on: Iterable[str] | None = None,
         **kwargs: Any,
     ) -> str | None:
         """Queue a task of job ``jobname`` with keyword arguments ``kwargs``.
@@ -232,10 +235,17 @@ class TaskBackend:
             not yet started) already waits, its run_at moves to now + ``debounce`` and its id
             is returned instead, so a burst of calls runs once, after the burst (issue 13).
             Not with ``run_at`` or ``countdown``.
+        :param depends_on: ids of existing tasks (of this backend's schema) this one waits
+            for: it is stored at once but no worker claims it before every one of them ended
+            SUCCESS. When one ends FAILURE or REVOKED (or already has), this task ends REVOKED
+            without running, its error naming that parent, and so do its own dependents;
+            unless its job has ``run_after_failure = True``: then it runs once they all
+            ended. The rule is enforced by the database (revision pgqueue_0007_workflows);
+            the job reads its parents with ``consumer.parent_results()``.
         :param kwargs: the job's arguments, JSON data. Names of this method's own parameters
             (``jobname``, ``meta_params``, ``expiry``, ``run_at``, ``countdown``, ``queue``,
-            ``priority``, ``connection``, ``debounce``) are taken as those parameters, never
-            passed to the job: to give a job an argument with such a name, use
+            ``priority``, ``connection``, ``debounce``, ``depends_on``) are taken as those
+            parameters, never passed to the job: to give a job an argument with such a name, use
             ``queue_tasks(jobname, [kwargs])`` or a :class:`Call`. ``self`` and ``consumer``
             are refused: every job is called as ``job(consumer, **kwargs)``.
         :return: the task id, or None when the job cannot overlap and a live task (QUEUED,
@@ -248,14 +258,27 @@ class TaskBackend:
             a dict passed positionally is ``meta_params`` and leaves required arguments
             missing (see :mod:`pgqueue._arguments` for the rule); nothing is inserted.
         :raises SerializationError: kwargs or meta_params are not JSON; nothing is inserted.
-        :raises ConfigurationError: a naive datetime, a negative countdown, a time that is
-            not finite, a queue that is empty, holds a NUL or exceeds 48 UTF-8 bytes, a
-            priority that is not an int of PostgreSQL's ``integer`` range, ``meta_params``
-            that is not a dict, an argument named ``self`` or ``consumer``, or ``connection``
-            is not a supported sync connection. A past expiry is accepted: such a task is
-            REVOKED without running.
+        :raises DependencyError: a ``depends_on`` id names no task of this schema; nothing is
+            inserted.
+        :raises ConfigurationError: ``depends_on`` is not a list of task ids, a naive
+            datetime, a negative countdown, a time that is not finite, a queue that is empty,
+            holds a NUL or exceeds 48 UTF-8 bytes, a priority that is not an int of
+            PostgreSQL's ``integer`` range, ``meta_params`` that is not a dict, an argument
+            named ``self`` or ``consumer``, or ``connection`` is not a supported sync
+            connection. A past expiry is accepted: such a task is REVOKED without running.
         """
-        call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
+        parents = None if depends_on is None else _enqueue.parent_ids(depends_on)
+        call = Call(
+            jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority, parents
+        )
+        if depends_on is not None:
+            if debounce is not None:
+                raise ConfigurationError(
+                    "debounce and depends_on cannot be combined: a debounced task is found by "
+                    "its lock_id, a dependent by its parents; nothing was queued"
+                )
+            batch = self._queue_batch(self._batch_params([(call, kwargs, None)]), connection)
+            return _queued_id(jobname, batch.ids[0])
         return _queued_id(jobname, self._fetch(self._queue_op(call, kwargs, debounce), connection))
 
     def _queue_op(
@@ -281,6 +304,8 @@ class TaskBackend:
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
+        depends_on: Iterable[str] | None = None,
+        then: Call | None = None,
     ) -> QueuedTasks:
         """Queue one task of job ``jobname`` per kwargs dict of ``kwargs_list``, in one
         statement (one round trip, one ``task_queued`` notification per queue).
@@ -289,15 +314,24 @@ class TaskBackend:
         :meth:`queue_task`. All tasks are validated before anything is sent: one bad kwargs
         dict raises and queues none.
 
+        :param then: a callback queued in the same statement that runs once, after every
+            task of the batch ended, whatever each ended as; its job reads how many
+            succeeded, failed and were revoked with ``consumer.parent_counts()`` (and each
+            result with ``consumer.parent_results()``). The batch's job must then allow
+            overlapping tasks (a skipped duplicate would leave the callback nothing to wait
+            for).
         :return: :class:`QueuedTasks`: the id of each task in input order, None for the
-            tasks skipped because their lock_id was held (``.skipped`` lists them).
-        :raises TaskNotAvailable: as ``queue_task``.
-        :raises SerializationError: as ``queue_task``.
-        :raises ConfigurationError: as ``queue_task``.
+            tasks skipped because their lock_id was held (``.skipped`` lists them); ``then``
+            the callback's id.
+        :raises TaskNotAvailable, SerializationError, ConfigurationError, DependencyError:
+            as ``queue_task`` (for the callback's job too).
         """
-        template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
-        batch = self._batch_params(_same_call(template, kwargs_list))
-        return self._queue_batch(batch, connection)
+        parents = None if depends_on is None else _enqueue.parent_ids(depends_on)
+        template = Call(
+            jobname, {}, meta_params, expiry, run_at, countdown, queue, priority, parents
+        )
+        items = _with_callback(_same_call(template, kwargs_list), then, run_anyway=True)
+        return self._queue_batch(self._batch_params(items), connection, then is not None)
 
     def queue_many(
         self,
@@ -309,13 +343,81 @@ class TaskBackend:
         ``(jobname, kwargs)`` pair. Behaves as :meth:`queue_tasks`."""
         return self._queue_batch(self._batch_params(_own_kwargs(calls)), connection)
 
-    def _batch_params(self, calls: Iterable[tuple[Call, Mapping[str, Any]]]) -> str | None:
+    def chain(self, *calls: Call, connection: object | None = None) -> list[str]:
+        """Queue ``calls`` as a chain in one statement: each step depends on the previous one
+        (and on its own ``depends_on``), so they run one after the other, each only after
+        the one before succeeded; a step that fails revokes the rest (see ``depends_on`` at
+        :meth:`queue_task`). ``connection`` as for :meth:`queue_task`.
+
+        :return: the id of every step, in order.
+        :raises ConfigurationError: no step given, or a step (but the last) whose job cannot
+            overlap; and as :meth:`queue_task`. Nothing is queued then.
+        """
+        return self._queue_batch(self._batch_params(_chain_items(calls)), connection).queued
+
+    def group(
+        self,
+        calls: Iterable[Call | tuple[str, Mapping[str, Any]]],
+        *,
+        then: Call | None = None,
+        connection: object | None = None,
+    ) -> QueuedTasks:
+        """Queue the tasks of ``calls`` (which run in parallel) and, if given, a callback
+        ``then`` that runs exactly once after every one of them ended SUCCESS, in one
+        statement. The callback reads their results in order with
+        ``consumer.parent_results()``. A member that ends FAILURE or REVOKED makes the
+        callback REVOKED, unless its job has ``run_after_failure = True`` (then it runs once
+        all ended). ``connection`` as for :meth:`queue_task`.
+
+        :return: :class:`QueuedTasks` of the members; ``then`` the callback's id.
+        :raises ConfigurationError: with ``then``, a member whose job cannot overlap; and as
+            :meth:`queue_many`. Nothing is queued then.
+        """
+        items = _with_callback(_own_kwargs(calls), then, run_anyway=False)
+        return self._queue_batch(self._batch_params(items), connection, then is not None)
+
+    def _batch_params(self, calls: Iterable[_enqueue.BatchItem]) -> _enqueue.Batch:
         return _enqueue.batch_params(self.registry, self.name, calls)
 
-    def _queue_batch(self, tasks: str | None, connection: object | None) -> QueuedTasks:
-        if tasks is None:
+    def _queue_batch(
+        self, batch: _enqueue.Batch, connection: object | None, callback: bool = False
+    ) -> QueuedTasks:
+        if batch.tasks is None:
             return QueuedTasks([])
-        return _bulk_result(self._fetch(self.store.queue_tasks(tasks=tasks), connection))
+        if not batch.linked:
+            return _bulk_result(self._fetch(self.store.queue_tasks(tasks=batch.tasks), connection))
+        op = self.store.queue_workflow(tasks=batch.tasks)
+        return self._workflow_result(self._fetch(op, connection), callback)
+
+    def _workflow_result(self, rows: list[QueuedRow], callback: bool) -> QueuedTasks:
+        """The :class:`QueuedTasks` of ``QUEUE_WORKFLOW``'s rows (the last one the callback's
+        when ``callback``); :class:`DependencyError` when a parent did not exist."""
+        missing = rows[0]["missing"] if rows else []
+        if missing:
+            raise DependencyError(
+                f"no task of schema {self.schema!r} has id {', '.join(missing)}: a task can "
+                "depend only on tasks that exist in its own schema (not pruned, not of "
+                "another schema); nothing was queued",
+                missing,
+            )
+        ids = [row["id"] for row in rows]
+        if callback:
+            return _bulk_result(ids[:-1], ids[-1])
+        return _bulk_result(ids)
+
+    def parents(self, task_id: str, *, connection: object | None = None) -> list[ParentRow]:
+        """The parents of a task (the ``depends_on`` it was queued with, pruned ones gone) in
+        that order: ``id``, ``name``, ``status``, ``state``, ``result``, ``error``,
+        ``time_ended``, ``position`` (1 first) and ``run_after_failure``. Raises
+        :class:`InvalidTaskId` for an id that is not a UUID."""
+        op = self.store.task_parents(id=require_task_id(task_id))
+        return self._fetch(op, connection)
+
+    def children(self, task_id: str, *, connection: object | None = None) -> list[ChildRow]:
+        """The tasks that depend on a task, in queue order: ``id``, ``name``, ``status``,
+        ``state`` and ``waiting_on`` (how many of their parents have not ended)."""
+        op = self.store.task_children(id=require_task_id(task_id))
+        return self._fetch(op, connection)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -439,12 +541,25 @@ class TaskBackend:
         priority: int | None = None,
         connection: object | None = None,
         debounce: float | timedelta | None = None,
+        depends_on: Iterable[str] | None = None,
         **kwargs: Any,
     ) -> str | None:
         """Awaitable :meth:`queue_task`: the same statement and rules on the async pool, or
         on the caller's psycopg ``AsyncConnection`` or SQLAlchemy ``AsyncSession`` /
         ``AsyncConnection`` given as ``connection`` (in its transaction, never committed)."""
-        call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
+        parents = None if depends_on is None else _enqueue.parent_ids(depends_on)
+        call = Call(
+            jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority, parents
+        )
+        if depends_on is not None:
+            if debounce is not None:
+                raise ConfigurationError(
+                    "debounce and depends_on cannot be combined: a debounced task is found by "
+                    "its lock_id, a dependent by its parents; nothing was queued"
+                )
+            items = [(call, kwargs, None)]
+            batch = await self._aqueue_batch(self._batch_params(items), connection)
+            return _queued_id(jobname, batch.ids[0])
         op = self._queue_op(call, kwargs, debounce)
         return _queued_id(jobname, await self._afetch(op, connection))
 
@@ -460,12 +575,16 @@ class TaskBackend:
         queue: str | None = None,
         priority: int | None = None,
         connection: object | None = None,
+        depends_on: Iterable[str] | None = None,
+        then: Call | None = None,
     ) -> QueuedTasks:
         """Awaitable :meth:`queue_tasks` (see :meth:`aqueue_task` for ``connection``)."""
-        template = Call(jobname, {}, meta_params, expiry, run_at, countdown, queue, priority)
-        return await self._aqueue_batch(
-            self._batch_params(_same_call(template, kwargs_list)), connection
+        parents = None if depends_on is None else _enqueue.parent_ids(depends_on)
+        template = Call(
+            jobname, {}, meta_params, expiry, run_at, countdown, queue, priority, parents
         )
+        items = _with_callback(_same_call(template, kwargs_list), then, run_anyway=True)
+        return await self._aqueue_batch(self._batch_params(items), connection, then is not None)
 
     async def aqueue_many(
         self,
@@ -476,10 +595,32 @@ class TaskBackend:
         """Awaitable :meth:`queue_many` (see :meth:`aqueue_task` for ``connection``)."""
         return await self._aqueue_batch(self._batch_params(_own_kwargs(calls)), connection)
 
-    async def _aqueue_batch(self, tasks: str | None, connection: object | None) -> QueuedTasks:
-        if tasks is None:
+    async def achain(self, *calls: Call, connection: object | None = None) -> list[str]:
+        """Awaitable :meth:`chain` (see :meth:`aqueue_task` for ``connection``)."""
+        batch = self._batch_params(_chain_items(calls))
+        return (await self._aqueue_batch(batch, connection)).queued
+
+    async def agroup(
+        self,
+        calls: Iterable[Call | tuple[str, Mapping[str, Any]]],
+        *,
+        then: Call | None = None,
+        connection: object | None = None,
+    ) -> QueuedTasks:
+        """Awaitable :meth:`group` (see :meth:`aqueue_task` for ``connection``)."""
+        items = _with_callback(_own_kwargs(calls), then, run_anyway=False)
+        return await self._aqueue_batch(self._batch_params(items), connection, then is not None)
+
+    async def _aqueue_batch(
+        self, batch: _enqueue.Batch, connection: object | None, callback: bool = False
+    ) -> QueuedTasks:
+        if batch.tasks is None:
             return QueuedTasks([])
-        return _bulk_result(await self._afetch(self.store.queue_tasks(tasks=tasks), connection))
+        if not batch.linked:
+            op = self.store.queue_tasks(tasks=batch.tasks)
+            return _bulk_result(await self._afetch(op, connection))
+        rows = await self._afetch(self.store.queue_workflow(tasks=batch.tasks), connection)
+        return self._workflow_result(rows, callback)
 
     async def aget_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
         """Awaitable :meth:`get_task`."""
@@ -745,7 +886,7 @@ def _translated(dsn: str, schema: str, exc: psycopg.Error) -> Exception:
 
 def _same_call(
     template: Call, kwargs_list: Iterable[Mapping[str, Any]]
-) -> Iterator[tuple[Call, Mapping[str, Any]]]:
+) -> Iterator[_enqueue.BatchItem]:
     """``(template, kwargs)`` for each kwargs dict of ``kwargs_list``. Raises
     :class:`ConfigurationError` when ``kwargs_list`` is a single dict or a str (a common slip
     for a list of dicts)."""
@@ -754,16 +895,43 @@ def _same_call(
             f"kwargs_list must be a list of kwargs dicts, not a {type(kwargs_list).__name__}; "
             "for one task pass [kwargs]; nothing was queued"
         )
-    return ((template, kwargs) for kwargs in kwargs_list)
+    return ((template, kwargs, None) for kwargs in kwargs_list)
 
 
 def _own_kwargs(
     calls: Iterable[Call | tuple[str, Mapping[str, Any]]],
-) -> Iterator[tuple[Call, Mapping[str, Any]]]:
-    """``(call, call.kwargs)`` for each item of a mixed batch (see :func:`bulk.as_call`)."""
+) -> Iterator[_enqueue.BatchItem]:
+    """``(call, call.kwargs, None)`` for each item of a mixed batch (see
+    :func:`bulk.as_call`)."""
+    if isinstance(calls, Call | str | bytes):
+        raise ConfigurationError(
+            f"calls must be a list of Call, not one {type(calls).__name__}; nothing was queued"
+        )
     for item in calls:
         call = as_call(item)
-        yield call, call.kwargs
+        yield call, call.kwargs, None
+
+
+def _with_callback(
+    items: Iterable[_enqueue.BatchItem], then: Call | None, *, run_anyway: bool
+) -> Iterator[_enqueue.BatchItem]:
+    """``items``, then the callback ``then`` depending on every one of them (run whatever
+    they ended as when ``run_anyway``, else as its job says)."""
+    yield from items
+    if then is not None:
+        callback = as_call(then)
+        link = _enqueue.Link(after_all=True, run_after_failure=run_anyway)
+        yield callback, callback.kwargs, link
+
+
+def _chain_items(calls: Sequence[Call]) -> Iterator[_enqueue.BatchItem]:
+    """The steps of a chain, each depending on the one before."""
+    if not calls:
+        raise ConfigurationError("chain needs at least one Call; nothing was queued")
+    for position, item in enumerate(calls):
+        call = as_call(item)
+        link = _enqueue.Link(after=(position - 1,)) if position else None
+        yield call, call.kwargs, link
 
 
 def _queued_id(jobname: str, task_id: str | None) -> str | None:
@@ -772,9 +940,9 @@ def _queued_id(jobname: str, task_id: str | None) -> str | None:
     return task_id
 
 
-def _bulk_result(ids: list[str | None]) -> QueuedTasks:
-    """The ids ``QUEUE_TASKS`` returned, one per task in input order."""
-    result = QueuedTasks(ids)
+def _bulk_result(ids: list[str | None], then: str | None = None) -> QueuedTasks:
+    """The ids ``QUEUE_TASKS`` returned, one per task in input order (and a callback's)."""
+    result = QueuedTasks(ids, then)
     if result.skipped:
         logger.debug("bulk enqueue skipped %d tasks whose lock_id was held", len(result.skipped))
     return result

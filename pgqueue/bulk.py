@@ -8,7 +8,7 @@ the same batch, holds its lock_id, and :class:`QueuedTasks` says which ones were
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +22,8 @@ class Call:
 
     The fields mean what the arguments of :meth:`TaskBackend.queue_task` of the same names
     mean; None takes the job's default. ``Call("resize", {"path": "a.png"}, priority=5)``.
+    ``depends_on`` lists ids of existing tasks that must end SUCCESS before this one runs
+    (see :meth:`TaskBackend.queue_task`).
     """
 
     jobname: str
@@ -32,15 +34,19 @@ class Call:
     countdown: float | timedelta | str | None = None
     queue: str | None = None
     priority: int | None = None
+    depends_on: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
 class QueuedTasks:
     """What a bulk enqueue did: ``ids[i]`` is the id of the i-th task given, or None when it
     was skipped because its lock_id was held (a live task with the same job and kwargs, or
-    an earlier task of the same batch)."""
+    an earlier task of the same batch). ``then`` is the id of the callback queued with the
+    batch (``queue_tasks(..., then=...)``, ``group(..., then=...)``), else None; it is not
+    in ``ids``."""
 
     ids: list[str | None]
+    then: str | None = None
 
     @property
     def queued(self) -> list[str]:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from .backend import TaskBackend
 from .jobs import Job
 from .retry import Revoked, TimeLimitExceeded
 from .task import Task
+
+
+@dataclass(frozen=True)
+class ParentResult:
+    """What a dependent task sees of one parent (:meth:`TaskConsumer.parent_results`):
+    ``name`` (its job), ``state`` (``"SUCCESS"``, ``"FAILURE"`` or ``"REVOKED"``),
+    ``result`` (its JSON result, None unless SUCCESS) and ``error`` (why it failed or was
+    revoked)."""
+
+    name: str
+    state: str
+    result: Any
+    error: str | None
 
 
 class TaskConsumer:
@@ -65,6 +80,26 @@ class TaskConsumer:
             raise TimeLimitExceeded(
                 f"{self.task.info()} ran past its time limit of {self.job.time_limit_seconds()}s"
             )
+
+    def parent_results(self) -> dict[str, ParentResult]:
+        """The parents of this task (its ``depends_on``, a chain's previous step, a group's
+        members) keyed by task id, in ``depends_on`` order (a group's: the members' order),
+        each with its state and result. Read from the database on each call; a parent pruned
+        since it ended is missing. Empty for a task without parents."""
+        return {
+            row["id"]: ParentResult(row["name"], row["state"], row["result"], row["error"])
+            for row in self.backend.parents(self.task_id)
+        }
+
+    def parent_counts(self) -> dict[str, int]:
+        """How many parents ended in each way: ``{"succeeded": n, "failed": n, "revoked": n}``
+        (what a batch's callback, ``queue_tasks(..., then=...)``, is told)."""
+        states = [result.state for result in self.parent_results().values()]
+        return {
+            "succeeded": states.count("SUCCESS"),
+            "failed": states.count("FAILURE"),
+            "revoked": states.count("REVOKED"),
+        }
 
     @property
     def attempt(self) -> int:

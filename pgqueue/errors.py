@@ -58,6 +58,16 @@ class UnknownQueue(ConfigurationError, LookupError):
     ``pgqueue pause/resume``."""
 
 
+class DependencyError(ConfigurationError):
+    """A task was queued with ``depends_on`` naming tasks that do not exist in the backend's
+    schema (never queued, pruned, or of another schema); nothing was queued. ``missing``
+    holds those ids."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
 class TaskNotFound(PgQueueError, KeyError):
     """No task has this id (it never existed, or it was pruned)."""
 

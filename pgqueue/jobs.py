@@ -97,6 +97,9 @@ class JobOptions:
       of its kwargs (its value, a str or an int, is the key) or a callable taking the kwargs
       as keywords and returning a str. Evaluated at enqueue and stored in ``task.limit_key``.
       None: the limits apply to the job as a whole.
+    * ``run_after_failure`` (bool): a task of this job queued with ``depends_on`` runs even
+      when a parent ends FAILURE or REVOKED (it sees them in ``consumer.parent_results()``);
+      default False: such a task ends REVOKED without running (issue 14, workflows).
 
     * ``unique_for`` (seconds > 0 or timedelta | None): after a task of the job starts, a copy
       (same job and kwargs: its lock_id) is refused (enqueue returns None) for that long,
@@ -122,6 +125,7 @@ class JobOptions:
     rate_limit: tuple[int, float] | None = None
     limit_key: LimitKey | None = None
     unique_for: float | timedelta | None = None
+    run_after_failure: bool = False
 
 
 def check_flow_options(job: JobOptions, what: str) -> None:
@@ -174,7 +178,7 @@ class Job(JobOptions):
     Its options are class attributes (all optional), listed and explained at
     :class:`JobOptions`: ``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
     ``max_retries``, ``retry_on``, ``backoff``, ``time_limit``, ``concurrency``,
-    ``rate_limit``, ``limit_key`` and ``unique_for``.
+    ``rate_limit``, ``limit_key``, ``unique_for`` and ``run_after_failure``.
 
     Subclasses implement ``__call__(self, consumer, **kwargs)`` returning a JSON-serializable
     result, or ``async def __call__``.
@@ -393,8 +397,8 @@ def typed_job_decorator(
 #: Decorator turning ``def fn(consumer, **kwargs)`` (or ``async def``) into a job:
 #: ``@job(name=None, timeout=None, can_overlap=True, *, queue=None, priority=0, max_retries=0,
 #: retry_on=(Exception,), backoff=DEFAULT_BACKOFF, time_limit=None, concurrency=None,
-#: rate_limit=None, limit_key=None, unique_for=None)``, the options of
-#: :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
+#: rate_limit=None, limit_key=None, unique_for=None, run_after_failure=False)``, the options
+#: of :class:`JobOptions`. Gives a :class:`FunctionJob`; calling it still calls the function.
 job = typed_job_decorator(JobOptions)
 
 

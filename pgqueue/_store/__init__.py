@@ -7,6 +7,7 @@ connection (``op.run(conn)``) or, through :mod:`pgqueue._connections`, on any co
 caller gives, sync or async. Statements are rendered once per store. By area:
 
 * :mod:`.tasks`: enqueue one or many, read, flush, revoke;
+* :mod:`.workflows`: enqueue with dependencies, a task's parents and children;
 * :mod:`.claims`: the worker's claim, finish, give back, expiry sweep, next due time;
 * :mod:`.flow`: pause and resume queues, their flow settings;
 * :mod:`.workers`: register, heartbeat, stop, rescue the tasks of lost workers;
@@ -29,6 +30,7 @@ from .schedules import ScheduleOps
 from .session import SessionOps
 from .tasks import TaskOps
 from .workers import WorkerOps
+from .workflows import WorkflowOps
 
 __all__ = ["Op", "Store"]
 
@@ -43,6 +45,7 @@ class Store(
     OperatorOps,
     DemoOps,
     SessionOps,
+    WorkflowOps,
 ):
     """Every operation of :mod:`pgqueue._store`, bound to schema ``schema`` (its name; it is
     quoted as an identifier when rendered).

@@ -115,6 +115,8 @@ logged AS (
 #: every other task (F24). Flow control (paused queues, concurrency limits) is
 #: :data:`_FLOW_QUEUES`, :data:`_FLOW_ADMISSION` and :data:`_FLOW_LOG`; candidates a limit
 #: holds back stay QUEUED, locked only until this statement commits.
+#: A task still waiting for parents (``waiting_on > 0``, see
+#: :mod:`pgqueue._store.workflows`) is not claimable; the index holds only ``waiting_on = 0``.
 CLAIM_TASKS = f"""
 WITH candidates AS MATERIALIZED (
     SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.concurrency,
@@ -126,6 +128,7 @@ WITH candidates AS MATERIALIZED (
                expiry IS NOT NULL AND expiry <= now() AS expired
         FROM {{s}}.task
         WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
+          AND waiting_on = 0 -- workflows: no parent left to wait for (as in task_claimable)
           AND name = ANY(%(jobs)s::text[])
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
@@ -187,7 +190,8 @@ RETURNING t.id::text AS id
 NEXT_RUN_AT = """
 SELECT extract(epoch FROM least(
     (SELECT min(run_at) FROM {s}.task
-     WHERE status IN (4, 6) AND queue = ANY(%(queues)s::text[]) AND run_at > now()),
+     WHERE status IN (4, 6) AND waiting_on = 0 AND queue = ANY(%(queues)s::text[])
+       AND run_at > now()),
     (SELECT min(reopens_at) FROM {s}.flow_start
      WHERE queue = ANY(%(queues)s::text[]) AND reopens_at > now())
 ) - now())::float8 AS seconds

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from ..task import TASK_COLUMNS, Task
-from ._op import Op, StoreBase, first, rowcount
+from ._op import Op, StoreBase, first
 
 
 def lock_id_sql(name: str, kwargs: str) -> str:
@@ -115,8 +115,21 @@ ORDER BY input.ord
 
 GET_TASKS = f"SELECT {_T} FROM {{s}}.task t WHERE t.id = ANY(%(ids)s::uuid[])"
 
+#: Delete the tasks of a queue that have not started. Their waiting dependents in other
+#: queues (workflows) end REVOKED, saying which parent was flushed, and so do theirs (the
+#: trigger ``task_dependents``): a child never waits for a parent that is gone. The count
+#: is of the deleted tasks.
 FLUSH_QUEUE = """
-DELETE FROM {s}.task WHERE queue = %(queue)s AND status IN (4, 6)
+WITH flushed AS (
+    DELETE FROM {s}.task WHERE queue = %(queue)s AND status IN (4, 6) RETURNING id, name
+), orphaned AS (
+    UPDATE {s}.task c
+    SET status = 3, time_ended = now(), waiting_on = 0,
+        error = format('parent %%s (%%s) was flushed before it ran', f.id, f.name)
+    FROM {s}.task_dependency d JOIN flushed f ON f.id = d.parent
+    WHERE c.id = d.child AND c.status IN (4, 6) AND c.queue <> %(queue)s
+)
+SELECT count(*) AS n FROM flushed
 """
 
 #: Revoke one task: QUEUED or RETRY go straight to REVOKED (releasing the lock_id); a STARTED
@@ -188,6 +201,10 @@ def _queued_ids(found: list[Any], count: int) -> list[str | None]:
     return [None if row["id"] is None else str(row["id"]) for row in found]
 
 
+def _count(found: list[Any], count: int) -> int:
+    return int(found[0]["n"])
+
+
 def _tasks(found: list[Any], count: int) -> list[Task]:
     return [Task.from_row(row) for row in found]
 
@@ -217,7 +234,7 @@ class TaskOps(StoreBase):
 
     def flush_queue(self, *, queue: str) -> Op[int]:
         """Delete the QUEUED and RETRY tasks of ``queue``; the result is how many."""
-        return Op(self._sql(FLUSH_QUEUE), {"queue": queue}, rowcount)
+        return Op(self._sql(FLUSH_QUEUE), {"queue": queue}, _count)
 
     def revoke_task(self, *, id: str, reason: str) -> Op[RevokedRow | None]:
         """Revoke task ``id`` (see :data:`REVOKE_TASK`); None when it was not live."""

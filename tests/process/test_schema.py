@@ -48,7 +48,8 @@ def test_partial_indexes_exist(dsn: str) -> None:
     }
     assert "UNIQUE" in indexes["task_lock_id_live"]
     assert "WHERE (status = ANY (ARRAY[4, 5, 6]))" in indexes["task_lock_id_live"]
-    assert "WHERE (status = ANY (ARRAY[4, 6]))" in indexes["task_claimable"]
+    # Workflows (pgqueue_0007): a task waiting for parents is not claimable, not in the index.
+    assert "WHERE ((status = ANY (ARRAY[4, 6])) AND (waiting_on = 0))" in indexes["task_claimable"]
 
 
 @pytest.mark.slow

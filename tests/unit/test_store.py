@@ -65,6 +65,9 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "queue_task_debounced": s.queue_task_debounced(TASK, debounce=1.0),
         "queue_tasks": s.queue_tasks(tasks="[]"),
         "get_tasks": s.get_tasks(ids=[]),
+        "queue_workflow": s.queue_workflow(tasks="[]"),
+        "task_parents": s.task_parents(id="x"),
+        "task_children": s.task_children(id="x"),
         "flush_queue": s.flush_queue(queue="tasks"),
         "revoke_task": s.revoke_task(id="x", reason="r"),
         "claim_tasks": s.claim_tasks(

@@ -1,7 +1,7 @@
 """Attempt history and the operators' audit trail (issue 18).
 
 Revision ID: pgqueue_0008_dashboard
-Revises: pgqueue_0006_flow
+Revises: pgqueue_0007_workflows
 Create Date: 2026-12-07
 
 * **``task_attempt``**: the error, traceback, worker and times of a task's earlier attempts.
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pgqueue.migrations import forget_revision, record_revision, run_sql
 
 revision: str = "pgqueue_0008_dashboard"
-down_revision: str | None = "pgqueue_0006_flow"
+down_revision: str | None = "pgqueue_0007_workflows"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
