@@ -22,6 +22,7 @@ from .consumer import TaskConsumer
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
+    DependencyError,
     InvalidTaskId,
     JobArgumentError,
     PgQueueError,
@@ -51,6 +52,7 @@ __all__ = [
     "Call",
     "ConfigurationError",
     "ConnectionFailed",
+    "DependencyError",
     "EnqueueOptions",
     "ExponentialBackoff",
     "InvalidTaskId",

@@ -323,8 +323,10 @@ class TaskBackend:
         :return: :class:`QueuedTasks`: the id of each task in input order, None for the
             tasks skipped because their lock_id was held (``.skipped`` lists them); ``then``
             the callback's id.
-        :raises TaskNotAvailable, SerializationError, ConfigurationError, DependencyError:
-            as ``queue_task`` (for the callback's job too).
+        :raises TaskNotAvailable: as ``queue_task`` (for the callback's job too).
+        :raises SerializationError: as ``queue_task``.
+        :raises ConfigurationError: as ``queue_task``.
+        :raises DependencyError: as ``queue_task``.
         """
         parents = None if depends_on is None else _enqueue.parent_ids(depends_on)
         template = Call(

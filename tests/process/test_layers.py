@@ -19,6 +19,7 @@ PUBLIC_NAMES = [
     "Call",
     "ConfigurationError",
     "ConnectionFailed",
+    "DependencyError",
     "EnqueueOptions",
     "ExponentialBackoff",
     "InvalidTaskId",
