@@ -43,9 +43,7 @@ def test_without_limits_it_claims_what_the_flow_claim_does(
     assert _claim(dsn, client, unlimited=True) == flow
 
 
-def test_a_limited_candidate_makes_it_claim_nothing(
-    dsn: str, client: pgqueue.TaskBackend
-) -> None:
+def test_a_limited_candidate_makes_it_claim_nothing(dsn: str, client: pgqueue.TaskBackend) -> None:
     client.queue_task("unlimited", seconds=0, priority=1)
     client.queue_task("one_at_a_time", seconds=0)  # concurrency 1, among the candidates
     assert _claim(dsn, client, unlimited=True) == []
