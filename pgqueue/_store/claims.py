@@ -29,7 +29,10 @@ _WORN_OUT = "t.attempts = 2147483647"
 _FLOW_QUEUES = """(
         SELECT u.queue, qs.concurrency, qs.rate_count, qs.rate_seconds
         FROM unnest(%(queues)s::text[]) AS u(queue)
-        LEFT JOIN {s}.queue_setting qs ON qs.queue = u.queue
+        LEFT JOIN LATERAL (
+            SELECT * FROM {s}.queue_setting s WHERE s.queue = u.queue
+            LIMIT 1 -- kept a probe per queue: joined, it was planned as a scan of the table
+        ) qs ON true
         WHERE qs.paused_at IS NULL
     ) AS q(queue, queue_limit, queue_rate_count, queue_rate_seconds)"""
 
