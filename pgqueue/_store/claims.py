@@ -29,7 +29,10 @@ _WORN_OUT = "t.attempts = 2147483647"
 _FLOW_QUEUES = """(
         SELECT u.queue, qs.concurrency, qs.rate_count, qs.rate_seconds
         FROM unnest(%(queues)s::text[]) AS u(queue)
-        LEFT JOIN {s}.queue_setting qs ON qs.queue = u.queue
+        LEFT JOIN LATERAL (
+            SELECT * FROM {s}.queue_setting s WHERE s.queue = u.queue
+            LIMIT 1 -- kept a probe per queue: joined, it was planned as a scan of the table
+        ) qs ON true
         WHERE qs.paused_at IS NULL
     ) AS q(queue, queue_limit, queue_rate_count, queue_rate_seconds)"""
 
@@ -101,6 +104,41 @@ logged AS (
     WHERE NOT c.expired AND c.queue_rate_count IS NOT NULL
 )"""
 
+#: The claim's candidates: up to ``limit`` due tasks of ``jobs`` per queue of ``queues`` not
+#: paused, locked (skipping rows another claim holds), with their limits and their queue's.
+_CANDIDATES = f"""candidates AS MATERIALIZED (
+    SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.concurrency,
+           c.rate_count, c.rate_seconds, q.queue, q.queue_limit, q.queue_rate_count,
+           q.queue_rate_seconds
+    FROM {_FLOW_QUEUES}
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at, name, limit_key, concurrency, rate_count, rate_seconds,
+               expiry IS NOT NULL AND expiry <= now() AS expired
+        FROM {{s}}.task
+        WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
+          AND waiting_on = 0 -- workflows: no parent left to wait for (as in task_claimable)
+          AND name = ANY(%(jobs)s::text[])
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) c
+)"""
+
+#: Start (or end, if expired or worn out) the ``picked`` rows and return them.
+_START_PICKED = f"""UPDATE {{s}}.task t
+SET status = CASE WHEN picked.expired THEN 3 WHEN {_WORN_OUT} THEN 2 ELSE 5 END,
+    time_started = CASE WHEN picked.expired OR {_WORN_OUT} THEN t.time_started ELSE now() END,
+    time_ended = CASE WHEN picked.expired OR {_WORN_OUT} THEN now() END,
+    error = CASE WHEN picked.expired THEN 'expired before it started'
+                 WHEN {_WORN_OUT} THEN 'attempts reached its limit (2147483647): not started'
+                 ELSE t.error END,
+    worker = %(worker)s,
+    attempts = t.attempts + CASE WHEN picked.expired OR {_WORN_OUT} THEN 0 ELSE 1 END
+FROM picked
+WHERE t.id = picked.id AND t.id = ANY(ARRAY(SELECT id FROM picked))
+RETURNING {_T_CLAIMED}
+"""
+
 #: Claim up to ``limit`` due tasks in priority then run_at order. A task past its expiry is
 #: revoked here instead of started (pulsar's TaskTimeout at execution time).
 #: Each queue is read on its own (LATERAL) so the scan walks the partial index task_claimable
@@ -118,40 +156,33 @@ logged AS (
 #: A task still waiting for parents (``waiting_on > 0``, see
 #: :mod:`pgqueue._store.workflows`) is not claimable; the index holds only ``waiting_on = 0``.
 CLAIM_TASKS = f"""
-WITH candidates AS MATERIALIZED (
-    SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.concurrency,
-           c.rate_count, c.rate_seconds, q.queue, q.queue_limit, q.queue_rate_count,
-           q.queue_rate_seconds
-    FROM {_FLOW_QUEUES}
-    CROSS JOIN LATERAL (
-        SELECT id, priority, run_at, name, limit_key, concurrency, rate_count, rate_seconds,
-               expiry IS NOT NULL AND expiry <= now() AS expired
-        FROM {{s}}.task
-        WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
-          AND waiting_on = 0 -- workflows: no parent left to wait for (as in task_claimable)
-          AND name = ANY(%(jobs)s::text[])
-        ORDER BY priority DESC, run_at, id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ) c
-), {_FLOW_ADMISSION}, picked AS (
+WITH {_CANDIDATES}, {_FLOW_ADMISSION}, picked AS (
     SELECT a.id, a.expired FROM admitted a
     ORDER BY {_FLOW_ORDER}
     LIMIT %(limit)s
 ), {_FLOW_LOG}
-UPDATE {{s}}.task t
-SET status = CASE WHEN picked.expired THEN 3 WHEN {_WORN_OUT} THEN 2 ELSE 5 END,
-    time_started = CASE WHEN picked.expired OR {_WORN_OUT} THEN t.time_started ELSE now() END,
-    time_ended = CASE WHEN picked.expired OR {_WORN_OUT} THEN now() END,
-    error = CASE WHEN picked.expired THEN 'expired before it started'
-                 WHEN {_WORN_OUT} THEN 'attempts reached its limit (2147483647): not started'
-                 ELSE t.error END,
-    worker = %(worker)s,
-    attempts = t.attempts + CASE WHEN picked.expired OR {_WORN_OUT} THEN 0 ELSE 1 END
-FROM picked
-WHERE t.id = picked.id AND t.id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING {_T_CLAIMED}
-"""
+{_START_PICKED}"""
+
+#: :data:`CLAIM_TASKS` for a claim none of whose candidates is limited, without the flow
+#: control's admission, numbering and ``flow_start`` log, which cost a claim of 10 tasks on
+#: an unlimited backlog a third more (their plan's nodes are set up on every execution even
+#: when they have no row to read). All or nothing: when any candidate it may start is limited
+#: (a job's or its queue's concurrency or rate limit, read from the rows and queue_setting in
+#: the claim's own snapshot, so whatever any process configured) it starts none and returns no
+#: row, and the caller claims with :data:`CLAIM_TASKS` instead; otherwise it starts exactly
+#: what :data:`CLAIM_TASKS` in strict order would (every candidate admitted, none logged).
+CLAIM_UNLIMITED_TASKS = f"""
+WITH {_CANDIDATES}, picked AS (
+    SELECT c.id, c.expired FROM candidates c
+    WHERE NOT EXISTS (
+        SELECT FROM candidates l
+        WHERE NOT l.expired
+          AND (l.concurrency IS NOT NULL OR l.rate_count IS NOT NULL
+               OR l.queue_limit IS NOT NULL OR l.queue_rate_count IS NOT NULL))
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT %(limit)s
+)
+{_START_PICKED}"""
 
 #: Write the outcome of several executions at once. Each write is fenced on the attempt it
 #: belongs to and on STARTED, so a late or repeated finish changes nothing.
@@ -256,6 +287,16 @@ class ClaimOps(StoreBase):
         (see :data:`_FLOW_ORDER`)."""
         params = {"queues": queues, "jobs": jobs, "limit": limit, "worker": worker, "fair": fair}
         return Op(self._sql(CLAIM_TASKS), params, _claimed, task_row)
+
+    def claim_unlimited_tasks(
+        self, *, queues: list[str], jobs: list[str], limit: int, worker: str
+    ) -> Op[list[Task]]:
+        """:meth:`claim_tasks` in strict order for claims without limits (see
+        :data:`CLAIM_UNLIMITED_TASKS`): the same tasks as :meth:`claim_tasks` when none of
+        its candidates is limited, at the cost of a claim before flow control; no task (an
+        empty list) as soon as one is, then :meth:`claim_tasks` must claim instead."""
+        params = {"queues": queues, "jobs": jobs, "limit": limit, "worker": worker}
+        return Op(self._sql(CLAIM_UNLIMITED_TASKS), params, _claimed, task_row)
 
     def finish_tasks(
         self,

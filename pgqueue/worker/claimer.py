@@ -1,12 +1,13 @@
 """The claimer: the worker's service that claims tasks and hands them to the executor.
 
 Each round claims up to the free slots with ``SELECT ... FOR UPDATE SKIP LOCKED``
-(``CLAIM_TASKS``) on the claimer's own connection, hands each claimed task to the executor and
-reports the claim to ``on_claimed``. A slot frees when its job returns, so the next claim
-overlaps the write of the previous outcomes; at most ``backlog`` returned tasks wait for that
-write. When nothing more can be claimed it sleeps until woken (a notification, a freed slot,
-a rescue), the next delayed task is due or ``poll_timeout`` passed. The loop ends after
-``max_tasks`` tasks, or (``burst``) once nothing is claimable and nothing runs.
+(``CLAIM_UNLIMITED_TASKS``, or ``CLAIM_TASKS`` when limits are in play) on the claimer's own
+connection, hands each claimed task to the executor and reports the claim to ``on_claimed``.
+A slot frees when its job returns, so the next claim overlaps the write of the previous
+outcomes; at most ``backlog`` returned tasks wait for that write. When nothing more can be
+claimed it sleeps until woken (a notification, a freed slot, a rescue), the next delayed task
+is due or ``poll_timeout`` passed. The loop ends after ``max_tasks`` tasks, or (``burst``)
+once nothing is claimable and nothing runs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from ..task import Task, nice_task_message
 logger = logging.getLogger("pgqueue.worker")
 
 Connection = psycopg.Connection[dict[str, Any]]
+
+#: Claims made with the flow-controlled statement straight away once a claim without limits
+#: found limited candidates, before the cheaper statement is tried again (see
+#: :meth:`Claimer.claim_tasks`): with limits in play, one claim in this many pays for both.
+FLOW_STREAK = 100
 
 
 class Slots(Protocol):
@@ -88,6 +94,9 @@ class Claimer(Service):
         self.fair = fair
         #: Tasks started so far.
         self.processed = 0
+        #: Claims left to make with the flow-controlled statement straight away, because a
+        #: recent claim without limits found limited candidates (see :meth:`claim_tasks`).
+        self._flow_claims = 0
 
     def run_once(self) -> float | None:
         """Claim what fits; return 0 when there may be more, the seconds to sleep otherwise,
@@ -140,13 +149,7 @@ class Claimer(Service):
     def claim(self, limit: int) -> int:
         """Claim up to ``limit`` tasks and start them; return how many started."""
         with self._pool.connection() as conn:
-            tasks = self.store.claim_tasks(
-                queues=self.queues,
-                jobs=self.jobs,
-                limit=limit,
-                worker=self.worker_id,
-                fair=self.fair,
-            ).run(conn)
+            tasks = self.claim_tasks(conn, limit)
         self._on_claimed(tasks)
         started = 0
         provider_set = tracing.configured()
@@ -158,6 +161,32 @@ class Claimer(Service):
             self.processed += 1
             self.slots.submit(task, provider_set)
         return started
+
+    def claim_tasks(self, conn: Connection, limit: int) -> list[Task]:
+        """Claim up to ``limit`` tasks in ``conn``'s transaction and return them. In strict
+        order it first claims without flow control (``CLAIM_UNLIMITED_TASKS``: the cost of a
+        claim before limits existed); that claim starts nothing when any of its candidates is
+        limited, whatever process set the limit, and then the flow-controlled claim
+        (``CLAIM_TASKS``) runs, in the same transaction. The choice is only about cost: after
+        a claim that needed flow control, the next :data:`FLOW_STREAK` claims go to it
+        directly, then the cheap one is tried again."""
+        if self.fair or self._flow_claims:
+            self._flow_claims = max(self._flow_claims - 1, 0)
+            return self._claim_with_flow(conn, limit)
+        tasks = self.store.claim_unlimited_tasks(
+            queues=self.queues, jobs=self.jobs, limit=limit, worker=self.worker_id
+        ).run(conn)
+        if tasks:
+            return tasks
+        tasks = self._claim_with_flow(conn, limit)
+        if tasks:  # so the claim without limits found a limited candidate
+            self._flow_claims = FLOW_STREAK
+        return tasks
+
+    def _claim_with_flow(self, conn: Connection, limit: int) -> list[Task]:
+        return self.store.claim_tasks(
+            queues=self.queues, jobs=self.jobs, limit=limit, worker=self.worker_id, fair=self.fair
+        ).run(conn)
 
     def seconds_to_next_due(self) -> float:
         """Seconds until the next delayed task of the queues is due (``poll_timeout`` if none)."""

@@ -33,9 +33,19 @@ def _history(dsn: str, status: int, count: int, age: float) -> None:
     sql(dsn, HISTORY, {"status": status, "count": count, "age": age})
 
 
-def _claim_sql(backend: TaskBackend) -> str:
-    """The text of the worker's claim statement for the backend's schema."""
-    return backend.store.claim_tasks(queues=[], jobs=[], limit=0, worker="").sql
+def _claim_sqls(backend: TaskBackend) -> list[str]:
+    """The texts of the worker's claim statements for the backend's schema: with flow control,
+    and without (the claim of tasks none of which is limited)."""
+    store = backend.store
+    return [
+        store.claim_tasks(queues=[], jobs=[], limit=0, worker="").sql,
+        store.claim_unlimited_tasks(queues=[], jobs=[], limit=0, worker="").sql,
+    ]
+
+
+#: The indexes a claim may read: the claimable tasks, the picked ones by primary key, and the
+#: settings of its queues (a primary-key probe per queue).
+CLAIM_INDEXES = {"task_claimable", "task_pkey", "queue_setting_pkey"}
 
 
 def _claimer_plan(conn: Any, claim: str, limit: int) -> list[dict[str, Any]]:
@@ -48,7 +58,13 @@ def _claimer_plan(conn: Any, claim: str, limit: int) -> list[dict[str, Any]]:
             names.append(name)
     prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", claim)
     conn.execute(f"PREPARE claim_plan AS {prepared}")
-    values = {"queues": "'{tasks}'", "jobs": "'{add}'", "limit": str(limit), "worker": "'x'"}
+    values = {
+        "queues": "'{tasks}'",
+        "jobs": "'{add}'",
+        "limit": str(limit),
+        "worker": "'x'",
+        "fair": "false",
+    }
     args = ", ".join(values[name] for name in names)
     raw = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_plan({args})").fetchone()
     plan = raw["QUERY PLAN"]
@@ -77,16 +93,14 @@ def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_
     with connect(dsn, autocommit=False) as holder:
         holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         holder.execute("SELECT count(*) FROM pgqueue.worker")
-        with connect(dsn, autocommit=False) as conn:
-            nodes = _claimer_plan(conn, _claim_sql(backend), 10)
-            conn.rollback()
-        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
-        assert {n["Index Name"] for n in nodes if "Index Name" in n} == {
-            "task_claimable",
-            "task_pkey",
-        }, nodes
-        claimable = [n for n in nodes if n.get("Index Name") == "task_claimable"]
-        assert sum(n["Actual Rows"] * n["Actual Loops"] for n in claimable) <= 20, nodes
+        for claim in _claim_sqls(backend):
+            with connect(dsn, autocommit=False) as conn:
+                nodes = _claimer_plan(conn, claim, 10)
+                conn.rollback()
+            assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
+            assert {n["Index Name"] for n in nodes if "Index Name" in n} == CLAIM_INDEXES, nodes
+            claimable = [n for n in nodes if n.get("Index Name") == "task_claimable"]
+            assert sum(n["Actual Rows"] * n["Actual Loops"] for n in claimable) <= 20, nodes
         holder.rollback()
 
 
@@ -100,11 +114,12 @@ def test_claimer_generic_plan_reads_picked_rows_by_primary_key(
     for _ in range(20):
         backend.queue_tasks("add", [{"a": n, "b": 1} for n in range(1000)])
     sql(dsn, "ANALYZE pgqueue.task")
-    with connect(dsn, autocommit=False) as conn:
-        nodes = _claimer_plan(conn, _claim_sql(backend), 20)
-        conn.rollback()
-    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
-    assert {n["Index Name"] for n in nodes if "Index Name" in n} == {"task_claimable", "task_pkey"}
+    for claim in _claim_sqls(backend):
+        with connect(dsn, autocommit=False) as conn:
+            nodes = _claimer_plan(conn, claim, 20)
+            conn.rollback()
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
+        assert {n["Index Name"] for n in nodes if "Index Name" in n} == CLAIM_INDEXES, nodes
 
 
 def test_f10_pruner_deletes_only_old_finished_tasks_in_batches(dsn: str) -> None:

@@ -73,6 +73,9 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "claim_tasks": s.claim_tasks(
             queues=["tasks"], jobs=["add"], limit=1, worker="w", fair=True
         ),
+        "claim_unlimited_tasks": s.claim_unlimited_tasks(
+            queues=["tasks"], jobs=["add"], limit=1, worker="w"
+        ),
         "finish_tasks": s.finish_tasks(
             ids=[],
             attempts=[],
