@@ -1,5 +1,6 @@
-"""A short chaos run (:mod:`tests.chaos`) on the test server: random SIGKILL/SIGTERM of real
-workers and restarts/outages of PostgreSQL; every crash-safety invariant must hold."""
+"""Short chaos runs (:mod:`tests.chaos`): random SIGKILL/SIGTERM of real workers and
+restarts/outages of the test server; and the events of issue 12 (stalls, blocked heartbeats, a
+full NOTIFY queue) on the run's own server. Every crash-safety invariant must hold."""
 
 from __future__ import annotations
 
