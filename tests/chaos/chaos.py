@@ -21,11 +21,21 @@ replaced. Then the queue is drained and these invariants are checked:
    belongs to such a worker;
 5. with ``--contract-events``: no two executions of a lock_id (runs of ``crash_runs``, from
    ``at`` to ``ended_at``, less the time their process was frozen) overlap by more than one
-   heartbeat interval (lease/4) plus ``OVERLAP_SLACK``.
+   heartbeat interval (lease/4) plus ``OVERLAP_SLACK``;
+6. enqueue never fails, except for a connection error while the server restarts or is down;
+7. with ``--notify-flood``: after each flood the NOTIFY queue drains below half full once its
+   holder's transaction ends.
 
 ``--contract-events`` adds the events of issue 12: a worker is frozen (SIGSTOP) for twice
 the lease, then resumed; an operator session holds a worker's registry row (``FOR UPDATE``)
 for twice the lease, blocking its heartbeat.
+
+``--notify-flood`` (own server only, whose NOTIFY queue is then made small:
+``max_notify_queue_pages`` = ``NOTIFY_QUEUE_PAGES``, PostgreSQL 17+) adds the full NOTIFY
+queue of F27 every few seconds: one session LISTENs and sits idle in a transaction, so the
+queue cannot be trimmed, while another fills it with notifications until PostgreSQL refuses
+one; it stays full for twice the lease while tasks go on being queued (pgqueue stops
+notifying at half full; workers find the tasks by polling), then the idle transaction ends.
 
 Exit status 0 when every invariant holds, 1 otherwise. The last line is a JSON summary.
 """
@@ -46,11 +56,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.conninfo import make_conninfo
 
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect, quote_ident
 from pgqueue.embedded import EmbeddedPostgres
+from pgqueue.errors import ConnectionFailed
 from pgqueue.schema import migrate
 from tests.support.crash import CRASH_JOBS, WorkerProcess, make_runs_table
 
@@ -82,6 +94,21 @@ SELECT lock_id FROM pgqueue.task WHERE status IN (4, 5, 6) AND lock_id IS NOT NU
 GROUP BY lock_id HAVING count(*) > 1
 """
 
+#: The NOTIFY queue of the run's own server with ``--notify-flood``: PostgreSQL's minimum,
+#: 64 pages of 8 kB, so that a flood fills it in well under a second.
+NOTIFY_QUEUE_PAGES = 64
+NOTIFY_QUEUE_USAGE = "SELECT pg_notification_queue_usage()::float8 AS usage"
+#: One batch of a flood: 100 distinct notifications of about 500 bytes, about 7 of the 64
+#: pages (distinct, because PostgreSQL sends identical ones of one transaction only once).
+FLOOD_BATCH = (
+    "SELECT pg_notify('chaos_flood', g::text || repeat('x', 500)) FROM generate_series(1, 100) g"
+)
+#: The last notifications of a flood, about a page each, until PostgreSQL refuses one.
+FLOOD_PAGE = "SELECT pg_notify('chaos_flood', repeat('x', 7900))"
+#: Seconds after its holder's transaction ended within which a flooded queue must be below
+#: half full again.
+FLOOD_DRAIN_TIMEOUT = 10.0
+
 
 @dataclass
 class Report:
@@ -101,6 +128,10 @@ class Report:
     reruns_after_stall: int = 0
     stalls: int = 0
     blocked_heartbeats: int = 0
+    notify_floods: int = 0
+    queued_while_flooded: int = 0
+    worst_notify_usage: float = 0.0
+    enqueue_failures: int = 0
     worst_overlap: float = 0.0
     states: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
@@ -119,6 +150,7 @@ class Chaos:
         outage: Callable[[float], None] | None,
         seed: int,
         contract_events: bool = False,
+        notify_flood: bool = False,
     ) -> None:
         self.dsn = dsn
         self.size = workers
@@ -129,12 +161,17 @@ class Chaos:
         # The producer draws from its own generator, so how many tasks it queued meanwhile
         # cannot change which events a seed gives.
         self.task_random = random.Random(None if seed is None else seed + 1)
+        # Floods run in their own thread with their own generator: the other events of a
+        # seed stay the same with or without them.
+        self.flood_random = random.Random(None if seed is None else seed + 2)
         self.report = Report(workers=workers)
         self.procs: list[WorkerProcess] = []
         self.killed_pids: set[int] = set()
         self.stopped_pids: set[int] = set()
         self.stalled_pids: set[int] = set()
         self.contract_events = contract_events
+        self.notify_flood = notify_flood
+        self._flooded = threading.Event()  # set while a flood holds the NOTIFY queue full
         #: pid -> (frozen from, resumed at) on the database clock, epoch seconds
         self.frozen: dict[int, list[tuple[float, float]]] = {}
         self.task_ids: list[str] = []
@@ -171,8 +208,11 @@ class Chaos:
             self.start_worker()
         producer = threading.Thread(target=self._produce, daemon=True)
         sampler = threading.Thread(target=self._sample, daemon=True)
+        flooder = threading.Thread(target=self._flood_now_and_then, daemon=True)
         producer.start()
         sampler.start()
+        if self.notify_flood:
+            flooder.start()
         deadline = started + duration
         while time.monotonic() < deadline:
             time.sleep(self.random.uniform(1.0, 3.0))
@@ -181,6 +221,8 @@ class Chaos:
                 self.start_worker()
         self._stop.set()
         producer.join()
+        if self.notify_flood:
+            flooder.join()
         self._drain()
         sampler.join()
         for proc in self.alive():
@@ -270,6 +312,53 @@ class Chaos:
                 self.report.blocked_heartbeats += 1
             conn.rollback()
 
+    def _flood_now_and_then(self) -> None:
+        """Flood the NOTIFY queue every 2-6 s until the run stops."""
+        while not self._stop.wait(self.flood_random.uniform(2.0, 6.0)):
+            self._flood()
+
+    def _flood(self) -> None:
+        """Fill the NOTIFY queue behind a listener idle in a transaction, hold it full for
+        twice the lease (the producer keeps queueing), end that transaction, and check that
+        the queue drains (invariant 7)."""
+        with connect(self.dsn) as holder, connect(self.dsn) as sender:
+            holder.execute("LISTEN chaos_flood")
+            holder.execute("BEGIN")
+            holder.execute("SELECT 1")  # idle in a transaction: reads no notifications
+            try:
+                for _ in range(NOTIFY_QUEUE_PAGES):
+                    if self._notify_usage(sender) >= 0.8:
+                        break
+                    sender.execute(FLOOD_BATCH)
+                for _ in range(NOTIFY_QUEUE_PAGES):
+                    sender.execute(FLOOD_PAGE)
+            except psycopg.errors.ProgramLimitExceeded:  # "too many notifications": full
+                pass
+            usage = self._notify_usage(sender)
+            self.report.worst_notify_usage = max(self.report.worst_notify_usage, usage)
+            self.report.notify_floods += 1
+            self._flooded.set()
+            try:
+                time.sleep(self.lease * 2)
+            finally:
+                self._flooded.clear()
+                holder.execute("ROLLBACK")
+                holder.close()  # its backend ends: the queue's tail moves on
+            deadline = time.monotonic() + FLOOD_DRAIN_TIMEOUT
+            while self._notify_usage(sender) >= 0.5:
+                if time.monotonic() > deadline:
+                    self.report.violations.append(
+                        f"the NOTIFY queue stayed {self._notify_usage(sender):.0%} full "
+                        f"{FLOOD_DRAIN_TIMEOUT:.0f}s after its holder's transaction ended"
+                    )
+                    break
+                time.sleep(0.2)
+
+    @staticmethod
+    def _notify_usage(conn: psycopg.Connection[dict[str, Any]]) -> float:
+        row = conn.execute(NOTIFY_QUEUE_USAGE).fetchone()
+        return 0.0 if row is None else float(row["usage"])
+
     def _produce(self) -> None:
         with TaskBackend(self.dsn, task_paths=[CRASH_JOBS]) as client:
             while not self._stop.is_set():
@@ -279,16 +368,28 @@ class Chaos:
                 seconds = round(self.task_random.uniform(0, 1), 2)
                 if self.contract_events and self.task_random.random() < 0.03:
                     seconds = round(self.task_random.uniform(8, 12), 2)  # outlives a stall
+                flooded = self._flooded.is_set()
                 try:
                     task_id = client.queue_task("tracked", key=key, seconds=seconds)
-                except Exception:  # the server is restarting: try again shortly
+                except Exception as exc:  # the server is restarting: try again shortly
+                    if not self._server_trouble(exc):
+                        self.report.enqueue_failures += 1
+                        self.report.violations.append(f"enqueue failed: {exc!r}"[:300])
                     time.sleep(0.2)
                     continue
                 if task_id is None:
                     self.report.duplicates_refused += 1
                 else:
                     self.task_ids.append(task_id)
+                    if flooded and self._flooded.is_set():
+                        self.report.queued_while_flooded += 1
                 time.sleep(self.task_random.uniform(0, 0.05))
+
+    def _server_trouble(self, exc: Exception) -> bool:
+        """Whether an enqueue failure is explained by a restart or outage of the server (a
+        connection error in a run that has them); any other failure breaks invariant 6."""
+        restarts = self.restart is not None or self.outage is not None
+        return restarts and isinstance(exc, (psycopg.OperationalError, ConnectionFailed))
 
     def _sample(self) -> None:
         grace = self.lease / 4 + STUCK_SLACK
@@ -418,12 +519,16 @@ class Chaos:
                         )
 
 
-def own_server() -> tuple[str, Callable[[], None], Callable[[float], None], Callable[[], None]]:
-    """An embedded server in a temporary directory: (dsn, restart, outage, stop)."""
+def own_server(
+    notify_queue_pages: int | None = None,
+) -> tuple[str, Callable[[], None], Callable[[float], None], Callable[[], None]]:
+    """An embedded server in a temporary directory, with ``max_notify_queue_pages`` set to
+    ``notify_queue_pages`` when given (PostgreSQL 17+): (dsn, restart, outage, stop)."""
+    settings = {"max_connections": "300"}
+    if notify_queue_pages is not None:
+        settings["max_notify_queue_pages"] = str(notify_queue_pages)
     server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="pgqueue-chaos-")) / "pgdata",
-        delete=True,
-        settings={"max_connections": "300"},
+        Path(tempfile.mkdtemp(prefix="pgqueue-chaos-")) / "pgdata", delete=True, settings=settings
     )
     with connect(server.dsn) as conn:
         conn.execute(f"CREATE DATABASE {quote_ident('chaos')}")
@@ -450,7 +555,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also freeze workers past their lease and block their heartbeats (issue 12)",
     )
+    parser.add_argument(
+        "--notify-flood",
+        action="store_true",
+        help="also fill the NOTIFY queue now and then (F27); needs the run's own server",
+    )
     args = parser.parse_args(argv)
+    if args.notify_flood and args.dsn:
+        parser.error("--notify-flood needs the run's own server (its NOTIFY queue is made small)")
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # expected during restarts
     seed = args.seed if args.seed is not None else random.randrange(10**6)
     stop: Callable[[], None] = lambda: None  # noqa: E731
@@ -459,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dsn:
         dsn = args.dsn
     else:
-        dsn, restart, outage, stop = own_server()
+        dsn, restart, outage, stop = own_server(NOTIFY_QUEUE_PAGES if args.notify_flood else None)
         migrate(dsn, "pgqueue")
     try:
         make_runs_table(dsn)
@@ -471,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             outage=outage,
             seed=seed,
             contract_events=args.contract_events,
+            notify_flood=args.notify_flood,
         )
         report = chaos.run(args.duration)
     finally:

@@ -1,14 +1,17 @@
-"""A short chaos run (:mod:`tests.chaos`) on the test server: random SIGKILL/SIGTERM of real
-workers and restarts/outages of PostgreSQL; every crash-safety invariant must hold."""
+"""Short chaos runs (:mod:`tests.chaos`): random SIGKILL/SIGTERM of real workers and
+restarts/outages of the test server; and the events of issue 12 (stalls, blocked heartbeats, a
+full NOTIFY queue) on the run's own server. Every crash-safety invariant must hold."""
 
 from __future__ import annotations
 
 import logging
 import time
 
+import psycopg
 import pytest
 
-from tests.chaos.chaos import Chaos
+from pgqueue.schema import migrate
+from tests.chaos.chaos import NOTIFY_QUEUE_PAGES, Chaos, own_server
 from tests.support.crash import make_runs_table
 from tests.support.fixtures import Server
 
@@ -37,17 +40,38 @@ def test_chaos_keeps_every_invariant(dsn: str, pg_server: Server) -> None:
 
 
 @pytest.mark.timeout(420)
-def test_chaos_with_stalls_and_blocked_heartbeats_keeps_every_invariant(dsn: str) -> None:
-    """The chaos run's events of issue 12 (no server restarts, to keep it short): workers
-    frozen (SIGSTOP) for twice the lease and registry rows held FOR UPDATE for twice the lease,
-    besides SIGKILL/SIGTERM. Correct: every invariant holds, including that no two executions
-    of a lock_id overlap by more than one heartbeat interval after a frozen worker resumes."""
+def test_chaos_with_contract_events_keeps_every_invariant() -> None:
+    """The chaos run's events of issue 12 on its own server (no restarts, to keep it short):
+    workers frozen (SIGSTOP) for twice the lease, registry rows held FOR UPDATE for twice the
+    lease, and the NOTIFY queue filled behind a listener idle in a transaction and held full
+    for twice the lease (F27), besides SIGKILL/SIGTERM. Correct: every invariant holds,
+    including that no two executions of a lock_id overlap by more than one heartbeat interval
+    after a frozen worker resumes, that enqueue never fails while the NOTIFY queue is full, and
+    that the queue drains once its holder's transaction ends."""
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
-    make_runs_table(dsn)
-    chaos = Chaos(
-        dsn, workers=3, lease=2.0, restart=None, outage=None, seed=12, contract_events=True
-    )
-    report = chaos.run(20.0)
+    try:
+        dsn, _, _, stop = own_server(NOTIFY_QUEUE_PAGES)
+    except psycopg.errors.UndefinedObject:
+        pytest.skip("max_notify_queue_pages needs PostgreSQL 17 or later")
+    try:
+        migrate(dsn, "pgqueue")
+        make_runs_table(dsn)
+        chaos = Chaos(
+            dsn,
+            workers=3,
+            lease=2.0,
+            restart=None,
+            outage=None,
+            seed=12,
+            contract_events=True,
+            notify_flood=True,
+        )
+        report = chaos.run(20.0)
+    finally:
+        stop()
     assert report.stalls + report.blocked_heartbeats >= 2
+    assert report.notify_floods >= 1 and report.worst_notify_usage > 0.9
+    assert report.queued_while_flooded > 0
+    assert report.enqueue_failures == 0
     assert report.violations == [], report
     assert set(report.states) <= {"SUCCESS", "FAILURE", "REVOKED"}
