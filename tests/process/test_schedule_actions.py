@@ -13,6 +13,11 @@ from typing import Any
 
 import pytest
 
+from pgqueue import JobRegistry
+from pgqueue._ops import Operations
+from pgqueue.backend import TaskBackend
+from pgqueue.scheduler import Scheduler
+from tests.support import schedule_action_jobs
 from tests.support.fixtures import ROOT, bin_path, cli_env, run_cli, sql
 
 from .test_dashboard import http, start_dashboard
@@ -196,3 +201,26 @@ def test_dashboard_buttons_pause_resume_and_trigger(
     status, _, body = http(read_only + "/schedules/beat/pause", data={"csrf": token})
     assert status == 403 and "read-only" in body
     assert schedule_row(dsn, "beat")["paused_at"] is None
+
+
+@pytest.mark.slow
+def test_a_trigger_respects_can_overlap_like_a_tick(dsn: str) -> None:
+    scheduler = Scheduler(dsn, JobRegistry([schedule_action_jobs.yearly]))
+    try:
+        scheduler.define()
+        with TaskBackend(dsn, pool_size=1) as backend:
+            ops = Operations(backend)
+            ops.trigger_schedule("yearly", actor="ops")
+            assert scheduler.seconds_to_next_tick() == 0.0  # a pending trigger is due now
+            scheduler.tick()
+            first = tasks_of(dsn, "yearly")
+            assert len(first) == 1 and first[0]["meta_params"]["triggered_by"] == "ops"
+            ops.trigger_schedule("yearly", actor="ops")  # no worker: the first is still QUEUED
+            scheduler.tick()
+        assert tasks_of(dsn, "yearly") == first
+        row = schedule_row(dsn, "yearly")
+        assert row["last_outcome"] == "trigger skipped (overlap)"
+        assert row["trigger_requested_at"] is None and row["runs_count"] == 1
+        assert scheduler.seconds_to_next_tick() > 3600  # the request was served, not left due
+    finally:
+        scheduler.close()
