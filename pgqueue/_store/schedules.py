@@ -1,5 +1,5 @@
 """Periodic schedules (:mod:`pgqueue.scheduler`, ``pgqueue schedule``, ``job_list``, the
-dashboard): define, tick, list.
+dashboard): define, tick, list; an operator's pause, resume and trigger.
 
 ``now`` is None in production, meaning the database's ``now()``; tests pass an explicit
 timestamp to drive the schedule through time. The host clock is never read.
