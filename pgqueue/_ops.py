@@ -14,7 +14,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,7 +29,7 @@ from ._values import check_text, parse_task_id
 from ._values import parse_duration as parse_duration  # where the command line finds it
 from ._values import require_task_id as require_task_id
 from .backend import TaskBackend
-from .errors import ConfigurationError, PgQueueError, TaskNotFound
+from .errors import ConfigurationError, PgQueueError, TaskNotFound, UnknownSchedule
 
 Row = dict[str, Any]
 
@@ -512,6 +512,62 @@ class Operations:
                     revoked.append(task_id)
             self._audit(actor, "revoke tasks", None, count=len(revoked), ids=revoked).run(conn)
         return revoked
+
+    def pause_schedule(self, name: str, *, actor: str | None = None) -> Row:
+        """Pause the schedule of periodic job ``name`` on every scheduler: its ticks queue
+        nothing (they are skipped and counted in ``skipped_count``, not caught up on resume)
+        until :meth:`resume_schedule`. Returns ``name`` and ``paused_at`` (the first pause's
+        time when it was paused already). Audited as ``pause schedule``.
+
+        :raises UnknownSchedule: no schedule has that name; nothing changed.
+        """
+        return self._schedule_action(
+            name,
+            actor,
+            "pause schedule",
+            lambda: self.store.set_schedule_paused(name=name, paused=True),
+        )
+
+    def resume_schedule(self, name: str, *, actor: str | None = None) -> Row:
+        """Resume a paused schedule: its next tick queues a task again (``paused_at`` None
+        in the returned row). Audited as ``resume schedule``; raises as
+        :meth:`pause_schedule`."""
+        return self._schedule_action(
+            name,
+            actor,
+            "resume schedule",
+            lambda: self.store.set_schedule_paused(name=name, paused=False),
+        )
+
+    def trigger_schedule(self, name: str, *, actor: str | None = None) -> Row:
+        """Ask for one run of periodic job ``name`` now, paused or not: the next round of a
+        scheduler (a worker with ``--schedule-periodic``; it counts the schedule as due at
+        once) queues one task of the job as a tick would (its queue and lock_id: nothing is
+        queued while a previous task of a job that cannot overlap is live), with
+        ``triggered_by`` (``actor``) in its ``meta_params``. Returns ``name``,
+        ``trigger_requested_at`` and ``paused_at``. Audited as ``trigger schedule``; raises
+        as :meth:`pause_schedule`."""
+        who = actor or default_actor()
+        return self._schedule_action(
+            name, who, "trigger schedule", lambda: self.store.request_trigger(name=name, actor=who)
+        )
+
+    def _schedule_action(
+        self, name: str, actor: str | None, action: str, op: Callable[[], Op[Row | None]]
+    ) -> Row:
+        """Run ``op`` on schedule ``name`` and record it, in one transaction."""
+        check_text(name, "a schedule name")
+        with self.backend.connection() as conn:
+            row = op().run(conn)
+            if row is not None:
+                self._audit(actor, action, None, schedule=name).run(conn)
+        if row is None:
+            known = [s["name"] for s in self.backend.schedules()]
+            raise UnknownSchedule(
+                f"no periodic job named {name!r} has a schedule (known: "
+                f"{', '.join(known) or 'none yet; a worker with --schedule-periodic defines them'})"
+            )
+        return row
 
     def attempts(self, task_id: str) -> list[Row]:
         """The earlier attempts of a task, oldest first: attempt, state, worker, times, error

@@ -60,7 +60,7 @@ app.command()(_cli_tasks.wait)
 app.command()(_cli_ops.workers)
 app.command()(_cli_ops.prune)
 app.command()(_cli_ops.dashboard)
-app.command()(_cli_schedule.schedule)
+app.add_typer(_cli_schedule.app, name="schedule")
 app.command()(_cli_flow.pause)
 app.command()(_cli_flow.resume)
 

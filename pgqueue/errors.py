@@ -58,6 +58,12 @@ class UnknownQueue(ConfigurationError, LookupError):
     ``pgqueue pause/resume``."""
 
 
+class UnknownSchedule(ConfigurationError, LookupError):
+    """No periodic job of this name has a stored schedule (a typo, or no worker started with
+    ``--schedule-periodic`` has defined it yet); nothing was changed. Raised by the schedule
+    actions of ``pgqueue schedule`` and the dashboard."""
+
+
 class DependencyError(ConfigurationError):
     """A task was queued with ``depends_on`` naming tasks that do not exist in the backend's
     schema (never queued, pruned, or of another schema); nothing was queued. ``missing``

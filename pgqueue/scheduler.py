@@ -31,7 +31,7 @@ from . import _db
 from ._enqueue import task_params
 from ._service import Service
 from ._store import Store
-from ._store.schedules import Definition
+from ._store.schedules import Definition, ScheduleRow
 from .bulk import Call
 from .errors import PgQueueError
 from .jobs import JobRegistry
@@ -182,40 +182,89 @@ class Scheduler(Service):
             if row is None:
                 return None  # not due any more, or another scheduler is handling it
             db_now = row["now"]
-            definition = ScheduleDefinition.from_row(row)
-            plan = plan_ticks(definition.schedule(), definition, row["next_tick"], db_now)
-            advanced = self.store.advance_schedule(
-                name=job_name,
-                seen=row["next_tick"],
-                next_tick=plan.next_tick,
-                last_tick=plan.last_tick,
-                now=db_now,
-            ).run(conn)
-            if not advanced:
+            result: TickResult | None = TickResult(job_name, [], [], 0, row["next_tick"])
+            if row["next_tick"] <= db_now:
+                result = self._due_ticks(conn, job_name, row)
+            if result is None:
                 return None  # another scheduler moved next_tick first
-            queued: list[tuple[datetime, str]] = []
-            overlapped: list[datetime] = []
-            for moment in plan.run:
-                task_id = self._queue(conn, job_name, moment)
-                if task_id is None:
-                    overlapped.append(moment)
-                else:
-                    queued.append((moment, task_id))
-            self.store.record_ticks(
-                name=job_name,
-                queued=len(queued),
-                skipped=plan.skipped + len(overlapped),
-                last_task=queued[-1][1] if queued else None,
-                outcome=_outcome(plan.last_tick, queued, overlapped),
-            ).run(conn)
-        result = TickResult(job_name, queued, overlapped, plan.skipped, plan.next_tick)
-        self.ticks_queued[job_name] += len(queued)
-        self.ticks_skipped[job_name] += plan.skipped + len(overlapped)
-        _log(result)
+            if row["trigger_requested_at"] is not None:
+                self._triggered(conn, job_name, row)
+        self.ticks_queued[job_name] += len(result.queued)
+        self.ticks_skipped[job_name] += result.missed + len(result.overlapped)
+        _log(result, paused=row["paused_at"] is not None)
         return result
 
-    def _queue(self, conn: Connection, job_name: str, moment: datetime) -> str | None:
-        call = Call(job_name, meta_params={"tick": moment.isoformat()})
+    def _due_ticks(self, conn: Connection, job_name: str, row: ScheduleRow) -> TickResult | None:
+        """Advance the locked, due schedule ``row`` over its due ticks and queue those its
+        missed-run policy runs; a paused schedule queues none (they count as skipped)."""
+        definition = ScheduleDefinition.from_row(row)
+        plan = plan_ticks(definition.schedule(), definition, row["next_tick"], row["now"])
+        advanced = self.store.advance_schedule(
+            name=job_name,
+            seen=row["next_tick"],
+            next_tick=plan.next_tick,
+            last_tick=plan.last_tick,
+            now=row["now"],
+        ).run(conn)
+        if not advanced:
+            return None
+        paused = row["paused_at"] is not None
+        queued: list[tuple[datetime, str]] = []
+        overlapped: list[datetime] = []
+        for moment in [] if paused else plan.run:
+            task_id = self._queue(conn, job_name, {"tick": moment.isoformat()})
+            if task_id is None:
+                overlapped.append(moment)
+            else:
+                queued.append((moment, task_id))
+        skipped = plan.skipped + (len(plan.run) if paused else 0)
+        self.store.record_ticks(
+            name=job_name,
+            queued=len(queued),
+            skipped=skipped + len(overlapped),
+            last_task=queued[-1][1] if queued else None,
+            outcome="skipped (paused)" if paused else _outcome(plan.last_tick, queued, overlapped),
+        ).run(conn)
+        return TickResult(job_name, queued, overlapped, skipped, plan.next_tick)
+
+    def _triggered(self, conn: Connection, job_name: str, row: ScheduleRow) -> None:
+        """Serve an operator's "run now" of the locked ``row``: queue one task as a tick
+        would (a job that cannot overlap is not queued while its last task is live), with
+        ``meta_params`` naming the operator, and clear the request (all in the round's
+        transaction). Counted in :attr:`ticks_queued`, not in the returned ticks."""
+        moment: datetime = row["now"]
+        meta = {
+            "tick": moment.isoformat(),
+            "triggered_by": row["trigger_requested_by"],
+            "triggered_at": row["trigger_requested_at"].isoformat(),
+        }
+        task_id = self._queue(conn, job_name, meta)
+        self.store.clear_trigger(name=job_name).run(conn)
+        self.store.record_ticks(
+            name=job_name,
+            queued=0 if task_id is None else 1,
+            skipped=0,
+            last_task=task_id,
+            outcome="triggered" if task_id else "trigger skipped (overlap)",
+        ).run(conn)
+        if task_id is None:
+            logger.warning(
+                "periodic job %s: run requested by %s not queued: its previous task is still "
+                "live (can_overlap=False)",
+                job_name,
+                row["trigger_requested_by"],
+            )
+        else:
+            logger.info(
+                "periodic job %s: run requested by %s queued as task %s",
+                job_name,
+                row["trigger_requested_by"],
+                task_id,
+            )
+            self.ticks_queued[job_name] += 1
+
+    def _queue(self, conn: Connection, job_name: str, meta: dict[str, Any]) -> str | None:
+        call = Call(job_name, meta_params=meta)
         params = task_params(self.registry, self.queue, call, {})
         return self.store.queue_task(params).run(conn)
 
@@ -297,7 +346,14 @@ def _outcome(
     return "skipped (missed)"
 
 
-def _log(result: TickResult) -> None:
+def _log(result: TickResult, *, paused: bool = False) -> None:
+    if paused and result.missed:
+        logger.info(
+            "periodic job %s: %d tick(s) skipped: the schedule is paused",
+            result.name,
+            result.missed,
+        )
+        return
     for moment, task_id in result.queued:
         logger.info("periodic job %s: tick %s queued as task %s", result.name, moment, task_id)
     for moment in result.overlapped:

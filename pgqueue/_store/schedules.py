@@ -1,5 +1,5 @@
 """Periodic schedules (:mod:`pgqueue.scheduler`, ``pgqueue schedule``, ``job_list``, the
-dashboard): define, tick, list.
+dashboard): define, tick, list; an operator's pause, resume and trigger.
 
 ``now`` is None in production, meaning the database's ``now()``; tests pass an explicit
 timestamp to drive the schedule through time. The host clock is never read.
@@ -42,20 +42,24 @@ SET run_every = %(run_every)s::interval, anchor = %(anchor)s::timestamptz, cron 
 WHERE name = %(name)s::text
 """
 
-#: The schedules among ``names`` with the seconds until their next tick (<= 0: due).
+#: The schedules among ``names`` with the seconds until their next tick (<= 0: due); one
+#: with a pending trigger (an operator's "run now") is due now.
 SCHEDULE_WAITS = f"""
-SELECT name, extract(epoch FROM next_tick - {NOW})::float8 AS wait
-FROM {{s}}.schedule
-WHERE name = ANY(%(names)s::text[])
-ORDER BY next_tick
+SELECT name, wait
+FROM (SELECT name, extract(epoch FROM CASE WHEN trigger_requested_at IS NULL
+                                           THEN next_tick - {NOW} ELSE interval '0' END
+                          )::float8 AS wait
+      FROM {{s}}.schedule
+      WHERE name = ANY(%(names)s::text[])) w
+ORDER BY wait
 """
 
-#: Lock one due schedule row for this scheduler; none if it is not due, or another scheduler
-#: holds it right now (it is handling that tick: SKIP LOCKED, no waiting).
+#: Lock one due (or triggered) schedule row for this scheduler; none if it is neither, or
+#: another scheduler holds it right now (it is handling that tick: SKIP LOCKED, no waiting).
 LOCK_DUE_SCHEDULE = f"""
 SELECT {NOW} AS now, s.*
 FROM {{s}}.schedule s
-WHERE s.name = %(name)s::text AND s.next_tick <= {NOW}
+WHERE s.name = %(name)s::text AND (s.next_tick <= {NOW} OR s.trigger_requested_at IS NOT NULL)
 FOR UPDATE SKIP LOCKED
 """
 
@@ -81,13 +85,40 @@ SET runs_count = runs_count + %(queued)s::integer,
 WHERE name = %(name)s::text
 """
 
+#: An operator's pause (``paused``) or resume of one schedule; the row, or none for an
+#: unknown name. Pausing a paused schedule keeps its first ``paused_at``.
+SET_SCHEDULE_PAUSED = """
+UPDATE {s}.schedule
+SET paused_at = CASE WHEN %(paused)s::boolean THEN COALESCE(paused_at, now()) END
+WHERE name = %(name)s::text
+RETURNING name, paused_at
+"""
+
+#: An operator's request for one run now, served by the next scheduler round; the row, or
+#: none for an unknown name. A second request before it is served is the same request.
+REQUEST_TRIGGER = """
+UPDATE {s}.schedule
+SET trigger_requested_at = COALESCE(trigger_requested_at, now()),
+    trigger_requested_by = COALESCE(trigger_requested_by, %(actor)s::text)
+WHERE name = %(name)s::text
+RETURNING name, trigger_requested_at, paused_at
+"""
+
+#: The trigger request just served (same transaction as the task it queued).
+CLEAR_TRIGGER = """
+UPDATE {s}.schedule
+SET trigger_requested_at = NULL, trigger_requested_by = NULL
+WHERE name = %(name)s::text
+"""
+
 #: Schedules (all, or those in ``names``) for ``job_list``, ``next_scheduled`` and
 #: ``pgqueue schedule``: the schedule_state view plus run_every in seconds.
 LIST_SCHEDULES = """
 SELECT v.name, v.schedule, v.missed, v.last_tick, v.next_tick,
        extract(epoch FROM v.due_in)::float8 AS due_in, v.runs_count, v.skipped_count,
        v.last_outcome, v.last_task::text AS last_task, v.last_task_state,
-       extract(epoch FROM s.run_every)::float8 AS run_every, s.cron, s.timezone
+       extract(epoch FROM s.run_every)::float8 AS run_every, s.cron, s.timezone,
+       v.paused_at, v.trigger_requested_at
 FROM {s}.schedule_state v JOIN {s}.schedule s USING (name)
 WHERE %(names)s::text[] IS NULL OR v.name = ANY(%(names)s::text[])
 ORDER BY v.name
@@ -183,6 +214,20 @@ class ScheduleOps(StoreBase):
             "outcome": outcome,
         }
         return Op(self._sql(RECORD_TICKS), params, nothing)
+
+    def set_schedule_paused(self, *, name: str, paused: bool) -> Op[ScheduleRow | None]:
+        """Pause (``paused``) or resume the schedule ``name``; its ``name`` and
+        ``paused_at``, or None when no schedule has that name."""
+        return Op(self._sql(SET_SCHEDULE_PAUSED), {"name": name, "paused": paused}, first)
+
+    def request_trigger(self, *, name: str, actor: str) -> Op[ScheduleRow | None]:
+        """Ask the schedulers for one run of ``name`` now; its ``name``,
+        ``trigger_requested_at`` and ``paused_at``, or None when no schedule has that name."""
+        return Op(self._sql(REQUEST_TRIGGER), {"name": name, "actor": actor}, first)
+
+    def clear_trigger(self, *, name: str) -> Op[None]:
+        """Forget the served trigger request of ``name``."""
+        return Op(self._sql(CLEAR_TRIGGER), {"name": name}, nothing)
 
     def list_schedules(self, *, names: list[str] | None) -> Op[list[ScheduleRow]]:
         """The schedules (all when ``names`` is None), by name: the ``schedule_state`` view

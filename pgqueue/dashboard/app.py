@@ -6,7 +6,8 @@ tasks), ``/tasks`` (a filtered, sorted, paged list; ``?id=`` opens a task by id 
 earlier attempts, actions), ``/workers``, ``/schedules``, ``/actions`` (the audit trail);
 ``/events`` streams live updates. Actions (POST ``/tasks/{id}/retry``, ``/revoke``,
 ``/run-now``, ``/grant``; ``/bulk/retry-failed`` and ``/bulk/revoke``, which first answer
-with a confirmation page giving the count) are refused when read-only, checked against
+with a confirmation page giving the count; ``/schedules/{name}/pause``, ``/resume`` and
+``/trigger``) are refused when read-only, checked against
 cross-site requests and recorded in the audit trail. A request that sends ``X-Fragment: live``
 gets only the page's live part, which the page's script swaps in when an event arrives. Links
 are relative to the ASGI ``root_path``, so the app can be mounted under a path prefix.
@@ -254,6 +255,28 @@ def create_app(
             return _to_list(request, {}, problem=str(exc))
         return _to_list(request, {}, message=f"{len(revoked):,} of {len(ids):,} tasks revoked")
 
+    schedule_actions: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
+        "pause": (ops.pause_schedule, "paused: its ticks are skipped until it is resumed"),
+        "resume": (ops.resume_schedule, "resumed"),
+        "trigger": (ops.trigger_schedule, "run requested: the next scheduler round queues it"),
+    }
+
+    async def schedule_action(request: Request) -> Response:
+        _form, refused = await guarded_form(request)
+        if refused is not None:
+            return refused
+        name, verb = request.path_params["name"], request.path_params["verb"]
+        url = request.url_for("schedules").path
+        if verb not in schedule_actions:
+            return Response(f"no schedule action {verb!r}\n", status_code=404)
+        run, done = schedule_actions[verb]
+        try:
+            await run_in_threadpool(lambda: run(name, actor=_actor(request)))
+        except ConfigurationError as exc:
+            return RedirectResponse(f"{url}?{urlencode({'problem': str(exc)})}", status_code=303)
+        note = {"message": f"schedule {name}: {done}"}
+        return RedirectResponse(f"{url}?{urlencode(note)}", status_code=303)
+
     async def events(request: Request) -> Response:
         return StreamingResponse(
             hub.stream(),
@@ -291,6 +314,7 @@ def create_app(
         Route("/bulk/revoke", bulk_revoke, methods=["POST"]),
         Route("/workers", workers, name="workers"),
         Route("/schedules", schedules, name="schedules"),
+        Route("/schedules/{name}/{verb}", schedule_action, methods=["POST"]),
         Route("/events", events, name="events"),
         Mount(
             "/static",

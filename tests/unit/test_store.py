@@ -118,6 +118,9 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
             name="tick", queued=1, skipped=0, last_task=None, outcome="queued"
         ),
         "list_schedules": s.list_schedules(names=None),
+        "set_schedule_paused": s.set_schedule_paused(name="tick", paused=True),
+        "request_trigger": s.request_trigger(name="tick", actor="ops@host"),
+        "clear_trigger": s.clear_trigger(name="tick"),
         "pause_queue": s.pause_queue(queue="tasks"),
         "resume_queue": s.resume_queue(queue="tasks"),
         "set_queue_limit": s.set_queue_limit(
