@@ -32,6 +32,7 @@ from .errors import (
     TaskNotFound,
     TaskTimeout,
     UnknownQueue,
+    UnknownSchedule,
 )
 from .jobs import Job, JobRegistry, job
 from .periodic import PeriodicJob, periodic_job
@@ -76,6 +77,7 @@ __all__ = [
     "TaskTimeout",
     "TimeLimitExceeded",
     "UnknownQueue",
+    "UnknownSchedule",
     "Worker",
     "format_time",
     "get_task_backend",

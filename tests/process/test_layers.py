@@ -43,6 +43,7 @@ PUBLIC_NAMES = [
     "TaskTimeout",
     "TimeLimitExceeded",
     "UnknownQueue",
+    "UnknownSchedule",
     "Worker",
     "format_time",
     "get_task_backend",
