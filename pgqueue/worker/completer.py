@@ -50,7 +50,11 @@ REFUSED_CLASSES = ("22", "23", "54")
 
 def refuses_outcome(exc: psycopg.Error) -> bool:
     """True when ``exc`` is the database refusing the values of an outcome (one of
-    :data:`REFUSED_CLASSES`), so that writing another outcome instead may succeed."""
+    :data:`REFUSED_CLASSES`), or psycopg refusing to send them (a ``DataError`` raised
+    before the statement left, such as a NUL character in a text value, has no SQLSTATE),
+    so that writing another outcome instead may succeed."""
+    if isinstance(exc, psycopg.DataError) and exc.sqlstate is None:
+        return True
     return (exc.sqlstate or "")[:2] in REFUSED_CLASSES
 
 

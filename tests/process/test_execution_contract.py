@@ -75,7 +75,7 @@ class Store:
         self.conn.close()
 
     def reset(self) -> None:
-        self.conn.execute("TRUNCATE pgqueue.task, pgqueue.worker")
+        self.conn.execute("TRUNCATE pgqueue.task, pgqueue.worker CASCADE")
 
     def register(self, worker: str, lease: float) -> None:
         self.sql.register_worker(
@@ -103,6 +103,11 @@ class Store:
                 "expiry_at": None,
                 "expiry_in": None,
                 "max_retries": 1,
+                "limit_key": None,
+                "concurrency": None,
+                "rate_count": None,
+                "rate_seconds": None,
+                "unique_for": None,
             }
         ).run(self.conn)
 
