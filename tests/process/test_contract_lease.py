@@ -12,41 +12,23 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from pgqueue import TaskBackend, states
 from pgqueue._exits import EXIT_REPLACE
-from tests.support.contract_jobs import make_intervals_table
-from tests.support.crash import WorkerProcess, task_row, wait_status, wait_until, worker_processes
+from tests.support import contract
+from tests.support.crash import task_row, wait_status, wait_until
 from tests.support.fixtures import sql
 
-JOBS = "tests.support.contract_jobs"
+#: The contract tests' shared fixtures (tests.support.contract).
+cdsn = contract.cdsn
+client = contract.client
+procs = contract.procs
+JOBS = contract.JOBS
+
 LEASE = 2.0
-
-
-@pytest.fixture
-def cdsn(dsn: str) -> str:
-    make_intervals_table(dsn)
-    return dsn
-
-
-@pytest.fixture
-def client(cdsn: str) -> Iterator[TaskBackend]:
-    with TaskBackend(cdsn, task_paths=[JOBS]) as backend:
-        yield backend
-
-
-@pytest.fixture
-def procs() -> Iterator[Any]:
-    with worker_processes() as start:
-
-        def start_contract(dsn: str, *args: str) -> WorkerProcess:
-            return start(dsn, "--task-paths", JOBS, *args)
-
-        yield start_contract
 
 
 def runs(dsn: str, task_id: str) -> list[dict[str, Any]]:

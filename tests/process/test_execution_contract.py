@@ -20,7 +20,6 @@ import random
 import re
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -41,14 +40,20 @@ from pgqueue._db import connect
 from pgqueue._store import Store as PgStore
 from pgqueue.rescuer import rescue_lost_tasks
 from pgqueue.retry import ExponentialBackoff
-from tests.support.contract_jobs import make_intervals_table
-from tests.support.crash import WorkerProcess, task_row, wait_status, wait_until, worker_processes
+from tests.support import contract
+from tests.support.crash import task_row, wait_status, wait_until
 from tests.support.fixtures import sql
+
+#: The contract tests' shared fixtures (tests.support.contract).
+cdsn = contract.cdsn
+client = contract.client
+procs = contract.procs
+JOBS = contract.JOBS
 
 #: Seconds per test (subprocesses, real workers): not in the quick loop.
 pytestmark = pytest.mark.slow
 
-JOBS = "tests.support.contract_jobs"
+
 LEASE = 2.0
 #: One heartbeat interval.
 BEAT = LEASE / 4
@@ -189,31 +194,6 @@ class Store:
             "pg_postmaster_start_time()) + w.lease_seconds * interval '1 second' < now())"
         ).fetchall()
         return [r["id"] for r in rows]
-
-
-@pytest.fixture
-def cdsn(dsn: str) -> str:
-    """A fresh migrated database with the ``contract_runs`` table."""
-    make_intervals_table(dsn)
-    return dsn
-
-
-@pytest.fixture
-def client(cdsn: str) -> Iterator[TaskBackend]:
-    with TaskBackend(cdsn, task_paths=[JOBS]) as backend:
-        yield backend
-
-
-@pytest.fixture
-def procs() -> Iterator[Any]:
-    """``procs(dsn, *args)`` starts a ``pgqueue-worker`` on the contract jobs (killed after)."""
-    with worker_processes() as start:
-
-        def start_contract(dsn: str, *args: str) -> WorkerProcess:
-            # the last --task-paths wins over the crash jobs' default
-            return start(dsn, "--task-paths", JOBS, *args)
-
-        yield start_contract
 
 
 def intervals(dsn: str, task_id: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -44,13 +45,14 @@ def eventually(check: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def metrics_worker(dsn: str) -> Iterator[int]:
-    """A pgqueue-worker process serving metrics; yields its metrics port."""
+@contextmanager
+def metrics_process(dsn: str, jobs: str, *options: str) -> Iterator[int]:
+    """A ``pgqueue-worker`` on ``jobs`` serving metrics (with ``options``, logging at
+    WARNING); yields its metrics port once it answers, and ends it afterwards."""
     port = free_port()
     proc = subprocess.Popen(
-        [bin_path("pgqueue-worker"), "--task-paths", OPS_JOBS, "--metrics-port", str(port),
-         "--backlog", "2", "--poll-timeout", "30", "--log-level", "WARNING"],
+        [bin_path("pgqueue-worker"), "--task-paths", jobs, "--metrics-port", str(port),
+         *options, "--log-level", "WARNING"],
         env=cli_env(dsn),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -65,10 +67,19 @@ def metrics_worker(dsn: str) -> Iterator[int]:
             return False
         return True
 
-    eventually(serving)
-    yield port
-    proc.terminate()
-    proc.wait(30)
+    try:
+        eventually(serving)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture
+def metrics_worker(dsn: str) -> Iterator[int]:
+    """A pgqueue-worker process serving metrics; yields its metrics port."""
+    with metrics_process(dsn, OPS_JOBS, "--backlog", "2", "--poll-timeout", "30") as port:
+        yield port
 
 
 @pytest.mark.slow

@@ -4,16 +4,15 @@ queue has a gauge, and the standard process/python series are there without ``_c
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pgqueue import TaskBackend, states
-from tests.support.fixtures import bin_path, cli_env, sql
+from tests.support.fixtures import sql
 
-from .test_metrics import Samples, eventually, free_port, scrape
+from .test_metrics import Samples, eventually, metrics_process, scrape
 
 JOBS = "tests.support.ops_bugs_jobs"
 
@@ -21,30 +20,8 @@ JOBS = "tests.support.ops_bugs_jobs"
 @pytest.fixture
 def metrics_port(dsn: str) -> Iterator[int]:
     """A pgqueue-worker process on queue ``tasks`` serving metrics; yields its port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [bin_path("pgqueue-worker"), "--task-paths", JOBS, "--metrics-port", str(port),
-         "--poll-timeout", "0.2", "--log-level", "WARNING"],
-        env=cli_env(dsn),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-
-    def serving() -> bool:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            scrape(port)
-        except OSError:
-            return False
-        return True
-
-    try:
-        eventually(serving)
+    with metrics_process(dsn, JOBS, "--poll-timeout", "0.2") as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_series_are_labelled_job_name_and_a_retry_is_not_finished(
