@@ -178,8 +178,15 @@ def test_attempt_history_grant_attempts_run_now_and_the_audit_trail(
 
     # Grant 2 more attempts to a job that always fails: it runs twice (the first failure
     # retried with the job's backoff), and both attempts stay in the history.
+    # What the operator typed survives a live refresh of the page (pushed by another task).
     page.goto(f"{url}/tasks/{tasks['broken']}")
+    page.wait_for_function("document.body.dataset.live == 'on'")
     page.fill("input[name=more]", "2")
+    swapped = page.evaluate("document.body.dataset.updated || ''")
+    with TaskBackend(dsn, task_paths=[OPS_JOBS]) as client:
+        client.wait_for_task(str(client.queue_task("double", n=7)), timeout=30)
+    page.wait_for_function(f"(document.body.dataset.updated || '') != {swapped!r}")
+    assert page.input_value("input[name=more]") == "2"
     page.click("#grant")
     page.wait_for_selector(".flash.ok:has-text('until attempt 3')")
     page.wait_for_function("document.getElementById('attempts').textContent == '3'", timeout=60_000)

@@ -28,12 +28,44 @@
   var badge = document.getElementById("live-status");
   if (!live || !window.EventSource) { return; }
   var pending = null;
+  // A swap must not undo what the operator is typing: a field whose value differs from the
+  // one the server rendered (or that has the focus) keeps its value, and the focus, in the
+  // new content. Fields are matched by their form's action and their name.
+  function fieldKey(el) {
+    return (el.form ? el.form.getAttribute("action") : "") + "#" + el.name;
+  }
+  function keepEdits(root) {
+    var kept = { values: {}, focus: null };
+    var fields = root.querySelectorAll("input[name], select[name], textarea[name]");
+    for (var i = 0; i < fields.length; i++) {
+      var el = fields[i];
+      if (el.type === "hidden") { continue; }
+      var focused = el === document.activeElement;
+      if (focused) { kept.focus = fieldKey(el); }
+      var edited = el.tagName === "SELECT"
+        ? el.selectedIndex >= 0 && !el.options[el.selectedIndex].defaultSelected
+        : el.value !== el.defaultValue;
+      if (focused || edited) { kept.values[fieldKey(el)] = el.value; }
+    }
+    return kept;
+  }
+  function restoreEdits(root, kept) {
+    var fields = root.querySelectorAll("input[name], select[name], textarea[name]");
+    for (var i = 0; i < fields.length; i++) {
+      var el = fields[i];
+      var key = fieldKey(el);
+      if (Object.prototype.hasOwnProperty.call(kept.values, key)) { el.value = kept.values[key]; }
+      if (key === kept.focus) { el.focus(); }
+    }
+  }
   function refresh() {
     pending = null;
     fetch(window.location.href, { headers: { "X-Fragment": "live" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
+        var kept = keepEdits(live);
         live.innerHTML = html;
+        restoreEdits(live, kept);
         localize(live);
         document.body.dataset.updated = String(Date.now());
       })
