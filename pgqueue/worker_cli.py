@@ -185,13 +185,16 @@ def worker(
     version: VersionOption = False,
 ) -> None:
     """Claim and run tasks from a pgqueue database until stopped (SIGTERM or Ctrl-C)."""
-    if dsn is not None and without_options(sys.argv[1:], "--dsn") != sys.argv[1:]:
-        restart_without_dsn_argument(dsn)
+    given = {"--dsn": dsn, "--read-dsn": read_dsn, "--listen-dsn": listen_dsn}
+    if without_options(sys.argv[1:], *DSN_OPTIONS) != sys.argv[1:]:
+        restart_without_dsn_arguments({o: v for o, v in given.items() if v is not None})
     setup_logging(log_level, log_format)
     sys.path.insert(0, "")  # jobs in the current directory, as `python -m` would find them
     with friendly_errors():
         if processes:
             env = dict(os.environ, PGQUEUE_DSN=_db.resolve_dsn(dsn))
+            env.update({"PGQUEUE_READ_DSN": read_dsn} if read_dsn else {})
+            env.update({"PGQUEUE_LISTEN_DSN": listen_dsn} if listen_dsn else {})
             env.pop("PGQUEUE_PROCESSES", None)  # each child runs one worker
             supervisor = Supervisor(
                 [sys.executable, "-m", "pgqueue.worker_cli", *child_args(sys.argv[1:])],
@@ -262,20 +265,38 @@ def warn_unconsumed_ticks(registry: JobRegistry, default_queue: str, queues: Seq
         )
 
 
-def restart_without_dsn_argument(dsn: str) -> None:
-    """Replace this process (same pid, :func:`os.execve`) by the same worker with ``--dsn``
-    moved to ``$PGQUEUE_DSN``, so its password does not show in ``ps`` or
-    ``/proc/<pid>/cmdline`` while the worker runs. Returns only if the exec fails (logged)."""
-    argv = [sys.executable, "-m", "pgqueue.worker_cli", *without_options(sys.argv[1:], "--dsn")]
+#: The options that carry a DSN (and so perhaps a password), with the environment variable
+#: each is handed over in instead.
+DSN_OPTIONS = {
+    "--dsn": "PGQUEUE_DSN",
+    "--read-dsn": "PGQUEUE_READ_DSN",
+    "--listen-dsn": "PGQUEUE_LISTEN_DSN",
+}
+
+
+def restart_without_dsn_arguments(given: dict[str, str]) -> None:
+    """Replace this process (same pid, :func:`os.execve`) by the same worker with every DSN
+    option of :data:`DSN_OPTIONS` moved to its environment variable, so no password shows in
+    ``ps`` or ``/proc/<pid>/cmdline`` while the worker runs. ``given``: option to value.
+    Returns only if the exec fails (logged)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "pgqueue.worker_cli",
+        *without_options(sys.argv[1:], *DSN_OPTIONS),
+    ]
+    env = dict(os.environ, **{DSN_OPTIONS[option]: value for option, value in given.items()})
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execve(sys.executable, argv, dict(os.environ, PGQUEUE_DSN=dsn))
+        os.execve(sys.executable, argv, env)
     except OSError as exc:
         logging.getLogger("pgqueue.worker").warning(
-            "could not restart without --dsn on the command line (%s): set PGQUEUE_DSN "
-            "instead, or the password shows in ps",
+            "could not restart without %s on the command line (%s): set %s instead, or the "
+            "password shows in ps",
+            "/".join(given),
             exc,
+            "/".join(DSN_OPTIONS[option] for option in given),
         )
 
 
@@ -295,8 +316,8 @@ def without_options(argv: Sequence[str], *options: str) -> list[str]:
 
 def child_args(argv: Sequence[str]) -> list[str]:
     """The supervisor's command line minus ``--processes`` (children run one worker each)
-    and ``--dsn`` (handed over in ``$PGQUEUE_DSN``, so no password shows in ``ps``)."""
-    return without_options(argv, "--processes", "--dsn")
+    and the DSN options (handed over in the environment, so no password shows in ``ps``)."""
+    return without_options(argv, "--processes", *DSN_OPTIONS)
 
 
 def main() -> None:

@@ -89,14 +89,15 @@ def run_one_task(dsn: str, queue: str) -> None:
     assert done is not None and done.status == states.SUCCESS
 
 
-def test_a_worker_given_dsn_with_a_password_does_not_show_it_in_ps(dsn: str) -> None:
+def test_a_worker_given_dsns_with_a_password_does_not_show_them_in_ps(dsn: str) -> None:
     password = "pw-in-argv-5e2b"
     with_password = make_conninfo(dsn, password=password)
     for extra in ([], ["--processes", "1"]):
         queue = f"argv{len(extra)}"
         proc = subprocess.Popen(
             [bin_path("pgqueue-worker"), "--task-paths", JOBS, "--queues", queue,
-             "--dsn", with_password, "--log-level", "WARNING", *extra],
+             "--dsn", with_password, f"--listen-dsn={with_password}",
+             "--read-dsn", with_password, "--log-level", "WARNING", *extra],
             env=cli_env(None),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -106,7 +107,9 @@ def test_a_worker_given_dsn_with_a_password_does_not_show_it_in_ps(dsn: str) -> 
             run_one_task(dsn, queue)  # the worker runs, with the DSN it was given
             args = cmdline(proc.pid)
             assert not [arg for arg in args if password in arg], args
-            assert "--dsn" not in args
+            assert not [
+                arg for arg in args if arg.startswith(("--dsn", "--listen-dsn", "--read-dsn"))
+            ]
             assert f"--queues={queue}" in args or queue in args
         finally:
             proc.terminate()
