@@ -58,10 +58,13 @@ def log_level_name(value: str) -> str:
 
 def setup_logging(level: str, log_format: str = "text") -> None:
     """Log to stderr, one line per record: ``time level name: message`` (``text``) or one
-    JSON object (``json``), see :mod:`pgqueue._log_format`."""
+    JSON object (``json``), see :mod:`pgqueue._log_format`. Python warnings (a library's
+    ``RuntimeWarning``, say psycopg_pool's during a failover) go through the same handler, so
+    they are one line too, under the logger ``py.warnings``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+    logging.captureWarnings(True)
 
 
 def log_format_name(value: str) -> str:

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -334,5 +335,13 @@ def test_text_logs_fold_every_record_onto_one_line(dsn: str, tmp_path: Path) -> 
         line for line in done.stderr.splitlines() if ids["fails"][:8] in line and "FAILURE" in line
     ]
     assert len(failed) == 1 and " ERROR " in failed[0], done.stderr
+    # A library's Python warning (psycopg_pool warns during a failover) is one line too.
+    warned = subprocess.run(
+        [sys.executable, "-c", "import warnings; from pgqueue._cli_common import setup_logging; "
+         "setup_logging('INFO'); warnings.warn('pool lost\\nreconnecting', RuntimeWarning)"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = warned.stderr.splitlines()
+    assert len(lines) == 1 and stamp.match(lines[0]) and "pool lost | reconnecting" in lines[0]
     bad = run_cli(["pgqueue-worker", "--task-paths", JOBS, "--log-format", "xml"], dsn)
     assert bad.returncode == 2 and "'xml' is not one of text, json" in one_error_line(bad)
