@@ -116,6 +116,11 @@ def migrate_command(dsn: str, schema: str) -> str:
     return command if schema == DEFAULT_SCHEMA else f"{command} --schema {schema}"
 
 
+#: Passwords shorter than this are hidden only where they stand alone (between characters
+#: that are not letters or digits), not inside the words of a message.
+SHORT_SECRET = 6
+
+
 def scrub(message: str, dsn: str) -> str:
     """``message`` (e.g. a driver's error about ``dsn``) with every password that ``dsn``
     holds replaced by ``***``: libpq quotes the token it could not parse, password included."""
@@ -124,7 +129,11 @@ def scrub(message: str, dsn: str) -> str:
     with suppress(psycopg.ProgrammingError):
         secrets.append(conninfo_to_dict(dsn).get("password") or "")
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        message = message.replace(secret, "***")
+        if len(secret) >= SHORT_SECRET:
+            message = message.replace(secret, "***")
+        else:  # a short one only as a token of its own, or every "a" in the text would go
+            token = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+            message = re.sub(token, "***", message)
     return message
 
 
