@@ -28,7 +28,7 @@ from pgqueue.worker.executor import Executor
 from pgqueue.worker.heartbeat import Heartbeat
 from pgqueue.worker.maintenance import Maintenance
 from pgqueue.worker.outcome import Outcome, outcome_of
-from pgqueue.worker.runner import _one_connection
+from pgqueue.worker.pools import one_connection as _one_connection
 from tests.support.crash import wait_until
 from tests.support.fixtures import sql
 
