@@ -8,13 +8,13 @@ from typing import TypeVar
 import psycopg
 
 from .. import states
-from .._store import Op
-from .._values import check_queue, check_text, require_task_id
-from ..errors import (
+from .._errors import (
     TaskNotFound,
     UnknownQueue,
 )
-from ..jobs import JobOptions, check_flow_options
+from .._jobs import JobOptions, check_flow_options
+from .._store import Op
+from .._values import check_queue, check_text, require_task_id
 from ..states import RevokeResult
 from .reading import ReadMixin
 

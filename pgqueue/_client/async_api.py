@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 import psycopg
 
 from .. import _channels, _connections, _enqueue
-from .._store import Op
-from ..bulk import Call, QueuedTasks
-from ..errors import (
+from .._bulk import Call, QueuedTasks
+from .._errors import (
     ConfigurationError,
     TaskNotFound,
 )
-from ..task import Task
+from .._store import Op
+from .._task import Task
 from .core import _translated
 from .enqueue import _bulk_result, _own_kwargs, _queued_id, _same_call, _with_callback
 from .reading import WAIT_RECHECK, ReadMixin, _deadline, _valid_ids, _wait_slice
@@ -27,7 +27,7 @@ R = TypeVar("R")
 
 
 class AsyncMixin(ReadMixin, WorkflowMixin):
-    """The ``a``-prefixed (asyncio) twins, on the async pool (:mod:`pgqueue.aio`)."""
+    """The ``a``-prefixed (asyncio) twins, on the async pool (:mod:`pgqueue._aio`)."""
 
     # -- asyncio ---------------------------------------------------------------------------
 

@@ -12,15 +12,15 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import _channels, _connections, _db, _replica
-from .._store import Op, Store
-from ..aio import LoopPool
-from ..errors import (
+from .._aio import LoopPool
+from .._errors import (
     ConfigurationError,
     ConnectionFailed,
     SchemaError,
 )
-from ..jobs import JobRegistry
-from ..listener import Listener
+from .._jobs import JobRegistry
+from .._listener import Listener
+from .._store import Op, Store
 
 R = TypeVar("R")
 

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import _enqueue
-from .._store import Op
-from .._store.workflows import QueuedRow
-from ..bulk import Call, QueuedTasks, as_call
-from ..errors import (
+from .._bulk import Call, QueuedTasks, as_call
+from .._errors import (
     ConfigurationError,
     DependencyError,
 )
+from .._store import Op
+from .._store.workflows import QueuedRow
 from .core import ClientCore
 
 logger = logging.getLogger("pgqueue.backend")

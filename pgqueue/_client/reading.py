@@ -7,14 +7,14 @@ import time
 from collections.abc import Callable, Iterable
 
 from .. import _channels
-from .._values import require_task_id
-from ..errors import (
+from .._errors import (
     ConfigurationError,
     TaskNotFound,
     TaskTimeout,
 )
-from ..listener import Listener, listen_target
-from ..task import Task
+from .._listener import Listener, listen_target
+from .._task import Task
+from .._values import require_task_id
 from .core import ClientCore
 
 #: Seconds between re-reads of a task while waiting for it, whatever the notifications say.

@@ -6,12 +6,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import _enqueue
-from .._store.workflows import ChildRow, ParentRow
-from .._values import require_task_id
-from ..bulk import Call, QueuedTasks, as_call
-from ..errors import (
+from .._bulk import Call, QueuedTasks, as_call
+from .._errors import (
     ConfigurationError,
 )
+from .._store.workflows import ChildRow, ParentRow
+from .._values import require_task_id
 from .enqueue import EnqueueMixin, _own_kwargs, _with_callback
 
 

@@ -8,8 +8,8 @@ import socket
 import uuid
 from collections.abc import Sequence
 
-from ..errors import ConfigurationError
-from ..jobs import JobRegistry
+from .._errors import ConfigurationError
+from .._jobs import JobRegistry
 
 #: The values of ``Worker(queue_order=...)`` and ``pgqueue-worker --queue-order``.
 QUEUE_ORDERS = ("strict", "fair")
@@ -23,7 +23,7 @@ def worker_identity() -> str:
 def check_options(backlog: int, queue_order: str, poll_timeout: float, lease: float) -> None:
     """Refuse the options a worker cannot run with.
 
-    :raises pgqueue.errors.ConfigurationError: a backlog below 1, an unknown ``queue_order``,
+    :raises pgqueue._errors.ConfigurationError: a backlog below 1, an unknown ``queue_order``,
         or a non-positive ``poll_timeout`` or ``lease``.
     """
     if backlog < 1:
@@ -39,7 +39,7 @@ def check_options(backlog: int, queue_order: str, poll_timeout: float, lease: fl
 def worker_registry(registry: JobRegistry | None, task_paths: Sequence[str]) -> JobRegistry:
     """``registry``, or the jobs of the modules ``task_paths``, refusing an empty one.
 
-    :raises pgqueue.errors.ConfigurationError: no jobs at all.
+    :raises pgqueue._errors.ConfigurationError: no jobs at all.
     """
     registry = registry if registry is not None else JobRegistry.load(task_paths)
     if not len(registry):

@@ -12,15 +12,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from .. import _db
+from .._backend import TaskBackend
 from .._exits import EXIT_REPLACE
+from .._jobs import JobRegistry
+from .._listener import listen_target
 from .._replica import require_writable
+from .._retry import DEFAULT_BACKOFF, ExponentialBackoff
+from .._schema import check_schema
 from .._store import Store
 from .._values import check_queue
-from ..backend import TaskBackend
-from ..jobs import JobRegistry
-from ..listener import listen_target
-from ..retry import DEFAULT_BACKOFF, ExponentialBackoff
-from ..schema import check_schema
 from .events import WorkerEvents
 from .options import check_options, worker_identity, worker_registry
 from .outcome import Outcome
@@ -63,13 +63,13 @@ class Worker:
         (default: priority, then run_at, across all queues, as before) or ``"fair"`` (each
         queue takes its turn, so one queue's backlog never holds back another's tasks: F31).
     :param prune_after: also run a pruner that deletes tasks finished more than this many
-        seconds ago, in batches, every minute (:class:`pgqueue.pruner.Pruner`); None: never.
+        seconds ago, in batches, every minute (:class:`pgqueue._pruner.Pruner`); None: never.
     :param listen_dsn: where the worker LISTENs, straight to PostgreSQL, when ``dsn`` goes
         through a transaction pooler; None reads ``$PGQUEUE_LISTEN_DSN``; without one the
         worker LISTENs through ``dsn`` or, behind a transaction pooler, polls every
         ``poll_timeout`` seconds (decided by a probe at :meth:`run`, logged in one line).
 
-    Raises :class:`pgqueue.errors.ConfigurationError` for a backlog below 1, a non-positive
+    Raises :class:`pgqueue._errors.ConfigurationError` for a backlog below 1, a non-positive
     ``poll_timeout`` or ``lease``, an unknown ``queue_order``, or a registry without jobs.
     :attr:`events` reports claims and written outcomes to subscribers
     (:class:`pgqueue.worker.events.WorkerEvents`).
@@ -227,10 +227,10 @@ class Worker:
         """Run until stopped, ``max_tasks`` reached or (``burst``) the queue is empty.
 
         Returns the exit status: 0, or ``EXIT_REPLACE`` after killing an overrunning job
-        (``hard_time_limits``). Raises :class:`pgqueue.errors.SchemaError` when the schema
-        is missing or outdated, :class:`pgqueue.errors.ConfigurationError` when the DSN
+        (``hard_time_limits``). Raises :class:`pgqueue._errors.SchemaError` when the schema
+        is missing or outdated, :class:`pgqueue._errors.ConfigurationError` when the DSN
         reaches a standby or a read-only session (or its listen DSN a transaction pooler),
-        and :class:`pgqueue.errors.ConnectionFailed` when the database cannot be reached at
+        and :class:`pgqueue._errors.ConnectionFailed` when the database cannot be reached at
         start-up.
         """
         with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:

@@ -12,14 +12,14 @@ from typing import Protocol
 from psycopg_pool import ConnectionPool
 
 from .. import _db
+from .._backend import TaskBackend
+from .._jobs import JobRegistry
+from .._listener import Listener
+from .._pruner import Pruner
+from .._retry import ExponentialBackoff
+from .._scheduler import Scheduler
 from .._service import Service
 from .._store import Store
-from ..backend import TaskBackend
-from ..jobs import JobRegistry
-from ..listener import Listener
-from ..pruner import Pruner
-from ..retry import ExponentialBackoff
-from ..scheduler import Scheduler
 from .claimer import Claimer, claim_session
 from .completer import Completer
 from .events import WorkerEvents

@@ -4,7 +4,7 @@ Connections: a backend keeps one small pool (``pool_size`` connections, default 
 first use) for its queries, plus one listener connection, opened by the first
 :meth:`TaskBackend.wait_for_task` or :meth:`TaskBackend.await_task`. The ``a``-prefixed
 (asyncio) methods use a second pool of at most ``pool_size`` connections on psycopg's async
-driver, opened on first use (:mod:`pgqueue.aio`). Methods given ``connection=`` use the
+driver, opened on first use (:mod:`pgqueue._aio`). Methods given ``connection=`` use the
 caller's connection, in the caller's transaction, and none of the backend's (transactional
 enqueue, :mod:`pgqueue._connections`).
 """
@@ -18,15 +18,15 @@ from types import TracebackType
 from psycopg_pool import ConnectionPool
 
 from . import _db
+from ._aio import LoopPool
 from ._client.admin import AdminMixin
 from ._client.async_api import AsyncMixin
 from ._client.core import Connection
 from ._client.jobs import JobsMixin
 from ._client.reading import POLL_RECHECK, WAIT_RECHECK
+from ._jobs import JobRegistry
+from ._listener import Listener
 from ._store import Store
-from .aio import LoopPool
-from .jobs import JobRegistry
-from .listener import Listener
 
 __all__ = ["POLL_RECHECK", "WAIT_RECHECK", "TaskBackend"]
 
@@ -43,9 +43,9 @@ class TaskBackend(AdminMixin, AsyncMixin, JobsMixin):
     :param listen_dsn: where :meth:`wait_for_task` LISTENs, straight to PostgreSQL, when
         ``dsn`` goes through a transaction pooler; None reads ``$PGQUEUE_LISTEN_DSN``, and
         without one the backend LISTENs through ``dsn`` or, behind a transaction pooler, polls
-        (found out by a probe: :func:`pgqueue.listener.listen_target`).
+        (found out by a probe: :func:`pgqueue._listener.listen_target`).
 
-    Raises :class:`pgqueue.errors.ConfigurationError` for a missing or malformed DSN. Use as a
+    Raises :class:`pgqueue._errors.ConfigurationError` for a missing or malformed DSN. Use as a
     context manager, or call :meth:`close`.
     """
 

@@ -24,9 +24,9 @@ from ._cli_common import (
     split_list,
 )
 from ._exits import EXIT_RECYCLE
+from ._jobs import JobRegistry
 from ._ops import parse_duration
-from .jobs import JobRegistry
-from .supervisor import Supervisor, supervised, watch_supervisor
+from ._supervisor import Supervisor, supervised, watch_supervisor
 from .worker import Worker
 
 app = typer.Typer(add_completion=False)
@@ -194,7 +194,7 @@ def worker(
             env = dict(os.environ, PGQUEUE_DSN=_db.resolve_dsn(dsn))
             env.pop("PGQUEUE_PROCESSES", None)  # each child runs one worker
             supervisor = Supervisor(
-                [sys.executable, "-m", "pgqueue.worker_cli", *child_args(sys.argv[1:])],
+                [sys.executable, "-m", "pgqueue._worker_cli", *child_args(sys.argv[1:])],
                 processes,
                 env=env,
                 burst=burst,
@@ -230,7 +230,7 @@ def worker(
         signal.signal(signal.SIGINT, on_signal)
         watch_supervisor(runner.stop)  # a child whose supervisor was killed stops too
         if metrics_port:
-            from .metrics import serve_metrics  # the metrics extra, needed only here
+            from ._metrics import serve_metrics  # the metrics extra, needed only here
 
             serve_metrics(runner, metrics_port, metrics_host, read_dsn=read_dsn)
         code = runner.run()
@@ -266,7 +266,7 @@ def restart_without_dsn_argument(dsn: str) -> None:
     """Replace this process (same pid, :func:`os.execve`) by the same worker with ``--dsn``
     moved to ``$PGQUEUE_DSN``, so its password does not show in ``ps`` or
     ``/proc/<pid>/cmdline`` while the worker runs. Returns only if the exec fails (logged)."""
-    argv = [sys.executable, "-m", "pgqueue.worker_cli", *without_options(sys.argv[1:], "--dsn")]
+    argv = [sys.executable, "-m", "pgqueue._worker_cli", *without_options(sys.argv[1:], "--dsn")]
     sys.stdout.flush()
     sys.stderr.flush()
     try:
