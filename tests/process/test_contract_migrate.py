@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgqueue import TaskBackend, schema
+from pgqueue import TaskBackend
+from pgqueue import _schema as schema
 from pgqueue._errors import ConfigurationError, SchemaError
 from pgqueue._schema import SCHEMA_REVISION, alembic_config
 from pgqueue._values import check_queue
