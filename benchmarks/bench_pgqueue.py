@@ -9,8 +9,8 @@ from typing import Any
 
 from pgqueue import TaskBackend, Worker
 from pgqueue._db import connect
-from pgqueue.jobs import JobRegistry
-from pgqueue.schema import migrate
+from pgqueue._jobs import JobRegistry
+from pgqueue._schema import migrate
 
 from .common import ROOT, PickupWorker, Row, Sizes, analyze, child_env, rate, timer
 
@@ -71,7 +71,7 @@ def drain_cli(dsn: str, count: int) -> float:
     analyze(dsn)
     env = child_env()
     env["PGQUEUE_DSN"] = dsn
-    command = [sys.executable, "-m", "pgqueue.worker_cli", "--task-paths", JOBS, "--burst"]
+    command = [sys.executable, "-m", "pgqueue._worker_cli", "--task-paths", JOBS, "--burst"]
     with tempfile.TemporaryFile() as log, timer() as elapsed:
         subprocess.run(command, env=env, cwd=ROOT, stdout=log, stderr=log, check=True)
     check_drained(dsn)

@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import pgqueue
 from benchmarks.common import Server
 from pgqueue._db import connect
-from pgqueue.schema import migrate
+from pgqueue._schema import migrate
 
 registry = pgqueue.JobRegistry(
     [

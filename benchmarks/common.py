@@ -19,7 +19,7 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 from pgqueue._db import connect, quote_ident
-from pgqueue.embedded import EmbeddedPostgres
+from pgqueue._embedded import EmbeddedPostgres
 
 #: Pickup samples taken (and dropped) before measuring, while the worker settles.
 WARMUP = 3

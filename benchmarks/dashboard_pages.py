@@ -19,10 +19,10 @@ import time
 import warnings
 from pathlib import Path
 
+from pgqueue._dashboard.app import create_app
 from pgqueue._db import connect
-from pgqueue.dashboard.app import create_app
-from pgqueue.embedded import EmbeddedPostgres
-from pgqueue.schema import migrate
+from pgqueue._embedded import EmbeddedPostgres
+from pgqueue._schema import migrate
 
 FILL = """
 INSERT INTO pgqueue.task (name, queue, status, kwargs, attempts, time_queued, run_at,

@@ -19,8 +19,8 @@ from typing import Any
 
 from pgqueue import TaskBackend
 from pgqueue._db import connect
+from pgqueue._schema import migrate
 from pgqueue._store import Store
-from pgqueue.schema import migrate
 from pgqueue.worker import claim_session
 
 from . import bench_pgqueue

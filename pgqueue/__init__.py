@@ -15,11 +15,11 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from . import states
+from ._backend import TaskBackend
 from ._backends import get_task_backend, register_task_backend, task_backends
-from .backend import TaskBackend
-from .bulk import Call, QueuedTasks
-from .consumer import TaskConsumer
-from .errors import (
+from ._bulk import Call, QueuedTasks
+from ._consumer import TaskConsumer
+from ._errors import (
     ConfigurationError,
     ConnectionFailed,
     DependencyError,
@@ -34,12 +34,12 @@ from .errors import (
     UnknownQueue,
     UnknownSchedule,
 )
-from .jobs import Job, JobRegistry, job
-from .periodic import PeriodicJob, periodic_job
-from .retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
+from ._jobs import Job, JobRegistry, job
+from ._periodic import PeriodicJob, periodic_job
+from ._retry import ExponentialBackoff, Retry, Revoked, TimeLimitExceeded
+from ._task import Task, format_time, nice_task_message
+from ._typed import EnqueueOptions, TaskId
 from .states import RevokeResult
-from .task import Task, format_time, nice_task_message
-from .typed import EnqueueOptions, TaskId
 
 if TYPE_CHECKING:
     from .worker import Worker

@@ -20,8 +20,8 @@ import re
 from typing import Any
 
 from . import _db
-from .backend import TaskBackend
-from .errors import ConfigurationError
+from ._backend import TaskBackend
+from ._errors import ConfigurationError
 
 #: Backend classes by URL scheme (pulsar's ``task_backends``). ``postgresql`` and
 #: ``postgres`` (libpq's own schemes) select :class:`TaskBackend`.

@@ -13,9 +13,7 @@ import psycopg
 import typer
 
 from ._db import is_connection_error
-from ._exits import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA, EXIT_UNAVAILABLE, EXIT_USAGE
-from ._log_format import LOG_FORMATS, formatter
-from .errors import (
+from ._errors import (
     ConfigurationError,
     ConnectionFailed,
     PgQueueError,
@@ -23,6 +21,8 @@ from .errors import (
     TaskNotAvailable,
     first_line,
 )
+from ._exits import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA, EXIT_UNAVAILABLE, EXIT_USAGE
+from ._log_format import LOG_FORMATS, formatter
 
 #: The exit statuses of the command-line programs (defined in :mod:`pgqueue._exits`).
 __all__ = [

@@ -27,10 +27,10 @@ from ._cli_options import (
     note_staleness,
     operations,
 )
+from ._errors import ConfigurationError
 from ._format import format_seconds
 from ._ops import Overview, parse_duration, parse_states
-from .errors import ConfigurationError
-from .schema import check_schema
+from ._schema import check_schema
 from .states import READY_STATES
 
 _QUEUE_COLUMNS: list[render.Column] = [
@@ -243,7 +243,7 @@ def dashboard(
                 "(or set PGQUEUE_DASHBOARD_TOKEN), or listen on 127.0.0.1"
             )
         try:
-            from .dashboard import serve
+            from ._dashboard import serve
         except ImportError as exc:
             typer.echo(
                 f"error: the dashboard needs pgqueue[dashboard] ({exc}): "

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from ._backend import TaskBackend
 from ._ops import Operations
-from .backend import TaskBackend
 
 DsnOption = Annotated[
     str | None,

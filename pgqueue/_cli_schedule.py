@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from . import _cli_render as render
+from ._backend import TaskBackend
 from ._cli_common import friendly_errors, setup_command_logging
 from ._cli_options import DsnOption, JsonOption, SchemaOption, operations
 from ._format import format_seconds
-from .backend import TaskBackend
 
 _SCHEDULE_COLUMNS: list[render.Column] = [
     ("job", "name", render.text),

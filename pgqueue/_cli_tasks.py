@@ -15,6 +15,7 @@ import typer
 from rich.panel import Panel
 
 from . import _cli_render as render
+from ._backend import TaskBackend
 from ._cli_common import EXIT_FAILED, friendly_errors, setup_command_logging, split_list
 from ._cli_options import (
     DsnOption,
@@ -26,10 +27,9 @@ from ._cli_options import (
     note_staleness,
     operations,
 )
+from ._errors import ConfigurationError, TaskTimeout
 from ._format import format_seconds
 from ._ops import PREVIEW_CHARS, Row, parse_duration, require_task_id
-from .backend import TaskBackend
-from .errors import ConfigurationError, TaskTimeout
 from .states import SUCCESS, RevokeResult
 
 #: ``pgqueue wait`` gave up: the task was not finished within ``--timeout``.

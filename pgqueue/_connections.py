@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 
+from ._errors import ConfigurationError
 from ._store import Op
-from .errors import ConfigurationError
 
 if TYPE_CHECKING:  # SQLAlchemy loads on the first SQLAlchemy connection a caller passes.
     from sqlalchemy import TextClause

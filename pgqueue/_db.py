@@ -19,10 +19,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ._errors import ConfigurationError, ConnectionFailed, first_line
 from ._pooling import Probe, probe
 from ._store._op import quote_ident as quote_ident
 from ._values import load_json
-from .errors import ConfigurationError, ConnectionFailed, first_line
 
 DSN_ENV = "PGQUEUE_DSN"
 LISTEN_DSN_ENV = "PGQUEUE_LISTEN_DSN"
@@ -73,7 +73,7 @@ def resolve_dsn(dsn: str | None) -> str:
 
 def resolve_listen_dsn(dsn: str | None) -> str | None:
     """The DSN the listener connects to: ``dsn``, else ``$PGQUEUE_LISTEN_DSN``, else None (the
-    main DSN, or poll-only behind a transaction pooler: :func:`pgqueue.listener.listen_target`).
+    main DSN, or poll-only behind a transaction pooler: :func:`pgqueue._listener.listen_target`).
     Raises :class:`ConfigurationError` for a malformed DSN."""
     value = dsn or os.environ.get(LISTEN_DSN_ENV)
     return resolve_dsn(value) if value else None

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-from . import tracing
+from . import _tracing as tracing
+from ._bulk import Call
+from ._errors import ConfigurationError
+from ._jobs import Job, JobRegistry, to_seconds
 from ._store.tasks import CommonParams, TaskParams
 from ._values import (
     check_priority,
@@ -26,9 +29,6 @@ from ._values import (
     require_task_id,
     time_params,
 )
-from .bulk import Call
-from .errors import ConfigurationError
-from .jobs import Job, JobRegistry, to_seconds
 
 #: Arguments no job can take: every job is called as ``job(consumer, **kwargs)``.
 RESERVED_KWARGS = frozenset({"self", "consumer"})

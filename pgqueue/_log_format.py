@@ -7,7 +7,7 @@
   ``message``, ``exc_info`` when there is a traceback, and the fields a record carries in
   ``extra``: for the worker's task records ``task_id``, ``job``, ``queue``, ``attempt``,
   ``worker`` and, when the task ended, ``duration`` (seconds, database clock), see
-  :func:`pgqueue.task.task_log_fields`.
+  :func:`pgqueue._task.task_log_fields`.
 """
 
 from __future__ import annotations

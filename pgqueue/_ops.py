@@ -23,13 +23,13 @@ from typing import Any, TypeVar
 import psycopg
 
 from . import _replica, states
+from ._backend import TaskBackend
+from ._errors import ConfigurationError, PgQueueError, TaskNotFound, UnknownSchedule
 from ._store import Op, Store
 from ._store.operator import TASK_ORDERS
 from ._values import check_text, parse_task_id
 from ._values import parse_duration as parse_duration  # where the command line finds it
 from ._values import require_task_id as require_task_id
-from .backend import TaskBackend
-from .errors import ConfigurationError, PgQueueError, TaskNotFound, UnknownSchedule
 
 Row = dict[str, Any]
 

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 
 from ._db import redact
+from ._errors import ConfigurationError
 from ._store import Store
-from .errors import ConfigurationError
 
 
 def staleness(conn: psycopg.Connection[Any], store: Store) -> str | None:

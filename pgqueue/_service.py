@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from .errors import first_line
+from ._errors import first_line
 
 logger = logging.getLogger("pgqueue")
 

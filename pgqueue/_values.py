@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .errors import ConfigurationError, InvalidTaskId, SerializationError
+from ._errors import ConfigurationError, InvalidTaskId, SerializationError
 
 #: A run of digits that may be an integer beyond 64 bits (2**63 has 19 digits).
 _LONG_DIGITS = re.compile(r"\d{19}")

@@ -36,14 +36,14 @@ from typing import Any
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from ._backend import TaskBackend
+from ._bulk import QueuedTasks
 from ._db import connect, quote_ident
+from ._embedded import EmbeddedPostgres
+from ._jobs import Job
 from ._ops import Operations
-from .backend import TaskBackend
-from .bulk import QueuedTasks
-from .embedded import EmbeddedPostgres
-from .jobs import Job
-from .schema import migrate
-from .task import Task
+from ._schema import migrate
+from ._task import Task
 from .worker import Worker
 
 #: The environment variable naming an existing server (a superuser DSN) for the tests.

@@ -1,7 +1,7 @@
 """The worker's hot path: claim due tasks, write their outcomes, give back unfinished ones,
 revoke expired ones and find when the next one is due.
 
-The claim reads its rows with :func:`pgqueue.task.task_row` (a :class:`Task` per row, no dict
+The claim reads its rows with :func:`pgqueue._task.task_row` (a :class:`Task` per row, no dict
 in between); each statement is rendered once per store, so psycopg prepares it once per
 connection and the claimer keeps its generic plan (:func:`pgqueue._store.session.claim_session`).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypedDict
 
-from ..task import Task, task_row
+from .._task import Task, task_row
 from ._op import Op, StoreBase, rows
 from .tasks import _T
 

@@ -1,4 +1,4 @@
-"""Periodic schedules (:mod:`pgqueue.scheduler`, ``pgqueue schedule``, ``job_list``, the
+"""Periodic schedules (:mod:`pgqueue._scheduler`, ``pgqueue schedule``, ``job_list``, the
 dashboard): define, tick, list; an operator's pause, resume and trigger.
 
 ``now`` is None in production, meaning the database's ``now()``; tests pass an explicit

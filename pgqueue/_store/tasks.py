@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypedDict
 
-from ..task import TASK_COLUMNS, Task
+from .._task import TASK_COLUMNS, Task
 from ._op import Op, StoreBase, first
 
 

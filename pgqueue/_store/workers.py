@@ -1,5 +1,5 @@
 """Workers' rows: register, register again, heartbeat, stop; and the rescue of the tasks of
-lost workers (:mod:`pgqueue.rescuer`)."""
+lost workers (:mod:`pgqueue._rescuer`)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"pgqueue ", "big", signed=True)
 #: ``lock_timeout`` of a migration's transaction (F28): a statement that cannot get its lock
 #: this soon fails instead of waiting behind a long reader, which would queue every later
 #: reader of that table behind the migration. ``pgqueue migrate`` then rolls back and tries
-#: again (:func:`pgqueue.schema.migrate`).
+#: again (:func:`pgqueue._schema.migrate`).
 MIGRATION_LOCK_TIMEOUT = "2s"
 
 

@@ -23,10 +23,10 @@ built, the callbacks it reports to, and the Worker only wires them and owns the 
   bursts cannot starve it; it also picks up revoke requests for running tasks that a missed
   notification did not deliver;
 * **maintenance** (:mod:`~pgqueue.worker.maintenance`): rescues the tasks of lost workers
-  every ``lease/4`` seconds (:mod:`pgqueue.rescuer`) and revokes expired tasks every
+  every ``lease/4`` seconds (:mod:`pgqueue._rescuer`) and revokes expired tasks every
   ``poll_timeout`` seconds, once before the first claim and then on its own thread;
-* optionally the **scheduler** (:mod:`pgqueue.scheduler`, ``schedule_periodic``) and the
-  **pruner** (:mod:`pgqueue.pruner`, ``prune_after``).
+* optionally the **scheduler** (:mod:`pgqueue._scheduler`, ``schedule_periodic``) and the
+  **pruner** (:mod:`pgqueue._pruner`, ``prune_after``).
 
 Claims and written outcomes are reported to :attr:`Worker.events`
 (:class:`~pgqueue.worker.events.WorkerEvents`), which the metrics subscribe to.

@@ -19,11 +19,12 @@ from typing import Any, Protocol
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .. import _db, states, tracing
+from .. import _db, states
+from .. import _tracing as tracing
+from .._errors import first_line
 from .._service import Service
 from .._store import Store, session
-from ..errors import first_line
-from ..task import Task, nice_task_message
+from .._task import Task, nice_task_message
 
 logger = logging.getLogger("pgqueue.worker")
 

@@ -25,10 +25,10 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from .. import states
+from .._errors import first_line
 from .._service import Service
 from .._store import Store
-from ..errors import first_line
-from ..task import Task, nice_task_message, task_log_fields
+from .._task import Task, nice_task_message, task_log_fields
 from .outcome import Outcome
 
 logger = logging.getLogger("pgqueue.worker")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
-from ..task import Task
+from .._task import Task
 from .outcome import Outcome
 
 

@@ -3,7 +3,7 @@
 ``def`` jobs run on a pool of ``backlog`` threads, ``async def`` jobs on one event loop
 thread (made on first use). The executor keeps the worker's ledger: every task claimed and
 not yet written (:attr:`Executor.in_flight`), the running executions with their
-:class:`~pgqueue.consumer.TaskConsumer` (through which it tells a job it was revoked), and
+:class:`~pgqueue._consumer.TaskConsumer` (through which it tells a job it was revoked), and
 the job threads that have not returned (:attr:`Executor.jobs_still_running`). A job's end
 becomes an :class:`~pgqueue.worker.outcome.Outcome` handed to ``on_outcome`` on the job's
 own thread, then ``on_slot_free`` is called: no extra thread hop on the way to the completer.
@@ -30,14 +30,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import tracing
+from .. import _tracing as tracing
+from .._backend import TaskBackend
+from .._consumer import TaskConsumer
+from .._errors import first_line
+from .._jobs import Job, JobRegistry
+from .._retry import TimeLimitExceeded
 from .._service import Service
-from ..backend import TaskBackend
-from ..consumer import TaskConsumer
-from ..errors import first_line
-from ..jobs import Job, JobRegistry
-from ..retry import TimeLimitExceeded
-from ..task import Task, nice_task_message, task_log_fields
+from .._task import Task, nice_task_message, task_log_fields
 from .outcome import Outcome, not_started, outcome_of
 
 logger = logging.getLogger("pgqueue.worker")

@@ -32,10 +32,10 @@ from typing import Any
 import psycopg
 
 from .. import _db
+from .._errors import first_line
 from .._service import Service
 from .._store import Store
 from .._store.workers import Registration
-from ..errors import first_line
 
 logger = logging.getLogger("pgqueue.worker")
 

@@ -1,4 +1,4 @@
-"""The worker's listener: one LISTEN connection (a :class:`pgqueue.listener.Listener`
+"""The worker's listener: one LISTEN connection (a :class:`pgqueue._listener.Listener`
 service) on ``<queue>_task_queued`` and ``<queue>_task_revoke`` of every queue it claims from.
 
 A queued task, or a reconnect (anything may have been queued meanwhile), calls ``on_queued``
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .._channels import TASK_QUEUED, TASK_REVOKE, channel
-from ..listener import Listener
+from .._listener import Listener
 
 
 def worker_listener(

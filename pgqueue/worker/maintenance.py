@@ -1,11 +1,11 @@
 """Maintenance: the worker's service that rescues the tasks of lost workers and revokes
 expired tasks, apart from the claim path.
 
-Every ``lease/4`` seconds it rescues the tasks of lost workers (:mod:`pgqueue.rescuer`) and
+Every ``lease/4`` seconds it rescues the tasks of lost workers (:mod:`pgqueue._rescuer`) and
 every ``poll_timeout`` seconds it revokes queued tasks whose ``expiry`` passed (the sweep,
 :data:`SWEEP_BATCH` at most per statement), both on the claimer's connection (it is free
 between claims, so maintenance adds no connection). Deleting old finished tasks is the
-:class:`pgqueue.pruner.Pruner` service, on a connection of its own.
+:class:`pgqueue._pruner.Pruner` service, on a connection of its own.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from .._errors import first_line
+from .._rescuer import rescue_lost_tasks
+from .._retry import ExponentialBackoff
 from .._service import Service
 from .._store import Store
-from ..errors import first_line
-from ..rescuer import rescue_lost_tasks
-from ..retry import ExponentialBackoff
 
 logger = logging.getLogger("pgqueue.worker")
 

@@ -1,6 +1,6 @@
 """How one execution ended: the :class:`Outcome` the executor hands to the completer.
 
-The rules (see :mod:`pgqueue.retry`): a job that returned ends SUCCESS with its result as
+The rules (see :mod:`pgqueue._retry`): a job that returned ends SUCCESS with its result as
 JSON, even if a revoke request arrived meanwhile (F26), unless the attempt ran past its
 ``time_limit``: then it ends like one that raised ``TimeLimitExceeded``. A job that raised
 ``Revoked``, was cancelled, or raised anything after a revoke request ends REVOKED; any other
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import states
+from .._consumer import TaskConsumer
+from .._retry import Revoked, TimeLimitExceeded, decide
+from .._task import Task
 from .._values import dump_json
-from ..consumer import TaskConsumer
-from ..retry import Revoked, TimeLimitExceeded, decide
-from ..task import Task
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Outcome:
 
 
 def outcome_of(consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> Outcome:
-    """Turn a finished job future into the outcome to record (see :mod:`pgqueue.retry`)."""
+    """Turn a finished job future into the outcome to record (see :mod:`pgqueue._retry`)."""
     task, job = consumer.task, consumer.job
     exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
     if exc is None:
@@ -60,7 +60,7 @@ def outcome_of(consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -
 
 
 def failure(consumer: TaskConsumer, exc: BaseException) -> Outcome:
-    """RETRY or FAILURE for an attempt that raised ``exc`` (see :mod:`pgqueue.retry`)."""
+    """RETRY or FAILURE for an attempt that raised ``exc`` (see :mod:`pgqueue._retry`)."""
     task, job = consumer.task, consumer.job
     decision = decide(
         exc,

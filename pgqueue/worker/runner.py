@@ -1,60 +1,33 @@
-"""The :class:`Worker`: wires the services of one worker process and owns its shutdown."""
+"""The :class:`Worker`: wires the services of one worker process and owns its shutdown.
+
+The pieces live beside it: the option checks in :mod:`~pgqueue.worker.options`, the building,
+wiring and start of the services in :mod:`~pgqueue.worker.wiring`, their pools in
+:mod:`~pgqueue.worker.pools`, and the shutdown sequence in :mod:`~pgqueue.worker.shutdown`.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
-
-import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from .. import _db
+from .._backend import TaskBackend
 from .._exits import EXIT_REPLACE
+from .._jobs import JobRegistry
+from .._listener import listen_target
 from .._replica import require_writable
-from .._service import Service
+from .._retry import DEFAULT_BACKOFF, ExponentialBackoff
+from .._schema import check_schema
 from .._store import Store
 from .._values import check_queue
-from ..backend import TaskBackend
-from ..errors import ConfigurationError
-from ..jobs import JobRegistry
-from ..listener import listen_target
-from ..pruner import Pruner
-from ..retry import DEFAULT_BACKOFF, ExponentialBackoff
-from ..scheduler import Scheduler
-from ..schema import check_schema
-from .claimer import Claimer, claim_session
-from .completer import Completer
 from .events import WorkerEvents
-from .executor import Executor
-from .heartbeat import Heartbeat
-from .listener import worker_listener
-from .maintenance import Maintenance
+from .options import check_options, worker_identity, worker_registry
 from .outcome import Outcome
+from .shutdown import Shutdown
+from .wiring import build_services
 
 logger = logging.getLogger("pgqueue.worker")
-
-Connection = psycopg.Connection[dict[str, Any]]
-
-#: The options of the claimer's and the completer's connections, before
-#: :func:`pgqueue._db.connection_options` adds what the probe found at :meth:`Worker.run`.
-POOL_KWARGS: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
-
-
-def worker_identity() -> str:
-    """``host:pid:random``: unique to this process start, even when a pid is reused."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-#: The values of ``Worker(queue_order=...)`` and ``pgqueue-worker --queue-order``.
-QUEUE_ORDERS = ("strict", "fair")
 
 
 class Worker:
@@ -90,13 +63,13 @@ class Worker:
         (default: priority, then run_at, across all queues, as before) or ``"fair"`` (each
         queue takes its turn, so one queue's backlog never holds back another's tasks: F31).
     :param prune_after: also run a pruner that deletes tasks finished more than this many
-        seconds ago, in batches, every minute (:class:`pgqueue.pruner.Pruner`); None: never.
+        seconds ago, in batches, every minute (:class:`pgqueue._pruner.Pruner`); None: never.
     :param listen_dsn: where the worker LISTENs, straight to PostgreSQL, when ``dsn`` goes
         through a transaction pooler; None reads ``$PGQUEUE_LISTEN_DSN``; without one the
         worker LISTENs through ``dsn`` or, behind a transaction pooler, polls every
         ``poll_timeout`` seconds (decided by a probe at :meth:`run`, logged in one line).
 
-    Raises :class:`pgqueue.errors.ConfigurationError` for a backlog below 1, a non-positive
+    Raises :class:`pgqueue._errors.ConfigurationError` for a backlog below 1, a non-positive
     ``poll_timeout`` or ``lease``, an unknown ``queue_order``, or a registry without jobs.
     :attr:`events` reports claims and written outcomes to subscribers
     (:class:`pgqueue.worker.events.WorkerEvents`).
@@ -124,15 +97,8 @@ class Worker:
         listen_dsn: str | None = None,
         queue_order: str = "strict",
     ) -> None:
-        if backlog < 1:
-            raise ConfigurationError("backlog must be at least 1")
-        if queue_order not in QUEUE_ORDERS:
-            raise ConfigurationError(
-                f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, not {queue_order!r}"
-            )
+        check_options(backlog, queue_order, poll_timeout, lease)
         self.queue_order = queue_order
-        if poll_timeout <= 0 or lease <= 0:
-            raise ConfigurationError("poll_timeout and lease must be positive seconds")
         self.dsn = _db.resolve_dsn(dsn)
         self.listen_dsn = _db.resolve_listen_dsn(listen_dsn)
         self.schema = _db.resolve_schema(schema)
@@ -150,12 +116,7 @@ class Worker:
         self.given_back = 0
         self.id = worker_identity()
         self.store = Store(self.schema)
-        self.registry = registry if registry is not None else JobRegistry.load(task_paths)
-        if not len(self.registry):
-            raise ConfigurationError(
-                f"no jobs in task paths {', '.join(task_paths) or '(none)'}: a worker without "
-                "jobs could never claim a task. Name the modules that define your jobs."
-            )
+        self.registry = worker_registry(registry, task_paths)
         self.client = TaskBackend(
             self.dsn,
             name=name,
@@ -164,77 +125,21 @@ class Worker:
             listen_dsn=self.listen_dsn,
         )
         self.events = WorkerEvents()
-        self._stopping = threading.Event()
-        self._abort = threading.Event()
-        self._stop_deadline: float | None = None
-        self._wire(schedule_periodic, prune_after)
-
-    def _wire(self, schedule_periodic: bool, prune_after: float | None) -> None:
-        """Build the services (nothing connects before :meth:`run`) and connect their events."""
-        self._claim_pool = _one_connection(self.dsn, "pgqueue-worker", claim_session)
-        self._finish_pool = _one_connection(self.dsn, "pgqueue-worker", _db.configure)
-        self._completer = completer = Completer(
-            self._finish_pool, self.store, self.id, self._written
-        )
-        self._executor = executor = Executor(
-            self.registry,
-            self.client,
-            self.id,
-            self.backlog,
-            hard_time_limits=self.hard_time_limits,
-            poll_timeout=self.poll_timeout,
-            on_outcome=completer.put,
-            on_slot_free=lambda: self._claimer.wake(),
+        self._shutdown = Shutdown(shutdown_timeout)
+        # Nothing connects before run().
+        self._services = services = build_services(
+            self,
+            schedule_periodic=schedule_periodic,
+            prune_after=prune_after,
+            on_written=self._written,
             on_overrun=self._overran,
-        )
-        self._claimer = claimer = Claimer(
-            self._claim_pool,
-            self.store,
-            self.id,
-            self.queues,
-            list(self.registry),
-            executor,
-            backlog=self.backlog,
-            max_tasks=self.max_tasks,
-            burst=self.burst,
-            poll_timeout=self.poll_timeout,
-            on_claimed=self.events.claimed,
-            fair=self.queue_order == "fair",
-        )
-        self._maintenance = Maintenance(
-            self._claim_pool,
-            self.store,
-            self.queues,
-            worker_id=self.id,
-            rescue_every=self.lease / 4,
-            sweep_every=self.poll_timeout,
-            rescue_backoff=self.rescue_backoff,
-            on_rescued=claimer.wake,
-        )
-        self._listener = worker_listener(self.dsn, self.queues, claimer.wake, executor.revoke)
-        self._heartbeat = Heartbeat(
-            self.dsn,
-            self.store,
-            self.id,
-            self.lease,
-            self.queues,
-            self.backlog,
-            on_revoked=executor.revoke,
             on_stopped=self._stopped_elsewhere,
-            held=executor.held,
             on_lost=self._lease_lost,
         )
+        self._executor, self._claimer = services.executor, services.claimer
         #: The optional scheduler and pruner (None when not asked for; read by the metrics).
-        self.scheduler = (
-            Scheduler(self.dsn, self.registry, name=self.name, schema=self.schema)
-            if schedule_periodic
-            else None
-        )
-        self.pruner = (
-            Pruner(self.dsn, self.schema, prune_after) if prune_after is not None else None
-        )
-        #: Optional services, started first and stopped first.
-        self._extras: list[Service] = [s for s in (self.scheduler, self.pruner) if s is not None]
+        self.scheduler = services.scheduler
+        self.pruner = services.pruner
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} queues={','.join(self.queues)}>"
@@ -274,16 +179,16 @@ class Worker:
     def _stopped_elsewhere(self) -> None:
         """The heartbeat found this worker's row marked stopped by someone else: its tasks
         are being rescued, so it must not claim more, and what it runs is no longer its own."""
-        if not self._stopping.is_set():
+        if not self._shutdown.stopping.is_set():
             logger.error("worker %s was marked stopped by someone else; stopping", self.id)
         self._lease_lost([task_id for task_id, _ in self._executor.held()])
         self.stop()
 
     def _stop_now(self) -> None:
         """Stop without waiting for running tasks (as a second :meth:`stop`)."""
-        if not self._stopping.is_set():
+        if not self._shutdown.stopping.is_set():
             self.stop()
-        if not self._abort.is_set():
+        if not self._shutdown.abort.is_set():
             self.stop()
 
     # -- state -------------------------------------------------------------------------------
@@ -307,7 +212,7 @@ class Worker:
     @property
     def listener_reconnects(self) -> int:
         """How many times the listener's connection was lost and re-established."""
-        return self._listener.reconnects
+        return self._services.listener.reconnects
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -315,37 +220,25 @@ class Worker:
         """Stop claiming; :meth:`run` returns once the running tasks have finished, or after
         ``shutdown_timeout`` seconds having given back those that did not. A second call gives
         them back at once (the second Ctrl-C)."""
-        running = self._executor.running
-        if self._stopping.is_set():
-            logger.warning("stopping at once: giving back %d running tasks", running)
-            self._abort.set()
-        else:
-            logger.info(
-                "stopping: no more claims; waiting up to %.1fs for %d running tasks "
-                "(%d finished, their outcomes being recorded)",
-                self.shutdown_timeout,
-                running,
-                self.in_flight - running,
-            )
-            self._stop_deadline = time.monotonic() + self.shutdown_timeout
-            self._stopping.set()
+        self._shutdown.request(self._executor.running, self.in_flight)
         self._claimer.stop()  # also ends the wait of a draining run()
 
     def run(self) -> int:
         """Run until stopped, ``max_tasks`` reached or (``burst``) the queue is empty.
 
         Returns the exit status: 0, or ``EXIT_REPLACE`` after killing an overrunning job
-        (``hard_time_limits``). Raises :class:`pgqueue.errors.SchemaError` when the schema
-        is missing or outdated, :class:`pgqueue.errors.ConfigurationError` when the DSN
+        (``hard_time_limits``). Raises :class:`pgqueue._errors.SchemaError` when the schema
+        is missing or outdated, :class:`pgqueue._errors.ConfigurationError` when the DSN
         reaches a standby or a read-only session (or its listen DSN a transaction pooler),
-        and :class:`pgqueue.errors.ConnectionFailed` when the database cannot be reached at
+        and :class:`pgqueue._errors.ConnectionFailed` when the database cannot be reached at
         start-up.
         """
         with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
             check_schema(conn, self.schema, self.dsn)
             require_writable(conn, self.store, self.dsn)
             listen_on = listen_target(self.dsn, self.listen_dsn, f"worker {self.id}")
-            self._heartbeat.register(conn)  # last: a worker refused above is never registered
+            # last: a worker refused above is never registered
+            self._services.heartbeat.register(conn)
         logger.info(
             "worker %s started: queues %s, jobs %s, backlog %d",
             self.id,
@@ -353,117 +246,12 @@ class Worker:
             ",".join(self.registry),
             self.backlog,
         )
-        self._start(listen_on)
+        self._services.start(self.dsn, listen_on)
         try:
             self._claimer.run()  # on this thread, until stopped, max_tasks or burst
-            self._drain()
+            self._shutdown.drain(self._services)
         finally:
-            self._shutdown()
+            self.given_back = self._shutdown.shut_down(self._services, self.id, self.lease)
+            self.client.close()
         logger.info("worker %s stopped after %d tasks", self.id, self.processed)
         return self.exit_code
-
-    def _start(self, listen_on: str | None) -> None:
-        """Start the services; the listener on ``listen_on``, not at all when None."""
-        options = _db.connection_options(self.dsn)  # probed by run()'s first connect
-        for pool in (self._claim_pool, self._finish_pool):
-            pool.kwargs = {**POOL_KWARGS, **options}
-            pool.open()
-        self._executor.start()
-        if listen_on is not None:
-            self._listener.dsn = listen_on
-            self._listener.start()
-        for extra in self._extras:
-            extra.start()
-        self._maintenance.round()  # rescue and sweep before the first claim
-        self._maintenance.start()
-        self._completer.start()
-        self._heartbeat.start()
-
-    def _drain(self) -> None:
-        """Wait for running jobs: for ever after ``max_tasks``, until the shutdown deadline
-        after :meth:`stop`, not at all after a second stop. Outcomes still to be written are
-        the business of :meth:`_record_outcomes`."""
-        while self._executor.running and not self._abort.is_set():
-            deadline = self._stop_deadline
-            if deadline is not None and time.monotonic() >= deadline:
-                logger.warning(
-                    "shutdown timeout (%.1fs) passed with %d tasks running",
-                    self.shutdown_timeout,
-                    self._executor.running,
-                )
-                return
-            self._claimer.sleep(0.2)  # woken by every write
-
-    def _shutdown(self) -> None:
-        """Stop the services; write the outcomes held and those that came in late, give back
-        the rest, and mark the row stopped (unless an overrunning thread lives: F22)."""
-        for service in (*self._extras, self._maintenance):
-            service.stop()
-        self._record_outcomes()
-        self._heartbeat.stop()
-        self._completer.give_up()  # a write still retrying gives up: the lease covers it
-        self._completer.write_late()  # jobs that returned meanwhile are not given back
-        unfinished = self._executor.take_unfinished()
-        if unfinished:
-            self.given_back = self._completer.give_back(unfinished, self.lease)
-        self._listener.stop()
-        self._executor.stop()
-        if self._executor.overran:
-            logger.warning(
-                "worker %s is not marked stopped: its overrunning tasks are rescued %.1fs "
-                "after its last heartbeat, once this process (and their threads) has ended",
-                self.id,
-                self.lease,
-            )
-        else:
-            self._heartbeat.sign_off()
-        self._claim_pool.close()
-        self._finish_pool.close()
-        self.client.close()
-
-    def _record_outcomes(self) -> None:
-        """Let the completer write every outcome it holds (jobs that returned) before the
-        worker goes (F25): as long as the heartbeat keeps this worker's lease (a write blocked
-        behind another session's lock may take a while, and those tasks must not be rescued
-        and run again), until a second :meth:`stop`, or until the lease ran out."""
-        self._completer.stop(timeout=0)
-        warned = time.monotonic()
-        while not self._completer.wait(0.2):
-            now = time.monotonic()
-            if self._abort.is_set():
-                return
-            if now - self._heartbeat.beaten_at > self.lease:
-                logger.error(
-                    "giving up recording the outcomes of %d finished tasks: no heartbeat for "
-                    "%.1fs, the lease is gone",
-                    self.in_flight - self._executor.running,
-                    now - self._heartbeat.beaten_at,
-                )
-                return
-            if now - warned >= 5:
-                warned = now
-                logger.warning(
-                    "still recording the outcomes of %d finished tasks (is the write waiting "
-                    "for a lock?); waiting while the heartbeat holds the lease; stop again to "
-                    "give up",
-                    self.in_flight - self._executor.running,
-                )
-
-
-def _one_connection(
-    dsn: str, application_name: str, configure: Callable[[Connection], None]
-) -> ConnectionPool[Connection]:
-    """A pool of exactly one autocommit connection for one thread of the worker, opened by
-    :meth:`Worker.run`; it replaces the connection when a statement finds it broken. No
-    check on checkout: a broken connection fails its statement instead
-    (``OperationalError``: the claimer and the completer retry)."""
-    return ConnectionPool(
-        _db.conninfo(dsn, application_name),
-        min_size=1,
-        max_size=1,
-        kwargs=dict(POOL_KWARGS),
-        configure=configure,
-        name=application_name,
-        num_workers=1,
-        open=False,
-    )

@@ -61,9 +61,9 @@ from psycopg.conninfo import make_conninfo
 
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect, quote_ident
-from pgqueue.embedded import EmbeddedPostgres
-from pgqueue.errors import ConnectionFailed
-from pgqueue.schema import migrate
+from pgqueue._embedded import EmbeddedPostgres
+from pgqueue._errors import ConnectionFailed
+from pgqueue._schema import migrate
 from tests.support.crash import CRASH_JOBS, WorkerProcess, make_runs_table
 
 #: Seconds past lease + rescue interval (lease/4) after which a STARTED task of a lost owner

@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from pgqueue.schema import migrate
+from pgqueue._schema import migrate
 from tests.chaos.chaos import NOTIFY_QUEUE_PAGES, Chaos, own_server
 from tests.support.crash import make_runs_table
 from tests.support.fixtures import Server

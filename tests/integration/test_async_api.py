@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import pgqueue
-from pgqueue.errors import ConfigurationError, ConnectionFailed, TaskNotFound, TaskTimeout
+from pgqueue._errors import ConfigurationError, ConnectionFailed, TaskNotFound, TaskTimeout
 from tests.support.callers import run_async
 from tests.support.fixtures import sql
 

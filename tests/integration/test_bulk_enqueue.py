@@ -9,7 +9,7 @@ import pytest
 import pgqueue
 from pgqueue import Call
 from pgqueue._db import connect
-from pgqueue.errors import SerializationError, TaskNotAvailable
+from pgqueue._errors import SerializationError, TaskNotAvailable
 from tests.support.fixtures import sql
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import pgqueue
 from pgqueue import states
-from pgqueue.errors import ConfigurationError, SerializationError, TaskNotAvailable
+from pgqueue._errors import ConfigurationError, SerializationError, TaskNotAvailable
 from tests.support.fixtures import sql
 
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from pgqueue import Call, TaskBackend
-from pgqueue.errors import ConfigurationError, SerializationError
+from pgqueue._errors import ConfigurationError, SerializationError
 from tests.support.callers import run_async
 from tests.support.fixtures import sql
 

@@ -11,7 +11,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from pgqueue import TaskBackend, states
-from pgqueue.errors import ConfigurationError, ConnectionFailed, TaskNotFound
+from pgqueue._errors import ConfigurationError, ConnectionFailed, TaskNotFound
 from tests.support.fixtures import TEST_JOBS, run_cli, sql
 
 JOBS = [TEST_JOBS, "tests.support.argument_jobs"]

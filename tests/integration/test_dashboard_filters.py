@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from pgqueue.dashboard.app import create_app
+from pgqueue._dashboard.app import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import pgqueue
-from pgqueue.errors import ConfigurationError
+from pgqueue._errors import ConfigurationError
 from tests.support.crash import wait_until
 from tests.support.fixtures import sql
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import pgqueue
-from pgqueue.errors import ConfigurationError
+from pgqueue._errors import ConfigurationError
 from tests.support.fixtures import sql
 
 FLOW_JOBS = "tests.support.flow_jobs"

@@ -35,9 +35,9 @@ from sqlalchemy.pool import NullPool
 
 import pgqueue
 from pgqueue import TaskBackend, states
+from pgqueue._bulk import Call
 from pgqueue._db import acheck_pooled, check_pooled, connect
-from pgqueue.bulk import Call
-from pgqueue.errors import ConfigurationError, SerializationError
+from pgqueue._errors import ConfigurationError, SerializationError
 from tests.support.callers import run_async
 from tests.support.crash import terminate_backends, wait_until
 from tests.support.fixtures import TEST_JOBS, Server, sql

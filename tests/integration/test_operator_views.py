@@ -12,7 +12,7 @@ import pytest
 from alembic import command
 
 from pgqueue import states
-from pgqueue.schema import _sqlalchemy_connection, alembic_config, migrate
+from pgqueue._schema import _sqlalchemy_connection, alembic_config, migrate
 from tests.support.fixtures import sql
 from tests.support.ops_data import add_task, add_worker, transaction
 

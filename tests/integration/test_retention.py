@@ -12,7 +12,7 @@ import pytest
 
 from pgqueue import TaskBackend
 from pgqueue._db import connect
-from pgqueue.pruner import Pruner
+from pgqueue._pruner import Pruner
 from pgqueue.worker import claim_session
 from tests.support.fixtures import bin_path, cli_env, sql
 

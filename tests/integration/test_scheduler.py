@@ -20,8 +20,8 @@ import pytest
 
 import pgqueue
 from pgqueue import JobRegistry, TaskBackend, states
-from pgqueue.periodic import FunctionPeriodicJob
-from pgqueue.scheduler import Scheduler
+from pgqueue._periodic import FunctionPeriodicJob
+from pgqueue._scheduler import Scheduler
 from tests.support.fixtures import run_cli, sql
 
 HOUR = timedelta(hours=1)

@@ -19,7 +19,7 @@ import pytest
 
 import pgqueue
 from pgqueue._db import connect
-from pgqueue.errors import ConfigurationError
+from pgqueue._errors import ConfigurationError
 from tests.support.callers import KINDS, Caller, run_async
 from tests.support.fixtures import sql
 

@@ -11,8 +11,8 @@ import pytest
 import pgqueue
 from pgqueue import states
 from pgqueue._db import connect
+from pgqueue._errors import TaskNotFound, TaskTimeout
 from pgqueue._store import Store
-from pgqueue.errors import TaskNotFound, TaskTimeout
 from tests.support.fixtures import sql
 
 

@@ -15,20 +15,20 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from pgqueue import TaskBackend, states
+from pgqueue._consumer import TaskConsumer
 from pgqueue._db import connect
+from pgqueue._jobs import JobRegistry
+from pgqueue._rescuer import rescue_lost_tasks
+from pgqueue._retry import ExponentialBackoff, Revoked
 from pgqueue._service import Service
 from pgqueue._store import Store
-from pgqueue.consumer import TaskConsumer
-from pgqueue.jobs import JobRegistry
-from pgqueue.rescuer import rescue_lost_tasks
-from pgqueue.retry import ExponentialBackoff, Revoked
 from pgqueue.worker.claimer import Claimer
 from pgqueue.worker.completer import Completer
 from pgqueue.worker.executor import Executor
 from pgqueue.worker.heartbeat import Heartbeat
 from pgqueue.worker.maintenance import Maintenance
 from pgqueue.worker.outcome import Outcome, outcome_of
-from pgqueue.worker.runner import _one_connection
+from pgqueue.worker.pools import one_connection as _one_connection
 from tests.support.crash import wait_until
 from tests.support.fixtures import sql
 
@@ -397,6 +397,6 @@ def test_worker_services_import_no_metrics_and_the_scheduler_no_backend() -> Non
         for node in ast.walk(ast.parse(path.read_text())):  # TYPE_CHECKING imports too
             if isinstance(node, ast.ImportFrom):
                 assert "metrics" not in (node.module or ""), f"{path.name} imports metrics"
-    tree = ast.parse((ROOT / "pgqueue" / "scheduler.py").read_text())
+    tree = ast.parse((ROOT / "pgqueue" / "_scheduler.py").read_text())
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     assert "TaskBackend" not in names

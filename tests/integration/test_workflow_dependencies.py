@@ -13,7 +13,7 @@ import pytest
 
 from pgqueue import Call, TaskBackend
 from pgqueue._db import connect
-from pgqueue.errors import ConfigurationError, DependencyError, InvalidTaskId
+from pgqueue._errors import ConfigurationError, DependencyError, InvalidTaskId
 from tests.support.fixtures import TEST_JOBS, sql
 
 JOBS = [TEST_JOBS, "tests.support.workflow_jobs"]
@@ -145,7 +145,7 @@ def test_unknown_parents_are_refused_and_nothing_is_queued(wf: TaskBackend, dsn:
 
 
 def test_a_parent_of_another_schema_is_unknown(dsn: str) -> None:
-    from pgqueue.schema import migrate
+    from pgqueue._schema import migrate
 
     migrate(dsn, "other")
     with TaskBackend(dsn, task_paths=JOBS, schema="other") as other:

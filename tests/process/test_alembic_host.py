@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 import pgqueue
-from pgqueue.schema import SCHEMA_REVISION
+from pgqueue._schema import SCHEMA_REVISION
 from tests.support.fixtures import bin_path, cli_env, run_cli, sql
 
 ALEMBIC_INI = """\

@@ -15,9 +15,9 @@ import pytest
 
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
+from pgqueue._rescuer import rescue_lost_tasks
+from pgqueue._retry import DEFAULT_BACKOFF
 from pgqueue._store import Store
-from pgqueue.rescuer import rescue_lost_tasks
-from pgqueue.retry import DEFAULT_BACKOFF
 from tests.support import crash as crash_support
 from tests.support.callers import run_async
 from tests.support.crash import (

@@ -15,10 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgqueue import TaskBackend, schema
+from pgqueue import TaskBackend
+from pgqueue import _schema as schema
+from pgqueue._errors import ConfigurationError, SchemaError
+from pgqueue._schema import SCHEMA_REVISION, alembic_config
 from pgqueue._values import check_queue
-from pgqueue.errors import ConfigurationError, SchemaError
-from pgqueue.schema import SCHEMA_REVISION, alembic_config
 from tests.support.fixtures import TEST_JOBS, bin_path, cli_env, run_cli, sql
 
 #: Seconds per test (subprocesses, real workers): not in the quick loop.

@@ -20,9 +20,9 @@ import pytest
 
 from pgqueue import TaskBackend, Worker, states
 from pgqueue._db import connect, quote_ident
-from pgqueue.embedded import EmbeddedPostgres
-from pgqueue.metrics import serve_metrics
-from pgqueue.schema import migrate
+from pgqueue._embedded import EmbeddedPostgres
+from pgqueue._metrics import serve_metrics
+from pgqueue._schema import migrate
 from tests.process import test_dashboard
 from tests.process.test_dashboard import http
 from tests.process.test_metrics import free_port, scrape

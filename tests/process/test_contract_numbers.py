@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pgqueue import TaskBackend, states
-from pgqueue.retry import DEFAULT_BACKOFF, ExponentialBackoff
+from pgqueue._retry import DEFAULT_BACKOFF, ExponentialBackoff
 from tests.support import crash as crash_support
 from tests.support.crash import wait_status
 from tests.support.fixtures import sql

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from pgqueue import TaskBackend
-from pgqueue.dashboard.app import create_app
+from pgqueue._dashboard.app import create_app
 from tests.support.fixtures import ROOT, run_cli, sql
 
 from .test_dashboard import browser, page, start_dashboard, tasks  # noqa: F401  (fixtures)

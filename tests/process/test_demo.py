@@ -22,10 +22,10 @@ import pytest
 from rich.console import Console
 
 from pgqueue import PgQueueError, TaskBackend
-from pgqueue import demo as demo_module
+from pgqueue import _demo as demo_module
 from pgqueue._db import connect
+from pgqueue._demo import run_demo, source_files
 from pgqueue._demo_summary import render_summary
-from pgqueue.demo import run_demo, source_files
 from pgqueue.examples.stdlib_jobs import count_lines, inspect_source
 from tests.support.fixtures import TEST_JOBS, bin_path, cli_env, run_cli, sql
 

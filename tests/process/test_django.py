@@ -65,7 +65,7 @@ def test_django_project_enqueues_in_its_transactions_and_runs_a_worker(empty_dsn
     assert [task["state"] for task in tasks(dsn)] == ["SUCCESS"]
     assert sql(dsn, "SELECT receipt FROM shop_order") == [{"receipt": "receipt for book"}]
 
-    # --processes: each child is a fresh `python -m pgqueue.worker_cli`, set up for Django
+    # --processes: each child is a fresh `python -m pgqueue._worker_cli`, set up for Django
     # by the command before it imports the ORM-using jobs.
     assert manage(dsn, "place_order", "pen").returncode == 0
     supervised = manage(dsn, "pgqueue_worker", "--burst", "--processes", "1")

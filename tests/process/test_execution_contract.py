@@ -37,9 +37,9 @@ from hypothesis.stateful import (
 import pgqueue
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
+from pgqueue._rescuer import rescue_lost_tasks
+from pgqueue._retry import ExponentialBackoff
 from pgqueue._store import Store as PgStore
-from pgqueue.rescuer import rescue_lost_tasks
-from pgqueue.retry import ExponentialBackoff
 from tests.support import contract
 from tests.support.crash import task_row, wait_status, wait_until
 from tests.support.fixtures import sql
@@ -64,7 +64,7 @@ SLACK = 1.0
 class Store:
     """The adapter between the property test and pgqueue's SQL operations: every statement
     the state machine runs goes through here (the typed store ``pgqueue._store.Store`` and
-    :func:`pgqueue.rescuer.rescue_lost_tasks`), so a move of that layer changes only this class.
+    :func:`pgqueue._rescuer.rescue_lost_tasks`), so a move of that layer changes only this class.
     ``stall`` and ``resume`` are the test's own manipulations of the registry row.
     """
 

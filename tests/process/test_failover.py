@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from pgqueue import TaskBackend, Worker, states
-from pgqueue.schema import migrate
-from pgqueue.task import Task
+from pgqueue._schema import migrate
+from pgqueue._task import Task
 from tests.support.fixtures import TEST_JOBS, WorkerThread
 from tests.support.replication_support import ReplicatedPair
 

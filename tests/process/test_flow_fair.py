@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import pgqueue
-from pgqueue.errors import ConfigurationError
+from pgqueue._errors import ConfigurationError
 from tests.support.fixtures import run_cli, sql
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import pgqueue
 from pgqueue._db import connect
-from pgqueue.errors import ConfigurationError, UnknownQueue
+from pgqueue._errors import ConfigurationError, UnknownQueue
 from tests.support.crash import wait_until, worker_processes
 from tests.support.fixtures import run_cli, sql
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import pgqueue
-from pgqueue.errors import UnknownQueue
+from pgqueue._errors import UnknownQueue
 from tests.support.fixtures import run_cli, sql
 
 

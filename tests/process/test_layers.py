@@ -60,10 +60,10 @@ FRAMEWORKS = ("typer", "rich", "click", "starlette", "uvicorn", "jinja2")
 #: The worker side: the worker package and the services beside it.
 WORKER_MODULES = (
     "pgqueue.worker",
-    "pgqueue.pruner",
-    "pgqueue.rescuer",
-    "pgqueue.scheduler",
-    "pgqueue.supervisor",
+    "pgqueue._pruner",
+    "pgqueue._rescuer",
+    "pgqueue._scheduler",
+    "pgqueue._supervisor",
 )
 
 
@@ -93,7 +93,7 @@ def test_import_pgqueue_loads_no_framework_and_no_worker_code() -> None:
     assert [name for name in loaded if name.split(".")[0] in FRAMEWORKS] == []
     assert [name for name in loaded if name.startswith(WORKER_MODULES)] == []
     # what an application that only queues tasks uses is there
-    assert {"pgqueue.backend", "pgqueue.jobs", "pgqueue.task"} <= set(loaded)
+    assert {"pgqueue._backend", "pgqueue._jobs", "pgqueue._task"} <= set(loaded)
 
 
 def test_worker_loads_on_first_use() -> None:

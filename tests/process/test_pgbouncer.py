@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import pytest
 
 from pgqueue import TaskBackend, Worker, states
+from pgqueue._bulk import Call
 from pgqueue._db import pooling
-from pgqueue.bulk import Call
-from pgqueue.errors import ConfigurationError
-from pgqueue.listener import listen_target
+from pgqueue._errors import ConfigurationError
+from pgqueue._listener import listen_target
 from tests.support.dashboard_process import dashboard
 from tests.support.fixtures import TEST_JOBS, Server, WorkerThread, bin_path, cli_env, run_cli, sql
 from tests.support.pgbouncer_support import PgBouncer

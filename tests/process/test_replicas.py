@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from pgqueue import TaskBackend, Worker
-from pgqueue.errors import ConfigurationError
-from pgqueue.metrics import serve_metrics
-from pgqueue.schema import migrate
+from pgqueue._errors import ConfigurationError
+from pgqueue._metrics import serve_metrics
+from pgqueue._schema import migrate
 from tests.support.dashboard_process import dashboard
 from tests.support.fixtures import TEST_JOBS, run_cli
 from tests.support.pgbouncer_support import free_port

@@ -17,9 +17,9 @@ import pytest
 
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
+from pgqueue._rescuer import rescue_lost_tasks
+from pgqueue._retry import ExponentialBackoff
 from pgqueue._store import Store
-from pgqueue.rescuer import rescue_lost_tasks
-from pgqueue.retry import ExponentialBackoff
 from tests.support import crash as crash_support
 from tests.support.crash import (
     CRASH_JOBS,

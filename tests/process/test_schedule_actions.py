@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from pgqueue import JobRegistry
+from pgqueue._backend import TaskBackend
 from pgqueue._ops import Operations
-from pgqueue.backend import TaskBackend
-from pgqueue.scheduler import Scheduler
+from pgqueue._scheduler import Scheduler
 from tests.support import schedule_action_jobs
 from tests.support.fixtures import ROOT, bin_path, cli_env, run_cli, sql
 

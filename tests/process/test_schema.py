@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import pgqueue
-from pgqueue.errors import ConnectionFailed, SchemaError
-from pgqueue.schema import SCHEMA_REVISION, head_revision
+from pgqueue._errors import ConnectionFailed, SchemaError
+from pgqueue._schema import SCHEMA_REVISION, head_revision
 from tests.support.fixtures import TEST_JOBS, bin_path, cli_env, run_cli, sql
 
 

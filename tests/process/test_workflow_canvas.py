@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pgqueue import Call, TaskBackend, TaskNotAvailable
-from pgqueue.errors import ConfigurationError
+from pgqueue._errors import ConfigurationError
 from tests.support import crash as crash_support
 from tests.support.crash import runs, wait_until
 from tests.support.fixtures import TEST_JOBS, run_cli, sql

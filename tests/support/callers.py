@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_e
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import pgqueue
-from pgqueue.bulk import QueuedTasks
+from pgqueue._bulk import QueuedTasks
 
 SYNC_KINDS = [
     "psycopg",

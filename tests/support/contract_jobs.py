@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pgqueue
-from pgqueue.retry import ExponentialBackoff
+from pgqueue._retry import ExponentialBackoff
 from tests.support.fixtures import sql
 
 #: Retries come back quickly in tests.

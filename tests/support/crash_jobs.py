@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pgqueue
-from pgqueue.retry import ExponentialBackoff, Retry
+from pgqueue._retry import ExponentialBackoff, Retry
 
 #: Retries come back quickly in tests.
 FAST = ExponentialBackoff(base=0.1, cap=0.5)

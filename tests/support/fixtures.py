@@ -23,8 +23,8 @@ from psycopg.conninfo import make_conninfo
 
 from pgqueue import TaskBackend, Worker
 from pgqueue._db import connect, quote_ident
-from pgqueue.embedded import EmbeddedPostgres
-from pgqueue.schema import migrate
+from pgqueue._embedded import EmbeddedPostgres
+from pgqueue._schema import migrate
 from tests.support.guards import LEAK_GRACE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pgqueue
-from pgqueue.retry import ExponentialBackoff
+from pgqueue._retry import ExponentialBackoff
 
 
 @pgqueue.job(max_retries=1, backoff=ExponentialBackoff(base=0.0, jitter=0.0))

@@ -34,6 +34,6 @@ time.time_ns = lambda: _time_ns() + int(OFFSET * 1e9)
 dt.datetime = SkewedDatetime  # type: ignore[misc]
 
 if __name__ == "__main__":
-    from pgqueue.worker_cli import main
+    from pgqueue._worker_cli import main
 
     main()

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pgqueue
-from pgqueue.retry import ExponentialBackoff
+from pgqueue._retry import ExponentialBackoff
 
 
 @pgqueue.job()

@@ -8,8 +8,8 @@ import pytest
 
 import pgqueue
 from pgqueue import states
-from pgqueue.errors import TaskNotAvailable
-from pgqueue.task import TASK_COLUMNS
+from pgqueue._errors import TaskNotAvailable
+from pgqueue._task import TASK_COLUMNS
 
 
 def test_states_keep_pulsar_numbers() -> None:

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 
 import pgqueue
-from pgqueue.errors import ConfigurationError
-from pgqueue.jobs import FunctionJob, JobOptions
-from pgqueue.periodic import FunctionPeriodicJob, ScheduleOptions
-from pgqueue.retry import DEFAULT_BACKOFF
+from pgqueue._errors import ConfigurationError
+from pgqueue._jobs import FunctionJob, JobOptions
+from pgqueue._periodic import FunctionPeriodicJob, ScheduleOptions
+from pgqueue._retry import DEFAULT_BACKOFF
 
 
 def noop(consumer: pgqueue.TaskConsumer) -> None:

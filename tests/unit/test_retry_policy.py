@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgqueue.retry import ExponentialBackoff, Retry, TimeLimitExceeded, decide
+from pgqueue._retry import ExponentialBackoff, Retry, TimeLimitExceeded, decide
 
 
 def test_exponential_backoff_grows_caps_and_jitters() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 import pgqueue
 from pgqueue import ConfigurationError, JobRegistry
-from pgqueue.periodic import CronSchedule, IntervalSchedule, PeriodicJob
+from pgqueue._periodic import CronSchedule, IntervalSchedule, PeriodicJob
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = timedelta(hours=1)

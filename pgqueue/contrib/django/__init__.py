@@ -26,8 +26,8 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
-from ...backend import TaskBackend
-from ...errors import ConfigurationError
+from ..._backend import TaskBackend
+from ..._errors import ConfigurationError
 
 __all__ = ["PgQueueSettings", "backend", "connection", "get_settings", "queue_task"]
 

@@ -29,7 +29,7 @@ def upgrade_schema(sender: AppConfig, using: str, **kwargs: Any) -> None:
 
     :raises ConfigurationError: ``settings.PGQUEUE`` is invalid.
     """
-    from ... import schema
+    from ... import _schema as schema
     from . import get_settings
 
     config = get_settings()

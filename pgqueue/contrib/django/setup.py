@@ -2,7 +2,7 @@
 
 ``manage.py pgqueue_worker`` puts this module first in the worker's task paths, so every
 worker process (each child of ``--processes`` too, started as ``python -m
-pgqueue.worker_cli``) has the project's settings and apps loaded before the jobs, which may use
+pgqueue._worker_cli``) has the project's settings and apps loaded before the jobs, which may use
 the ORM. It defines no job.
 """
 

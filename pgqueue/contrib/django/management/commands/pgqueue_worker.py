@@ -16,8 +16,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pgqueue._errors import ConfigurationError
 from pgqueue.contrib.django import get_settings
-from pgqueue.errors import ConfigurationError
 
 #: Options that settings.PGQUEUE provides; given on the command line they would disagree.
 FROM_SETTINGS = ("--dsn", "--task-paths", "--name", "--schema")
@@ -74,7 +74,7 @@ class Command(BaseCommand):
             PGQUEUE_NAME=config.queue,
             PGQUEUE_SCHEMA=config.schema,
         )
-        from pgqueue.worker_cli import main
+        from pgqueue._worker_cli import main
 
         sys.argv = ["pgqueue-worker", *worker_args]
         main()

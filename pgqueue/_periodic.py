@@ -25,7 +25,7 @@ Two kinds of schedule:
 
 Naive anchors: read in the job's ``timezone`` when one is given, as :mod:`zoneinfo` reads
 ``fold=0`` (a time that occurs twice is its first occurrence; a time that does not exist takes
-the offset before the gap), else refused with :class:`~pgqueue.errors.ConfigurationError`.
+the offset before the gap), else refused with :class:`~pgqueue._errors.ConfigurationError`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from .errors import ConfigurationError
-from .jobs import FunctionJob, Job, JobOptions, copy_options, decorator_of, to_seconds
+from ._errors import ConfigurationError
+from ._jobs import FunctionJob, Job, JobOptions, copy_options, decorator_of, to_seconds
 
 MissedPolicy = Literal["skip", "once", "all"]
 #: What a scheduler does with ticks that passed while no scheduler ran.
@@ -297,7 +297,7 @@ class ScheduleOptions:
 @dataclass(eq=False, repr=False)
 class PeriodicJobOptions(JobOptions, ScheduleOptions):
     """What :func:`periodic_job` takes: ``run_every`` first, the job's options
-    (:class:`~pgqueue.jobs.JobOptions`) and the schedule's (:class:`ScheduleOptions`)."""
+    (:class:`~pgqueue._jobs.JobOptions`) and the schedule's (:class:`ScheduleOptions`)."""
 
 
 class PeriodicJob(Job, ScheduleOptions):
@@ -309,7 +309,7 @@ class PeriodicJob(Job, ScheduleOptions):
     The job is called without keyword arguments; ``consumer.task.meta_params["tick"]`` holds
     the tick (ISO 8601, UTC) the task was queued for. With ``can_overlap = False`` a tick that
     finds the previous task still live (QUEUED, STARTED or RETRY) is skipped and logged.
-    Raises :class:`~pgqueue.errors.ConfigurationError` on creation when the schedule is
+    Raises :class:`~pgqueue._errors.ConfigurationError` on creation when the schedule is
     invalid.
     """
 
@@ -390,6 +390,6 @@ class FunctionPeriodicJob(FunctionJob[..., Any], PeriodicJob):
 #: backfill_limit=100, misfire_grace=60.0, **options)``. The schedule arguments mean what the
 #: :class:`ScheduleOptions` of the same names mean; ``options`` are those of
 #: :func:`pgqueue.job` (``name``, ``timeout``, ``can_overlap``, ``queue``, ``priority``,
-#: ``max_retries``, ...). Raises :class:`~pgqueue.errors.ConfigurationError` at decoration
+#: ``max_retries``, ...). Raises :class:`~pgqueue._errors.ConfigurationError` at decoration
 #: time when the schedule is invalid.
 periodic_job = decorator_of(PeriodicJobOptions, FunctionPeriodicJob, "periodic_job")

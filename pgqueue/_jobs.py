@@ -27,10 +27,10 @@ from functools import cached_property
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 from ._arguments import ArgumentCheck
-from .bulk import Call
-from .errors import ConfigurationError, TaskNotAvailable
-from .retry import DEFAULT_BACKOFF, Backoff
-from .typed import EnqueueOptions, Enqueuer, TaskId
+from ._bulk import Call
+from ._errors import ConfigurationError, TaskNotAvailable
+from ._retry import DEFAULT_BACKOFF, Backoff
+from ._typed import EnqueueOptions, Enqueuer, TaskId
 
 Overlap = bool | Callable[..., bool]
 #: A job's ``limit_key``: the name of one of its kwargs, or a callable taking the kwargs (as
@@ -81,7 +81,7 @@ class JobOptions:
     * ``backoff``: seconds to wait before the next attempt, called as ``job.backoff(attempt)``
       with the number of the attempt that failed (1 first): an object such as
       ``ExponentialBackoff(base=5)``, or a method ``def backoff(self, attempt) -> float``.
-      Default :data:`pgqueue.retry.DEFAULT_BACKOFF` (1 s doubling to 10 min, with jitter).
+      Default :data:`pgqueue._retry.DEFAULT_BACKOFF` (1 s doubling to 10 min, with jitter).
     * ``time_limit`` (seconds or timedelta): the most run time of one attempt. ``async`` jobs
       are cancelled at the limit; thread jobs are told through ``consumer.check()`` /
       ``consumer.is_revoked()`` (cooperative). The attempt then fails (or retries) with
@@ -230,7 +230,7 @@ class Job(JobOptions):
     @cached_property
     def argument_check(self) -> ArgumentCheck:
         """The job's parameters after the consumer, read once: called with a task's kwargs it
-        raises :class:`pgqueue.errors.JobArgumentError` unless they fit (see
+        raises :class:`pgqueue._errors.JobArgumentError` unless they fit (see
         :mod:`pgqueue._arguments`)."""
         return ArgumentCheck(self.name, self.run_function)
 
@@ -288,7 +288,7 @@ class FunctionJob(Job, Generic[P, R]):
     Generic over the function's parameters after the consumer (``P``) and its return type
     (``R``), so type checkers see the function's own signature, and check typed enqueue:
     :meth:`enqueue`, :meth:`aenqueue`, :meth:`call` and :meth:`options` (see
-    :mod:`pgqueue.typed`).
+    :mod:`pgqueue._typed`).
     """
 
     def __init__(
@@ -329,7 +329,7 @@ class FunctionJob(Job, Generic[P, R]):
     def enqueue(self, backend: Enqueuer, /, *args: P.args, **kwargs: P.kwargs) -> TaskId | None:
         """Queue a task of this job on ``backend`` with the function's own arguments (after
         the consumer), checked by type checkers and at run time; return its
-        :data:`~pgqueue.typed.TaskId`, or None when the job cannot overlap and a live task
+        :data:`~pgqueue._typed.TaskId`, or None when the job cannot overlap and a live task
         with the same arguments exists. Raises what :meth:`TaskBackend.queue_task` raises."""
         return EnqueueOptions[P](self).enqueue(backend, *args, **kwargs)
 

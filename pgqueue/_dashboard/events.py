@@ -7,7 +7,7 @@ queues). Each notification becomes one event ``data: <channel>`` for each subscr
 then re-renders its live part. A subscriber that falls behind loses events, not the page: it
 re-renders at the next one.
 
-Behind a transaction pooler without a listen DSN (:func:`pgqueue.listener.listen_target`)
+Behind a transaction pooler without a listen DSN (:func:`pgqueue._listener.listen_target`)
 there is no LISTEN: every stream then sends ``data: poll`` every :data:`POLL_EVERY` seconds
 instead, and the pages re-render on it.
 """
@@ -19,7 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Iterable
 
 from .._channels import TASK_EVENTS, channel
-from ..listener import Listener, listen_target
+from .._listener import Listener, listen_target
 
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE = 15.0
@@ -33,7 +33,7 @@ class EventHub:
     """Fan-out of task notifications to asyncio subscribers (one queue per open page).
 
     :param dsn: the dashboard's database; ``listen_dsn`` where to LISTEN instead (see
-        :func:`pgqueue.listener.listen_target`, run by :meth:`start`).
+        :func:`pgqueue._listener.listen_target`, run by :meth:`start`).
     """
 
     def __init__(self, dsn: str, listen_dsn: str | None = None) -> None:

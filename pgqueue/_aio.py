@@ -25,7 +25,7 @@ from psycopg_pool._acompat import AQueue
 from psycopg_pool.pool_async import MaintenanceTask, StopWorker
 
 from . import _db
-from .errors import ConfigurationError, ConnectionFailed
+from ._errors import ConfigurationError, ConnectionFailed
 
 logger = logging.getLogger("pgqueue.aio")
 

@@ -72,16 +72,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from . import _db, states
+from ._errors import ConfigurationError
 from ._store import Store
 from ._store.operator import DepthRow, LagRow, StateCountRow
-from .errors import ConfigurationError
-from .task import Task
+from ._task import Task
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from .pruner import Pruner
-    from .scheduler import Scheduler
+    from ._pruner import Pruner
+    from ._scheduler import Scheduler
     from .worker.events import WorkerEvents
     from .worker.outcome import Outcome
 
@@ -371,7 +371,7 @@ def serve_metrics(
     """Subscribe :class:`WorkerMetrics` to ``worker`` and serve them on ``host:port``; the
     queue depth and age read from ``read_dsn`` (a standby) when given.
 
-    Raises :class:`pgqueue.errors.ConfigurationError` when the port cannot be bound.
+    Raises :class:`pgqueue._errors.ConfigurationError` when the port cannot be bound.
     """
     metrics = WorkerMetrics(worker, read_dsn)
     try:

@@ -20,9 +20,9 @@ from contextlib import suppress
 import psycopg
 
 from ._db import connect, pooling, redact
+from ._errors import ConfigurationError, first_line
 from ._service import Service
 from ._store import session
-from .errors import ConfigurationError, first_line
 
 logger = logging.getLogger("pgqueue.listener")
 

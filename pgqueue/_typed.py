@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, NewType, ParamSpec, Protocol
 
 from ._arguments import ArgumentCheck
-from .bulk import Call, QueuedTasks
+from ._bulk import Call, QueuedTasks
 
 P = ParamSpec("P")
 
@@ -82,7 +82,7 @@ class EnqueueOptions(Generic[P]):
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
         """One task of this job as a :class:`Call` for ``queue_many``; positional arguments
         are bound to the job's parameters by position. Raises
-        :class:`pgqueue.errors.JobArgumentError` when the arguments do not fit the job."""
+        :class:`pgqueue._errors.JobArgumentError` when the arguments do not fit the job."""
         bound = self.job.argument_check.bind(args, kwargs)
         self.job.argument_check(bound)
         return Call(

@@ -5,7 +5,7 @@ database. Each tick of each job is queued by one of them, once:
 
 1. the schedule row of a due job (``next_tick <= now()``, the *database* clock) is locked with
    ``FOR UPDATE SKIP LOCKED``: a scheduler never waits for another that handles the same tick;
-2. :func:`pgqueue.periodic.plan_ticks` decides which due ticks run (missed-run policy);
+2. :func:`pgqueue._periodic.plan_ticks` decides which due ticks run (missed-run policy);
 3. ``next_tick`` is moved on by a compare-and-set (``WHERE next_tick = <the value read>``), the
    tick's task is inserted and the counters updated, all in **one transaction**: a scheduler
    that dies half-way commits nothing, and the tick is still due for the next one.
@@ -28,14 +28,14 @@ from typing import Any
 import psycopg
 
 from . import _db
+from ._bulk import Call
 from ._enqueue import task_params
+from ._errors import PgQueueError
+from ._jobs import JobRegistry
+from ._periodic import PeriodicJob, ScheduleDefinition, plan_ticks
 from ._service import Service
 from ._store import Store
 from ._store.schedules import Definition, ScheduleRow
-from .bulk import Call
-from .errors import PgQueueError
-from .jobs import JobRegistry
-from .periodic import PeriodicJob, ScheduleDefinition, plan_ticks
 
 logger = logging.getLogger("pgqueue.scheduler")
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .task import Task
+from ._task import Task
 
 try:
     from opentelemetry import context as otel_context

@@ -35,10 +35,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import _db, states
+from .._backend import TaskBackend
+from .._errors import ConfigurationError, PgQueueError, TaskNotFound
 from .._format import format_seconds
 from .._ops import COUNT_CAP, SPANS, ActionRefused, Operations, parse_duration
-from ..backend import TaskBackend
-from ..errors import ConfigurationError, PgQueueError, TaskNotFound
 from . import charts, security
 from .events import EventHub
 
@@ -66,7 +66,7 @@ def create_app(
 
     Connections: a pool of 2 for the pages, plus 1 LISTEN connection for live updates
     (through ``$PGQUEUE_LISTEN_DSN`` when set; none behind a transaction pooler without it:
-    the pages then re-render every few seconds, :mod:`pgqueue.dashboard.events`).
+    the pages then re-render every few seconds, :mod:`pgqueue._dashboard.events`).
     Raises :class:`ConfigurationError` for a missing or malformed DSN, or an empty token.
     """
     if token is not None and not token.strip():
@@ -76,7 +76,7 @@ def create_app(
     ops = Operations(backend, reader)
     hub = EventHub(backend.dsn, backend.listen_dsn)
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("pgqueue.dashboard", "templates"),
+        loader=jinja2.PackageLoader("pgqueue._dashboard", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
@@ -318,7 +318,7 @@ def create_app(
         Route("/events", events, name="events"),
         Mount(
             "/static",
-            StaticFiles(directory=str(files("pgqueue.dashboard") / "static")),
+            StaticFiles(directory=str(files("pgqueue._dashboard") / "static")),
             name="static",
         ),
     ]

@@ -24,9 +24,9 @@ from ._cli_common import (
     split_list,
 )
 from ._exits import EXIT_RECYCLE
+from ._jobs import JobRegistry
 from ._ops import parse_duration
-from .jobs import JobRegistry
-from .supervisor import Supervisor, supervised, watch_supervisor
+from ._supervisor import Supervisor, supervised, watch_supervisor
 from .worker import Worker
 
 app = typer.Typer(add_completion=False)
@@ -197,7 +197,7 @@ def worker(
             env.update({"PGQUEUE_LISTEN_DSN": listen_dsn} if listen_dsn else {})
             env.pop("PGQUEUE_PROCESSES", None)  # each child runs one worker
             supervisor = Supervisor(
-                [sys.executable, "-m", "pgqueue.worker_cli", *child_args(sys.argv[1:])],
+                [sys.executable, "-m", "pgqueue._worker_cli", *child_args(sys.argv[1:])],
                 processes,
                 env=env,
                 burst=burst,
@@ -233,7 +233,7 @@ def worker(
         signal.signal(signal.SIGINT, on_signal)
         watch_supervisor(runner.stop)  # a child whose supervisor was killed stops too
         if metrics_port:
-            from .metrics import serve_metrics  # the metrics extra, needed only here
+            from ._metrics import serve_metrics  # the metrics extra, needed only here
 
             serve_metrics(runner, metrics_port, metrics_host, read_dsn=read_dsn)
         code = runner.run()
@@ -282,7 +282,7 @@ def restart_without_dsn_arguments(given: dict[str, str]) -> None:
     argv = [
         sys.executable,
         "-m",
-        "pgqueue.worker_cli",
+        "pgqueue._worker_cli",
         *without_options(sys.argv[1:], *DSN_OPTIONS),
     ]
     env = dict(os.environ, **{DSN_OPTIONS[option]: value for option, value in given.items()})

@@ -23,9 +23,9 @@ from typing import Any
 import psycopg
 
 from . import states
+from ._retry import ExponentialBackoff
 from ._store import Store
 from ._store.workers import RescuedRow
-from .retry import ExponentialBackoff
 
 logger = logging.getLogger("pgqueue.rescuer")
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from ._db import conninfo, migrate_command, pooling, redact
+from ._errors import ConfigurationError, ConnectionFailed, SchemaError, first_line
 from ._store import Store
-from .errors import ConfigurationError, ConnectionFailed, SchemaError, first_line
 
 if TYPE_CHECKING:  # Alembic and SQLAlchemy load only when migrating: workers start faster.
     import sqlalchemy

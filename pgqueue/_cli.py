@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
-from . import _cli_flow, _cli_ops, _cli_schedule, _cli_tasks, _db, demo, schema
+from . import _cli_flow, _cli_ops, _cli_schedule, _cli_tasks, _db
+from . import _demo as demo
+from . import _schema as schema
 from ._cli_common import VersionOption, friendly_errors, run_app, setup_command_logging
 from ._cli_options import DsnOption, SchemaOption
 
@@ -64,7 +66,7 @@ app.add_typer(_cli_schedule.app, name="schedule")
 app.command()(_cli_flow.pause)
 app.command()(_cli_flow.resume)
 
-# pgqueue end to end on real input (pgqueue.demo).
+# pgqueue end to end on real input (pgqueue._demo).
 app.command()(demo.demo)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .errors import ConfigurationError
+from ._errors import ConfigurationError
 
 
 @dataclass(frozen=True)

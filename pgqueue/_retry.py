@@ -9,7 +9,7 @@ A task may run ``1 + max_retries`` times. An attempt ends in RETRY (claimable ag
 * and attempts remain (``attempts <= max_retries``).
 
 Otherwise it ends in FAILURE with the error kept on the row. A worker lost mid-task counts as
-an attempt too (see :mod:`pgqueue.rescuer`).
+an attempt too (see :mod:`pgqueue._rescuer`).
 """
 
 from __future__ import annotations

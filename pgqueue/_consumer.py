@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .backend import TaskBackend
-from .jobs import Job
-from .retry import Revoked, TimeLimitExceeded
-from .task import Task
+from ._backend import TaskBackend
+from ._jobs import Job
+from ._retry import Revoked, TimeLimitExceeded
+from ._task import Task
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ class TaskConsumer:
         return self.deadline is not None and time.monotonic() > self.deadline
 
     def check(self) -> None:
-        """Raise :class:`pgqueue.retry.Revoked` if the task was revoked, or
-        :class:`pgqueue.retry.TimeLimitExceeded` past the ``time_limit``; else return.
+        """Raise :class:`pgqueue._retry.Revoked` if the task was revoked, or
+        :class:`pgqueue._retry.TimeLimitExceeded` past the ``time_limit``; else return.
         Also raises ``Revoked`` once the worker lost its lease on this execution."""
         if self.lease_lost:
             raise Revoked(

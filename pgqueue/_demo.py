@@ -31,14 +31,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import _db, schema
+from . import _db
+from . import _schema as schema
+from ._backend import TaskBackend
 from ._cli_common import EXIT_FAILED, friendly_errors, setup_logging
 from ._cli_options import DsnOption, SchemaOption
 from ._demo_summary import Summary, read_summary, render_summary
+from ._embedded import EmbeddedPostgres
+from ._errors import ConfigurationError, ConnectionFailed, PgQueueError
 from ._store import Store
-from .backend import TaskBackend
-from .embedded import EmbeddedPostgres
-from .errors import ConfigurationError, ConnectionFailed, PgQueueError
 
 #: The job module the demo runs; it ships in the wheel (from ``examples/`` in the source tree).
 JOB_MODULE = "pgqueue.examples.stdlib_jobs"
@@ -93,7 +94,7 @@ def worker_command() -> list[str]:
     script = Path(sys.executable).parent / "pgqueue-worker"
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "from pgqueue.worker_cli import main; main()"]
+    return [sys.executable, "-c", "from pgqueue._worker_cli import main; main()"]
 
 
 def queue_files(backend: TaskBackend, files: list[Path]) -> int:

@@ -1,0 +1,50 @@
+"""The checks a :class:`~pgqueue.worker.Worker` makes of its options before it builds anything,
+and the identity it registers under."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+
+from .._errors import ConfigurationError
+from .._jobs import JobRegistry
+
+#: The values of ``Worker(queue_order=...)`` and ``pgqueue-worker --queue-order``.
+QUEUE_ORDERS = ("strict", "fair")
+
+
+def worker_identity() -> str:
+    """``host:pid:random``: unique to this process start, even when a pid is reused."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def check_options(backlog: int, queue_order: str, poll_timeout: float, lease: float) -> None:
+    """Refuse the options a worker cannot run with.
+
+    :raises pgqueue._errors.ConfigurationError: a backlog below 1, an unknown ``queue_order``,
+        or a non-positive ``poll_timeout`` or ``lease``.
+    """
+    if backlog < 1:
+        raise ConfigurationError("backlog must be at least 1")
+    if queue_order not in QUEUE_ORDERS:
+        raise ConfigurationError(
+            f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, not {queue_order!r}"
+        )
+    if poll_timeout <= 0 or lease <= 0:
+        raise ConfigurationError("poll_timeout and lease must be positive seconds")
+
+
+def worker_registry(registry: JobRegistry | None, task_paths: Sequence[str]) -> JobRegistry:
+    """``registry``, or the jobs of the modules ``task_paths``, refusing an empty one.
+
+    :raises pgqueue._errors.ConfigurationError: no jobs at all.
+    """
+    registry = registry if registry is not None else JobRegistry.load(task_paths)
+    if not len(registry):
+        raise ConfigurationError(
+            f"no jobs in task paths {', '.join(task_paths) or '(none)'}: a worker without "
+            "jobs could never claim a task. Name the modules that define your jobs."
+        )
+    return registry
