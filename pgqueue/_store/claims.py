@@ -73,10 +73,12 @@ flow_queues AS MATERIALIZED (
         FOR UPDATE SKIP LOCKED
     ) c
 ), keyed AS MATERIALIZED (
-    SELECT k.task_id AS id, k.turn, q.queue, q.queue_limit, q.queue_rate_count,
+    SELECT k.task_id AS id, k.turn, k.t_priority AS priority, k.t_run_at AS run_at,
+           k.t_name AS name, k.t_limit_key AS limit_key, k.t_rate_count AS rate_count,
+           k.t_rate_seconds AS rate_seconds, q.queue, q.queue_limit, q.queue_rate_count,
            q.queue_rate_seconds
     FROM flow_queues q
-    CROSS JOIN LATERAL {{s}}.flow_take(q.queue, %(jobs)s::text[], %(limit)s,
+    CROSS JOIN LATERAL {{s}}.flow_take(q.queue, %(jobs)s::text[], %(limit)s::int,
                                        {FLOW_SCOPES_PER_CLAIM}) k
 ), pool AS MATERIALIZED (
     SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.rate_count,
@@ -86,10 +88,10 @@ flow_queues AS MATERIALIZED (
     FROM candidates c
     WHERE c.expired OR (c.concurrency IS NULL AND c.rate_count IS NULL)
     UNION ALL
-    SELECT t.id, false, t.priority, t.run_at, t.name, t.limit_key, t.rate_count,
-           t.rate_seconds, k.queue, k.queue_limit, k.queue_rate_count, k.queue_rate_seconds,
+    SELECT k.id, false, k.priority, k.run_at, k.name, k.limit_key, k.rate_count,
+           k.rate_seconds, k.queue, k.queue_limit, k.queue_rate_count, k.queue_rate_seconds,
            k.turn
-    FROM keyed k JOIN {{s}}.task t ON t.id = k.id
+    FROM keyed k -- flow_take returns the columns: no join to the task table
 ), admission AS MATERIALIZED (
     SELECT s.queue,
            {{s}}.flow_free(NULL, NULL, s.queue, s.queue_limit, s.queue_rate_count,

@@ -50,7 +50,9 @@ _NEW_QUEUE_TASK = (
 
 #: The claimable limited tasks of a scope, in claim order (the pick of ``flow_take``).
 _PICK = """
-        SELECT x.id INTO pick FROM {s}.task x
+        SELECT x.id, x.priority, x.run_at, x.limit_key, x.rate_count, x.rate_seconds
+        INTO pick, t_priority, t_run_at, t_limit_key, t_rate_count, t_rate_seconds
+        FROM {s}.task x
         WHERE x.queue = queue_name AND x.name = {name}
           AND {s}.flow_scope(x.name, x.limit_key, NULL) = {scope}
           AND x.status IN (4, 6) AND x.waiting_on = 0
@@ -97,7 +99,9 @@ COMMENT ON INDEX {s}.flow_start_reopens IS
     'Start-log rows by the end of their window: what the maintenance deletes once it passed';
 
 CREATE FUNCTION {s}.flow_take(queue_name text, jobs text[], want integer, budget integer)
-    RETURNS TABLE (task_id uuid, turn integer)
+    RETURNS TABLE (task_id uuid, turn integer, t_name text, t_priority integer,
+                   t_run_at timestamptz, t_limit_key text, t_rate_count integer,
+                   t_rate_seconds float8)
     LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     start_name text;
@@ -190,6 +194,7 @@ BEGIN
         picked := picked || pick;
         task_id := pick;
         turn := 1;
+        t_name := k_name;
         RETURN NEXT;
         IF free > 1 THEN
             more_names := more_names || k_name;
@@ -214,6 +219,7 @@ BEGIN
             picked := picked || pick;
             task_id := pick;
             turn := lap;
+            t_name := more_names[i];
             RETURN NEXT;
             took := took + 1;
         END LOOP;
