@@ -68,7 +68,8 @@ def _calls(kind: str, count: int) -> list[Call]:
 def _fill(dsn: str, backend: TaskBackend, kind: str, count: int) -> None:
     with connect(dsn) as conn:
         conn.execute("DELETE FROM pgqueue.task")
-        conn.execute("DELETE FROM pgqueue.flow_turn")
+        if conn.execute("SELECT to_regclass('pgqueue.flow_turn') AS t").fetchone()["t"]:
+            conn.execute("DELETE FROM pgqueue.flow_turn")  # the round-robin cursor
     calls = _calls(kind, count)
     for start in range(0, count, 1_000):
         backend.queue_many(calls[start : start + 1_000])

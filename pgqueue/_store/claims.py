@@ -44,15 +44,15 @@ FLOW_SCOPES_PER_CLAIM = 200
 #: ``limit`` due tasks per queue in claim order, as without limits: the unlimited ones (and
 #: expired ones, revoked here) are taken from them. The tasks of limited jobs come from
 #: ``flow_take`` (revision pgqueue_0010_flow_turns) instead: the scopes (job, limit_key) of a
-#: queue take turns, one task per scope and round, starting after where the queue's previous
-#: claim stopped, and a scope is admitted under its advisory lock with counts read in a
-#: fresh snapshot (F29), so a key at its limit never holds back the keys behind it. ``turn``
-#: is a task's place in its queue: its rank among the unlimited candidates, or the round it
-#: was taken in. ``admission`` then asks ``flow_free`` how many more tasks each limited queue
-#: may start (queues sorted: every claim takes the blocking queue locks in one order; the
-#: scope locks are only tried, never waited for, so no deadlock), and ``admitted`` keeps a
-#: task while its turn within its queue fits that number. ``logged`` records the starts of
-#: rate-limited scopes (``flow_start``).
+#: queue take turns, one task per scope first, starting after where the queue's previous claim
+#: stopped, then what is left shared between the scopes with room, and a scope is admitted under
+#: its advisory lock with counts read in a fresh snapshot (F29), so a key at its limit never
+#: holds back the keys behind it. ``turn`` is a task's place in its queue: its rank among the
+#: unlimited candidates, or the round it was taken in. ``admission`` then asks ``flow_free`` how
+#: many more tasks each limited queue may start (queues sorted: every claim takes the blocking
+#: queue locks in one order; the scope locks are only tried, never waited for, so no deadlock),
+#: and ``admitted`` keeps a task while its turn within its queue fits that number. ``logged``
+#: records the starts of rate-limited scopes (``flow_start``).
 _FLOW_ADMISSION = f"""
 flow_queues AS MATERIALIZED (
     SELECT * FROM {_FLOW_QUEUES}

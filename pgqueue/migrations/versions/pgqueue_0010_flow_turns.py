@@ -10,11 +10,12 @@ Create Date: 2026-12-07
   taken by ``flow_take(queue, jobs, want, budget)``: it walks the scopes with claimable limited
   tasks in index order (``task_claimable_scope``, one probe per scope, never the backlog of a
   scope), starting after the scope the queue's previous claim stopped at (``flow_turn``) and
-  wrapping around, and gives each scope with room one task per round (a key with 10,000 queued
-  tasks gets one turn like a key with one). A scope is admitted under a transaction-scoped
+  wrapping around, and gives each scope with room one task in the first round (a key with
+  10,000 queued tasks gets one turn like a key with one), then shares what is left to take
+  between the scopes with room, one statement per scope. A scope is admitted under a transaction-scoped
   advisory lock taken with ``pg_try_advisory_xact_lock`` (the lock ``flow_free`` takes): a
-  scope another claim is admitting into is skipped, not waited for, so claims spread over the
-  keys and never deadlock; the counts are read after the lock, in a fresh snapshot, so no two
+  scope another claim is admitting into is tried again a few times over ~15 ms, then skipped,
+  never waited for on the lock, so claims spread over the keys and never deadlock; the counts are read after the lock, in a fresh snapshot, so no two
   claims admit into the last free slot (F29). It looks at ``budget`` scopes at most and locks
   only the tasks it returns.
 * **flow_turn**: per queue, the scope where the last claim stopped (the round-robin cursor). A
@@ -124,6 +125,12 @@ DECLARE
     room integer[] := '{}';
     lap integer := 1;
     took integer;
+    open_scopes integer;
+    share integer;
+    asked integer;
+    got integer;
+    rec record;
+    tries integer;
     i integer;
 BEGIN
     IF want IS NULL OR want <= 0 THEN
@@ -163,8 +170,17 @@ BEGIN
         cur_scope := k_scope;
         visited := visited + 1;
         CONTINUE WHEN NOT (k_name = ANY(jobs));
-        -- Another claim admitting into this scope: leave it to that claim (no wait).
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtext('pgqueue flow'), hashtext(k_scope));
+        -- Another claim admitting into this scope: try again a few times over ~15 ms (it
+        -- commits within milliseconds, then what it left is ours), never waiting on the lock
+        -- itself (claims walk the scopes from different places: waits could deadlock), then
+        -- leave the scope to that claim.
+        tries := 0;
+        WHILE NOT pg_try_advisory_xact_lock(hashtext('pgqueue flow'), hashtext(k_scope)) LOOP
+            tries := tries + 1;
+            EXIT WHEN tries > 5;
+            PERFORM pg_sleep(0.001 * tries);
+        END LOOP;
+        CONTINUE WHEN tries > 5;
         -- Counted in a fresh snapshot (VOLATILE): every claim that held the lock before has
         -- committed, and is counted.
         free := 2147483647;
@@ -202,28 +218,53 @@ BEGIN
             room := room || (free - 1);
         END IF;
     END LOOP;
-    -- Rounds 2, 3...: the scopes with room left take one more each, in the same order.
-    WHILE cardinality(picked) < want AND cardinality(more_scopes) > 0 LOOP
-        lap := lap + 1;
+    -- Then the scopes with room left share what is left to take, in the same order: each
+    -- takes its share (at most its room) in one statement, turns counting on from 2.
+    WHILE cardinality(picked) < want LOOP
+        open_scopes := 0;
+        FOR i IN 1 .. cardinality(more_scopes) LOOP
+            IF room[i] > 0 THEN
+                open_scopes := open_scopes + 1;
+            END IF;
+        END LOOP;
+        EXIT WHEN open_scopes = 0;
+        share := (want - cardinality(picked) + open_scopes - 1) / open_scopes;
         took := 0;
         FOR i IN 1 .. cardinality(more_scopes) LOOP
             EXIT WHEN cardinality(picked) >= want;
-            CONTINUE WHEN room[i] <= 0;"""
-    + _PICK.format(s="{s}", name="more_names[i]", scope="more_scopes[i]")
-    + r"""
-            IF NOT FOUND THEN
-                room[i] := 0;
-                CONTINUE;
-            END IF;
-            room[i] := room[i] - 1;
-            picked := picked || pick;
-            task_id := pick;
-            turn := lap;
-            t_name := more_names[i];
-            RETURN NEXT;
-            took := took + 1;
+            CONTINUE WHEN room[i] <= 0;
+            asked := least(room[i], share, want - cardinality(picked));
+            got := 0;
+            FOR rec IN
+                SELECT x.id, x.priority, x.run_at, x.limit_key, x.rate_count, x.rate_seconds
+                FROM {s}.task x
+                WHERE x.queue = queue_name AND x.name = more_names[i]
+                  AND {s}.flow_scope(x.name, x.limit_key, NULL) = more_scopes[i]
+                  AND x.status IN (4, 6) AND x.waiting_on = 0
+                  AND (x.concurrency IS NOT NULL OR x.rate_count IS NOT NULL)
+                  AND x.run_at <= now() AND (x.expiry IS NULL OR x.expiry > now())
+                  AND x.id <> ALL(picked)
+                ORDER BY x.priority DESC, x.run_at, x.id
+                LIMIT asked
+                FOR UPDATE SKIP LOCKED
+            LOOP
+                got := got + 1;
+                picked := picked || rec.id;
+                task_id := rec.id;
+                turn := lap + got;
+                t_name := more_names[i];
+                t_priority := rec.priority;
+                t_run_at := rec.run_at;
+                t_limit_key := rec.limit_key;
+                t_rate_count := rec.rate_count;
+                t_rate_seconds := rec.rate_seconds;
+                RETURN NEXT;
+            END LOOP;
+            room[i] := CASE WHEN got < asked THEN 0 ELSE room[i] - got END;
+            took := took + got;
         END LOOP;
         EXIT WHEN took = 0;
+        lap := lap + share;
     END LOOP;
     -- The next claim starts after the last scope looked at, unless another claim is moving
     -- the cursor right now (then it moves it).
@@ -240,7 +281,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION {s}.flow_take(text, text[], integer, integer) IS
-    'Up to want claimable tasks of limited jobs of a queue, locked, that their scopes (job, limit_key) admit now: scopes take turns, one task per scope and round, starting after the scope of flow_turn; at most budget scopes looked at; scopes another claim is admitting into are skipped. turn: the round a task was taken in (called by the claim)';
+    'Up to want claimable tasks of limited jobs of a queue, locked, that their scopes (job, limit_key) admit now: scopes take turns: one task per scope first, starting after the scope of flow_turn, then what is left shared between the scopes with room; at most budget scopes looked at; a scope another claim is admitting into is tried again for ~15 ms, then skipped. turn: the place of a task in that order; t_*: the task columns the claim needs (called by the claim)';
 
 """
     + r"""
