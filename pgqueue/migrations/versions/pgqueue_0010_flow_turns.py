@@ -14,8 +14,8 @@ Create Date: 2026-12-07
   10,000 queued tasks gets one turn like a key with one), then shares what is left to take
   between the scopes with room, one statement per scope. A scope is admitted under a transaction-scoped
   advisory lock taken with ``pg_try_advisory_xact_lock`` (the lock ``flow_free`` takes): a
-  scope another claim is admitting into is tried again a few times over ~15 ms, then skipped,
-  never waited for on the lock, so claims spread over the keys and never deadlock; the counts are read after the lock, in a fresh snapshot, so no two
+  scope another claim is admitting into is tried again a few times (15 ms of waits at most per
+  claim), then skipped, never waited for on the lock, so claims spread over the keys and never deadlock; the counts are read after the lock, in a fresh snapshot, so no two
   claims admit into the last free slot (F29). It looks at ``budget`` scopes at most and locks
   only the tasks it returns.
 * **flow_turn**: per queue, the scope where the last claim stopped (the round-robin cursor). A
@@ -130,7 +130,8 @@ DECLARE
     asked integer;
     got integer;
     rec record;
-    tries integer;
+    locked boolean;
+    waits integer := 0;
     i integer;
 BEGIN
     IF want IS NULL OR want <= 0 THEN
@@ -170,17 +171,17 @@ BEGIN
         cur_scope := k_scope;
         visited := visited + 1;
         CONTINUE WHEN NOT (k_name = ANY(jobs));
-        -- Another claim admitting into this scope: try again a few times over ~15 ms (it
-        -- commits within milliseconds, then what it left is ours), never waiting on the lock
-        -- itself (claims walk the scopes from different places: waits could deadlock), then
-        -- leave the scope to that claim.
-        tries := 0;
-        WHILE NOT pg_try_advisory_xact_lock(hashtext('pgqueue flow'), hashtext(k_scope)) LOOP
-            tries := tries + 1;
-            EXIT WHEN tries > 5;
-            PERFORM pg_sleep(0.001 * tries);
+        -- Another claim admitting into this scope: try again a few times (it commits within
+        -- milliseconds, then what it left is ours; 15 ms of waits at most per call, whatever
+        -- the number of such scopes), never waiting on the lock itself (claims walk the
+        -- scopes from different places: waits could deadlock), then leave the scope to it.
+        locked := pg_try_advisory_xact_lock(hashtext('pgqueue flow'), hashtext(k_scope));
+        WHILE NOT locked AND waits < 5 LOOP
+            waits := waits + 1;
+            PERFORM pg_sleep(0.001 * waits);
+            locked := pg_try_advisory_xact_lock(hashtext('pgqueue flow'), hashtext(k_scope));
         END LOOP;
-        CONTINUE WHEN tries > 5;
+        CONTINUE WHEN NOT locked;
         -- Counted in a fresh snapshot (VOLATILE): every claim that held the lock before has
         -- committed, and is counted.
         free := 2147483647;
@@ -281,7 +282,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION {s}.flow_take(text, text[], integer, integer) IS
-    'Up to want claimable tasks of limited jobs of a queue, locked, that their scopes (job, limit_key) admit now: scopes take turns: one task per scope first, starting after the scope of flow_turn, then what is left shared between the scopes with room; at most budget scopes looked at; a scope another claim is admitting into is tried again for ~15 ms, then skipped. turn: the place of a task in that order; t_*: the task columns the claim needs (called by the claim)';
+    'Up to want claimable tasks of limited jobs of a queue, locked, that their scopes (job, limit_key) admit now: scopes take turns: one task per scope first, starting after the scope of flow_turn, then what is left shared between the scopes with room; at most budget scopes looked at; a scope another claim is admitting into is tried again (15 ms of waits at most per call), then skipped. turn: the place of a task in that order; t_*: the task columns the claim needs (called by the claim)';
 
 """
     + r"""
