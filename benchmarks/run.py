@@ -3,6 +3,7 @@
     python benchmarks/run.py                  # embedded throwaway PostgreSQL, every system
     python benchmarks/run.py --dsn postgresql://postgres@localhost/postgres
     python benchmarks/run.py --scale --scale-rows 1000000 --memory-tasks 100000
+    python benchmarks/run.py --systems pgqueue --flow-tasks 5000   # what limits cost
     python benchmarks/run.py --systems pgqueue,celery,dramatiq --redis-url redis://localhost/0
 
 Each system gets a fresh database on one server; every figure is the median of ``--repeat``
@@ -26,7 +27,7 @@ from rich.table import Table
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_pgbench, bench_pgqueue, scale
+from benchmarks import bench_pgbench, bench_pgqueue, flow, scale
 from benchmarks.common import Row, Server, Sizes, installed, log
 from benchmarks.redis_server import RedisServer
 
@@ -223,6 +224,24 @@ def print_scale(result: scale.ScaleResult) -> None:
     console.print(table)
 
 
+def print_flow(result: flow.FlowResult) -> None:
+    table = Table(
+        title=f"flow control: {result.tasks:,} tasks per figure, medians (claims/s, jobs/s)"
+    )
+    for column in ("figure", "value", "against", "value ", "ratio", "target", "met"):
+        table.add_column(column, justify="left" if column in ("figure", "against") else "right")
+    for figure, base, least in flow.TARGETS:
+        ours, theirs = result.median(figure), result.median(base)
+        if ours is None or not theirs:
+            table.add_row(figure, "not measured", base, "", "", "", "")
+            continue
+        ratio = ours / theirs
+        met = "" if least is None else ("yes" if ratio >= least else "NO")
+        wanted = "" if least is None else f">= {least:.2f}"
+        table.add_row(figure, _fmt(ours), base, _fmt(theirs), f"{ratio:.2f}", wanted, met)
+    console.print(table)
+
+
 def print_memory(samples: list[tuple[int, int]]) -> None:
     if not samples:
         return
@@ -263,6 +282,10 @@ def main(
     ] = 0,
     memory_tasks: Annotated[
         int, typer.Option(help="Tasks for the worker-memory run (0: skip it)")
+    ] = 0,
+    flow_tasks: Annotated[
+        int,
+        typer.Option(help="Tasks per figure of the flow-control scenario (0: skip it)"),
     ] = 0,
 ) -> None:
     """Measure pgqueue, its peers and pgbench on one PostgreSQL; print the table and ratios."""
@@ -320,6 +343,8 @@ def main(
             print_scale(scale.run(server.fresh_database("bench_scale"), sizes, scale_rows))
         if memory_tasks:
             print_memory(scale.memory(server.fresh_database("bench_memory"), memory_tasks, sizes))
+        if flow_tasks:
+            print_flow(flow.run(server.fresh_database("bench_flow"), sizes, flow_tasks))
     finally:
         server.close()
         if redis is not None:

@@ -24,10 +24,16 @@ import psycopg
 
 from . import _replica, states
 from ._backend import TaskBackend
-from ._errors import ConfigurationError, PgQueueError, TaskNotFound, UnknownSchedule
+from ._errors import (
+    ConfigurationError,
+    PgQueueError,
+    TaskNotFound,
+    UnknownQueue,
+    UnknownSchedule,
+)
 from ._store import Op, Store
 from ._store.operator import TASK_ORDERS
-from ._values import check_text, parse_task_id
+from ._values import check_queue, check_text, parse_task_id
 from ._values import parse_duration as parse_duration  # where the command line finds it
 from ._values import require_task_id as require_task_id
 
@@ -551,6 +557,40 @@ class Operations:
         return self._schedule_action(
             name, who, "trigger schedule", lambda: self.store.request_trigger(name=name, actor=who)
         )
+
+    def pause_queue(self, name: str, *, actor: str | None = None) -> Row:
+        """Pause queue ``name`` for every worker, as :meth:`TaskBackend.pause_queue` does
+        (running tasks finish, queued ones wait), and record it in the audit trail as ``pause
+        queue``, in one transaction. Returns ``queue`` and ``paused_at`` (the first pause's
+        time when it was paused already).
+
+        :raises UnknownQueue: no task and no worker ever used ``name``; nothing changed.
+        :raises ConfigurationError: ``name`` is not a valid queue name.
+        """
+        queue = check_queue(name)
+        since = self._queue_action(queue, actor, "pause queue", self.store.pause_queue(queue=queue))
+        return {"queue": queue, "paused_at": since}
+
+    def resume_queue(self, name: str, *, actor: str | None = None) -> Row:
+        """Resume queue ``name`` (its workers are woken and claim at once), recorded as
+        ``resume queue``. Returns ``queue`` and ``was_paused``; raises as
+        :meth:`pause_queue`."""
+        queue = check_queue(name)
+        was = self._queue_action(queue, actor, "resume queue", self.store.resume_queue(queue=queue))
+        return {"queue": queue, "was_paused": was}
+
+    def _queue_action(self, queue: str, actor: str | None, action: str, op: Op[R]) -> R:
+        """Run ``op`` on ``queue`` and record it, in one transaction."""
+        with self.backend.connection() as conn:
+            try:
+                result = op.run(conn)
+            except psycopg.errors.NoDataFound:
+                raise UnknownQueue(
+                    f"unknown queue {queue!r}: no task and no worker ever used it; nothing "
+                    "was changed"
+                ) from None
+            self._audit(actor, action, None, queue=queue).run(conn)
+        return result
 
     def _schedule_action(
         self, name: str, actor: str | None, action: str, op: Callable[[], Op[Row | None]]

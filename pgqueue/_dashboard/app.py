@@ -1,13 +1,14 @@
 """The dashboard's pages and actions (Starlette routes, Jinja2 templates rendered on the server).
 
-Pages: ``/`` (queues: finished tasks and depth over the last hour, day or week, counts, stuck
+Pages: ``/`` (queues: finished tasks and depth over the last hour, day or week, counts, flow
+control (paused or not, concurrency and rate limits, with a pause/resume button), stuck
 tasks), ``/tasks`` (a filtered, sorted, paged list; ``?id=`` opens a task by id prefix),
 ``/tasks/{id}`` (one task, by id or unique prefix: arguments, result, traceback, timeline,
 earlier attempts, actions), ``/workers``, ``/schedules``, ``/actions`` (the audit trail);
 ``/events`` streams live updates. Actions (POST ``/tasks/{id}/retry``, ``/revoke``,
 ``/run-now``, ``/grant``; ``/bulk/retry-failed`` and ``/bulk/revoke``, which first answer
 with a confirmation page giving the count; ``/schedules/{name}/pause``, ``/resume`` and
-``/trigger``) are refused when read-only, checked against
+``/trigger``; ``/queues/{name}/pause`` and ``/resume``) are refused when read-only, checked against
 cross-site requests and recorded in the audit trail. A request that sends ``X-Fragment: live``
 gets only the page's live part, which the page's script swaps in when an event arrives. Links
 are relative to the ASGI ``root_path``, so the app can be mounted under a path prefix.
@@ -277,6 +278,27 @@ def create_app(
         note = {"message": f"schedule {name}: {done}"}
         return RedirectResponse(f"{url}?{urlencode(note)}", status_code=303)
 
+    queue_actions: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
+        "pause": (ops.pause_queue, "paused: workers start none of its tasks until it is resumed"),
+        "resume": (ops.resume_queue, "resumed"),
+    }
+
+    async def queue_action(request: Request) -> Response:
+        _form, refused = await guarded_form(request)
+        if refused is not None:
+            return refused
+        name, verb = request.path_params["name"], request.path_params["verb"]
+        url = request.url_for("overview").path
+        if verb not in queue_actions:
+            return Response(f"no queue action {verb!r}\n", status_code=404)
+        run, done = queue_actions[verb]
+        try:
+            await run_in_threadpool(lambda: run(name, actor=_actor(request)))
+        except ConfigurationError as exc:  # UnknownQueue included
+            return RedirectResponse(f"{url}?{urlencode({'problem': str(exc)})}", status_code=303)
+        note = {"message": f"queue {name}: {done}"}
+        return RedirectResponse(f"{url}?{urlencode(note)}", status_code=303)
+
     async def events(request: Request) -> Response:
         return StreamingResponse(
             hub.stream(),
@@ -315,6 +337,7 @@ def create_app(
         Route("/workers", workers, name="workers"),
         Route("/schedules", schedules, name="schedules"),
         Route("/schedules/{name}/{verb}", schedule_action, methods=["POST"]),
+        Route("/queues/{name}/{verb}", queue_action, methods=["POST"]),
         Route("/events", events, name="events"),
         Mount(
             "/static",

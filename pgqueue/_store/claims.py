@@ -36,47 +36,81 @@ _FLOW_QUEUES = """(
         WHERE qs.paused_at IS NULL
     ) AS q(queue, queue_limit, queue_rate_count, queue_rate_seconds)"""
 
-#: Flow control of the claim, continued: which candidates may start. ``admission`` asks
-#: ``flow_free`` (see revision pgqueue_0006_flow: a scope lock, then counts in a fresh
-#: snapshot, so two claims never both admit into the last free slot, F29) how many more tasks
-#: of each limited scope among the candidates may start (concurrency and rate): (job,
-#: limit_key) scopes first, then queues, each sorted, so every claim takes the scope locks in
-#: one order (no deadlock). ``admitted`` keeps a limited candidate only while its turn within
-#: its scope fits that number, then the same within its queue. ``logged`` records the starts
-#: of rate-limited scopes (``flow_start``). Unlimited jobs on unlimited queues call nothing:
-#: the flow control of a claim without limits is a few empty passes over its candidates.
-_FLOW_ADMISSION = """
-admission AS MATERIALIZED (
-    SELECT s.kind, s.name, s.limit_key, s.queue,
-           {s}.flow_free(s.name, s.limit_key, s.queue, s.most, s.rate_n, s.rate_s) AS free
-    FROM (
-        SELECT 0 AS kind, name, limit_key, NULL::text AS queue, min(concurrency) AS most,
-               min(rate_count) AS rate_n, max(rate_seconds) AS rate_s
-        FROM candidates
-        WHERE (concurrency IS NOT NULL OR rate_count IS NOT NULL) AND NOT expired
-        GROUP BY name, limit_key
-        UNION ALL
-        SELECT DISTINCT 1, NULL::text, NULL::text, queue, queue_limit, queue_rate_count,
-               queue_rate_seconds
-        FROM candidates
-        WHERE (queue_limit IS NOT NULL OR queue_rate_count IS NOT NULL) AND NOT expired
-        ORDER BY 1, 2, 3, 4
-    ) s
-), job_admitted AS (
-    SELECT c.*, row_number() OVER (PARTITION BY c.queue, c.expired
-                                   ORDER BY c.priority DESC, c.run_at, c.id) AS queue_turn
-    FROM (
-        SELECT c.*, row_number() OVER (PARTITION BY c.name, c.limit_key, c.expired
-                                       ORDER BY c.priority DESC, c.run_at, c.id) AS job_turn
-        FROM candidates c
+#: How many scopes (job, limit_key) one claim looks at per queue at most for tasks of limited
+#: jobs (``flow_take``'s budget): bounds a claim's cost when most keys are at their limit.
+FLOW_SCOPES_PER_CLAIM = 200
+
+#: Flow control of the claim, continued: the tasks that may start. ``candidates`` are up to
+#: ``limit`` due tasks per queue in claim order, as without limits: the unlimited ones (and
+#: expired ones, revoked here) are taken from them. The tasks of limited jobs come from
+#: ``flow_take`` (revision pgqueue_0010_flow_turns) instead: the scopes (job, limit_key) of a
+#: queue take turns, one task per scope first, starting after where the queue's previous claim
+#: stopped, then what is left shared between the scopes with room, and a scope is admitted under
+#: its advisory lock with counts read in a fresh snapshot (F29), so a key at its limit never
+#: holds back the keys behind it. ``turn`` is a task's place in its queue: its rank among the
+#: unlimited candidates, or the round it was taken in. ``admission`` then asks ``flow_free`` how
+#: many more tasks each limited queue may start (queues sorted: every claim takes the blocking
+#: queue locks in one order; the scope locks are only tried, never waited for, so no deadlock),
+#: and ``admitted`` keeps a task while its turn within its queue fits that number. ``logged``
+#: records the starts of rate-limited scopes (``flow_start``).
+_FLOW_ADMISSION = f"""
+flow_queues AS MATERIALIZED (
+    SELECT * FROM {_FLOW_QUEUES}
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.concurrency,
+           c.rate_count, c.rate_seconds, q.queue, q.queue_limit, q.queue_rate_count,
+           q.queue_rate_seconds
+    FROM flow_queues q
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at, name, limit_key, concurrency, rate_count, rate_seconds,
+               expiry IS NOT NULL AND expiry <= now() AS expired
+        FROM {{s}}.task
+        WHERE queue = q.queue AND status IN (4, 6) AND run_at <= now()
+          AND waiting_on = 0 -- workflows: no parent left to wait for (as in task_claimable)
+          AND name = ANY(%(jobs)s::text[])
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
     ) c
-    LEFT JOIN admission a
-      ON a.kind = 0 AND a.name = c.name AND a.limit_key IS NOT DISTINCT FROM c.limit_key
-    WHERE c.expired OR (c.concurrency IS NULL AND c.rate_count IS NULL) OR c.job_turn <= a.free
+), keyed AS MATERIALIZED (
+    SELECT k.task_id AS id, k.turn, k.t_priority AS priority, k.t_run_at AS run_at,
+           k.t_name AS name, k.t_limit_key AS limit_key, k.t_rate_count AS rate_count,
+           k.t_rate_seconds AS rate_seconds, q.queue, q.queue_limit, q.queue_rate_count,
+           q.queue_rate_seconds
+    FROM flow_queues q
+    CROSS JOIN LATERAL {{s}}.flow_take(q.queue, %(jobs)s::text[], %(limit)s::int,
+                                       {FLOW_SCOPES_PER_CLAIM}) k
+), pool AS MATERIALIZED (
+    SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.rate_count,
+           c.rate_seconds, c.queue, c.queue_limit, c.queue_rate_count, c.queue_rate_seconds,
+           row_number() OVER (PARTITION BY c.queue ORDER BY c.priority DESC, c.run_at, c.id)
+               AS turn
+    FROM candidates c
+    WHERE c.expired OR (c.concurrency IS NULL AND c.rate_count IS NULL)
+    UNION ALL
+    SELECT k.id, false, k.priority, k.run_at, k.name, k.limit_key, k.rate_count,
+           k.rate_seconds, k.queue, k.queue_limit, k.queue_rate_count, k.queue_rate_seconds,
+           k.turn
+    FROM keyed k -- flow_take returns the columns: no join to the task table
+), admission AS MATERIALIZED (
+    SELECT s.queue,
+           {{s}}.flow_free(NULL, NULL, s.queue, s.queue_limit, s.queue_rate_count,
+                           s.queue_rate_seconds) AS free
+    FROM (
+        SELECT DISTINCT queue, queue_limit, queue_rate_count, queue_rate_seconds
+        FROM pool
+        WHERE (queue_limit IS NOT NULL OR queue_rate_count IS NOT NULL) AND NOT expired
+        ORDER BY 1
+    ) s
 ), admitted AS (
-    SELECT c.id, c.expired, c.priority, c.run_at, c.queue_turn
-    FROM job_admitted c
-    LEFT JOIN admission a ON a.kind = 1 AND a.queue = c.queue
+    SELECT c.id, c.expired, c.priority, c.run_at, c.turn, c.queue_turn
+    FROM (
+        SELECT p.*, row_number() OVER (PARTITION BY p.queue, p.expired
+                                       ORDER BY p.priority DESC, p.turn, p.run_at, p.id)
+                        AS queue_turn
+        FROM pool p
+    ) c
+    LEFT JOIN admission a ON a.queue = c.queue
     WHERE c.expired OR (c.queue_limit IS NULL AND c.queue_rate_count IS NULL)
        OR c.queue_turn <= a.free
 )"""
@@ -87,20 +121,22 @@ admission AS MATERIALIZED (
 #: backlog of queue A (F31; ``pgqueue-worker --queue-order fair``).
 _FLOW_ORDER = """CASE WHEN %(fair)s::boolean THEN a.queue_turn END,
              a.priority DESC, CASE WHEN %(fair)s::boolean THEN random() END,
-             a.run_at, a.id"""
+             a.turn, a.run_at, a.id"""
 
-#: The starts of rate-limited scopes among the picked candidates, recorded for their window.
+#: The starts of rate-limited scopes among the picked candidates, recorded for their window:
+#: a job's from ``now()``, the tasks' ``time_started`` (``flow_take`` compares with ``now()``
+#: too, so the windows hold on the start times operators see), a queue's from the clock.
 _FLOW_LOG = """
 logged AS (
     INSERT INTO {s}.flow_start (scope, queue, reopens_at)
     SELECT {s}.flow_scope(c.name, c.limit_key, NULL), c.queue,
-           clock_timestamp() + c.rate_seconds * interval '1 second'
-    FROM picked p JOIN candidates c ON c.id = p.id
+           now() + c.rate_seconds * interval '1 second'
+    FROM picked p JOIN pool c ON c.id = p.id
     WHERE NOT c.expired AND c.rate_count IS NOT NULL
     UNION ALL
     SELECT {s}.flow_scope(NULL, NULL, c.queue), c.queue,
            clock_timestamp() + c.queue_rate_seconds * interval '1 second'
-    FROM picked p JOIN candidates c ON c.id = p.id
+    FROM picked p JOIN pool c ON c.id = p.id
     WHERE NOT c.expired AND c.queue_rate_count IS NOT NULL
 )"""
 
@@ -156,7 +192,7 @@ RETURNING {_T_CLAIMED}
 #: A task still waiting for parents (``waiting_on > 0``, see
 #: :mod:`pgqueue._store.workflows`) is not claimable; the index holds only ``waiting_on = 0``.
 CLAIM_TASKS = f"""
-WITH {_CANDIDATES}, {_FLOW_ADMISSION}, picked AS (
+WITH {_FLOW_ADMISSION}, picked AS (
     SELECT a.id, a.expired FROM admitted a
     ORDER BY {_FLOW_ORDER}
     LIMIT %(limit)s

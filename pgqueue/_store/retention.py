@@ -1,5 +1,6 @@
 """Retention: delete finished tasks past an age, in small batches (``pgqueue prune``, the
-worker's pruner), and count how many a prune would delete."""
+worker's pruner), and count how many a prune would delete; delete the start-log rows of rate
+limits whose window passed (the worker's maintenance)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,23 @@ WHERE status = ANY(%(states)s::smallint[]) AND status IN (1, 2, 3)
 """
 
 
+#: Delete up to ``limit`` rows of the rate limits' start log (``flow_start``) whose window
+#: passed on the database clock, oldest first (index flow_start_reopens), skipping rows
+#: others hold. A claim trims the log of each scope it admits into; this deletes the rows of
+#: scopes (job and limit_key, or queue) no claim looks at again, such as a key never used
+#: after. Run by every worker's maintenance at each sweep (revision pgqueue_0010_flow_turns).
+PRUNE_FLOW_STARTS = """
+DELETE FROM {s}.flow_start f
+WHERE f.ctid = ANY(ARRAY(
+    SELECT ctid FROM {s}.flow_start
+    WHERE reopens_at <= now()
+    ORDER BY reopens_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+))
+"""
+
+
 def _count(found: list[Any], count: int) -> int:
     return int(found[0]["n"])
 
@@ -48,3 +66,8 @@ class RetentionOps(StoreBase):
         """How many tasks :meth:`prune_tasks` would delete (without a limit)."""
         params = {"states": states, "older_than": older_than}
         return Op(self._sql(COUNT_PRUNABLE), params, _count)
+
+    def prune_flow_starts(self, *, limit: int) -> Op[int]:
+        """Delete up to ``limit`` start-log rows whose rate window passed (see
+        :data:`PRUNE_FLOW_STARTS`); the result is how many."""
+        return Op(self._sql(PRUNE_FLOW_STARTS), {"limit": limit}, rowcount)

@@ -3,7 +3,9 @@ expired tasks, apart from the claim path.
 
 Every ``lease/4`` seconds it rescues the tasks of lost workers (:mod:`pgqueue._rescuer`) and
 every ``poll_timeout`` seconds it revokes queued tasks whose ``expiry`` passed (the sweep,
-:data:`SWEEP_BATCH` at most per statement), both on the claimer's connection (it is free
+:data:`SWEEP_BATCH` at most per statement) and deletes rate-limit start-log rows whose window
+passed (:data:`FLOW_START_BATCH` at most per round: the rows of limit keys never used again
+would stay for ever otherwise), all on the claimer's connection (it is free
 between claims, so maintenance adds no connection). Deleting old finished tasks is the
 :class:`pgqueue._pruner.Pruner` service, on a connection of its own.
 """
@@ -30,6 +32,9 @@ Connection = psycopg.Connection[dict[str, Any]]
 
 #: Most expired tasks revoked by one sweep statement.
 SWEEP_BATCH = 1000
+
+#: Most rate-limit start-log rows (``flow_start``) deleted by one sweep.
+FLOW_START_BATCH = 1000
 
 
 class Maintenance(Service):
@@ -105,8 +110,12 @@ class Maintenance(Service):
             self._on_rescued()
 
     def sweep(self) -> None:
-        """Revoke up to :data:`SWEEP_BATCH` expired tasks now."""
+        """Revoke up to :data:`SWEEP_BATCH` expired tasks and delete up to
+        :data:`FLOW_START_BATCH` start-log rows past their window now."""
         with self._pool.connection() as conn:
             rows = self.store.revoke_expired(queues=self.queues, limit=SWEEP_BATCH).run(conn)
+            pruned = self.store.prune_flow_starts(limit=FLOW_START_BATCH).run(conn)
         if rows:
             logger.info("revoked %d expired tasks", len(rows))
+        if pruned:
+            logger.debug("deleted %d rate-limit start-log rows past their window", pruned)

@@ -13,7 +13,8 @@ from tests.support.fixtures import ROOT, Server, cli_env
 @pytest.mark.slow
 def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
     """``benchmarks/run.py`` measures pgqueue and pgbench and prints the table, the latency
-    histogram and the ratios, plus the scale scenario and the memory run, on this server."""
+    histogram and the ratios, plus the scale scenario, the memory run and the flow-control
+    scenario, on this server."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -36,6 +37,8 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
             "2000",
             "--memory-tasks",
             "100",
+            "--flow-tasks",
+            "60",
         ],
         cwd=ROOT,
         env=cli_env(),
@@ -51,6 +54,7 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
         "pgqueue against the targets",
         "scale: 2,000 finished",
         "worker RSS",
+        "flow control: 60 tasks",
     ):
         assert heading in out, out
     table = out[out.index("jobs/s (median)") : out.index("pickup latency histogram")]

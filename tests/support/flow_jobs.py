@@ -60,3 +60,16 @@ def once_a_while(consumer: pgqueue.TaskConsumer, key: str) -> str:
 def reindex(consumer: pgqueue.TaskConsumer, doc: str) -> str:
     """Debounced by its callers."""
     return doc
+
+
+@pgqueue.job(concurrency=1, limit_key="tenant", queue="turns")
+def one_per_tenant(consumer: pgqueue.TaskConsumer, tenant: str, seconds: float) -> str:
+    """Runs ``seconds``; at most 1 per tenant at once (the round-robin tests)."""
+    time.sleep(seconds)
+    return tenant
+
+
+@pgqueue.job(rate_limit=(2, 60.0), concurrency=5, limit_key="tenant", queue="turns")
+def rated_per_tenant(consumer: pgqueue.TaskConsumer, tenant: str) -> str:
+    """At most 2 starts a minute and 5 at once per tenant."""
+    return tenant

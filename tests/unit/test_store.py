@@ -105,6 +105,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         ),
         "prune_tasks": s.prune_tasks(states=[1], older_than=1.0, limit=1),
         "count_prunable": s.count_prunable(states=[1], older_than=1.0),
+        "prune_flow_starts": s.prune_flow_starts(limit=1),
         "schedule_now": s.schedule_now(now=None),
         "schedule_for_define": s.schedule_for_define(name="tick"),
         "define_schedule": s.define_schedule(DEFINITION),
