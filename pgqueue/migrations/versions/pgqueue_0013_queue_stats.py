@@ -117,7 +117,11 @@ WITH bounds AS (
 ), tasks AS (
     SELECT t.queue, t.status, t.time_queued, t.time_started, t.time_ended FROM {s}.task t
     WHERE t.status IN (1, 2, 3)
-      AND (t.time_ended IS NULL OR t.time_ended >= date_trunc('minute', now()) - interval '59 minutes')
+      AND t.time_ended >= date_trunc('minute', now()) - interval '59 minutes'
+    UNION ALL
+    -- (a finished task has an end time; any without one is counted as revision 0004 did)
+    SELECT t.queue, t.status, t.time_queued, t.time_started, t.time_ended FROM {s}.task t
+    WHERE t.status IN (1, 2, 3) AND t.time_ended IS NULL
     UNION ALL
     SELECT t.queue, t.status, t.time_queued, t.time_started, t.time_ended FROM {s}.task t
     WHERE t.status IN (4, 6) AND t.waiting_on = 0
