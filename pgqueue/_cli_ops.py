@@ -40,9 +40,9 @@ _QUEUE_COLUMNS: list[render.Column] = [
     ("due", "due", render.text),
     ("started", "started", render.text),
     ("retry", "retry", render.text),
-    ("failure", "failure", render.text),
-    ("success", "success", render.text),
-    ("revoked", "revoked", render.text),
+    ("failure 1h", "failure_last_hour", render.text),
+    ("success 1h", "success_last_hour", render.text),
+    ("revoked 1h", "revoked_last_hour", render.text),
     ("oldest due", "oldest_due_age", format_seconds),
 ]
 _THROUGHPUT_COLUMNS: list[render.Column] = [
@@ -116,7 +116,7 @@ def status(
 def _print_overview(overview: Overview) -> None:
     out = render.console
     if not overview.queues:
-        out.print("no tasks yet")
+        out.print("no tasks yet (none live, none finished within the last hour)")
     else:
         out.print(render.table("Tasks by queue and job", overview.queues, _QUEUE_COLUMNS))
     if overview.throughput:

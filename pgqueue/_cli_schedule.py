@@ -9,7 +9,7 @@ import typer
 
 from . import _cli_render as render
 from ._backend import TaskBackend
-from ._cli_common import friendly_errors, setup_command_logging
+from ._cli_common import EXIT_FAILED, friendly_errors, setup_command_logging
 from ._cli_options import DsnOption, JsonOption, SchemaOption, operations
 from ._format import format_seconds
 
@@ -80,13 +80,27 @@ def resume(name: NameArgument, dsn: DsnOption = None, schema: SchemaOption = Non
 def trigger(name: NameArgument, dsn: DsnOption = None, schema: SchemaOption = None) -> None:
     """Queue one run of a periodic job now, as a tick would (paused or not).
 
-    The next round of a worker started with --schedule-periodic queues it.
+    The task is queued at once, with the job's queue and options as the schedule stores them:
+    any worker consuming that queue runs it, with or without --schedule-periodic. A job that
+    cannot overlap gets no second task while its previous one is live (exit status 1).
     """
     setup_command_logging()
     with friendly_errors(), operations(dsn, schema) as ops:
         row = ops.trigger_schedule(name)
     paused = " (the schedule stays paused)" if row["paused_at"] else ""
-    render.console.print(
-        f"run of {name!r} requested at {render.stamp(row['trigger_requested_at'])}: the next "
-        f"scheduler round queues it{paused}"
-    )
+    if row["queued"]:
+        render.console.print(
+            f"run of {name!r} queued as task {row['task_id']} on queue {row['queue']!r}{paused}"
+        )
+    elif row["trigger_requested_at"] is not None:
+        render.console.print(
+            f"run of {name!r} requested at {render.stamp(row['trigger_requested_at'])}: the "
+            "schedule was stored by an older scheduler, so the next round of a worker with "
+            f"--schedule-periodic queues it{paused}"
+        )
+    else:
+        render.console.print(
+            f"run of {name!r} not queued: the job cannot overlap and its previous task is "
+            "still live (queued or running)"
+        )
+        raise typer.Exit(EXIT_FAILED)

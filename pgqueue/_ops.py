@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._store import Op, Store
 from ._store.operator import TASK_ORDERS
+from ._store.schedules import triggered_params
 from ._values import check_queue, check_text, parse_task_id
 from ._values import parse_duration as parse_duration  # where the command line finds it
 from ._values import require_task_id as require_task_id
@@ -134,7 +135,9 @@ def jsonable(value: Any) -> Any:
 class Overview:
     """One screen of the queue: what ``pgqueue status`` prints and the dashboard's home page.
 
-    ``queues``: rows of ``queue_stats``; ``throughput``: rows of ``queue_throughput``;
+    ``queues``: rows of ``queue_overview`` (live tasks counted as ``queue_stats`` does,
+    finished ones of the last hour); ``throughput``: ``queue_throughput``'s rows for the last
+    minute and the last five minutes;
     ``workers``: counts by state (alive, stopped, lost); ``stuck``: rows of ``stuck_tasks``;
     ``notify_queue_usage``: how full PostgreSQL's NOTIFY queue is (0..1); ``flow``: rows of
     ``queue_flow`` (paused or not, limits, live counts per queue); ``limits``: rows of
@@ -279,8 +282,8 @@ class Operations:
         for worker in workers:
             counts[worker["state"]] = counts.get(worker["state"], 0) + 1
         return Overview(
-            queues=self._read(self.store.queue_stats()),
-            throughput=self._read(self.store.queue_throughput()),
+            queues=self._read(self.store.queue_overview()),
+            throughput=self._read(self.store.queue_throughput_recent()),
             workers=counts,
             stuck=self._read(self.store.stuck_tasks()),
             notify_queue_usage=self._run(self.store.notify_queue_usage()),  # the primary's
@@ -546,17 +549,60 @@ class Operations:
         )
 
     def trigger_schedule(self, name: str, *, actor: str | None = None) -> Row:
-        """Ask for one run of periodic job ``name`` now, paused or not: the next round of a
-        scheduler (a worker with ``--schedule-periodic``; it counts the schedule as due at
-        once) queues one task of the job as a tick would (its queue and lock_id: nothing is
-        queued while a previous task of a job that cannot overlap is live), with
-        ``triggered_by`` (``actor``) in its ``meta_params``. Returns ``name``,
-        ``trigger_requested_at`` and ``paused_at``. Audited as ``trigger schedule``; raises
-        as :meth:`pause_schedule`."""
+        """Run periodic job ``name`` once now, paused or not: queue one task of the job as a
+        tick would, at once and without a scheduler, so any worker consuming its queue runs
+        it. The task takes the job's options a scheduler stored with the schedule
+        (``task_options``: queue, priority, expiry, retries, limits, and the lock of a job
+        that cannot overlap: nothing is queued while its previous task is live), and
+        ``meta_params`` naming the operator (``triggered_by``, ``triggered_at``, ``tick``).
+        The task, the schedule's counters (``runs_count``, ``last_task``, ``last_outcome``
+        ``triggered`` or ``trigger skipped (overlap)``) and the audit line (``trigger
+        schedule``) are written in one transaction.
+
+        A schedule stored by a scheduler older than revision ``pgqueue_0013_queue_stats``
+        has no ``task_options`` until a scheduler of this version starts: then the run is
+        requested instead, and the next scheduler round queues it (``trigger_requested_at``).
+
+        Returns ``name``, ``paused_at``, ``task_id`` (None when nothing was queued),
+        ``queue``, ``queued`` (True when a task was queued) and ``trigger_requested_at``
+        (None unless the run was only requested).
+
+        :raises UnknownSchedule: no schedule has that name; nothing changed.
+        """
         who = actor or default_actor()
-        return self._schedule_action(
-            name, who, "trigger schedule", lambda: self.store.request_trigger(name=name, actor=who)
-        )
+        check_text(name, "a schedule name")
+        with self.backend.connection() as conn, conn.transaction():
+            row = self.store.lock_schedule(name=name).run(conn)
+            options = None if row is None else row["task_options"]
+            if row is None:
+                pass  # raised below, once this connection is back in the pool
+            elif options is None:
+                requested = self.store.request_trigger(name=name, actor=who).run(conn)
+                self._audit(who, "trigger schedule", None, schedule=name, queued=False).run(conn)
+                return {**(requested or {}), "task_id": None, "queue": None, "queued": False}
+            else:
+                moment = row["now"].isoformat()
+                meta = {"tick": moment, "triggered_by": who, "triggered_at": moment}
+                task_id = self.store.queue_task(triggered_params(options, meta)).run(conn)
+                self.store.record_ticks(
+                    name=name,
+                    queued=0 if task_id is None else 1,
+                    skipped=0,
+                    last_task=task_id,
+                    outcome="triggered" if task_id else "trigger skipped (overlap)",
+                ).run(conn)
+                detail = {"schedule": name, "queued": task_id is not None}
+                self._audit(who, "trigger schedule", task_id, **detail).run(conn)
+        if row is None or options is None:
+            raise self._unknown_schedule(name)
+        return {
+            "name": name,
+            "paused_at": row["paused_at"],
+            "task_id": task_id,
+            "queue": options.get("queue"),
+            "queued": task_id is not None,
+            "trigger_requested_at": None,
+        }
 
     def pause_queue(self, name: str, *, actor: str | None = None) -> Row:
         """Pause queue ``name`` for every worker, as :meth:`TaskBackend.pause_queue` does
@@ -597,17 +643,21 @@ class Operations:
     ) -> Row:
         """Run ``op`` on schedule ``name`` and record it, in one transaction."""
         check_text(name, "a schedule name")
-        with self.backend.connection() as conn:
+        with self.backend.connection() as conn, conn.transaction():
             row = op().run(conn)
             if row is not None:
                 self._audit(actor, action, None, schedule=name).run(conn)
         if row is None:
-            known = [s["name"] for s in self.backend.schedules()]
-            raise UnknownSchedule(
-                f"no periodic job named {name!r} has a schedule (known: "
-                f"{', '.join(known) or 'none yet; a worker with --schedule-periodic defines them'})"
-            )
+            raise self._unknown_schedule(name)
         return row
+
+    def _unknown_schedule(self, name: str) -> UnknownSchedule:
+        """The error for a schedule name that has no row, naming those that have one."""
+        known = [s["name"] for s in self.backend.schedules()]
+        return UnknownSchedule(
+            f"no periodic job named {name!r} has a schedule (known: "
+            f"{', '.join(known) or 'none yet; a worker with --schedule-periodic defines them'})"
+        )
 
     def attempts(self, task_id: str) -> list[Row]:
         """The earlier attempts of a task, oldest first: attempt, state, worker, times, error

@@ -35,7 +35,7 @@ from ._jobs import JobRegistry
 from ._periodic import PeriodicJob, ScheduleDefinition, plan_ticks
 from ._service import Service
 from ._store import Store
-from ._store.schedules import Definition, ScheduleRow
+from ._store.schedules import Definition, ScheduleRow, task_options
 
 logger = logging.getLogger("pgqueue.scheduler")
 
@@ -115,14 +115,19 @@ class Scheduler(Service):
     def define(self, now: datetime | None = None) -> None:
         """Store each periodic job's schedule: insert it, or rewrite it when the job's
         definition changed (the last process to start wins). Changed timing restarts the
-        ticks from the first one after ``now``; a changed policy keeps ``next_tick``.
+        ticks from the first one after ``now``; a changed policy keeps ``next_tick``. The
+        parameters of a tick's task (queue, priority, lock, expiry, retries, limits) are
+        stored with it (``task_options``), so an operator's trigger queues the same task
+        without a scheduler (:meth:`pgqueue._ops.Operations.trigger_schedule`).
 
         :param now: the time to define at; None: the database's ``now()``.
         """
         conn = self._connection()
         for job_name, job in self.jobs.items():
+            options = task_options(task_params(self.registry, self.queue, Call(job_name), {}))
             with conn.transaction():
                 self._define_job(conn, job_name, job.definition(), now)
+                self.store.set_task_options(name=job_name, options=options).run(conn)
 
     def _define_job(
         self, conn: Connection, job_name: str, wanted: ScheduleDefinition, now: datetime | None

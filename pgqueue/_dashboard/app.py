@@ -256,10 +256,10 @@ def create_app(
             return _to_list(request, {}, problem=str(exc))
         return _to_list(request, {}, message=f"{len(revoked):,} of {len(ids):,} tasks revoked")
 
-    schedule_actions: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
-        "pause": (ops.pause_schedule, "paused: its ticks are skipped until it is resumed"),
-        "resume": (ops.resume_schedule, "resumed"),
-        "trigger": (ops.trigger_schedule, "run requested: the next scheduler round queues it"),
+    schedule_actions: dict[str, tuple[Callable[..., dict[str, Any]], Callable[..., str]]] = {
+        "pause": (ops.pause_schedule, lambda row: "paused: its ticks are skipped until resumed"),
+        "resume": (ops.resume_schedule, lambda row: "resumed"),
+        "trigger": (ops.trigger_schedule, _triggered),
     }
 
     async def schedule_action(request: Request) -> Response:
@@ -272,10 +272,10 @@ def create_app(
             return Response(f"no schedule action {verb!r}\n", status_code=404)
         run, done = schedule_actions[verb]
         try:
-            await run_in_threadpool(lambda: run(name, actor=_actor(request)))
+            row = await run_in_threadpool(lambda: run(name, actor=_actor(request)))
         except ConfigurationError as exc:
             return RedirectResponse(f"{url}?{urlencode({'problem': str(exc)})}", status_code=303)
-        note = {"message": f"schedule {name}: {done}"}
+        note = {"message": f"schedule {name}: {done(row)}"}
         return RedirectResponse(f"{url}?{urlencode(note)}", status_code=303)
 
     queue_actions: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
@@ -460,6 +460,18 @@ def _revoked(task: dict[str, Any]) -> str:
             f"(SUCCESS if it returns normally all the same); now {task['state']}"
         )
     return "revoked: it will not run"
+
+
+def _triggered(row: dict[str, Any]) -> str:
+    """What a schedule's trigger did (:meth:`Operations.trigger_schedule`)."""
+    if row["queued"]:
+        return f"run queued as task {row['task_id']} on queue {row['queue']}"
+    if row["trigger_requested_at"] is not None:
+        return (
+            "run requested: the next round of a scheduler queues it (an older scheduler "
+            "stored this schedule)"
+        )
+    return "not queued: the job cannot overlap and its previous task is still live"
 
 
 def _count_text(count: int) -> str:

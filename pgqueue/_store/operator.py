@@ -17,6 +17,37 @@ Row = dict[str, Any]
 
 QUEUE_STATS = "SELECT * FROM {s}.queue_stats ORDER BY queue, name"
 
+#: Live tasks and the last hour's finished ones per queue and job, read through partial
+#: indexes (revision pgqueue_0013_queue_stats): what the overview shows, whatever the history.
+QUEUE_OVERVIEW = "SELECT * FROM {s}.queue_overview ORDER BY queue, name"
+
+#: ``queue_throughput``'s columns over the last minute and the last five minutes (its hour
+#: sorts every task of the hour four times for the percentiles: a second and more at 100
+#: tasks/s), read through the partial index of finished tasks by end time.
+QUEUE_THROUGHPUT_RECENT = """
+SELECT t.queue, t.name, p.period,
+       count(*) AS finished,
+       count(*) FILTER (WHERE t.status = 1) AS succeeded,
+       count(*) FILTER (WHERE t.status = 2) AS failed,
+       count(*) FILTER (WHERE t.status = 3) AS revoked,
+       (count(*) / extract(epoch FROM p.span))::float8 AS per_second,
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM t.time_started - t.time_queued)::float8) AS wait_p50,
+       percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY extract(epoch FROM t.time_started - t.time_queued)::float8) AS wait_p95,
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM t.time_ended - t.time_started)::float8) AS run_p50,
+       percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY extract(epoch FROM t.time_ended - t.time_started)::float8) AS run_p95
+FROM (VALUES ('1 minute', interval '1 minute'), ('5 minutes', interval '5 minutes'))
+         AS p(period, span)
+JOIN (SELECT * FROM {s}.task
+      WHERE status IN (1, 2, 3) AND time_ended > now() - interval '5 minutes') t
+  ON t.time_ended > now() - p.span
+GROUP BY t.queue, t.name, p.period, p.span
+ORDER BY t.queue, t.name, p.span
+"""
+
 #: Last minute before last hour (the period names sort that way backwards).
 QUEUE_THROUGHPUT = "SELECT * FROM {s}.queue_throughput ORDER BY queue, name, period DESC"
 
@@ -318,6 +349,15 @@ class OperatorOps(StoreBase):
     def queue_stats(self) -> Op[list[Row]]:
         """Rows of ``queue_stats``: counts per queue and job."""
         return Op(self._sql(QUEUE_STATS), {}, rows)
+
+    def queue_overview(self) -> Op[list[Row]]:
+        """Rows of ``queue_overview``: live counts and the last hour per queue and job."""
+        return Op(self._sql(QUEUE_OVERVIEW), {}, rows)
+
+    def queue_throughput_recent(self) -> Op[list[Row]]:
+        """``queue_throughput``'s rows for the last minute and five minutes (see
+        :data:`QUEUE_THROUGHPUT_RECENT`)."""
+        return Op(self._sql(QUEUE_THROUGHPUT_RECENT), {}, rows)
 
     def queue_throughput(self) -> Op[list[Row]]:
         """Rows of ``queue_throughput``: per queue, job and period."""

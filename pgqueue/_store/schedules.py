@@ -7,10 +7,12 @@ timestamp to drive the schedule through time. The host clock is never read.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from ._op import Op, StoreBase, any_row, first, nothing, rows
+from .tasks import TaskParams
 
 #: "now" of every schedule statement: the database clock unless a timestamp is given.
 NOW = "COALESCE(%(now)s::timestamptz, now())"
@@ -104,6 +106,23 @@ WHERE name = %(name)s::text
 RETURNING name, trigger_requested_at, paused_at
 """
 
+#: The parameters of a tick's task (``schedule.task_options``, revision
+#: pgqueue_0013_queue_stats) as the scheduler defining the schedule worked them out from its
+#: job; rewritten only when they changed.
+SET_TASK_OPTIONS = """
+UPDATE {s}.schedule SET task_options = %(options)s::jsonb
+WHERE name = %(name)s::text AND task_options IS DISTINCT FROM %(options)s::jsonb
+"""
+
+#: The schedule row of ``name`` locked for an operator's trigger (against a scheduler's tick
+#: of the same schedule and another trigger), with the database's now(); none for an unknown
+#: name.
+LOCK_SCHEDULE = """
+SELECT now() AS now, name, task_options, paused_at
+FROM {s}.schedule WHERE name = %(name)s::text
+FOR UPDATE
+"""
+
 #: The trigger request just served (same transaction as the task it queued).
 CLEAR_TRIGGER = """
 UPDATE {s}.schedule
@@ -123,6 +142,29 @@ FROM {s}.schedule_state v JOIN {s}.schedule s USING (name)
 WHERE %(names)s::text[] IS NULL OR v.name = ANY(%(names)s::text[])
 ORDER BY v.name
 """
+
+#: The parameters of :data:`~pgqueue._store.tasks.QUEUE_TASK` a tick's task does not take
+#: from its schedule's ``task_options``: the trigger or tick gives them.
+_PER_RUN = ("meta_params", "run_at", "countdown")
+
+
+def task_options(params: TaskParams) -> str:
+    """``schedule.task_options`` for a tick's task parameters: them as a JSON object, without
+    those of each run (``meta_params``, ``run_at``, ``countdown``); an absolute expiry as
+    ISO 8601 text."""
+    kept: dict[str, Any] = {k: v for k, v in params.items() if k not in _PER_RUN}
+    if isinstance(kept.get("expiry_at"), datetime):
+        kept["expiry_at"] = kept["expiry_at"].isoformat()
+    return json.dumps(kept, sort_keys=True)
+
+
+def triggered_params(options: dict[str, Any], meta_params: dict[str, Any]) -> TaskParams:
+    """The parameters of :data:`~pgqueue._store.tasks.QUEUE_TASK` for a run of a schedule
+    now: its stored ``task_options`` (see :func:`task_options`), due at once, with
+    ``meta_params``."""
+    params = {**options, "meta_params": json.dumps(meta_params), "run_at": None, "countdown": None}
+    return cast(TaskParams, params)
+
 
 #: A row of the ``schedule`` table (and, for :meth:`ScheduleOps.lock_due_schedule`, ``now``).
 ScheduleRow = dict[str, Any]
@@ -224,6 +266,15 @@ class ScheduleOps(StoreBase):
         """Ask the schedulers for one run of ``name`` now; its ``name``,
         ``trigger_requested_at`` and ``paused_at``, or None when no schedule has that name."""
         return Op(self._sql(REQUEST_TRIGGER), {"name": name, "actor": actor}, first)
+
+    def set_task_options(self, *, name: str, options: str) -> Op[None]:
+        """Store the tick task parameters of ``name`` (JSON text of :func:`task_options`)."""
+        return Op(self._sql(SET_TASK_OPTIONS), {"name": name, "options": options}, nothing)
+
+    def lock_schedule(self, *, name: str) -> Op[ScheduleRow | None]:
+        """Lock the schedule row of ``name`` (inside a transaction): its ``now``, ``name``,
+        ``task_options`` and ``paused_at``; None when no schedule has that name."""
+        return Op(self._sql(LOCK_SCHEDULE), {"name": name}, first)
 
     def clear_trigger(self, *, name: str) -> Op[None]:
         """Forget the served trigger request of ``name``."""

@@ -17,7 +17,7 @@ from tests.support.fixtures import sql
 from tests.support.ops_data import add_task, add_worker, transaction
 
 VIEWS = ["task_state", "queue_stats", "queue_throughput", "queue_timeline", "worker_status",
-         "stuck_tasks"]  # fmt: skip
+         "stuck_tasks", "queue_overview"]  # fmt: skip
 
 
 def test_task_state_names_states_and_measures_wait_and_run(dsn: str) -> None:
@@ -77,6 +77,51 @@ def test_queue_stats_counts_each_state_and_the_oldest_waiting_task(dsn: str) -> 
         None,
         None,
     )
+
+
+def test_queue_overview_counts_live_tasks_as_queue_stats_and_only_the_last_hour(
+    dsn: str,
+) -> None:
+    with transaction(dsn) as conn:
+        for _ in range(2):
+            add_task(conn, "a", states.QUEUED, queue="q1", queued=30)
+        add_task(conn, "a", states.QUEUED, queue="q1", queued=100, run_at=-50)  # not due
+        child = add_task(conn, "a", states.QUEUED, queue="q1", queued=300)
+        conn.execute("UPDATE pgqueue.task SET waiting_on = 1 WHERE id = %s", (child,))
+        add_task(conn, "a", states.RETRY, queue="q1", queued=200, run_at=40, started=150)
+        add_task(conn, "a", states.STARTED, queue="q1", queued=20, started=10)
+        add_task(conn, "a", states.FAILURE, queue="q1", queued=20, started=10, ended=5)
+        for _ in range(3):
+            add_task(conn, "a", states.SUCCESS, queue="q1", queued=20, started=10, ended=5)
+        add_task(conn, "a", states.SUCCESS, queue="q1", queued=9000, started=8000, ended=7200)
+        add_task(conn, "a", states.REVOKED, queue="q1", queued=20, ended=5)
+        add_task(conn, "b", states.SUCCESS, queue="q2", queued=9000, started=8000, ended=7200)
+        stats = conn.execute("SELECT * FROM pgqueue.queue_stats ORDER BY queue, name").fetchall()
+        rows = conn.execute("SELECT * FROM pgqueue.queue_overview ORDER BY queue, name").fetchall()
+    live = ("queued", "started", "retry", "due", "oldest_queued_age", "oldest_due_age")
+    assert len(rows) == 1  # q2 has nothing live and nothing finished within the hour
+    (a,) = rows
+    assert {k: a[k] for k in live} == {k: stats[0][k] for k in live}
+    assert (a["queued"], a["due"], a["oldest_queued_age"]) == (4, 4, timedelta(seconds=300))
+    assert (a["success_last_hour"], a["failure_last_hour"], a["revoked_last_hour"]) == (3, 1, 1)
+    assert stats[0]["success"] == 4  # queue_stats keeps counting the whole history
+
+
+@pytest.mark.parametrize("view", ["queue_overview", "queue_timeline", "queue_throughput"])
+def test_the_overview_views_read_no_task_but_live_and_recent_ones(dsn: str, view: str) -> None:
+    """Every branch of these views is an index scan (live tasks by the partial indexes,
+    finished ones by end time), even where PostgreSQL would rather read a small table whole:
+    their cost does not grow with the history kept."""
+    with transaction(dsn) as conn:
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            str(row["QUERY PLAN"])
+            for row in conn.execute(f"EXPLAIN SELECT * FROM pgqueue.{view}").fetchall()
+        )
+    assert "Seq Scan on task" not in plan, plan
+    live = ("task_claimable", "task_waiting", "task_started_worker")
+    for index in ("task_time_ended", *(live if view != "queue_throughput" else ())):
+        assert index in plan, plan
 
 
 def test_queue_throughput_counts_rates_and_percentiles_per_period(dsn: str) -> None:

@@ -51,8 +51,8 @@ def test_status_summarizes_queues_throughput_and_workers(dsn: str, ran: dict[str
     assert "1 stopped" in done.stdout
     data = json.loads(pgqueue(dsn, "status", "--json").stdout)
     by_job = {row["name"]: row for row in data["queues"]}
-    assert (by_job["double"]["success"], by_job["double"]["queued"]) == (1, 1)
-    assert by_job["broken"]["failure"] == 1
+    assert (by_job["double"]["success_last_hour"], by_job["double"]["queued"]) == (1, 1)
+    assert by_job["broken"]["failure_last_hour"] == 1
     assert data["workers"] == {"alive": 0, "stopped": 1, "lost": 0}
     minute = [r for r in data["throughput"] if r["period"] == "1 minute"]
     assert sorted(r["name"] for r in minute) == ["broken", "double"]

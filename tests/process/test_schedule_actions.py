@@ -51,7 +51,7 @@ def worker(dsn: str) -> Iterator[subprocess.Popen[str]]:
     )
     try:
         wait_until(
-            lambda: len(sql(dsn, "SELECT name FROM pgqueue.schedule")) == 2,
+            lambda: len(sql(dsn, "SELECT name FROM pgqueue.schedule")) == 3,
             30,
             "the worker to define its schedules",
         )
@@ -117,15 +117,13 @@ def test_trigger_queues_one_task_now_and_names_the_operator(
     dsn: str, worker: subprocess.Popen[str]
 ) -> None:
     assert tasks_of(dsn, "yearly") == []
-    started = time.monotonic()
     done = run_cli(["pgqueue", "schedule", "trigger", "yearly"], dsn)
     assert done.returncode == 0, done.stderr
-    assert "run of 'yearly' requested" in done.stdout
-    queued = wait_until(lambda: tasks_of(dsn, "yearly"), 10, "the triggered task")
-    assert time.monotonic() - started < 5  # served by the scheduler's next round, not a tick
-    time.sleep(1.5)
-    queued = tasks_of(dsn, "yearly")
+    queued = tasks_of(dsn, "yearly")  # queued by the command itself, not by a scheduler
     assert len(queued) == 1
+    assert f"run of 'yearly' queued as task {queued[0]['id']} on queue 'tasks'" in done.stdout
+    time.sleep(1.5)
+    assert tasks_of(dsn, "yearly") == queued  # and the scheduler queued no second one
     meta = queued[0]["meta_params"]
     assert meta["triggered_by"] == audit(dsn)[0]["actor"] and "@" in meta["triggered_by"]
     assert "tick" in meta and "triggered_at" in meta
@@ -133,6 +131,7 @@ def test_trigger_queues_one_task_now_and_names_the_operator(
     assert row["trigger_requested_at"] is None and row["runs_count"] == 1
     assert row["last_outcome"] == "triggered" and str(row["last_task"]) == str(queued[0]["id"])
     assert [a["action"] for a in audit(dsn)] == ["trigger schedule"]
+    assert audit(dsn)[0]["detail"] == {"schedule": "yearly", "queued": True}
 
 
 @pytest.mark.slow
@@ -179,8 +178,8 @@ def test_dashboard_buttons_pause_resume_and_trigger(
     assert "paused since" in page and 'class="schedule-resume"' in page
 
     status, headers, _ = post("/schedules/yearly/trigger", {"csrf": token})
-    assert status == 303 and "run+requested" in headers["location"], headers
-    queued = wait_until(lambda: tasks_of(dsn, "yearly"), 10, "the triggered task")
+    assert status == 303 and "run+queued+as+task" in headers["location"], headers
+    queued = tasks_of(dsn, "yearly")
     assert len(queued) == 1 and "via dashboard" in queued[0]["meta_params"]["triggered_by"]
 
     status, headers, _ = post("/schedules/yearly/resume", {"csrf": token})
@@ -203,24 +202,113 @@ def test_dashboard_buttons_pause_resume_and_trigger(
     assert schedule_row(dsn, "beat")["paused_at"] is None
 
 
+def define_without_scheduler(dsn: str) -> None:
+    """Store the schedules of :mod:`tests.support.schedule_action_jobs` as a scheduler does
+    at its start, then close it: from here on no scheduler runs."""
+    jobs = [schedule_action_jobs.yearly, schedule_action_jobs.yearly_report]
+    scheduler = Scheduler(dsn, JobRegistry(jobs))
+    try:
+        scheduler.define()
+    finally:
+        scheduler.close()
+
+
+def task_rows(dsn: str, name: str) -> list[dict[str, Any]]:
+    return sql(
+        dsn,
+        "SELECT t.id::text AS id, t.queue, t.priority, t.max_retries, t.lock_id, t.meta_params, "
+        "t.result, s.name AS state, t.expiry - t.time_queued AS expires_after "
+        "FROM pgqueue.task t JOIN pgqueue.state s ON s.code = t.status "
+        "WHERE t.name = %s ORDER BY t.time_queued",
+        (name,),
+    )
+
+
+@pytest.mark.slow
+def test_a_trigger_queues_the_task_itself_for_any_worker_of_its_queue(dsn: str) -> None:
+    define_without_scheduler(dsn)
+    done = run_cli(["pgqueue", "schedule", "trigger", "yearly_report"], dsn)
+    assert done.returncode == 0, done.stderr
+    (task,) = task_rows(dsn, "yearly_report")  # queued before the command returned
+    assert f"queued as task {task['id']} on queue 'reports'" in done.stdout
+    # the job's options, as a tick of the scheduler would have queued it
+    assert (task["queue"], task["priority"], task["max_retries"]) == ("reports", 7, 2)
+    assert task["expires_after"].total_seconds() == 600 and task["lock_id"] is not None
+    (line,) = audit(dsn)
+    assert (line["action"], line["detail"]) == (
+        "trigger schedule",
+        {"schedule": "yearly_report", "queued": True},
+    )
+    assert task["meta_params"]["triggered_by"] == line["actor"]
+    assert {"tick", "triggered_at"} <= set(task["meta_params"])
+    assert sql(dsn, "SELECT task_id::text AS t FROM pgqueue.operator_action")[0]["t"] == task["id"]
+    row = schedule_row(dsn, "yearly_report")
+    assert (row["runs_count"], str(row["last_task"]), row["last_outcome"]) == (
+        1,
+        task["id"],
+        "triggered",
+    )
+    assert row["trigger_requested_at"] is None
+
+    # A worker of the queue that does not schedule (no --schedule-periodic) runs it.
+    proc = subprocess.Popen(
+        [bin_path("pgqueue-worker"), "--task-paths", JOBS, "--queues", "reports"],
+        env=cli_env(dsn),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: task_rows(dsn, "yearly_report")[0]["state"] == "SUCCESS", 30, "the run")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert task_rows(dsn, "yearly_report")[0]["result"] == line["actor"]
+
+
 @pytest.mark.slow
 def test_a_trigger_respects_can_overlap_like_a_tick(dsn: str) -> None:
+    define_without_scheduler(dsn)
+    with TaskBackend(dsn, pool_size=1) as backend:
+        ops = Operations(backend)
+        first = ops.trigger_schedule("yearly", actor="ops")
+        assert first["queued"] and first["queue"] == "tasks"
+        (queued,) = task_rows(dsn, "yearly")
+        assert queued["id"] == first["task_id"] and queued["meta_params"]["triggered_by"] == "ops"
+        second = ops.trigger_schedule("yearly", actor="ops")  # no worker: the first is QUEUED
+    assert (second["queued"], second["task_id"]) == (False, None)
+    assert task_rows(dsn, "yearly") == [queued]
+    row = schedule_row(dsn, "yearly")
+    assert (row["last_outcome"], row["runs_count"]) == ("trigger skipped (overlap)", 1)
+    assert row["trigger_requested_at"] is None
+    assert [a["detail"]["queued"] for a in audit(dsn)] == [True, False]
+    again = run_cli(["pgqueue", "schedule", "trigger", "yearly"], dsn)
+    assert again.returncode == 1
+    assert "not queued: the job cannot overlap and its previous task is still live" in again.stdout
+    assert task_rows(dsn, "yearly") == [queued]
+
+
+@pytest.mark.slow
+def test_a_schedule_stored_by_an_older_scheduler_is_triggered_through_a_request(
+    dsn: str,
+) -> None:
+    """No task_options yet (defined before revision pgqueue_0013_queue_stats): the trigger
+    falls back to a request that the next scheduler round serves."""
     scheduler = Scheduler(dsn, JobRegistry([schedule_action_jobs.yearly]))
     try:
         scheduler.define()
+        sql(dsn, "UPDATE pgqueue.schedule SET task_options = NULL")
         with TaskBackend(dsn, pool_size=1) as backend:
-            ops = Operations(backend)
-            ops.trigger_schedule("yearly", actor="ops")
-            assert scheduler.seconds_to_next_tick() == 0.0  # a pending trigger is due now
-            scheduler.tick()
-            first = tasks_of(dsn, "yearly")
-            assert len(first) == 1 and first[0]["meta_params"]["triggered_by"] == "ops"
-            ops.trigger_schedule("yearly", actor="ops")  # no worker: the first is still QUEUED
-            scheduler.tick()
-        assert tasks_of(dsn, "yearly") == first
-        row = schedule_row(dsn, "yearly")
-        assert row["last_outcome"] == "trigger skipped (overlap)"
-        assert row["trigger_requested_at"] is None and row["runs_count"] == 1
-        assert scheduler.seconds_to_next_tick() > 3600  # the request was served, not left due
+            requested = Operations(backend).trigger_schedule("yearly", actor="ops")
+        assert requested["trigger_requested_at"] is not None and not requested["queued"]
+        assert tasks_of(dsn, "yearly") == []
+        assert scheduler.seconds_to_next_tick() == 0.0  # a pending request is due now
+        scheduler.tick()
+        (task,) = task_rows(dsn, "yearly")
+        assert task["meta_params"]["triggered_by"] == "ops"
+        assert schedule_row(dsn, "yearly")["trigger_requested_at"] is None
+        scheduler.define()  # a scheduler of this version starting: the options are stored
+        assert schedule_row(dsn, "yearly")["task_options"]["queue"] == "tasks"
     finally:
         scheduler.close()

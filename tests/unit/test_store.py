@@ -122,6 +122,8 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "set_schedule_paused": s.set_schedule_paused(name="tick", paused=True),
         "request_trigger": s.request_trigger(name="tick", actor="ops@host"),
         "clear_trigger": s.clear_trigger(name="tick"),
+        "set_task_options": s.set_task_options(name="tick", options='{"queue": "tasks"}'),
+        "lock_schedule": s.lock_schedule(name="tick"),
         "pause_queue": s.pause_queue(queue="tasks"),
         "resume_queue": s.resume_queue(queue="tasks"),
         "set_queue_limit": s.set_queue_limit(
@@ -131,6 +133,8 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "flow_limits": s.flow_limits(limit=20),
         "queue_stats": s.queue_stats(),
         "queue_throughput": s.queue_throughput(),
+        "queue_overview": s.queue_overview(),
+        "queue_throughput_recent": s.queue_throughput_recent(),
         "queue_timeline": s.queue_timeline(),
         "queue_depth": s.queue_depth(),
         "queue_activity": s.queue_activity(step=60.0, buckets=60),
