@@ -15,6 +15,7 @@ section performance, for what each column means.
 from __future__ import annotations
 
 import platform
+import statistics
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +27,7 @@ from rich.table import Table
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_pgbench, bench_pgqueue, scale
+from benchmarks import bench_pgbench, bench_pgqueue, bench_workflow, scale
 from benchmarks.common import Row, Server, Sizes, installed, log
 from benchmarks.redis_server import RedisServer
 
@@ -223,6 +224,32 @@ def print_scale(result: scale.ScaleResult) -> None:
     console.print(table)
 
 
+def print_workflow(result: bench_workflow.WorkflowResult) -> None:
+    table = Table(
+        title=f"workflow: {result.tasks:,} tasks on {result.workers} pgqueue-worker processes "
+        f"(--backlog {result.backlog}), seconds from first queued to last ended"
+    )
+    for column in ("scenario", "runs (s)", "median s", "ratio", "target"):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    plain = statistics.median(result.plain)
+    table.add_row(
+        f"{result.tasks:,} plain tasks",
+        " ".join(f"{s:.2f}" for s in result.plain),
+        f"{plain:.2f}",
+        "1.00",
+        "",
+    )
+    ratio = result.ratio() or 0.0
+    table.add_row(
+        f"group of {result.tasks:,} with a callback",
+        " ".join(f"{s:.2f}" for s in result.group),
+        f"{statistics.median(result.group):.2f}",
+        f"{ratio:.2f}",
+        "<= 1.10 " + ("yes" if ratio <= 1.10 else "NO"),
+    )
+    console.print(table)
+
+
 def print_memory(samples: list[tuple[int, int]]) -> None:
     if not samples:
         return
@@ -264,6 +291,16 @@ def main(
     memory_tasks: Annotated[
         int, typer.Option(help="Tasks for the worker-memory run (0: skip it)")
     ] = 0,
+    workflow_tasks: Annotated[
+        int,
+        typer.Option(
+            help="Members of the group-with-callback scenario, run against as many plain "
+            "tasks (0: skip it)"
+        ),
+    ] = 10_000,
+    workflow_workers: Annotated[
+        int, typer.Option(help="pgqueue-worker processes of the workflow scenario")
+    ] = 4,
 ) -> None:
     """Measure pgqueue, its peers and pgbench on one PostgreSQL; print the table and ratios."""
     sizes = Sizes(
@@ -320,6 +357,16 @@ def main(
             print_scale(scale.run(server.fresh_database("bench_scale"), sizes, scale_rows))
         if memory_tasks:
             print_memory(scale.memory(server.fresh_database("bench_memory"), memory_tasks, sizes))
+        if workflow_tasks and "pgqueue" in wanted:
+            print_workflow(
+                bench_workflow.run(
+                    server.fresh_database("bench_workflow"),
+                    workflow_tasks,
+                    sizes.repeat,
+                    workers=workflow_workers,
+                    backlog=concurrency,
+                )
+            )
     finally:
         server.close()
         if redis is not None:

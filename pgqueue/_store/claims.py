@@ -120,7 +120,9 @@ _CANDIDATES = f"""candidates AS MATERIALIZED (
           AND name = ANY(%(jobs)s::text[])
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
+        -- NO KEY: an enqueue whose edge references the task (FOR KEY SHARE, held until
+        -- its commit) does not hide it from the claim.
+        FOR NO KEY UPDATE SKIP LOCKED
     ) c
 )"""
 
@@ -211,7 +213,7 @@ WHERE t.id IN (
     WHERE status IN (4, 6) AND expiry <= now() AND queue = ANY(%(queues)s::text[])
     ORDER BY expiry
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 ) AND t.status IN (4, 6)
 RETURNING t.id::text AS id
 """

@@ -1,0 +1,278 @@
+"""Workflows: one decrement per dependent and finish statement; an open enqueue no longer
+holds up its parents' finish.
+
+Revision ID: pgqueue_0011_callback_batch
+Revises: pgqueue_0009_schedules
+Create Date: 2026-12-07
+
+* The row trigger ``task_dependents`` (revision pgqueue_0007_workflows) decremented a child's
+  ``waiting_on`` once per parent that ended: the members of a group finishing on several
+  workers all updated the one callback row, each update a new version of it (never HOT:
+  ``waiting_on`` is in the predicate of ``task_claimable``). It is replaced by the statement
+  trigger ``task_dependents_batch`` (``{s}.release_dependents_batch()``), whose transition
+  tables hold every row the statement changed: the parents that ended in it (they have
+  ``has_dependents``) are taken together, each waiting child gets ONE update per statement
+  (``waiting_on`` minus the number of its parents that ended SUCCESS, or ended otherwise with
+  ``run_after_failure``), and the children are locked in id order first, so two finish
+  statements never wait on each other crosswise. A FAILURE or REVOKED parent still revokes
+  its waiting descendants (closure computed once); the revokes fire the trigger again,
+  which then only releases their ``run_after_failure`` children. A statement that ends no
+  parent with dependents (every claim, every other finish) returns after one look at the
+  new rows.
+* ``task_new_dependent`` (``{s}.settle_new_dependent()``), a constraint trigger deferred to
+  commit, runs once per task queued with parents not ended (``waiting_on > 0``). The enqueue
+  itself now locks no parent (it held FOR SHARE on them until commit, and set their
+  ``has_dependents``, so a parent's finish waited for the enqueuing transaction). At commit
+  the trigger locks the parents this transaction did not create (id order), so a finish
+  still in progress commits first and none can end between this check and the commit; sets
+  their ``has_dependents``; and counts again the parents not ended: a parent that ended
+  after the enqueue read it (its finish did not see the uncommitted edge) is counted here,
+  one that ends after this commit is counted by its finish. A child whose parent ended
+  FAILURE or REVOKED meanwhile is revoked. A finish waits at most for the commit of an
+  enqueue, never for its open transaction.
+* ``{s}.queue_task(...)`` no longer locks nor updates the parents (the trigger above does at
+  commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pgqueue.migrations import forget_revision, record_revision, run_sql
+
+revision: str = "pgqueue_0011_callback_batch"
+down_revision: str | None = "pgqueue_0009_schedules"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+#: Body of ``{s}.queue_task`` (signature of revision pgqueue_0007_workflows); ``{lock}`` is
+#: the statement locking and flagging the parents (empty from this revision on).
+_QUEUE_TASK = r"""
+CREATE OR REPLACE FUNCTION {s}.queue_task(
+    name        text,
+    kwargs      jsonb DEFAULT '{}',
+    queue       text DEFAULT 'tasks',
+    priority    integer DEFAULT 0,
+    run_at      timestamptz DEFAULT now(),
+    expiry      timestamptz DEFAULT NULL,
+    can_overlap boolean DEFAULT true,
+    meta_params jsonb DEFAULT '{}',
+    max_retries integer DEFAULT 0,
+    depends_on  uuid[] DEFAULT NULL,
+    run_after_failure boolean DEFAULT false
+) RETURNS uuid
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    new_id uuid;
+    parents uuid[] := ARRAY(SELECT DISTINCT unnest(depends_on));
+    missing text;
+    waiting integer := 0;
+    cause text;
+BEGIN
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'queue_task: name must be the name of a job'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kwargs IS NULL OR jsonb_typeof(kwargs) <> 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'queue_task: kwargs must be a JSON object, not ' || coalesce(kwargs::text, 'NULL');
+    END IF;
+    IF cardinality(parents) > 0 THEN
+        {lock}
+        SELECT string_agg(x::text, ', ') INTO missing FROM unnest(parents) AS x
+        WHERE NOT EXISTS (SELECT 1 FROM {s}.task p WHERE p.id = x);
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'queue_task: no task of this schema has id %: a task can depend only on existing tasks of its schema', missing
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+        SELECT count(*) FILTER (WHERE p.status IN (4, 5, 6)),
+               min(format('parent %s (%s) ended %s%s', p.id, p.name, s.name, ': ' || p.error))
+                   FILTER (WHERE p.status IN (2, 3) AND NOT coalesce(run_after_failure, false))
+        INTO waiting, cause
+        FROM {s}.task p JOIN {s}.state s ON s.code = p.status
+        WHERE p.id = ANY(parents);
+    END IF;
+    INSERT INTO {s}.task AS t (name, queue, lock_id, priority, kwargs, meta_params, run_at,
+                               expiry, max_retries, waiting_on, status, error, time_ended)
+    VALUES (name, coalesce(queue, 'tasks'),
+            CASE WHEN coalesce(can_overlap, true) THEN NULL ELSE {s}.task_lock_id(name, kwargs) END,
+            coalesce(priority, 0), kwargs, coalesce(meta_params, '{}'), coalesce(run_at, now()),
+            expiry, coalesce(max_retries, 0), CASE WHEN cause IS NULL THEN waiting ELSE 0 END,
+            CASE WHEN cause IS NULL THEN 6 ELSE 3 END, cause,
+            CASE WHEN cause IS NOT NULL THEN now() END)
+    ON CONFLICT (lock_id) WHERE status IN (4, 5, 6) DO NOTHING
+    RETURNING t.id INTO new_id;
+    IF new_id IS NOT NULL AND cardinality(parents) > 0 THEN
+        {flag}
+        INSERT INTO {s}.task_dependency (child, parent, position, run_after_failure)
+        SELECT new_id, x.id, x.pos, coalesce(run_after_failure, false)
+        FROM unnest(parents) WITH ORDINALITY AS x(id, pos);
+    END IF;
+    RETURN new_id;
+END
+$$;
+"""
+
+_OLD_LOCK = (
+    "-- Locked until commit, so no parent ends unseen before the edges below are visible.\n"
+    "        PERFORM 1 FROM {s}.task p WHERE p.id = ANY(parents) ORDER BY p.id FOR SHARE;"
+)
+_OLD_FLAG = (
+    "UPDATE {s}.task p SET has_dependents = true\n"
+    "        WHERE p.id = ANY(parents) AND NOT p.has_dependents;"
+)
+_NEW_LOCK = (
+    "-- No lock on the parents: the trigger task_new_dependent checks them again at commit."
+)
+
+UPGRADE = r"""
+DROP TRIGGER task_dependents ON {s}.task;
+
+CREATE FUNCTION {s}.release_dependents_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    ended uuid[];
+    doomed uuid[];
+    causes text[];
+    children uuid[];
+    counts integer[];
+    batch record;
+BEGIN
+    -- Most statements (claims, finishes of tasks nobody depends on) stop here.
+    IF NOT EXISTS (SELECT 1 FROM changed_new n WHERE n.has_dependents AND n.status IN (1, 2, 3)) THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(n.id ORDER BY n.id) INTO ended
+    FROM changed_new n JOIN changed_old o ON o.id = n.id
+    WHERE n.has_dependents AND n.status IN (1, 2, 3) AND o.status IN (4, 5, 6);
+    IF ended IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Waiting descendants of a failed or revoked parent that do not opt in: revoked.
+    WITH RECURSIVE doom(id, cause, root) AS (
+        SELECT d.child,
+               format('parent %s (%s) ended %s%s', p.id, p.name, s.name, ': ' || p.error),
+               format('%s (%s) ended %s', p.id, p.name, s.name)
+        FROM {s}.task p
+        JOIN {s}.state s ON s.code = p.status
+        JOIN {s}.task_dependency d ON d.parent = p.id AND NOT d.run_after_failure
+        JOIN {s}.task c ON c.id = d.child AND c.status IN (4, 6)
+        WHERE p.id = ANY(ended) AND p.status IN (2, 3)
+      UNION
+        SELECT d.child, format('parent %s was revoked: its ancestor %s', doom.id, doom.root),
+               doom.root
+        FROM doom
+        JOIN {s}.task_dependency d ON d.parent = doom.id AND NOT d.run_after_failure
+        JOIN {s}.task c ON c.id = d.child AND c.status IN (4, 6)
+    )
+    SELECT array_agg(id ORDER BY id), array_agg(cause ORDER BY id) INTO doomed, causes
+    FROM (SELECT DISTINCT ON (id) id, cause FROM doom ORDER BY id, cause) one;
+    doomed := coalesce(doomed, '{}');
+    -- Each other waiting child: how many of its parents ended here and release it.
+    SELECT array_agg(child ORDER BY child), array_agg(n ORDER BY child) INTO children, counts
+    FROM (
+        SELECT d.child, count(*)::integer AS n
+        FROM {s}.task_dependency d JOIN {s}.task p ON p.id = d.parent
+        WHERE d.parent = ANY(ended) AND NOT (d.child = ANY(doomed))
+          AND (p.status = 1 OR d.run_after_failure)
+        GROUP BY d.child
+    ) released;
+    children := coalesce(children, '{}');
+    -- Lock every child in id order: concurrent finish statements take them in the same order.
+    PERFORM 1 FROM {s}.task WHERE id = ANY(doomed || children) ORDER BY id FOR NO KEY UPDATE;
+    -- One update per child and statement, however many of its parents ended in it.
+    UPDATE {s}.task t SET waiting_on = greatest(t.waiting_on - x.n, 0)
+    FROM unnest(children, counts) AS x(id, n)
+    WHERE t.id = x.id AND t.status IN (4, 6) AND t.waiting_on > 0;
+    -- These fire this trigger again: it releases their run_after_failure children.
+    UPDATE {s}.task t SET status = 3, time_ended = now(), error = x.cause, waiting_on = 0
+    FROM unnest(doomed, causes) AS x(id, cause)
+    WHERE t.id = x.id AND t.status IN (4, 6);
+    -- Wake the workers of the children just released.
+    FOR batch IN
+        SELECT queue, count(*) AS n, min(id::text) AS one FROM {s}.task
+        WHERE id = ANY(children) AND status IN (4, 6) AND waiting_on = 0
+        GROUP BY queue
+    LOOP
+        PERFORM {s}.notify_task(batch.queue || '_task_queued',
+                                CASE WHEN batch.n = 1 THEN batch.one ELSE '*' END);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION {s}.release_dependents_batch() IS
+    'After each UPDATE of task: for the parents (has_dependents) the statement ended, one decrement of waiting_on per waiting child (SUCCESS, or run_after_failure) and the revoke of the other waiting descendants of a FAILURE or REVOKED parent; children locked in id order';
+CREATE TRIGGER task_dependents_batch AFTER UPDATE ON {s}.task
+    REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.release_dependents_batch();
+
+CREATE FUNCTION {s}.settle_new_dependent() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    waiting integer;
+    cause text;
+    released text;
+BEGIN
+    -- The parents other transactions created, in id order: a finish of one still running
+    -- commits first; from here to this commit none can end (nor be flagged) unseen.
+    PERFORM 1 FROM {s}.task p
+    WHERE p.id IN (SELECT d.parent FROM {s}.task_dependency d WHERE d.child = NEW.id)
+      AND p.xmin <> pg_current_xact_id()::xid
+    ORDER BY p.id FOR NO KEY UPDATE;
+    -- From now on a parent's end runs task_dependents_batch, which sees this edge.
+    UPDATE {s}.task p SET has_dependents = true
+    WHERE p.id IN (SELECT d.parent FROM {s}.task_dependency d WHERE d.child = NEW.id)
+      AND NOT p.has_dependents;
+    -- Count again what the enqueue counted on its snapshot: a parent may have ended since.
+    SELECT count(*) FILTER (WHERE p.status IN (4, 5, 6)),
+           min(format('parent %s (%s) ended %s%s', p.id, p.name, s.name, ': ' || p.error))
+               FILTER (WHERE p.status IN (2, 3) AND NOT d.run_after_failure)
+    INTO waiting, cause
+    FROM {s}.task_dependency d
+    JOIN {s}.task p ON p.id = d.parent
+    JOIN {s}.state s ON s.code = p.status
+    WHERE d.child = NEW.id;
+    IF cause IS NOT NULL THEN
+        -- Fires task_dependents_batch: the child's own waiting descendants follow.
+        UPDATE {s}.task t SET status = 3, time_ended = now(), error = cause, waiting_on = 0
+        WHERE t.id = NEW.id AND t.status IN (4, 6);
+        RETURN NULL;
+    END IF;
+    UPDATE {s}.task t SET waiting_on = waiting
+    WHERE t.id = NEW.id AND t.status IN (4, 6) AND t.waiting_on <> waiting
+    RETURNING t.queue INTO released;
+    IF released IS NOT NULL AND waiting = 0 THEN
+        PERFORM {s}.notify_task(released || '_task_queued', NEW.id::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION {s}.settle_new_dependent() IS
+    'At the commit of a task queued with parents not ended: lock the parents of other transactions (id order), set their has_dependents, count again the parents not ended (waiting_on) and revoke the task when one ended FAILURE or REVOKED without run_after_failure';
+CREATE CONSTRAINT TRIGGER task_new_dependent AFTER INSERT ON {s}.task
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.waiting_on > 0)
+    EXECUTE FUNCTION {s}.settle_new_dependent();
+"""
+
+DOWNGRADE = r"""
+DROP TRIGGER task_new_dependent ON {s}.task;
+DROP FUNCTION {s}.settle_new_dependent();
+DROP TRIGGER task_dependents_batch ON {s}.task;
+DROP FUNCTION {s}.release_dependents_batch();
+CREATE TRIGGER task_dependents AFTER UPDATE OF status ON {s}.task
+    FOR EACH ROW
+    WHEN (NEW.has_dependents AND OLD.status IN (4, 5, 6) AND NEW.status IN (1, 2, 3))
+    EXECUTE FUNCTION {s}.release_dependents();
+"""
+
+
+def upgrade() -> None:
+    run_sql(UPGRADE + _QUEUE_TASK.replace("{lock}", _NEW_LOCK).replace("{flag}", ""))
+    record_revision(revision)
+
+
+def downgrade() -> None:
+    forget_revision(revision)
+    run_sql(DOWNGRADE + _QUEUE_TASK.replace("{lock}", _OLD_LOCK).replace("{flag}", _OLD_FLAG))
