@@ -107,9 +107,7 @@ def _wait_ended(dsn: str, procs: list[subprocess.Popen[bytes]]) -> float:
     return float(got["seconds"])
 
 
-def run(
-    dsn: str, tasks: int, repeat: int, workers: int = 4, backlog: int = 20
-) -> WorkflowResult:
+def run(dsn: str, tasks: int, repeat: int, workers: int = 4, backlog: int = 20) -> WorkflowResult:
     """Alternate ``repeat`` plain runs and ``repeat`` group runs of ``tasks`` no-op tasks on
     ``workers`` worker processes (``--backlog`` each) on the fresh database ``dsn``."""
     migrate(dsn, "pgqueue")

@@ -113,8 +113,8 @@ FROM input LEFT JOIN inserted USING (id)
 ORDER BY input.ord
 """
 
-_PARENT_COLUMNS = """p.id::text AS id, p.name, p.status, s.name AS state, p.result, p.error,
-       p.time_ended, d.position, d.run_after_failure"""
+_PARENT_COLUMNS = """p.id::text AS id, p.name, p.queue, p.status, s.name AS state, p.result,
+       p.error, p.time_ended, d.position, d.run_after_failure"""
 
 #: The parents of a task in ``depends_on`` order, with their state and result.
 TASK_PARENTS = f"""
@@ -128,7 +128,7 @@ ORDER BY d.position
 
 #: The tasks that depend on a task, in queue order.
 TASK_CHILDREN = """
-SELECT c.id::text AS id, c.name, c.status, s.name AS state, c.waiting_on
+SELECT c.id::text AS id, c.name, c.queue, c.status, s.name AS state, c.waiting_on
 FROM {s}.task_dependency d
 JOIN {s}.task c ON c.id = d.child
 JOIN {s}.state s ON s.code = c.status
@@ -142,6 +142,7 @@ class ParentRow(TypedDict):
 
     id: str
     name: str
+    queue: str
     status: int
     state: str
     result: Any
@@ -156,6 +157,7 @@ class ChildRow(TypedDict):
 
     id: str
     name: str
+    queue: str
     status: int
     state: str
     waiting_on: int

@@ -124,9 +124,7 @@ _OLD_FLAG = (
     "UPDATE {s}.task p SET has_dependents = true\n"
     "        WHERE p.id = ANY(parents) AND NOT p.has_dependents;"
 )
-_NEW_LOCK = (
-    "-- No lock on the parents: the trigger task_new_dependent checks them again at commit."
-)
+_NEW_LOCK = "-- No lock on the parents: the trigger task_new_dependent checks them again at commit."
 
 UPGRADE = r"""
 DROP TRIGGER task_dependents ON {s}.task;
