@@ -1,7 +1,8 @@
 """Issue 14, an enqueue with ``depends_on`` and its parents' finish, in both orders on two
 connections: the finish never waits for the enqueuing transaction (only, at most, for its
-commit), and the child is released or revoked exactly once whichever commits first
-(revision pgqueue_0011_callback_batch)."""
+commit), and the child is released or revoked exactly once whichever commits first; and one
+finish statement updates a callback once for all the members it ends (revision
+pgqueue_0011_callback_batch)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from pgqueue import TaskBackend
+from pgqueue import Call, TaskBackend
 from tests.support.fixtures import TEST_JOBS, sql
 
 JOBS = [TEST_JOBS, "tests.support.workflow_jobs"]
@@ -154,3 +155,28 @@ def test_a_worker_finishes_a_parent_while_the_enqueue_is_open(
     done = wf.wait_for_task(child, timeout=20)
     assert done.status_string() == "SUCCESS"
     assert done.result == {"tag": "late", "parents": [[parent, "SUCCESS", 2]]}
+
+
+def test_one_finish_statement_updates_a_callback_once_for_all_its_members(
+    wf: TaskBackend, dsn: str
+) -> None:
+    """Fifty members of a group ending in one statement update their callback row once (not
+    once per member), and release it exactly once the last member has ended."""
+    queued = wf.group([Call("add", {"a": n, "b": 0}) for n in range(51)], then=Call("tally"))
+    callback, members = queued.then, queued.queued
+    assert callback is not None and len(members) == 51
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        conn.execute(
+            "UPDATE pgqueue.task SET status = 1, time_ended = now() WHERE id = ANY(%s::uuid[])",
+            (members[:50],),
+        )
+        updated = conn.execute(
+            "SELECT pg_stat_get_xact_tuples_updated('pgqueue.task'::regclass) AS n"
+        ).fetchone()
+        assert updated is not None and updated["n"] == 50 + 1
+        conn.commit()
+    got = row(dsn, callback)
+    assert (got["state"], got["waiting_on"]) == ("QUEUED", 1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        end_task(conn, members[50], 1, None)
+    assert row(dsn, callback)["waiting_on"] == 0

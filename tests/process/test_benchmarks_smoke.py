@@ -13,7 +13,8 @@ from tests.support.fixtures import ROOT, Server, cli_env
 @pytest.mark.slow
 def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
     """``benchmarks/run.py`` measures pgqueue and pgbench and prints the table, the latency
-    histogram and the ratios, plus the scale scenario and the memory run, on this server."""
+    histogram and the ratios, plus the scale scenario, the memory run and the workflow scenario,
+    on this server."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -36,6 +37,10 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
             "2000",
             "--memory-tasks",
             "100",
+            "--workflow-tasks",
+            "60",
+            "--workflow-workers",
+            "2",
         ],
         cwd=ROOT,
         env=cli_env(),
@@ -51,6 +56,8 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
         "pgqueue against the targets",
         "scale: 2,000 finished",
         "worker RSS",
+        "workflow: 60 tasks on 2 pgqueue-worker processes",
+        "group of 60 with a callback",
     ):
         assert heading in out, out
     table = out[out.index("jobs/s (median)") : out.index("pickup latency histogram")]

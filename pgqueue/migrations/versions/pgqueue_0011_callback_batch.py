@@ -8,17 +8,21 @@ Create Date: 2026-12-07
 * The row trigger ``task_dependents`` (revision pgqueue_0007_workflows) decremented a child's
   ``waiting_on`` once per parent that ended: the members of a group finishing on several
   workers all updated the one callback row, each update a new version of it (never HOT:
-  ``waiting_on`` is in the predicate of ``task_claimable``). It is replaced by the statement
-  trigger ``task_dependents_batch`` (``{s}.release_dependents_batch()``), whose transition
-  tables hold every row the statement changed: the parents that ended in it (they have
-  ``has_dependents``) are taken together, each waiting child gets ONE update per statement
-  (``waiting_on`` minus the number of its parents that ended SUCCESS, or ended otherwise with
-  ``run_after_failure``), and the children are locked in id order first, so two finish
-  statements never wait on each other crosswise. A FAILURE or REVOKED parent still revokes
-  its waiting descendants (closure computed once); the revokes fire the trigger again,
-  which then only releases their ``run_after_failure`` children. A statement that ends no
-  parent with dependents (every claim, every other finish) returns after one look at the
-  new rows.
+  ``waiting_on`` is in the predicate of ``task_claimable``). It is replaced by two triggers.
+  The row trigger ``task_dependents_ended`` keeps the same WHEN clause (a parent with
+  ``has_dependents`` that just ended; no other row calls it, so a workload without
+  dependencies pays nothing per row) and only notes the parent's id in a transaction-local
+  setting (``pgqueue.ended_parents_<oid of task>``). The statement trigger
+  ``task_dependents_batch`` (``{s}.release_dependents_batch()``, after every UPDATE that sets
+  ``status``; it fires after the row triggers of its statement) takes the noted parents
+  together: each waiting child gets ONE update per statement (``waiting_on`` minus the number
+  of its parents that ended SUCCESS, or ended otherwise with ``run_after_failure``), and the
+  children are locked in id order first, so two finish statements never wait on each other
+  crosswise. A FAILURE or REVOKED parent still revokes its waiting descendants (closure
+  computed once); the revokes fire both triggers again, which then only release their
+  ``run_after_failure`` children. A statement that ended no such parent (every claim, every
+  other finish) finds the setting empty and returns. A rollback (or a rolled-back savepoint)
+  takes the notes back with it.
 * ``task_new_dependent`` (``{s}.settle_new_dependent()``), a constraint trigger deferred to
   commit, runs once per task queued with parents not ended (``waiting_on > 0``). The enqueue
   itself now locks no parent (it held FOR SHARE on them until commit, and set their
@@ -129,8 +133,29 @@ _NEW_LOCK = "-- No lock on the parents: the trigger task_new_dependent checks th
 UPGRADE = r"""
 DROP TRIGGER task_dependents ON {s}.task;
 
+CREATE FUNCTION {s}.note_ended_parent() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    noted text := current_setting('pgqueue.ended_parents_' || TG_RELID, true);
+BEGIN
+    PERFORM set_config('pgqueue.ended_parents_' || TG_RELID,
+                       CASE WHEN coalesce(noted, '') = '' THEN NEW.id::text
+                            ELSE noted || ',' || NEW.id::text END,
+                       true);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION {s}.note_ended_parent() IS
+    'Notes a parent that just ended in the transaction-local setting pgqueue.ended_parents_<table oid>, for the statement trigger task_dependents_batch';
+-- Fires only for a parent (has_dependents) that just ended: the WHEN clause is evaluated
+-- without calling the function, so tasks without dependents pay nothing.
+CREATE TRIGGER task_dependents_ended AFTER UPDATE OF status ON {s}.task
+    FOR EACH ROW
+    WHEN (NEW.has_dependents AND OLD.status IN (4, 5, 6) AND NEW.status IN (1, 2, 3))
+    EXECUTE FUNCTION {s}.note_ended_parent();
+
 CREATE FUNCTION {s}.release_dependents_batch() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
+    noted text := current_setting('pgqueue.ended_parents_' || TG_RELID, true);
     ended uuid[];
     doomed uuid[];
     causes text[];
@@ -139,15 +164,12 @@ DECLARE
     batch record;
 BEGIN
     -- Most statements (claims, finishes of tasks nobody depends on) stop here.
-    IF NOT EXISTS (SELECT 1 FROM changed_new n WHERE n.has_dependents AND n.status IN (1, 2, 3)) THEN
+    IF coalesce(noted, '') = '' THEN
         RETURN NULL;
     END IF;
-    SELECT array_agg(n.id ORDER BY n.id) INTO ended
-    FROM changed_new n JOIN changed_old o ON o.id = n.id
-    WHERE n.has_dependents AND n.status IN (1, 2, 3) AND o.status IN (4, 5, 6);
-    IF ended IS NULL THEN
-        RETURN NULL;
-    END IF;
+    -- Taken: the updates below fire these triggers again and note their own.
+    PERFORM set_config('pgqueue.ended_parents_' || TG_RELID, '', true);
+    ended := ARRAY(SELECT DISTINCT x FROM unnest(string_to_array(noted, ',')::uuid[]) AS x ORDER BY x);
     -- Waiting descendants of a failed or revoked parent that do not opt in: revoked.
     WITH RECURSIVE doom(id, cause, root) AS (
         SELECT d.child,
@@ -201,9 +223,9 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION {s}.release_dependents_batch() IS
-    'After each UPDATE of task: for the parents (has_dependents) the statement ended, one decrement of waiting_on per waiting child (SUCCESS, or run_after_failure) and the revoke of the other waiting descendants of a FAILURE or REVOKED parent; children locked in id order';
-CREATE TRIGGER task_dependents_batch AFTER UPDATE ON {s}.task
-    REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+    'After each UPDATE of task.status: for the parents (has_dependents) the statement ended (noted by task_dependents_ended), one decrement of waiting_on per waiting child (SUCCESS, or run_after_failure) and the revoke of the other waiting descendants of a FAILURE or REVOKED parent; children locked in id order';
+-- After the row triggers of the same statement (AFTER events fire in the order queued).
+CREATE TRIGGER task_dependents_batch AFTER UPDATE OF status ON {s}.task
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.release_dependents_batch();
 
 CREATE FUNCTION {s}.settle_new_dependent() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -221,7 +243,7 @@ BEGIN
     -- From now on a parent's end runs task_dependents_batch, which sees this edge.
     UPDATE {s}.task p SET has_dependents = true
     WHERE p.id IN (SELECT d.parent FROM {s}.task_dependency d WHERE d.child = NEW.id)
-      AND NOT p.has_dependents;
+      AND NOT p.has_dependents AND p.status IN (4, 5, 6);
     -- Count again what the enqueue counted on its snapshot: a parent may have ended since.
     SELECT count(*) FILTER (WHERE p.status IN (4, 5, 6)),
            min(format('parent %s (%s) ended %s%s', p.id, p.name, s.name, ': ' || p.error))
@@ -259,6 +281,8 @@ DROP TRIGGER task_new_dependent ON {s}.task;
 DROP FUNCTION {s}.settle_new_dependent();
 DROP TRIGGER task_dependents_batch ON {s}.task;
 DROP FUNCTION {s}.release_dependents_batch();
+DROP TRIGGER task_dependents_ended ON {s}.task;
+DROP FUNCTION {s}.note_ended_parent();
 CREATE TRIGGER task_dependents AFTER UPDATE OF status ON {s}.task
     FOR EACH ROW
     WHEN (NEW.has_dependents AND OLD.status IN (4, 5, 6) AND NEW.status IN (1, 2, 3))
