@@ -16,6 +16,7 @@ section performance, for what each column means.
 from __future__ import annotations
 
 import platform
+import statistics
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -27,7 +28,7 @@ from rich.table import Table
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_pgbench, bench_pgqueue, flow, scale
+from benchmarks import bench_pgbench, bench_pgqueue, bench_workflow, flow, scale
 from benchmarks.common import Row, Server, Sizes, installed, log
 from benchmarks.redis_server import RedisServer
 
@@ -239,6 +240,31 @@ def print_flow(result: flow.FlowResult) -> None:
         met = "" if least is None else ("yes" if ratio >= least else "NO")
         wanted = "" if least is None else f">= {least:.2f}"
         table.add_row(figure, _fmt(ours), base, _fmt(theirs), f"{ratio:.2f}", wanted, met)
+
+
+def print_workflow(result: bench_workflow.WorkflowResult) -> None:
+    table = Table(
+        title=f"workflow: {result.tasks:,} tasks on {result.workers} pgqueue-worker processes "
+        f"(--backlog {result.backlog}), seconds from first queued to last ended"
+    )
+    for column in ("scenario", "runs (s)", "median s", "ratio", "target"):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    plain = statistics.median(result.plain)
+    table.add_row(
+        f"{result.tasks:,} plain tasks",
+        " ".join(f"{s:.2f}" for s in result.plain),
+        f"{plain:.2f}",
+        "1.00",
+        "",
+    )
+    ratio = result.ratio() or 0.0
+    table.add_row(
+        f"group of {result.tasks:,} with a callback",
+        " ".join(f"{s:.2f}" for s in result.group),
+        f"{statistics.median(result.group):.2f}",
+        f"{ratio:.2f}",
+        "<= 1.10 " + ("yes" if ratio <= 1.10 else "NO"),
+    )
     console.print(table)
 
 
@@ -287,6 +313,16 @@ def main(
         int,
         typer.Option(help="Tasks per figure of the flow-control scenario (0: skip it)"),
     ] = 0,
+    workflow_tasks: Annotated[
+        int,
+        typer.Option(
+            help="Members of the group-with-callback scenario, run against as many plain "
+            "tasks (0: skip it)"
+        ),
+    ] = 10_000,
+    workflow_workers: Annotated[
+        int, typer.Option(help="pgqueue-worker processes of the workflow scenario")
+    ] = 4,
 ) -> None:
     """Measure pgqueue, its peers and pgbench on one PostgreSQL; print the table and ratios."""
     sizes = Sizes(
@@ -345,6 +381,16 @@ def main(
             print_memory(scale.memory(server.fresh_database("bench_memory"), memory_tasks, sizes))
         if flow_tasks:
             print_flow(flow.run(server.fresh_database("bench_flow"), sizes, flow_tasks))
+        if workflow_tasks and "pgqueue" in wanted:
+            print_workflow(
+                bench_workflow.run(
+                    server.fresh_database("bench_workflow"),
+                    workflow_tasks,
+                    sizes.repeat,
+                    workers=workflow_workers,
+                    backlog=concurrency,
+                )
+            )
     finally:
         server.close()
         if redis is not None:

@@ -383,8 +383,8 @@ class Operations:
         self, task_id: str, preview: int | None = PREVIEW_CHARS, *, fresh: bool = False
     ) -> Row:
         """Every column of one task (``task_state``), traceback included, and its workflow:
-        ``parents`` (id, name, state, run_after_failure; ``depends_on`` order) and
-        ``children`` (id, name, status, state, waiting_on).
+        ``parents`` (id, name, queue, state, run_after_failure; ``depends_on`` order) and
+        ``children`` (id, name, queue, status, state, waiting_on).
 
         :param preview: the most characters shown of kwargs, meta_params, result (as JSON
             text), error and traceback; a longer value becomes its first ``preview`` characters
@@ -397,7 +397,7 @@ class Operations:
         if row is None:
             raise TaskNotFound(f"no task has id {task_id} (it never existed, or was pruned)")
         row["parents"] = [
-            {key: parent[key] for key in ("id", "name", "state", "run_after_failure")}
+            {key: parent[key] for key in ("id", "name", "queue", "state", "run_after_failure")}
             for parent in read(self.store.task_parents(id=valid))
         ]
         row["children"] = read(self.store.task_children(id=valid))

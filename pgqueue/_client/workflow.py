@@ -55,15 +55,15 @@ class WorkflowMixin(EnqueueMixin):
 
     def parents(self, task_id: str, *, connection: object | None = None) -> list[ParentRow]:
         """The parents of a task (the ``depends_on`` it was queued with, pruned ones gone) in
-        that order: ``id``, ``name``, ``status``, ``state``, ``result``, ``error``,
+        that order: ``id``, ``name``, ``queue``, ``status``, ``state``, ``result``, ``error``,
         ``time_ended``, ``position`` (1 first) and ``run_after_failure``. Raises
         :class:`InvalidTaskId` for an id that is not a UUID."""
         op = self.store.task_parents(id=require_task_id(task_id))
         return self._fetch(op, connection)
 
     def children(self, task_id: str, *, connection: object | None = None) -> list[ChildRow]:
-        """The tasks that depend on a task, in queue order: ``id``, ``name``, ``status``,
-        ``state`` and ``waiting_on`` (how many of their parents have not ended)."""
+        """The tasks that depend on a task, in queue order: ``id``, ``name``, ``queue``,
+        ``status``, ``state`` and ``waiting_on`` (how many of their parents have not ended)."""
         op = self.store.task_children(id=require_task_id(task_id))
         return self._fetch(op, connection)
 

@@ -40,7 +40,7 @@ from .._backend import TaskBackend
 from .._errors import ConfigurationError, PgQueueError, TaskNotFound
 from .._format import format_seconds
 from .._ops import COUNT_CAP, SPANS, ActionRefused, Operations, parse_duration
-from . import charts, security
+from . import charts, graph, security
 from .events import EventHub
 
 #: How many tasks the task list shows unless asked for another number.
@@ -152,8 +152,18 @@ def create_app(
             return page(
                 request, "missing.html", {"heading": "Not found", "reason": str(exc)}, status=404
             )
-        hub.watch([task["queue"]])
-        context = {"task": task, "timeline": _timeline(task), "attempts": ops.attempts(task["id"])}
+        # Parents and children may live in other queues: their ends redraw the graph too.
+        hub.watch(
+            sorted({task["queue"], *(t["queue"] for t in task["parents"] + task["children"])})
+        )
+        context = {
+            "task": task,
+            "timeline": _timeline(task),
+            "attempts": ops.attempts(task["id"]),
+            "graph": graph.workflow_graph(task),
+            "box_width": graph.BOX_WIDTH,
+            "box_height": graph.BOX_HEIGHT,
+        }
         return page(request, "task.html", context)
 
     def actions(request: Request) -> Response:

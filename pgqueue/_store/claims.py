@@ -70,7 +70,7 @@ flow_queues AS MATERIALIZED (
           AND name = ANY(%(jobs)s::text[])
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
+        FOR NO KEY UPDATE SKIP LOCKED
     ) c
 ), keyed AS MATERIALIZED (
     SELECT k.task_id AS id, k.turn, k.t_priority AS priority, k.t_run_at AS run_at,
@@ -156,7 +156,9 @@ _CANDIDATES = f"""candidates AS MATERIALIZED (
           AND name = ANY(%(jobs)s::text[])
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
+        -- NO KEY: an enqueue whose edge references the task (FOR KEY SHARE, held until
+        -- its commit) does not hide it from the claim.
+        FOR NO KEY UPDATE SKIP LOCKED
     ) c
 )"""
 
@@ -247,7 +249,7 @@ WHERE t.id IN (
     WHERE status IN (4, 6) AND expiry <= now() AND queue = ANY(%(queues)s::text[])
     ORDER BY expiry
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 ) AND t.status IN (4, 6)
 RETURNING t.id::text AS id
 """

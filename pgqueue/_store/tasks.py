@@ -117,7 +117,7 @@ GET_TASKS = f"SELECT {_T} FROM {{s}}.task t WHERE t.id = ANY(%(ids)s::uuid[])"
 
 #: Delete the tasks of a queue that have not started. Their waiting dependents in other
 #: queues (workflows) end REVOKED, saying which parent was flushed, and so do theirs (the
-#: trigger ``task_dependents``): a child never waits for a parent that is gone. The count
+#: trigger ``task_dependents_batch``): a child never waits for a parent that is gone. The count
 #: is of the deleted tasks.
 FLUSH_QUEUE = """
 WITH flushed AS (

@@ -91,7 +91,7 @@ WITH lost_workers AS MATERIALIZED (
       AND (w.id IS NULL OR t.worker IN (SELECT id FROM lost_workers))
     ORDER BY t.id
     LIMIT %(limit)s
-    FOR UPDATE OF t SKIP LOCKED
+    FOR NO KEY UPDATE OF t SKIP LOCKED
 )
 UPDATE {{s}}.task t
 SET status = {RESCUED_STATUS},

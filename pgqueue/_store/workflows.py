@@ -1,9 +1,10 @@
 """Workflows: enqueue tasks that depend on others, and read a task's parents and children.
 
-The rule itself lives in the database (revision pgqueue_0007_workflows): ``task.waiting_on``
-counts a task's unfinished parents, the claim skips tasks with ``waiting_on > 0``, and the
-row trigger ``task_dependents`` (on parents with ``has_dependents``) releases or revokes
-children in the transaction that ends a parent.
+The rule itself lives in the database (revisions pgqueue_0007_workflows and
+pgqueue_0011_callback_batch): ``task.waiting_on`` counts a task's unfinished parents, the
+claim skips tasks with ``waiting_on > 0``, and the statement trigger ``task_dependents_batch``
+releases or revokes children in the statement that ends their parents (``has_dependents``),
+one update per child and statement.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from .tasks import lock_id_sql
 
 #: Queue a batch whose tasks may depend on existing tasks (``depends_on``: their ids) and on
 #: earlier tasks of the same batch (``after``: their 0-based positions), in one statement.
-#: Every parent gets ``has_dependents`` (the WHEN of the trigger that releases children).
+#: Parents in the batch get ``has_dependents`` here; existing parents get it at commit.
 #: The input is :data:`pgqueue._store.tasks.QUEUE_TASKS`'s JSON document with those two
-#: fields and ``run_after_failure`` added. Existing parents are locked (FOR SHARE, in id order)
-#: until commit, so none ends unseen before the new edges are visible to the trigger that
-#: releases children. When a parent does not exist nothing is inserted and each row's
+#: fields and ``run_after_failure`` added. Existing parents are read, not locked: a parent's
+#: finish never waits for this transaction. At commit the deferred trigger
+#: ``task_new_dependent`` (revision pgqueue_0011_callback_batch) locks them briefly, flags
+#: them and counts again, so a parent that ended after this read is not waited for. When a
+#: parent does not exist nothing is inserted and each row's
 #: ``missing`` lists the unknown ids. A task whose parent already ended FAILURE or REVOKED
 #: (directly, or through an earlier task of the batch) is inserted REVOKED with the reason,
 #: unless it opted in with ``run_after_failure``. ``waiting_on`` counts the parents not ended.
@@ -44,8 +47,6 @@ WITH RECURSIVE input AS MATERIALIZED (
     SELECT p.id, p.name, p.status, p.error, s.name AS state
     FROM {{s}}.task p JOIN {{s}}.state s ON s.code = p.status
     WHERE p.id IN (SELECT unnest(depends_on) FROM input)
-    ORDER BY p.id
-    FOR SHARE OF p
 ), missing AS (
     SELECT DISTINCT x.id FROM input, unnest(input.depends_on) AS x(id)
     WHERE x.id NOT IN (SELECT id FROM parent)
@@ -105,10 +106,6 @@ WITH RECURSIVE input AS MATERIALIZED (
     JOIN input i ON i.ord = e.ord
     JOIN inserted ON inserted.id = i.id
     LEFT JOIN input pi ON pi.ord = e.parent_ord
-), flagged AS (
-    UPDATE {{s}}.task p SET has_dependents = true
-    FROM parent
-    WHERE p.id = parent.id AND NOT p.has_dependents AND EXISTS (SELECT 1 FROM inserted)
 )
 SELECT inserted.id::text AS id,
        ARRAY(SELECT id::text FROM missing ORDER BY id) AS missing
@@ -116,8 +113,8 @@ FROM input LEFT JOIN inserted USING (id)
 ORDER BY input.ord
 """
 
-_PARENT_COLUMNS = """p.id::text AS id, p.name, p.status, s.name AS state, p.result, p.error,
-       p.time_ended, d.position, d.run_after_failure"""
+_PARENT_COLUMNS = """p.id::text AS id, p.name, p.queue, p.status, s.name AS state, p.result,
+       p.error, p.time_ended, d.position, d.run_after_failure"""
 
 #: The parents of a task in ``depends_on`` order, with their state and result.
 TASK_PARENTS = f"""
@@ -131,7 +128,7 @@ ORDER BY d.position
 
 #: The tasks that depend on a task, in queue order.
 TASK_CHILDREN = """
-SELECT c.id::text AS id, c.name, c.status, s.name AS state, c.waiting_on
+SELECT c.id::text AS id, c.name, c.queue, c.status, s.name AS state, c.waiting_on
 FROM {s}.task_dependency d
 JOIN {s}.task c ON c.id = d.child
 JOIN {s}.state s ON s.code = c.status
@@ -145,6 +142,7 @@ class ParentRow(TypedDict):
 
     id: str
     name: str
+    queue: str
     status: int
     state: str
     result: Any
@@ -159,6 +157,7 @@ class ChildRow(TypedDict):
 
     id: str
     name: str
+    queue: str
     status: int
     state: str
     waiting_on: int

@@ -13,8 +13,8 @@ from tests.support.fixtures import ROOT, Server, cli_env
 @pytest.mark.slow
 def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
     """``benchmarks/run.py`` measures pgqueue and pgbench and prints the table, the latency
-    histogram and the ratios, plus the scale scenario, the memory run and the flow-control
-    scenario, on this server."""
+    histogram and the ratios, plus the scale scenario, the memory run, the flow-control
+    scenario and the workflow scenario, on this server."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -39,6 +39,10 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
             "100",
             "--flow-tasks",
             "60",
+            "--workflow-tasks",
+            "60",
+            "--workflow-workers",
+            "2",
         ],
         cwd=ROOT,
         env=cli_env(),
@@ -55,6 +59,8 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
         "scale: 2,000 finished",
         "worker RSS",
         "flow control: 60 tasks",
+        "workflow: 60 tasks on 2 pgqueue-worker processes",
+        "group of 60 with a callback",
     ):
         assert heading in out, out
     table = out[out.index("jobs/s (median)") : out.index("pickup latency histogram")]

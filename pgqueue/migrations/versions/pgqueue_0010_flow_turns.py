@@ -62,7 +62,7 @@ _PICK = """
           AND x.id <> ALL(picked)
         ORDER BY x.priority DESC, x.run_at, x.id
         LIMIT 1
-        FOR UPDATE SKIP LOCKED;"""
+        FOR NO KEY UPDATE SKIP LOCKED;"""
 
 #: The next scope with a claimable limited task of a queue, in index order.
 _NEXT_SCOPE = """
@@ -247,7 +247,7 @@ BEGIN
                   AND x.id <> ALL(picked)
                 ORDER BY x.priority DESC, x.run_at, x.id
                 LIMIT asked
-                FOR UPDATE SKIP LOCKED
+                FOR NO KEY UPDATE SKIP LOCKED
             LOOP
                 got := got + 1;
                 picked := picked || rec.id;
