@@ -467,7 +467,7 @@ class Operations:
         :raises ActionRefused: the task is not waiting (running, finished or already due).
         """
         task_id = self.resolve_id(task_id)
-        with self.backend.connection() as conn:
+        with self.backend.connection() as conn, conn.transaction():
             done = self.store.run_now(id=task_id).run(conn)
             if done:
                 self._audit(actor, "run now", task_id).run(conn)
@@ -495,7 +495,7 @@ class Operations:
             raise ConfigurationError(f"limit must be between 1 and {BULK_LIMIT}, not {limit}")
         for value in (*jobs, *queues):
             check_text(value, "a job or queue filter")
-        with self.backend.connection() as conn:
+        with self.backend.connection() as conn, conn.transaction():
             ids = self.store.retry_failed(
                 jobs=list(jobs) or None, queues=list(queues) or None, limit=limit
             ).run(conn)
@@ -514,7 +514,7 @@ class Operations:
             raise ConfigurationError(f"at most {BULK_LIMIT} tasks at a time, not {len(task_ids)}")
         valid = [require_task_id(task_id) for task_id in task_ids]
         revoked = []
-        with self.backend.connection() as conn:
+        with self.backend.connection() as conn, conn.transaction():
             for task_id in valid:
                 row = self.store.revoke_task(id=task_id, reason=REVOKED_BY_OPERATOR).run(conn)
                 if row is not None:
@@ -627,7 +627,7 @@ class Operations:
 
     def _queue_action(self, queue: str, actor: str | None, action: str, op: Op[R]) -> R:
         """Run ``op`` on ``queue`` and record it, in one transaction."""
-        with self.backend.connection() as conn:
+        with self.backend.connection() as conn, conn.transaction():
             try:
                 result = op.run(conn)
             except psycopg.errors.NoDataFound:
@@ -673,7 +673,7 @@ class Operations:
     ) -> Row:
         """Run ``op`` (a retry of ``task_id``) and record it, in one transaction."""
         try:
-            with self.backend.connection() as conn:
+            with self.backend.connection() as conn, conn.transaction():
                 done = op.run(conn)
                 if done:
                     self._audit(actor, action, task_id, **detail).run(conn)
