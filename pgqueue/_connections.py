@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 
 from ._errors import ConfigurationError
 from ._store import Op
+from ._store._op import returns_rows
 
 if TYPE_CHECKING:  # SQLAlchemy loads on the first SQLAlchemy connection a caller passes.
     from sqlalchemy import TextClause
@@ -66,7 +67,7 @@ def run(connection: object, op: Op[R]) -> R:
     if isinstance(connection, psycopg.Connection):
         with connection.cursor(row_factory=dict_row) as cur:
             cur.execute(op.sql, op.params)
-            return op.decode(cur.fetchall() if cur.description else [], cur.rowcount)
+            return op.decode(cur.fetchall() if returns_rows(cur) else [], cur.rowcount)
     from sqlalchemy.engine import Connection as SAConnection
     from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -99,7 +100,7 @@ async def arun(connection: object, op: Op[R]) -> R:
     if isinstance(connection, psycopg.AsyncConnection):
         async with connection.cursor(row_factory=dict_row) as cur:
             await cur.execute(op.sql, op.params)
-            return op.decode(await cur.fetchall() if cur.description else [], cur.rowcount)
+            return op.decode(await cur.fetchall() if returns_rows(cur) else [], cur.rowcount)
     from sqlalchemy.engine import Connection as SAConnection
     from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
     from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session

@@ -83,13 +83,13 @@ def common_params(
 
 def check_kwargs(job: Job, kwargs: object) -> Mapping[str, Any]:
     """``kwargs`` if it is a dict a job can be called with; else :class:`ConfigurationError`."""
-    if not isinstance(kwargs, Mapping):
+    if type(kwargs) is not dict and not isinstance(kwargs, Mapping):  # the ABC check is slow
         raise ConfigurationError(
             f"the kwargs of each task of job {job.name!r} must be a dict, not "
             f"{type(kwargs).__name__} ({kwargs!r:.60}); nothing was queued"
         )
-    taken = RESERVED_KWARGS.intersection(kwargs)
-    if taken:
+    if not RESERVED_KWARGS.isdisjoint(kwargs):
+        taken = RESERVED_KWARGS.intersection(kwargs)
         raise ConfigurationError(
             f"job {job.name!r} cannot take an argument named {sorted(taken)[0]!r}: every "
             "job is called as job(consumer, **kwargs); nothing was queued"
@@ -184,6 +184,8 @@ def batch_params(registry: JobRegistry, default_queue: str, calls: Iterable[Batc
     key: tuple[Any, ...] | None = None
     job: Job | None = None
     head = ""
+    parents: list[str] = []
+    parents_of: Call | None = None  # the call whose depends_on ``parents`` holds
     for position, (call, kwargs, *linked_as) in enumerate(calls):
         link: Link | None = linked_as[0] if linked_as else None
         if call is not last:
@@ -197,9 +199,11 @@ def batch_params(registry: JobRegistry, default_queue: str, calls: Iterable[Batc
         overlaps.append(overlap)
         task = (
             f'{head},"can_overlap":{"true" if overlap else "false"},'
-            f'"limit_key":{json.dumps(limit_key)},"kwargs":{text}'
+            f'"limit_key":{"null" if limit_key is None else json.dumps(limit_key)},'
+            f'"kwargs":{text}'
         )
-        parents = parent_ids(call.depends_on)
+        if call is not parents_of:
+            parents, parents_of = parent_ids(call.depends_on), call
         if parents or link is not None:
             linked = True
             link = link or Link()

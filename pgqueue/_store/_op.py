@@ -51,7 +51,16 @@ class Op(NamedTuple, Generic[R]):
         open) and return the decoded result. Raises the driver's ``psycopg.Error``."""
         with conn.cursor(row_factory=self.row_factory or dict_row) as cur:
             cur.execute(self.sql, self.params)
-            return self.decode(cur.fetchall() if cur.description else [], cur.rowcount)
+            return self.decode(cur.fetchall() if returns_rows(cur) else [], cur.rowcount)
+
+
+def returns_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
+    """Whether the statement ``cur`` just ran has result columns (its rows may be none: a
+    ``RETURNING`` that matched nothing), so that ``fetchall`` may be called. The truth of
+    ``cur.description``, read from the result's field count: ``description`` builds a column
+    object per column on every call (a claim returns two dozen)."""
+    result = cur.pgresult
+    return result is not None and result.nfields > 0
 
 
 class StoreBase:

@@ -2,7 +2,7 @@
 scheduler (issue 18).
 
 Revision ID: pgqueue_0013_queue_stats
-Revises: pgqueue_0011_callback_batch
+Revises: pgqueue_0012_fast_path
 Create Date: 2026-12-07
 
 * **``queue_overview``** (view): per queue and job, the live tasks exactly as ``queue_stats``
@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pgqueue.migrations import forget_revision, record_revision, run_sql
 
 revision: str = "pgqueue_0013_queue_stats"
-down_revision: str | None = "pgqueue_0011_callback_batch"
+down_revision: str | None = "pgqueue_0012_fast_path"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
