@@ -13,6 +13,7 @@ from alembic import command
 
 from pgqueue import states
 from pgqueue._schema import _sqlalchemy_connection, alembic_config, migrate
+from pgqueue._store import Store
 from tests.support.fixtures import sql
 from tests.support.ops_data import add_task, add_worker, transaction
 
@@ -247,3 +248,41 @@ def test_downgrade_restores_the_core_task_state_view(empty_dsn: str) -> None:
     assert columns[-3:] == ["error", "kwargs", "result"]
     migrate(empty_dsn, "pgqueue")
     assert len(sql(empty_dsn, "SELECT * FROM pgqueue.queue_stats")) == 0
+
+
+@pytest.mark.parametrize("wanted", [["QUEUED"], ["STARTED", "RETRY"], ["FAILURE"]])
+def test_the_task_list_of_live_states_reads_only_live_tasks(dsn: str, wanted: list[str]) -> None:
+    """Filtered to live states, the list and its count read the live rows through their
+    partial indexes, not the whole history in list order (``task_changed``); other filters
+    keep the list's own index. Either way the rows are the same as a plain filter's."""
+    store = Store("pgqueue")
+    with transaction(dsn) as conn:
+        for code in (states.QUEUED, states.STARTED, states.RETRY, states.SUCCESS, states.FAILURE):
+            done = code in states.READY_STATES
+            for n in range(3):
+                started = 50.0 - n if code in (states.STARTED, *states.READY_STATES) else None
+                ended = 10.0 - n if done else None
+                add_task(conn, f"job{n}", code, queued=100 + n, started=started, ended=ended)
+        filters = {"jobs": None, "queues": None, "since": None, "args": None}
+        page = store.list_tasks(states=wanted, limit=50, offset=0, **filters)
+        count = store.count_tasks(states=wanted, cap=100, **filters)
+        expected = conn.execute(
+            "SELECT id::text AS id FROM pgqueue.task_state WHERE state = ANY(%s) "
+            "ORDER BY COALESCE(time_ended, time_started, time_queued) DESC, id",
+            [wanted],
+        ).fetchall()
+        assert [r["id"] for r in page.run(conn)] == [r["id"] for r in expected]
+        assert count.run(conn) == len(expected) == 3 * len(wanted)
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plans = [
+            "\n".join(
+                str(row["QUERY PLAN"])
+                for row in conn.execute("EXPLAIN " + op.sql, op.params).fetchall()
+            )
+            for op in (page, count)
+        ]
+    if set(wanted) <= {"QUEUED", "STARTED", "RETRY"}:
+        for plan in plans:
+            assert "task_changed" not in plan and "Seq Scan on task t" not in plan, plan
+    else:
+        assert "task_changed" in plans[0], plans[0]

@@ -191,6 +191,20 @@ def test_statement_binds_exactly_its_parameters(name: str) -> None:
     assert "{s}" not in op.sql and "{{" not in op.sql
 
 
+def test_the_live_task_list_binds_what_the_whole_list_binds() -> None:
+    """The task list and its count have a second statement for live states only."""
+    s = Store('my "schema')
+    filters = {"jobs": None, "queues": None, "since": None, "args": None}
+    for states in (["STARTED"], ["QUEUED", "RETRY"]):
+        for op in (
+            s.list_tasks(states=states, limit=1, offset=0, **filters),
+            s.count_tasks(states=states, cap=1, **filters),
+        ):
+            assert "OFFSET 0) AS live" in op.sql
+            assert set(PARAM.findall(op.sql)) == set(op.params)
+            assert "{s}" not in op.sql and "{source}" not in op.sql
+
+
 def test_statements_are_rendered_for_the_schema_once() -> None:
     store = Store('my "schema')
     first = every_op(store)
