@@ -38,12 +38,25 @@ class WorkflowResult:
     backlog: int
     plain: list[float] = field(default_factory=list)
     group: list[float] = field(default_factory=list)
+    #: Steps of the chain scenario (0: not run), its seconds per step per run, and the
+    #: seconds from queued to ended of single tasks queued one after another (each after the
+    #: previous ended): what one step of a chain cannot go below.
+    chain_steps: int = 0
+    chain: list[float] = field(default_factory=list)
+    single: list[float] = field(default_factory=list)
 
     def ratio(self) -> float | None:
         """Median group time over median plain time (None before both ran)."""
         if not self.plain or not self.group:
             return None
         return statistics.median(self.group) / statistics.median(self.plain)
+
+    def chain_ratio(self) -> float | None:
+        """Median seconds per chain step over the median single task's queued-to-ended time
+        (None before both ran)."""
+        if not self.chain or not self.single:
+            return None
+        return statistics.median(self.chain) / statistics.median(self.single)
 
 
 def _start_workers(dsn: str, workers: int, backlog: int) -> list[subprocess.Popen[bytes]]:
@@ -107,11 +120,38 @@ def _wait_ended(dsn: str, procs: list[subprocess.Popen[bytes]]) -> float:
     return float(got["seconds"])
 
 
-def run(dsn: str, tasks: int, repeat: int, workers: int = 4, backlog: int = 20) -> WorkflowResult:
+def _singles(backend: TaskBackend, dsn: str, count: int) -> float:
+    """Queue ``count`` no-op tasks one after another, each once the previous one ended;
+    return the median seconds from queued to ended (database clock), then delete them."""
+    for _ in range(count):
+        task_id = backend.queue_task("noop")
+        if backend.wait_for_task(str(task_id), timeout=60) is None:
+            raise RuntimeError(f"single task {task_id} of the workflow benchmark did not end")
+    with connect(dsn) as conn:
+        got = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM "
+            "time_ended - time_queued))::float8 AS seconds FROM pgqueue.task"
+        ).fetchone()
+        conn.execute("DELETE FROM pgqueue.task")
+    assert got is not None
+    return float(got["seconds"])
+
+
+def run(
+    dsn: str,
+    tasks: int,
+    repeat: int,
+    workers: int = 4,
+    backlog: int = 20,
+    chain_steps: int = 0,
+) -> WorkflowResult:
     """Alternate ``repeat`` plain runs and ``repeat`` group runs of ``tasks`` no-op tasks on
-    ``workers`` worker processes (``--backlog`` each) on the fresh database ``dsn``."""
+    ``workers`` worker processes (``--backlog`` each) on the fresh database ``dsn``; with
+    ``chain_steps``, also ``repeat`` chains of that many steps, each beside as many single
+    tasks queued one after another (the issue's "a chain costs per step about one pickup
+    latency")."""
     migrate(dsn, "pgqueue")
-    result = WorkflowResult(tasks=tasks, workers=workers, backlog=backlog)
+    result = WorkflowResult(tasks=tasks, workers=workers, backlog=backlog, chain_steps=chain_steps)
     procs = _start_workers(dsn, workers, backlog)
     try:
         with TaskBackend(dsn, registry=registry()) as backend:
@@ -124,6 +164,11 @@ def run(dsn: str, tasks: int, repeat: int, workers: int = 4, backlog: int = 20) 
                 log(f"workflow run {attempt + 1}/{repeat}: group of {tasks:,} with a callback")
                 backend.group([Call("noop")] * tasks, then=Call("noop"))
                 result.group.append(_wait_ended(dsn, procs))
+                if chain_steps:
+                    log(f"workflow run {attempt + 1}/{repeat}: chain of {chain_steps:,} steps")
+                    backend.chain(*[Call("noop")] * chain_steps)
+                    result.chain.append(_wait_ended(dsn, procs) / chain_steps)
+                    result.single.append(_singles(backend, dsn, min(chain_steps, 200)))
     finally:
         _stop_workers(procs)
     return result

@@ -240,6 +240,7 @@ def print_flow(result: flow.FlowResult) -> None:
         met = "" if least is None else ("yes" if ratio >= least else "NO")
         wanted = "" if least is None else f">= {least:.2f}"
         table.add_row(figure, _fmt(ours), base, _fmt(theirs), f"{ratio:.2f}", wanted, met)
+    console.print(table)
 
 
 def print_workflow(result: bench_workflow.WorkflowResult) -> None:
@@ -265,6 +266,22 @@ def print_workflow(result: bench_workflow.WorkflowResult) -> None:
         f"{ratio:.2f}",
         "<= 1.10 " + ("yes" if ratio <= 1.10 else "NO"),
     )
+    chain = result.chain_ratio()
+    if chain is not None:
+        table.add_row(
+            f"chain of {result.chain_steps:,} steps: seconds per step",
+            " ".join(f"{s:.4f}" for s in result.chain),
+            f"{statistics.median(result.chain):.4f}",
+            f"{chain:.2f}",
+            "<= 1.50 " + ("yes" if chain <= 1.50 else "NO"),
+        )
+        table.add_row(
+            "one task queued to ended, one after another (the per-step floor)",
+            " ".join(f"{s:.4f}" for s in result.single),
+            f"{statistics.median(result.single):.4f}",
+            "1.00",
+            "",
+        )
     console.print(table)
 
 
@@ -323,6 +340,13 @@ def main(
     workflow_workers: Annotated[
         int, typer.Option(help="pgqueue-worker processes of the workflow scenario")
     ] = 4,
+    chain_steps: Annotated[
+        int,
+        typer.Option(
+            help="Steps of the workflow scenario's chain, timed per step against single "
+            "tasks queued one after another (0: skip it)"
+        ),
+    ] = 1_000,
 ) -> None:
     """Measure pgqueue, its peers and pgbench on one PostgreSQL; print the table and ratios."""
     sizes = Sizes(
@@ -389,6 +413,7 @@ def main(
                     sizes.repeat,
                     workers=workflow_workers,
                     backlog=concurrency,
+                    chain_steps=chain_steps,
                 )
             )
     finally:

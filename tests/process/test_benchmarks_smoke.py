@@ -43,6 +43,8 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
             "60",
             "--workflow-workers",
             "2",
+            "--chain-steps",
+            "20",
         ],
         cwd=ROOT,
         env=cli_env(),
@@ -61,6 +63,7 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
         "flow control: 60 tasks",
         "workflow: 60 tasks on 2 pgqueue-worker processes",
         "group of 60 with a callback",
+        "chain of 20 steps: seconds per step",
     ):
         assert heading in out, out
     table = out[out.index("jobs/s (median)") : out.index("pickup latency histogram")]
