@@ -102,6 +102,10 @@ class Claimer(Service):
     def run_once(self) -> float | None:
         """Claim what fits; return 0 when there may be more, the seconds to sleep otherwise,
         None when the claimer is done (``max_tasks`` started, or ``burst`` and idle)."""
+        # Read before the claim: an outcome written while the claim runs (a RETRY due at
+        # once, say) may be committed after the claim's snapshot, so "nothing in flight"
+        # sampled afterwards would end a --burst worker with that retry left behind.
+        idle_before = not self.slots.in_flight
         wanted = self.free_slots()
         claimed = self.claim(wanted) if wanted else 0
         if self.max_tasks and self.processed >= self.max_tasks:
@@ -109,7 +113,7 @@ class Claimer(Service):
             return None
         if wanted and claimed == wanted:
             return 0.0  # there may be more
-        if self.burst and not claimed and not self.slots.in_flight:
+        if self.burst and not claimed and idle_before:
             logger.info("nothing left to claim (burst); exiting")
             return None
         sleep = self.poll_timeout
