@@ -38,9 +38,17 @@ class PgBouncer:
 
     :param pool_mode: ``transaction`` (the default) or ``session``.
     :param pool_size: server connections per database and user.
+    :param max_client_conn: client connections it accepts (a fleet of worker processes opens
+        a few each).
     """
 
-    def __init__(self, server_dsn: str, pool_mode: str = "transaction", pool_size: int = 20):
+    def __init__(
+        self,
+        server_dsn: str,
+        pool_mode: str = "transaction",
+        pool_size: int = 20,
+        max_client_conn: int = 1000,
+    ):
         params = conninfo_to_dict(server_dsn)
         self.user = str(params.get("user") or "postgres")
         host = str(params.get("host") or "/tmp")
@@ -63,7 +71,7 @@ class PgBouncer:
             f"auth_file = {self.dir / 'users.txt'}",
             f"pool_mode = {pool_mode}",
             f"default_pool_size = {pool_size}",
-            "max_client_conn = 1000",
+            f"max_client_conn = {max_client_conn}",
             f"logfile = {self.dir / 'pgbouncer.log'}",
             f"pidfile = {self.dir / 'pgbouncer.pid'}",
             "ignore_startup_parameters = extra_float_digits,options",
