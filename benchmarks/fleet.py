@@ -48,6 +48,13 @@ from tests.support.pgbouncer_support import PgBouncer
 
 #: Seconds between two samples of pg_stat_activity.
 SAMPLE_EVERY = 0.05
+#: pgqueue-worker, with the stacks of its threads written to stderr on SIGUSR1 (sent to a
+#: process that has not stopped :data:`STOP_REPORT` seconds after SIGTERM).
+WORKER = (
+    "import faulthandler, signal; faulthandler.register(signal.SIGUSR1); "
+    "from pgqueue.worker_cli import main; main()"
+)
+STOP_REPORT = 30.0
 #: Terminal states, as SQL.
 TERMINAL = ",".join(str(s) for s in sorted(states.READY_STATES))
 
@@ -197,7 +204,7 @@ def run_one(
             for _ in range(processes):
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "pgqueue.worker_cli"],
+                        [sys.executable, "-c", WORKER],
                         env=env,
                         cwd=ROOT,
                         stdout=subprocess.DEVNULL,
@@ -219,10 +226,12 @@ def run_one(
             monitor.execute("UPDATE pgqueue.task SET run_at = now()")
             result.drain_wall = _wait(
                 f"{tasks} tasks ended",
-                lambda: monitor.scalar(
-                    f"SELECT count(*) FROM pgqueue.task WHERE status IN ({TERMINAL})"
-                )
-                == tasks,
+                lambda: (
+                    monitor.scalar(
+                        f"SELECT count(*) FROM pgqueue.task WHERE status IN ({TERMINAL})"
+                    )
+                    == tasks
+                ),
                 timeout,
             )
             (span,) = monitor.query(
@@ -232,15 +241,35 @@ def run_one(
             result.drain_span, result.rerun = float(span["s"] or 0), int(span["rerun"])
             for row in monitor.query("SELECT status, count(*) AS n FROM pgqueue.task GROUP BY 1"):
                 result.statuses[int(row["status"])] = int(row["n"])
+            log(f"{label}: drained in {result.drain_wall:.1f} s; pickup")
             result.pickup = _pickup(
                 monitor, env["PGQUEUE_DSN"], pickup_samples, max(60.0, poll_timeout * 10)
             )
+            log(f"{label}: stopping")
         finally:
             for proc in procs:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 120
+            reported = False
             for proc in procs:
+                if not reported:
+                    try:
+                        proc.wait(STOP_REPORT)
+                    except subprocess.TimeoutExpired:
+                        reported = True
+                        stuck = [p for p in procs if p.poll() is None]
+                        log(f"{len(stuck)} workers still running {STOP_REPORT:.0f} s after "
+                            "SIGTERM: their stacks go to the workers' log")  # fmt: skip
+                        for other in stuck:
+                            other.send_signal(signal.SIGUSR1)
+                        for row in monitor.query(
+                            "SELECT pid, state, wait_event_type, wait_event,"
+                            " left(query, 100) AS query FROM pg_stat_activity"
+                            " WHERE datname = %s AND pid <> pg_backend_pid()",
+                            [database],
+                        ):
+                            log(f"  backend {row}")
                 try:
                     proc.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
@@ -250,13 +279,12 @@ def run_one(
             monitor.stop()
             result.max_backends, result.samples = monitor.most, monitor.samples
             if bouncer:
-                try:
-                    bouncer.release(dsn)
-                finally:
-                    bouncer.stop()
+                bouncer.stop()  # SIGTERM: PgBouncer closes its server connections at once
             worker_log.seek(0)
             lines = worker_log.read().decode(errors="replace").splitlines()
             result.errors = [line for line in lines if "ERROR" in line or "Traceback" in line]
+            if reported:
+                log("\n".join(lines[-400:]))
     return result
 
 
@@ -273,12 +301,14 @@ def _pickup(monitor: Monitor, dsn: str, samples: int, timeout: float) -> list[fl
             time.sleep(0.1)
     _wait(
         "pickup tasks ended",
-        lambda: monitor.scalar(
-            f"SELECT count(*) FROM pgqueue.task WHERE id = ANY(%s::uuid[])"
-            f" AND status IN ({TERMINAL})",
-            [ids],
-        )
-        == len(ids),
+        lambda: (
+            monitor.scalar(
+                f"SELECT count(*) FROM pgqueue.task WHERE id = ANY(%s::uuid[])"
+                f" AND status IN ({TERMINAL})",
+                [ids],
+            )
+            == len(ids)
+        ),
         timeout,
         0.1,
     )

@@ -23,7 +23,7 @@ POOL = 5
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_a_fleet_through_one_pgbouncer_runs_every_task_once_within_the_pool(
     pg_server: Server,
 ) -> None:
@@ -42,5 +42,5 @@ def test_a_fleet_through_one_pgbouncer_runs_every_task_once_within_the_pool(
     assert result.samples > 20
     assert 0 < result.max_backends <= POOL, result.max_backends
     assert result.within_bound
-    assert result.exit_codes == [0], result.errors[:5]
+    assert result.errors == []
     assert len(result.pickup) == 5
