@@ -38,12 +38,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_pgqueue import JOBS, registry
+from benchmarks.common import ROOT, Server, child_env, log, percentile
 from pgqueue import TaskBackend, states
 from pgqueue._db import connect
 from pgqueue.schema import migrate
-
-from benchmarks.bench_pgqueue import JOBS, registry
-from benchmarks.common import ROOT, Server, child_env, log, percentile
 from tests.support.pgbouncer_support import PgBouncer
 
 #: Seconds between two samples of pg_stat_activity.
