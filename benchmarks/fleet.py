@@ -38,6 +38,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psutil
+import psycopg
+
 from benchmarks.bench_pgqueue import JOBS, registry
 from benchmarks.common import ROOT, Server, child_env, log, percentile
 from pgqueue import TaskBackend, states
@@ -76,6 +79,9 @@ class FleetResult:
     samples: int = 0
     exit_codes: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # worker log lines at ERROR or worse
+    wal_enqueue: float = 0.0  # WAL bytes per task of the bulk enqueue (queue_tasks, 5,000)
+    wal_drain: float = 0.0  # WAL bytes per task of the drain (claim, start, finish)
+    server_cpu: float = 0.0  # CPU seconds of the server's processes during the drain
 
     @property
     def exactly_once(self) -> bool:
@@ -138,6 +144,40 @@ class Monitor:
         self._conn.close()
 
 
+LSN = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+
+
+def _lsn(conn: Any) -> int:
+    row = conn.execute(LSN).fetchone()
+    return int(next(iter(row.values())))
+
+
+def postmaster(conn: Any) -> psutil.Process | None:
+    """The server's postmaster when it runs on this machine (read from its data directory's
+    ``postmaster.pid``), else None."""
+    try:
+        row = conn.execute("SELECT current_setting('data_directory') AS d").fetchone()
+        pid = int((Path(row["d"]) / "postmaster.pid").read_text().split()[0])
+        return psutil.Process(pid)
+    except (OSError, ValueError, psutil.Error, psycopg.Error):
+        return None
+
+
+def server_cpu_seconds(master: psutil.Process | None) -> float:
+    """User plus system CPU seconds of the postmaster and its processes (backends that
+    exited meanwhile are not counted); 0 when the server is not on this machine."""
+    total = 0.0
+    if master is None:
+        return total
+    for proc in [master, *master.children()]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def _wait(what: str, check: Any, timeout: float, every: float = 0.25) -> float:
     """Call ``check()`` every ``every`` seconds until true; return the seconds it took."""
     started = time.monotonic()
@@ -166,10 +206,14 @@ def run_one(
     database = f"pgqueue_fleet_{'pooled' if pool else 'direct'}"
     dsn = server.fresh_database(database)
     migrate(dsn, "pgqueue")
+    with connect(dsn) as conn:
+        before = _lsn(conn)
+        master = postmaster(conn)
     with TaskBackend(dsn, registry=registry()) as backend:
         for start in range(0, tasks, 5_000):
             backend.queue_tasks("noop", [{}] * min(5_000, tasks - start))
     with connect(dsn) as conn:
+        enqueue_wal = _lsn(conn) - before
         conn.execute("UPDATE pgqueue.task SET run_at = now() + interval '1 day'")
         conn.execute("VACUUM ANALYZE pgqueue.task")
     if pool:
@@ -179,7 +223,7 @@ def run_one(
     else:
         label = f"{processes} processes, direct"
         bound = 0  # no bound: every process holds its own connections
-    result = FleetResult(label, processes, tasks, bound)
+    result = FleetResult(label, processes, tasks, bound, wal_enqueue=enqueue_wal / tasks)
     bouncer = (
         PgBouncer(server.admin_dsn, "transaction", pool, max_client_conn=8 * processes + 100)
         if pool
@@ -223,6 +267,7 @@ def run_one(
             log(f"{label}: {processes} registered in {result.started_in:.1f} s; releasing")
             time.sleep(poll_timeout)  # each has claimed (nothing) once and is waiting
             monitor.execute("UPDATE pgqueue.task SET run_at = now()")
+            wal_at, cpu_at = monitor.scalar(LSN), server_cpu_seconds(master)
             result.drain_wall = _wait(
                 f"{tasks} tasks ended",
                 lambda: (
@@ -233,6 +278,8 @@ def run_one(
                 ),
                 timeout,
             )
+            result.server_cpu = server_cpu_seconds(master) - cpu_at
+            result.wal_drain = (int(monitor.scalar(LSN)) - int(wal_at)) / tasks
             (span,) = monitor.query(
                 "SELECT extract(epoch FROM max(time_ended) - min(time_started))::float8 AS s,"
                 " count(*) FILTER (WHERE attempts <> 1) AS rerun FROM pgqueue.task"
@@ -323,7 +370,8 @@ def table(results: list[FleetResult]) -> str:
     """The figures of every run, one line each."""
     head = (
         f"{'run':<58} {'start s':>7} {'drain/s':>8} {'wall/s':>8} {'p50 ms':>7} "
-        f"{'p95 ms':>7} {'max ms':>7} {'backends':>8} {'bound':>5} {'exactly once':>12}"
+        f"{'p95 ms':>7} {'max ms':>7} {'backends':>8} {'bound':>5} {'exactly once':>12} "
+        f"{'WAL enq B':>9} {'WAL drain B':>11} {'srv CPU s':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -332,7 +380,8 @@ def table(results: list[FleetResult]) -> str:
         lines.append(
             f"{r.label:<58} {r.started_in:>7.1f} {r.drain_rate():>8,.0f} {r.wall_rate():>8,.0f} "
             f"{pick[0]:>7.1f} {pick[1]:>7.1f} {pick[2]:>7.1f} {r.max_backends:>8} {bound:>5} "
-            f"{'yes' if r.exactly_once else 'NO':>12}"
+            f"{'yes' if r.exactly_once else 'NO':>12} {r.wal_enqueue:>9,.0f} {r.wal_drain:>11,.0f} "
+            f"{r.server_cpu:>9.1f}"
         )
     return "\n".join(lines)
 
