@@ -72,6 +72,9 @@ class PgBouncer:
             f"pool_mode = {pool_mode}",
             f"default_pool_size = {pool_size}",
             f"max_client_conn = {max_client_conn}",
+            # hundreds of processes connecting at once overflow the default backlog (128):
+            # the dropped SYNs are retried after 1, 3, 7... s, past libpq's connect_timeout
+            "listen_backlog = 4096",
             f"logfile = {self.dir / 'pgbouncer.log'}",
             f"pidfile = {self.dir / 'pgbouncer.pid'}",
             "ignore_startup_parameters = extra_float_digits,options",
