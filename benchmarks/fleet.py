@@ -270,7 +270,7 @@ def run_one(
                     if proc.poll() == EXIT_UNAVAILABLE and result.restarts < processes:
                         result.restarts += 1
                         procs[i] = start()
-                gone = [p.returncode for p in procs if p.poll() is not None]
+                gone = [p.returncode for p in procs if p.poll() not in (None, EXIT_UNAVAILABLE)]
                 if gone:
                     raise RuntimeError(f"{len(gone)} worker processes exited: {gone[:5]}")
                 n = monitor.scalar("SELECT count(*) FROM pgqueue.worker WHERE stopped_at IS NULL")

@@ -88,8 +88,10 @@ class PgBouncer:
             for path in self.dir.iterdir():
                 shutil.chown(path, SYSTEM_USER)
             command[1:1] = ["-u", SYSTEM_USER]
+        # stderr repeats the log file: a pipe nobody reads fills after a few hundred
+        # connections and PgBouncer then blocks on its next log line, serving no one
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self._wait_listening()
 
