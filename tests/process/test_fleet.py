@@ -43,4 +43,5 @@ def test_a_fleet_through_one_pgbouncer_runs_every_task_once_within_the_pool(
     assert 0 < result.max_backends <= POOL, result.max_backends
     assert result.within_bound
     assert result.errors == []
+    assert result.exit_codes == [0]  # every one stopped on SIGTERM
     assert len(result.pickup) == 5
