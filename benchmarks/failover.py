@@ -77,8 +77,17 @@ def run_mode(
     mode: str, tasks: int, workers: int, detect: float, lease: float = 5.0
 ) -> FailoverResult:
     """One failover with ``mode`` ``sync`` or ``async`` replication."""
-    result = FailoverResult(mode)
     pair = ReplicatedPair(synchronous=mode == "sync")
+    try:
+        return _measure(pair, mode, tasks, workers, detect, lease)
+    finally:
+        pair.stop()  # whatever failed: no server is left running
+
+
+def _measure(
+    pair: ReplicatedPair, mode: str, tasks: int, workers: int, detect: float, lease: float
+) -> FailoverResult:
+    result = FailoverResult(mode)
     procs: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     acked: list[str] = []
@@ -192,7 +201,7 @@ def run_mode(
         old_dsn = pair.dsn("queue").replace(f"port={pair.primary_port}", f"port={port}")
         old_rows = _rows(old_dsn)
     finally:
-        pair.stop()
+        pair.stop()  # (stop is idempotent: the caller's stop then finds nothing running)
     result.tasks = len(new_rows)
     result.acknowledged = len(acked)
     result.enqueues_lost = sum(1 for task_id in acked if task_id not in new_rows)
