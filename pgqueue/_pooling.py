@@ -8,7 +8,8 @@ exist"), ``SET``, advisory locks held between statements, and ``LISTEN``. The pr
 last one directly, as the listener needs it:
 
 1. connection A runs ``LISTEN`` on a random channel (autocommit: the transaction ends) and
-   ``pg_backend_pid()``;
+   ``pg_backend_pid()``; then, :data:`SESSION_CHECKS` times, B reads its
+   ``pg_backend_pid()`` and A reads its own again;
 2. connection B sends ``pg_notify`` on that channel and reads its own ``pg_backend_pid()``;
 3. A runs ``pg_backend_pid()`` again and waits up to :data:`PROBE_WAIT` seconds for the
    notification.
@@ -16,9 +17,13 @@ last one directly, as the listener needs it:
 Direct (or session pooling): B's server process is not A's, A keeps its own, and the
 notification arrives within milliseconds. Through transaction pooling B usually gets the
 server connection A just released (PgBouncer reuses the last one), which decides at once;
-otherwise the notification never reaches A. Where no notification can be sent (a standby
-refuses LISTEN; a full NOTIFY queue refuses NOTIFY, F27) only the server processes are
-compared. The probe's two connections prepare nothing.
+otherwise the notification never reaches A. One comparison is not enough behind a busy
+pooler: another client can take A's server connection between A's transactions, so B gets
+another one, and A can get its own back by chance, in time for the notification (a fleet of
+30 workers through a pool of 5 had one of them conclude "direct", prepare statements and
+die); each repeated pair of transactions makes that chance smaller. Where no notification
+can be sent (a standby refuses LISTEN; a full NOTIFY queue refuses NOTIFY, F27) only the
+server processes are compared. The probe's two connections prepare nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from ._store import session
 
 #: Seconds A waits for the probe's notification before concluding that LISTEN does not work.
 PROBE_WAIT = 1.0
+#: Pairs of transactions (B's, then A's) in which the server sessions are compared.
+SESSION_CHECKS = 5
 
 
 class Probe(NamedTuple):
@@ -69,6 +76,9 @@ def _run_probe(conninfo: str) -> Probe:
         except psycopg.errors.ReadOnlySqlTransaction:
             return _by_sessions(listener, sender, "a standby (no LISTEN there)")
         first = session.backend_pid(listener)
+        changed = _sessions_differ(listener, sender, first)
+        if changed:
+            return changed
         try:
             sent_by = session.notify_probe(sender, channel)
         except psycopg.errors.ProgramLimitExceeded:
@@ -91,8 +101,20 @@ def _by_sessions(
     """The probe without a notification (``where`` says why none can be sent): the server
     processes of the two connections, and of one connection across two transactions."""
     first = session.backend_pid(listener)
-    if session.backend_pid(sender) == first:
-        return Probe(True, "two client connections shared one server session")
-    if session.backend_pid(listener) != first:
-        return Probe(True, "the server session changed between two transactions")
+    changed = _sessions_differ(listener, sender, first)
+    if changed:
+        return changed
     return Probe(False, f"the server sessions outlive a transaction ({where})")
+
+
+def _sessions_differ(
+    listener: psycopg.Connection[Any], sender: psycopg.Connection[Any], first: int
+) -> Probe | None:
+    """A pooled :class:`Probe` when, in :data:`SESSION_CHECKS` alternating transactions, the
+    sender gets the listener's server process ``first`` or the listener another; else None."""
+    for _ in range(SESSION_CHECKS):
+        if session.backend_pid(sender) == first:
+            return Probe(True, "two client connections shared one server session")
+        if session.backend_pid(listener) != first:
+            return Probe(True, "the server session changed between two transactions")
+    return None

@@ -30,6 +30,13 @@ replaced. Then the queue is drained and these invariants are checked:
 the lease, then resumed; an operator session holds a worker's registry row (``FOR UPDATE``)
 for twice the lease, blocking its heartbeat.
 
+``--failovers`` (own servers only) runs everything on a primary and a synchronous streaming
+standby (:class:`tests.support.replication_support.ReplicatedPair`) through a multi-host DSN
+with ``target_session_attrs=read-write`` and adds failovers: the primary is killed (SIGKILL,
+every process), the standby promoted a second later, and the dead primary's directory made
+anew as the new primary's standby, again and again. A task may run again when its run had
+started before a failover was over (invariant 4 counts those apart).
+
 ``--notify-flood`` (own server only, whose NOTIFY queue is then made small:
 ``max_notify_queue_pages`` = ``NOTIFY_QUEUE_PAGES``, PostgreSQL 17+) adds the full NOTIFY
 queue of F27 every few seconds: one session LISTENs and sits idle in a transaction, so the
@@ -65,6 +72,7 @@ from pgqueue._embedded import EmbeddedPostgres
 from pgqueue._errors import ConnectionFailed
 from pgqueue._schema import migrate
 from tests.support.crash import CRASH_JOBS, WorkerProcess, make_runs_table
+from tests.support.replication_support import ReplicatedPair
 
 #: Seconds past lease + rescue interval (lease/4) after which a STARTED task of a lost owner
 #: counts as stuck: covers the rescuers' own reconnect backoff after a restart or outage.
@@ -122,10 +130,12 @@ class Report:
     sigterms: int = 0
     restarts: int = 0
     outages: int = 0
+    failovers: int = 0
     runs: int = 0
     reruns_after_kill: int = 0
     reruns_after_giveback: int = 0
     reruns_after_stall: int = 0
+    reruns_after_failover: int = 0
     stalls: int = 0
     blocked_heartbeats: int = 0
     notify_floods: int = 0
@@ -151,8 +161,12 @@ class Chaos:
         seed: int,
         contract_events: bool = False,
         notify_flood: bool = False,
+        failover: Callable[[], None] | None = None,
     ) -> None:
         self.dsn = dsn
+        self.failover = failover
+        #: (kill, promoted and a new standby streaming) of each failover, epoch seconds
+        self.failover_windows: list[tuple[float, float]] = []
         self.size = workers
         self.lease = lease
         self.restart = restart
@@ -243,6 +257,8 @@ class Chaos:
             choices.append("outage")
         if self.contract_events:
             choices += ["stall", "block_heartbeat"]
+        if self.failover is not None:
+            choices += ["failover", "failover"]
         kind = self.random.choice(choices)
         victims = self.alive()
         if kind == "stall" and victims:
@@ -266,6 +282,11 @@ class Chaos:
         elif kind == "outage" and self.outage is not None:
             self.outage(self.lease * 2)
             self.report.outages += 1
+        elif kind == "failover" and self.failover is not None:
+            killed_at = time.time()
+            self.failover()
+            self.failover_windows.append((killed_at, time.time()))
+            self.report.failovers += 1
 
     def _db_now(self) -> float:
         with connect(self.dsn) as conn:
@@ -388,7 +409,7 @@ class Chaos:
     def _server_trouble(self, exc: Exception) -> bool:
         """Whether an enqueue failure is explained by a restart or outage of the server (a
         connection error in a run that has them); any other failure breaks invariant 6."""
-        restarts = self.restart is not None or self.outage is not None
+        restarts = self.restart is not None or self.outage is not None or self.failover is not None
         return restarts and isinstance(exc, (psycopg.OperationalError, ConnectionFailed))
 
     def _sample(self) -> None:
@@ -456,6 +477,8 @@ class Chaos:
                     report.reruns_after_giveback += 1
                 elif self._frozen_during(earlier):
                     report.reruns_after_stall += 1
+                elif self._failover_during(earlier):
+                    report.reruns_after_failover += 1
                 else:
                     report.violations.append(
                         f"task {task_id} ran again after attempt {earlier['attempt']} although "
@@ -476,6 +499,12 @@ class Chaos:
             any(run["started"] <= resumed for _, resumed in self.frozen.get(run["pid"], []))
             and run["pid"] in self.stalled_pids
         )
+
+    def _failover_during(self, run: dict[str, Any]) -> bool:
+        """Whether ``run`` started before a failover was over: its claim or outcome may have
+        died with the primary (a commit the worker never heard back about), or its worker's
+        heartbeats lapsed past the lease in the outage and the rescue ran it again."""
+        return any(run["started"] <= over for _, over in self.failover_windows)
 
     def _running(self, run: dict[str, Any]) -> list[tuple[float, float]]:
         """The stretches in which ``run`` really executed: its interval less the time its
@@ -543,6 +572,19 @@ def own_server(
     return dsn, server.restart, outage, server.stop
 
 
+def replicated_servers() -> tuple[str, Callable[[], None], Callable[[], None]]:
+    """A primary and a synchronous standby with a migrated database ``chaos``: (the
+    multi-host DSN, one failover, stop)."""
+    pair = ReplicatedPair(synchronous=True)
+    try:
+        pair.create_database("chaos")
+        migrate(pair.dsn("chaos"), "pgqueue")
+    except BaseException:
+        pair.stop()
+        raise
+    return pair.both("chaos"), pair.failover, pair.stop
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of chaos")
@@ -556,6 +598,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also freeze workers past their lease and block their heartbeats (issue 12)",
     )
     parser.add_argument(
+        "--failovers",
+        action="store_true",
+        help="run on a primary and a synchronous standby and fail over again and again",
+    )
+    parser.add_argument(
         "--notify-flood",
         action="store_true",
         help="also fill the NOTIFY queue now and then (F27); needs the run's own server",
@@ -563,13 +610,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.notify_flood and args.dsn:
         parser.error("--notify-flood needs the run's own server (its NOTIFY queue is made small)")
+    if args.failovers and (args.dsn or args.notify_flood):
+        parser.error("--failovers needs the run's own servers and no --notify-flood")
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # expected during restarts
     seed = args.seed if args.seed is not None else random.randrange(10**6)
     stop: Callable[[], None] = lambda: None  # noqa: E731
     restart: Callable[[], None] | None = None
     outage: Callable[[float], None] | None = None
+    failover: Callable[[], None] | None = None
     if args.dsn:
         dsn = args.dsn
+    elif args.failovers:
+        dsn, failover, stop = replicated_servers()
     else:
         dsn, restart, outage, stop = own_server(NOTIFY_QUEUE_PAGES if args.notify_flood else None)
         migrate(dsn, "pgqueue")
@@ -584,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=seed,
             contract_events=args.contract_events,
             notify_flood=args.notify_flood,
+            failover=failover,
         )
         report = chaos.run(args.duration)
     finally:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from pgqueue._schema import migrate
-from tests.chaos.chaos import NOTIFY_QUEUE_PAGES, Chaos, own_server
+from tests.chaos.chaos import NOTIFY_QUEUE_PAGES, Chaos, own_server, replicated_servers
 from tests.support.crash import make_runs_table
 from tests.support.fixtures import Server
 
@@ -74,4 +74,28 @@ def test_chaos_with_contract_events_keeps_every_invariant() -> None:
     assert report.queued_while_flooded > 0
     assert report.enqueue_failures == 0
     assert report.violations == [], report
+    assert set(report.states) <= {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_chaos_with_repeated_failovers_keeps_every_invariant() -> None:
+    """Workers, producer and checks on a primary and a synchronous standby (multi-host DSN,
+    ``target_session_attrs=read-write``); besides SIGKILL/SIGTERM of workers, the primary is
+    killed and the standby promoted, then the dead primary rebuilt as the new standby, at
+    least twice. Every invariant holds: every task ends in one terminal state, none is lost,
+    and a task runs again only after its worker died or gave it back, or a failover."""
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+    dsn, failover, stop = replicated_servers()
+    try:
+        make_runs_table(dsn)
+        chaos = Chaos(
+            dsn, workers=3, lease=3.0, restart=None, outage=None, seed=15, failover=failover
+        )
+        report = chaos.run(20.0)
+    finally:
+        stop()
+    assert report.failovers >= 2, report
+    assert report.violations == [], report
+    assert report.tasks > 50
     assert set(report.states) <= {"SUCCESS", "FAILURE", "REVOKED"}

@@ -38,9 +38,17 @@ class PgBouncer:
 
     :param pool_mode: ``transaction`` (the default) or ``session``.
     :param pool_size: server connections per database and user.
+    :param max_client_conn: client connections it accepts (a fleet of worker processes opens
+        a few each).
     """
 
-    def __init__(self, server_dsn: str, pool_mode: str = "transaction", pool_size: int = 20):
+    def __init__(
+        self,
+        server_dsn: str,
+        pool_mode: str = "transaction",
+        pool_size: int = 20,
+        max_client_conn: int = 1000,
+    ):
         params = conninfo_to_dict(server_dsn)
         self.user = str(params.get("user") or "postgres")
         host = str(params.get("host") or "/tmp")
@@ -63,7 +71,10 @@ class PgBouncer:
             f"auth_file = {self.dir / 'users.txt'}",
             f"pool_mode = {pool_mode}",
             f"default_pool_size = {pool_size}",
-            "max_client_conn = 1000",
+            f"max_client_conn = {max_client_conn}",
+            # hundreds of processes connecting at once overflow the default backlog (128):
+            # the dropped SYNs are retried after 1, 3, 7... s, past libpq's connect_timeout
+            "listen_backlog = 4096",
             f"logfile = {self.dir / 'pgbouncer.log'}",
             f"pidfile = {self.dir / 'pgbouncer.pid'}",
             "ignore_startup_parameters = extra_float_digits,options",
@@ -77,8 +88,10 @@ class PgBouncer:
             for path in self.dir.iterdir():
                 shutil.chown(path, SYSTEM_USER)
             command[1:1] = ["-u", SYSTEM_USER]
+        # stderr repeats the log file: a pipe nobody reads fills after a few hundred
+        # connections and PgBouncer then blocks on its next log line, serving no one
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self._wait_listening()
 

@@ -52,6 +52,8 @@ class ReplicatedPair:
     """A primary and a streaming standby (see the module docstring)."""
 
     def __init__(self, synchronous: bool = False) -> None:
+        self.synchronous = synchronous
+        self.failovers = 0
         self.dir = Path(tempfile.mkdtemp(prefix="pgqueue-replication-"))
         if os.geteuid() == 0:
             shutil.chown(self.dir, SYSTEM_USER)
@@ -75,6 +77,10 @@ class ReplicatedPair:
         with (self.primary / "postgresql.conf").open("a") as conf:
             conf.write("\n".join(settings) + "\n")
         self._start(self.primary)
+        self._clone()
+
+    def _clone(self) -> None:
+        """Make and start :attr:`standby` as a streaming copy of :attr:`primary`."""
         run(
             "pg_basebackup",
             "-D",
@@ -89,14 +95,20 @@ class ReplicatedPair:
             "-U",
             "postgres",
             "--no-sync",
+            "--checkpoint=fast",  # a spread checkpoint takes minutes on a busy new primary
         )
-        with (self.standby / "postgresql.conf").open("a") as conf:
-            # a promoted standby has no standby of its own to wait for
+        # postgresql.auto.conf is read last: a promoted standby has no standby of its own to
+        # wait for (the primary's ALTER SYSTEM of a failover before is in the copy)
+        with (self.standby / "postgresql.auto.conf").open("a") as conf:
             conf.write(f"port = {self.standby_port}\nsynchronous_standby_names = ''\n")
         self._start(self.standby)
 
     def _start(self, data: Path) -> None:
-        run("pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-w", "start")
+        try:
+            run("pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-w", "start")
+        except RuntimeError as exc:
+            log = data / "server.log"
+            raise RuntimeError(f"{exc}{log.read_text()[-2000:] if log.exists() else ''}") from None
 
     def dsn(self, database: str = "postgres", *, standby: bool = False) -> str:
         """A DSN of ``database`` on the primary, or on the standby."""
@@ -150,6 +162,30 @@ class ReplicatedPair:
     def promote(self) -> None:
         """Promote the standby (``pg_ctl promote -w``) and wait until it accepts writes."""
         run("pg_ctl", "-D", str(self.standby), "-w", "promote")
+
+    def failover(self, detect: float = 1.0) -> None:
+        """One whole failover: SIGKILL the primary, wait ``detect`` seconds (a monitor's
+        reaction), promote the standby; then the roles swap and the dead primary's directory
+        is made anew as a standby of the new primary (``pg_basebackup``), so that the next
+        failover finds one. With ``synchronous`` the new primary waits for it again once it
+        streams."""
+        self.kill_primary()
+        time.sleep(detect)
+        self.promote()
+        self.failovers += 1
+        self.primary, self.standby = self.standby, self.primary
+        self.primary_port, self.standby_port = self.standby_port, self.primary_port
+        shutil.rmtree(self.standby)
+        # the dead postmaster's socket lock names its pid, which may live on as a zombie
+        # nobody reaps: the server started on that port next would refuse to start
+        for name in (f".s.PGSQL.{self.standby_port}", f".s.PGSQL.{self.standby_port}.lock"):
+            (self.dir / name).unlink(missing_ok=True)
+        self._clone()
+        if self.synchronous:
+            with psycopg.connect(self.dsn(), autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                conn.execute("SELECT pg_reload_conf()")
+        self.wait_replayed()
 
     def stop(self) -> None:
         """Stop both servers (immediate mode) and delete their directories."""
