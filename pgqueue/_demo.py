@@ -316,7 +316,10 @@ def demo(
         soft_wrap=True,
         width=None if Console().is_terminal else 120,
     )
+    # Ctrl-C and SIGTERM stop the demo (and --serve), also when this process was started with
+    # SIGINT ignored (a non-interactive shell's background job), where Python leaves it so.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     home = (data_dir or default_data_dir()).expanduser().resolve()
     try:
         with friendly_errors():
