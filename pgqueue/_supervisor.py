@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
 
 from ._exits import EXIT_OK, EXIT_RECYCLE, EXIT_REPLACE, EXIT_SCHEMA, EXIT_USAGE
 
@@ -118,15 +117,6 @@ class Supervisor:
         self._forwarded = 0
         self._exit_code = EXIT_OK
         self._wake = threading.Event()
-
-    def install_signal_handlers(self) -> None:
-        """Make SIGTERM and SIGINT call :meth:`stop` (main thread only)."""
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            self.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
 
     def stop(self) -> None:
         """Ask the children to stop (again: at once; a third time: SIGKILL)."""

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -26,6 +24,7 @@ from ._cli_common import (
 from ._exits import EXIT_RECYCLE
 from ._jobs import JobRegistry
 from ._ops import parse_duration
+from ._signals import StopSignals
 from ._supervisor import Supervisor, supervised, watch_supervisor
 from .worker import Worker
 
@@ -202,8 +201,9 @@ def worker(
                 env=env,
                 burst=burst,
             )
-            supervisor.install_signal_handlers()
-            raise typer.Exit(supervisor.run())
+            with StopSignals(supervisor.stop):
+                code = supervisor.run()
+            raise typer.Exit(code)
         runner = Worker(
             dsn,
             split_list(task_paths),
@@ -226,17 +226,13 @@ def worker(
         if schedule_periodic:
             warn_unconsumed_ticks(runner.registry, name, runner.queues)
 
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            runner.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         watch_supervisor(runner.stop)  # a child whose supervisor was killed stops too
         if metrics_port:
             from ._metrics import serve_metrics  # the metrics extra, needed only here
 
             serve_metrics(runner, metrics_port, metrics_host, read_dsn=read_dsn)
-        code = runner.run()
+        with StopSignals(runner.stop):
+            code = runner.run()
         if code == EXIT_OK and max_tasks and runner.processed >= max_tasks and supervised():
             code = EXIT_RECYCLE  # the supervisor replaces it, with --burst too
     if runner.jobs_still_running:  # given back: end their threads with the process
