@@ -27,6 +27,7 @@ from ._ops import parse_duration
 from ._signals import StopSignals
 from ._supervisor import Supervisor, supervised, watch_supervisor
 from .worker import Worker
+from .worker.activity import SUMMARY_EVERY
 
 app = typer.Typer(add_completion=False)
 
@@ -168,10 +169,20 @@ def worker(
         str,
         typer.Option(
             envvar="PGQUEUE_LOG_LEVEL",
-            help="DEBUG, INFO, WARNING or ERROR.",
+            help="DEBUG, INFO, WARNING or ERROR. INFO: a summary line every "
+            "--log-summary-every seconds, a line per retry and failure; DEBUG: a line per task "
+            "start and success too.",
             callback=log_level_name,
         ),
     ] = "INFO",
+    log_summary_every: Annotated[
+        float,
+        typer.Option(
+            envvar="PGQUEUE_LOG_SUMMARY_EVERY",
+            min=0.1,
+            help="Seconds between two INFO lines summing up the tasks that ended.",
+        ),
+    ] = SUMMARY_EVERY,
     log_format: Annotated[
         str,
         typer.Option(
@@ -221,6 +232,7 @@ def worker(
             schedule_periodic=schedule_periodic,
             prune_after=parse_duration(prune_after, "--prune-after") if prune_after else None,
             listen_dsn=listen_dsn,
+            log_summary_every=log_summary_every,
         )
 
         if schedule_periodic:

@@ -32,9 +32,14 @@ from .._task import Task, nice_task_message, task_log_fields
 from .outcome import Outcome
 
 logger = logging.getLogger("pgqueue.worker")
-#: Log levels of the records of tasks that ended (INFO for the others): a failure is an error,
-#: a retried attempt a warning.
-_OUTCOME_LOG_LEVELS = {states.FAILURE: logging.ERROR, states.RETRY: logging.WARNING}
+#: The level of an outcome's line: a success is logged at DEBUG only (INFO has the summary of
+#: :mod:`pgqueue.worker.activity`), a revoke at INFO, a retry and a failure above.
+_OUTCOME_LOG_LEVELS = {
+    states.SUCCESS: logging.DEBUG,
+    states.REVOKED: logging.INFO,
+    states.RETRY: logging.WARNING,
+    states.FAILURE: logging.ERROR,
+}
 
 Connection = psycopg.Connection[dict[str, Any]]
 

@@ -198,8 +198,8 @@ class Executor(Service):
         try:
             job = self.registry[task.name]
             consumer = TaskConsumer(self.client, self.worker_id, task, job)
-            if logger.isEnabledFor(logging.INFO):  # the message costs more than a no-op job
-                logger.info(nice_task_message(task), extra=task_log_fields(task))
+            if logger.isEnabledFor(logging.DEBUG):  # INFO has the summary (worker.activity)
+                logger.debug(nice_task_message(task), extra=task_log_fields(task))
             future: concurrent.futures.Future[Any]
             if job.is_async:
                 future = asyncio.run_coroutine_threadsafe(

@@ -20,11 +20,13 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def check_options(backlog: int, queue_order: str, poll_timeout: float, lease: float) -> None:
+def check_options(
+    backlog: int, queue_order: str, poll_timeout: float, lease: float, log_summary_every: float
+) -> None:
     """Refuse the options a worker cannot run with.
 
     :raises pgqueue._errors.ConfigurationError: a backlog below 1, an unknown ``queue_order``,
-        or a non-positive ``poll_timeout`` or ``lease``.
+        or a non-positive ``poll_timeout``, ``lease`` or ``log_summary_every``.
     """
     if backlog < 1:
         raise ConfigurationError("backlog must be at least 1")
@@ -32,8 +34,10 @@ def check_options(backlog: int, queue_order: str, poll_timeout: float, lease: fl
         raise ConfigurationError(
             f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, not {queue_order!r}"
         )
-    if poll_timeout <= 0 or lease <= 0:
-        raise ConfigurationError("poll_timeout and lease must be positive seconds")
+    if poll_timeout <= 0 or lease <= 0 or log_summary_every <= 0:
+        raise ConfigurationError(
+            "poll_timeout, lease and log_summary_every must be positive seconds"
+        )
 
 
 def worker_registry(registry: JobRegistry | None, task_paths: Sequence[str]) -> JobRegistry:

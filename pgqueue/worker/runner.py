@@ -21,6 +21,7 @@ from .._retry import DEFAULT_BACKOFF, ExponentialBackoff
 from .._schema import check_schema
 from .._store import Store
 from .._values import check_queue
+from .activity import SUMMARY_EVERY
 from .events import WorkerEvents
 from .options import check_options, worker_identity, worker_registry
 from .outcome import Outcome
@@ -68,9 +69,13 @@ class Worker:
         through a transaction pooler; None reads ``$PGQUEUE_LISTEN_DSN``; without one the
         worker LISTENs through ``dsn`` or, behind a transaction pooler, polls every
         ``poll_timeout`` seconds (decided by a probe at :meth:`run`, logged in one line).
+    :param log_summary_every: seconds between two INFO lines summing up the tasks that ended
+        (:mod:`pgqueue.worker.activity`); each task's start and success are logged at DEBUG,
+        a retry at WARNING, a failure at ERROR.
 
     Raises :class:`pgqueue._errors.ConfigurationError` for a backlog below 1, a non-positive
-    ``poll_timeout`` or ``lease``, an unknown ``queue_order``, or a registry without jobs.
+    ``poll_timeout``, ``lease`` or ``log_summary_every``, an unknown ``queue_order``, or a
+    registry without jobs.
     :attr:`events` reports claims and written outcomes to subscribers
     (:class:`pgqueue.worker.events.WorkerEvents`).
     """
@@ -96,8 +101,9 @@ class Worker:
         prune_after: float | None = None,
         listen_dsn: str | None = None,
         queue_order: str = "strict",
+        log_summary_every: float = SUMMARY_EVERY,
     ) -> None:
-        check_options(backlog, queue_order, poll_timeout, lease)
+        check_options(backlog, queue_order, poll_timeout, lease, log_summary_every)
         self.queue_order = queue_order
         self.dsn = _db.resolve_dsn(dsn)
         self.listen_dsn = _db.resolve_listen_dsn(listen_dsn)
@@ -131,6 +137,7 @@ class Worker:
             self,
             schedule_periodic=schedule_periodic,
             prune_after=prune_after,
+            log_summary_every=log_summary_every,
             on_written=self._written,
             on_overrun=self._overran,
             on_stopped=self._stopped_elsewhere,

@@ -86,6 +86,7 @@ class Shutdown:
             services.heartbeat.sign_off()
         services.claim_pool.close()
         services.finish_pool.close()
+        services.activity.stop()  # the last summary line: every outcome is written by now
         return given_back
 
     def record_outcomes(self, services: Services, lease: float) -> None:

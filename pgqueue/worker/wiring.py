@@ -20,6 +20,7 @@ from .._retry import ExponentialBackoff
 from .._scheduler import Scheduler
 from .._service import Service
 from .._store import Store
+from .activity import ActivityLog
 from .claimer import Claimer, claim_session
 from .completer import Completer
 from .events import WorkerEvents
@@ -67,6 +68,8 @@ class Services:
     maintenance: Maintenance
     listener: Listener
     heartbeat: Heartbeat
+    #: The INFO summary of the tasks that ended (started first, stopped last).
+    activity: ActivityLog
     scheduler: Scheduler | None
     pruner: Pruner | None
     #: Optional services, started first and stopped first.
@@ -76,6 +79,7 @@ class Services:
         """Open the pools and start the services; the listener on ``listen_on``, not at all
         when None. Maintenance runs one round (rescue and sweep) before the first claim."""
         open_pools(dsn, (self.claim_pool, self.finish_pool))
+        self.activity.start()
         self.executor.start()
         if listen_on is not None:
             self.listener.dsn = listen_on
@@ -93,6 +97,7 @@ def build_services(
     *,
     schedule_periodic: bool,
     prune_after: float | None,
+    log_summary_every: float,
     on_written: Callable[[list[Outcome], Mapping[str, datetime | None]], None],
     on_overrun: Callable[[], None],
     on_stopped: Callable[[], None],
@@ -101,8 +106,11 @@ def build_services(
     """Build the services of a worker with ``settings`` and connect their reports: the
     completer's writes to ``on_written``, a hard-limit overrun to ``on_overrun``, the
     heartbeat's findings to ``on_stopped`` (row marked stopped elsewhere) and ``on_lost``
-    (tasks no longer held); claims go to ``settings.events``. Nothing connects yet."""
+    (tasks no longer held); claims go to ``settings.events``, and written outcomes to the
+    activity summary logged every ``log_summary_every`` seconds. Nothing connects yet."""
     s = settings
+    activity = ActivityLog(log_summary_every)
+    s.events.subscribe(activity)
     claim_pool = one_connection(s.dsn, "pgqueue-worker", claim_session)
     finish_pool = one_connection(s.dsn, "pgqueue-worker", _db.configure)
     completer = Completer(finish_pool, s.store, s.id, on_written)
@@ -166,6 +174,7 @@ def build_services(
         maintenance=maintenance,
         listener=worker_listener(s.dsn, s.queues, claimer.wake, executor.revoke),
         heartbeat=heartbeat,
+        activity=activity,
         scheduler=scheduler,
         pruner=pruner,
         extras=[service for service in (scheduler, pruner) if service is not None],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -242,3 +243,34 @@ def test_worker_registers_and_stops(dsn: str, start_worker: Any) -> None:
     assert row["id"] == handle.worker.id and row["stopped_at"] is None
     handle.stop()
     assert sql(dsn, "SELECT stopped_at FROM pgqueue.worker")[0]["stopped_at"] is not None
+
+
+def test_info_summarises_ended_tasks_every_interval_and_at_stop(
+    backend: pgqueue.TaskBackend, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """INFO has one line per interval for the tasks that ended in it (while the worker runs,
+    not only at its stop; the stop's remainder: test_pgqueue_worker_command_runs_real_jobs),
+    and no line per start or success."""
+    caplog.set_level(logging.INFO, logger="pgqueue.worker")
+    handle = start_worker(log_summary_every=0.5)
+
+    def summaries() -> list[str]:
+        return [r.getMessage() for r in caplog.records if " ended (SUCCESS" in r.getMessage()]
+
+    ids = [backend.queue_task("add", a=i, b=1) for i in range(3)] + [backend.queue_task("fail")]
+    for task_id in ids:
+        assert task_id and backend.wait_for_task(task_id, timeout=10).status in states.READY_STATES
+    deadline = time.monotonic() + 5
+    while not summaries() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(summaries()) == 1, summaries()
+    assert "4 tasks ended (SUCCESS 3, FAILURE 1)" in summaries()[0]
+    last = backend.queue_task("add", a=1, b=2)
+    assert last and backend.wait_for_task(last, timeout=10).status == states.SUCCESS
+    handle.stop()
+    assert len(summaries()) == 2 and "1 task ended (SUCCESS 1)" in summaries()[1]
+    record = next(r for r in caplog.records if "4 tasks ended" in r.getMessage())
+    assert (record.levelname, record.ended, record.SUCCESS, record.FAILURE) == ("INFO", 4, 3, 1)
+    assert not [r for r in caplog.records if " STARTED at " in r.getMessage()]
+    assert not [r for r in caplog.records if " SUCCESS at " in r.getMessage()]
+    assert [r.levelname for r in caplog.records if " FAILURE at " in r.getMessage()] == ["ERROR"]

@@ -307,16 +307,27 @@ def queue_three_outcomes(dsn: str, tmp_path: Path) -> dict[str, str]:
 
 def test_json_logs_one_object_per_line_with_the_task_fields(dsn: str, tmp_path: Path) -> None:
     ids = queue_three_outcomes(dsn, tmp_path)
-    done = run_cli(["pgqueue-worker", "--task-paths", JOBS, "--burst", "--log-format", "json"], dsn)
+    command = ["pgqueue-worker", "--task-paths", JOBS, "--burst", "--log-format", "json"]
+    done = run_cli([*command, "--log-level", "DEBUG"], dsn)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
     by_task = [r for r in records if "task_id" in r]
     ended = {(r["task_id"], r["level"]) for r in by_task if " STARTED " not in r["message"]}
-    assert (ids["echo"], "INFO") in ended
-    assert (ids["fails"], "ERROR") in ended  # a failure is an error, not INFO
+    assert (ids["echo"], "DEBUG") in ended  # a success: DEBUG (INFO has the summary)
+    assert (ids["fails"], "ERROR") in ended  # a failure is an error
     assert (ids["flaky"], "WARNING") in ended  # a retried attempt is a warning
-    assert (ids["flaky"], "INFO") in ended  # then it succeeded
+    assert (ids["flaky"], "DEBUG") in ended  # then it succeeded
+    # The summary's numbers are fields of its record.
+    (summary,) = [r for r in records if "ended" in r]
+    assert summary["level"] == "INFO" and summary["logger"] == "pgqueue.worker"
+    assert (summary["ended"], summary["SUCCESS"], summary["RETRY"], summary["FAILURE"]) == (
+        4,
+        2,
+        1,
+        1,
+    )
+    assert summary["per_second"] > 0 and summary["mean_run"] >= 0
     started = next(r for r in by_task if r["task_id"] == ids["echo"] and "duration" not in r)
     finished = next(r for r in by_task if r["task_id"] == ids["echo"] and "duration" in r)
     assert "SUCCESS" in finished["message"]

@@ -125,9 +125,30 @@ def test_pgqueue_worker_command_runs_real_jobs(backend: pgqueue.TaskBackend) -> 
     tasks = {t.id: t for t in backend.get_tasks([i for i in ids if i])}
     assert [tasks[i].result for i in ids[:20] if i] == [2 * i for i in range(20)]
     assert tasks[ids[-1] or ""].status == pgqueue.states.FAILURE
-    # One line per start and per finish, written with nice_task_message.
-    assert done.stderr.count(" STARTED at ") == 21
-    assert done.stderr.count(" SUCCESS at ") == 20 and done.stderr.count(" FAILURE at ") == 1
+    # INFO: one summary line (the run is shorter than --log-summary-every) and a line per
+    # failure; no line per start or success.
+    summary = [line for line in done.stderr.splitlines() if " tasks ended (" in line]
+    assert len(summary) == 1 and "21 tasks ended (SUCCESS 20, FAILURE 1)" in summary[0]
+    assert " INFO " in summary[0] and "/s, mean run " in summary[0]
+    assert " STARTED at " not in done.stderr and " SUCCESS at " not in done.stderr
+    assert done.stderr.count(" FAILURE at ") == 1
+
+
+def test_worker_debug_logs_a_line_per_task_start_and_finish(
+    backend: pgqueue.TaskBackend,
+) -> None:
+    """--log-level DEBUG: one line per start and per finish, written with nice_task_message."""
+    for i in range(5):
+        backend.queue_task("add", a=i, b=i)
+    backend.queue_task("fail")
+    done = run_cli(
+        ["pgqueue-worker", "--task-paths", TEST_JOBS, "--burst", "--log-level", "DEBUG"],
+        backend.dsn,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(" STARTED at ") == 6
+    assert done.stderr.count(" SUCCESS at ") == 5 and done.stderr.count(" FAILURE at ") == 1
+    assert "6 tasks ended (SUCCESS 5, FAILURE 1)" in done.stderr
 
 
 def test_worker_max_tasks_command(backend: pgqueue.TaskBackend, dsn: str) -> None:
