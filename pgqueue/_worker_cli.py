@@ -23,9 +23,9 @@ from ._cli_common import (
 )
 from ._exits import EXIT_RECYCLE
 from ._jobs import JobRegistry
-from ._ops import parse_duration
 from ._signals import StopSignals
 from ._supervisor import Supervisor, supervised, watch_supervisor
+from ._values import parse_duration
 from .worker import Worker
 from .worker.activity import SUMMARY_EVERY
 
