@@ -13,6 +13,12 @@ skipped until the lock is gone.
 
 The lost run counts as an attempt: a task that kills its worker every time ends FAILURE after
 ``1 + max_retries`` attempts (F20). The error says ``worker lost: <id> stopped heartbeating``.
+
+A live worker also rescues its own *orphans* (:func:`rescue_orphaned_tasks`): tasks STARTED
+under it for longer than its lease that it does not hold. Its heartbeat keeps its lease, so
+nobody else would, and it will never write their outcome: after a failover to a standby that
+had not received a write of the worker (an outcome, a give-back), the promoted database shows
+the task STARTED under a worker that already let it go.
 """
 
 from __future__ import annotations
@@ -77,3 +83,42 @@ def rescue_lost_tasks(
             )
         if len(rows) < limit:
             return rescued
+
+
+def rescue_orphaned_tasks(
+    conn: psycopg.Connection[dict[str, Any]],
+    store: Store,
+    backoff: ExponentialBackoff,
+    *,
+    worker: str,
+    claimed: list[str],
+    after: float,
+) -> list[RescuedRow]:
+    """Rescue the tasks STARTED under live worker ``worker`` for more than ``after`` seconds
+    (its lease) that are not among the ids it holds, ``claimed`` (running, or returned with an
+    outcome still to write); return the rows changed, as :func:`rescue_lost_tasks`.
+
+    :raises psycopg.OperationalError: the database went away (the caller retries later).
+    """
+    rows = store.rescue_orphaned_tasks(
+        worker=worker,
+        claimed=claimed,
+        after=after,
+        backoff_base=backoff.base,
+        backoff_factor=backoff.factor,
+        backoff_cap=backoff.cap,
+        backoff_jitter=backoff.jitter,
+        backoff_max_exponent=backoff.max_exponent,
+    ).run(conn)
+    for row in rows:
+        logger.warning(
+            "rescued task.%s(%s): STARTED under this worker (%s) for over %.0fs without it "
+            "holding a run of it (an outcome lost in a failover?), after attempt %d: now %s",
+            row["name"],
+            row["id"],
+            worker,
+            after,
+            row["attempts"],
+            states.status_string(row["status"]),
+        )
+    return rows

@@ -65,12 +65,36 @@ WORKER_LOST = """(w.id IS NULL OR w.stopped_at IS NOT NULL
 RESCUED_STATUS = """CASE WHEN t.revoke_requested_at IS NOT NULL THEN 3
                   WHEN t.attempts <= t.max_retries THEN 4 ELSE 2 END"""
 
-#: Rescue up to ``limit`` STARTED tasks whose worker is lost: back to RETRY after an
-#: exponential backoff with jitter when attempts remain (the lost run counts as an attempt; the
-#: exponent is capped before the power, so no attempt count overflows: F24), else FAILURE;
-#: REVOKED when a revoke was requested. Rows are locked in id order with SKIP LOCKED, so
-#: concurrent sweeps never wait on each other nor deadlock (F11), and the update
-#: re-checks STARTED on the locked row, so a row that changed since it was read is left alone.
+#: What a rescued task's row becomes (a lost worker's, or a live worker's orphan): back to
+#: RETRY after an exponential backoff with jitter when attempts remain (the run that was cut
+#: short counts as an attempt; the exponent is capped before the power, so no attempt count
+#: overflows: F24), else FAILURE; REVOKED when a revoke was requested. ``{{why}}`` is the SQL
+#: text expression that starts the error, up to the attempt number.
+_RESCUE_SET = f"""status = {RESCUED_STATUS},
+    time_ended = CASE WHEN {RESCUED_STATUS} = 4 THEN NULL ELSE now() END,
+    run_at = CASE WHEN {RESCUED_STATUS} = 4
+                  THEN now() + least(%(backoff_cap)s::float8,
+                                     %(backoff_base)s::float8
+                                     * %(backoff_factor)s::float8
+                                     ^ least(t.attempts - 1, %(backoff_max_exponent)s::integer))
+                       * (1 - %(backoff_jitter)s::float8 * random()) * interval '1 second'
+                  ELSE t.run_at END,
+    error = {{why}} || t.attempts || ' of '
+            || (t.max_retries::bigint + 1) || CASE {RESCUED_STATUS}
+                WHEN 4 THEN '; retrying'
+                WHEN 3 THEN '; revoked as requested'
+                ELSE '; no retries left' END,
+    traceback = NULL"""
+
+_LOST_WHY = """'worker lost: ' || coalesce(t.worker, 'unknown worker')
+            || ' stopped heartbeating during attempt '"""
+_ORPHAN_WHY = """'worker ' || t.worker || ' holds no run of it (an outcome or a give-back lost'
+            || ' in a failover?): attempt '"""
+
+#: Rescue up to ``limit`` STARTED tasks whose worker is lost (see :data:`_RESCUE_SET`). Rows
+#: are locked in id order with SKIP LOCKED, so concurrent sweeps never wait on each other nor
+#: deadlock (F11), and the update re-checks STARTED on the locked row, so a row that changed
+#: since it was read is left alone.
 #:
 #: A late heartbeat is never a reason on its own (F23): the sweeping worker never takes its
 #: own tasks (``worker``), and a lost worker's row is locked (``FOR NO KEY UPDATE SKIP
@@ -94,24 +118,34 @@ WITH lost_workers AS MATERIALIZED (
     FOR NO KEY UPDATE OF t SKIP LOCKED
 )
 UPDATE {{s}}.task t
-SET status = {RESCUED_STATUS},
-    time_ended = CASE WHEN {RESCUED_STATUS} = 4 THEN NULL ELSE now() END,
-    run_at = CASE WHEN {RESCUED_STATUS} = 4
-                  THEN now() + least(%(backoff_cap)s::float8,
-                                     %(backoff_base)s::float8
-                                     * %(backoff_factor)s::float8
-                                     ^ least(t.attempts - 1, %(backoff_max_exponent)s::integer))
-                       * (1 - %(backoff_jitter)s::float8 * random()) * interval '1 second'
-                  ELSE t.run_at END,
-    error = 'worker lost: ' || coalesce(t.worker, 'unknown worker')
-            || ' stopped heartbeating during attempt ' || t.attempts || ' of '
-            || (t.max_retries::bigint + 1) || CASE {RESCUED_STATUS}
-                WHEN 4 THEN '; retrying'
-                WHEN 3 THEN '; revoked as requested'
-                ELSE '; no retries left' END,
-    traceback = NULL
+SET {_RESCUE_SET.format(why=_LOST_WHY)}
 FROM lost
 WHERE t.id = lost.id AND t.status = 5
+RETURNING t.id::text AS id, t.name, t.status, t.attempts, t.worker
+"""
+
+#: Rescue the orphans of live worker ``worker``: tasks STARTED under it for more than
+#: ``after`` seconds that are not among those it holds (``claimed``: running, or returned with
+#: an outcome still to write). Its heartbeat keeps its lease, so no other worker rescues them,
+#: and it will never write their outcome: a failover to a standby that had not received a
+#: write (the outcome, or the give-back at a stop) brings back the row of a task the worker
+#: already finished. The rescue runs them again (or ends them), as for a lost worker; a task
+#: claimed after ``claimed`` was read is younger than ``after``, one written meanwhile is no
+#: longer STARTED, one being written is locked and skipped.
+RESCUE_ORPHANED_TASKS = f"""
+WITH orphaned AS (
+    SELECT t.id
+    FROM {{s}}.task t
+    WHERE t.worker = %(worker)s AND t.status = 5
+      AND t.time_started < now() - %(after)s::float8 * interval '1 second'
+      AND t.id <> ALL (%(claimed)s::uuid[])
+    ORDER BY t.id
+    FOR NO KEY UPDATE OF t SKIP LOCKED
+)
+UPDATE {{s}}.task t
+SET {_RESCUE_SET.format(why=_ORPHAN_WHY)}
+FROM orphaned
+WHERE t.id = orphaned.id AND t.status = 5
 RETURNING t.id::text AS id, t.name, t.status, t.attempts, t.worker
 """
 
@@ -202,3 +236,30 @@ class WorkerOps(StoreBase):
             "backoff_max_exponent": backoff_max_exponent,
         }
         return Op(self._sql(RESCUE_LOST_TASKS), params, rows)
+
+    def rescue_orphaned_tasks(
+        self,
+        *,
+        worker: str,
+        claimed: list[str],
+        after: float,
+        backoff_base: float,
+        backoff_factor: float,
+        backoff_cap: float,
+        backoff_jitter: float,
+        backoff_max_exponent: int,
+    ) -> Op[list[RescuedRow]]:
+        """Rescue the tasks STARTED under live worker ``worker`` for more than ``after``
+        seconds that are not among its ``claimed`` task ids (see
+        :data:`RESCUE_ORPHANED_TASKS`); the backoff as in :meth:`rescue_lost_tasks`."""
+        params = {
+            "worker": worker,
+            "claimed": claimed,
+            "after": after,
+            "backoff_base": backoff_base,
+            "backoff_factor": backoff_factor,
+            "backoff_cap": backoff_cap,
+            "backoff_jitter": backoff_jitter,
+            "backoff_max_exponent": backoff_max_exponent,
+        }
+        return Op(self._sql(RESCUE_ORPHANED_TASKS), params, rows)

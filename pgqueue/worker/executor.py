@@ -129,6 +129,14 @@ class Executor(Service):
         with self._lock:
             return len(self._killed)
 
+    def claimed_ids(self) -> list[str]:
+        """The ids of the tasks this worker holds: claimed and not yet recorded (running, or
+        returned with an outcome to write), and those left to the rescue after overrunning.
+        A STARTED task of this worker not among them is an orphan
+        (:func:`pgqueue._rescuer.rescue_orphaned_tasks`)."""
+        with self._lock:
+            return [*self._in_flight, *self._killed]
+
     def held(self) -> list[tuple[str, int]]:
         """The executions whose job is still running, as ``(task id, attempt)``: what the
         heartbeat checks this worker still owns."""

@@ -1,12 +1,12 @@
 """Maintenance: the worker's service that rescues the tasks of lost workers and revokes
 expired tasks, apart from the claim path.
 
-Every ``lease/4`` seconds it rescues the tasks of lost workers (:mod:`pgqueue._rescuer`) and
-every ``poll_timeout`` seconds it revokes queued tasks whose ``expiry`` passed (the sweep,
-:data:`SWEEP_BATCH` at most per statement) and deletes rate-limit start-log rows whose window
-passed (:data:`FLOW_START_BATCH` at most per round: the rows of limit keys never used again
-would stay for ever otherwise), all on the claimer's connection (it is free
-between claims, so maintenance adds no connection). Deleting old finished tasks is the
+Every ``lease/4`` seconds it rescues the tasks of lost workers and its own orphans
+(:mod:`pgqueue._rescuer`), and every ``poll_timeout`` seconds it revokes queued tasks whose
+``expiry`` passed (the sweep, :data:`SWEEP_BATCH` at most per statement) and deletes rate-limit
+start-log rows whose window passed (:data:`FLOW_START_BATCH` at most per round: the rows of
+limit keys never used again would stay for ever otherwise), all on the claimer's connection
+(it is free between claims, so maintenance adds no connection). Deleting old finished tasks is the
 :class:`pgqueue._pruner.Pruner` service, on a connection of its own.
 """
 
@@ -21,7 +21,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from .._errors import first_line
-from .._rescuer import rescue_lost_tasks
+from .._rescuer import rescue_lost_tasks, rescue_orphaned_tasks
 from .._retry import ExponentialBackoff
 from .._service import Service
 from .._store import Store
@@ -47,6 +47,9 @@ class Maintenance(Service):
     :param sweep_every: seconds between sweeps (``poll_timeout``).
     :param rescue_backoff: the delay before the next attempt of a rescued task.
     :param on_rescued: told after a rescue changed tasks (they may be claimable now).
+    :param claimed: the ids of the tasks the worker holds; with ``orphan_after`` (seconds, the
+        lease), each rescue also rescues the worker's own orphans: tasks STARTED under it for
+        longer than that which it does not hold (:func:`pgqueue._rescuer.rescue_orphaned_tasks`).
 
     Errors are logged and the round retried with a backoff (0.5 s doubling to 10 s).
     """
@@ -62,6 +65,8 @@ class Maintenance(Service):
         sweep_every: float,
         rescue_backoff: ExponentialBackoff,
         on_rescued: Callable[[], None],
+        claimed: Callable[[], list[str]] | None = None,
+        orphan_after: float = 0.0,
     ) -> None:
         super().__init__("pgqueue-maintenance")
         self._pool = pool
@@ -72,6 +77,8 @@ class Maintenance(Service):
         self.sweep_every = sweep_every
         self.rescue_backoff = rescue_backoff
         self._on_rescued = on_rescued
+        self._claimed = claimed
+        self.orphan_after = orphan_after
         self._next_rescue = self._next_sweep = 0.0
 
     def run_once(self) -> float:
@@ -101,11 +108,20 @@ class Maintenance(Service):
         return delay
 
     def rescue(self) -> None:
-        """Rescue the tasks of lost workers now."""
+        """Rescue the tasks of lost workers now, and this worker's own orphans."""
         with self._pool.connection() as conn:
             rescued = rescue_lost_tasks(
                 conn, self.store, self.rescue_backoff, worker=self.worker_id
             )
+            if self._claimed is not None:
+                rescued += rescue_orphaned_tasks(
+                    conn,
+                    self.store,
+                    self.rescue_backoff,
+                    worker=self.worker_id,
+                    claimed=self._claimed(),
+                    after=self.orphan_after,
+                )
         if rescued:
             self._on_rescued()
 

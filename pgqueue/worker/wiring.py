@@ -148,6 +148,8 @@ def build_services(
         sweep_every=s.poll_timeout,
         rescue_backoff=s.rescue_backoff,
         on_rescued=claimer.wake,
+        claimed=executor.claimed_ids,
+        orphan_after=s.lease,
     )
     heartbeat = Heartbeat(
         s.dsn,

@@ -274,3 +274,39 @@ def test_info_summarises_ended_tasks_every_interval_and_at_stop(
     assert not [r for r in caplog.records if " STARTED at " in r.getMessage()]
     assert not [r for r in caplog.records if " SUCCESS at " in r.getMessage()]
     assert [r.levelname for r in caplog.records if " FAILURE at " in r.getMessage()] == ["ERROR"]
+
+
+def test_a_live_worker_rescues_its_own_orphans_one_lease_after_they_started(
+    backend: pgqueue.TaskBackend, dsn: str, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a failover to a standby that missed the worker's outcome write, the promoted
+    database shows a task STARTED under a live worker that let it go: its heartbeat keeps the
+    lease, so no other worker rescues it. The worker itself does, once the task started more
+    than a lease ago, and runs it again; a task it really runs longer than the lease is its
+    own and left alone."""
+    caplog.set_level(logging.WARNING, logger="pgqueue.rescuer")
+    handle = start_worker(lease=2.0)
+    long = backend.queue_task("sleep", seconds=4.0)
+    orphan = backend.queue_task("add", a=1, b=2, countdown=3600)
+    assert long and orphan
+    deadline = time.monotonic() + 10
+    while not sql(dsn, "SELECT 1 FROM pgqueue.task WHERE id = %s AND status = 5", (long,)):
+        assert time.monotonic() < deadline, "the long task did not start"
+        time.sleep(0.05)
+    # The row as the promoted standby has it: claimed by this worker, the outcome lost.
+    sql(
+        dsn,
+        "UPDATE pgqueue.task SET status = 5, worker = %s, attempts = 1, max_retries = 1, "
+        "time_started = now() - interval '1 minute' WHERE id = %s",
+        (handle.worker.id, orphan),
+    )
+    rerun = backend.wait_for_task(orphan, timeout=20)
+    assert (rerun.status, rerun.result, rerun.attempts) == (states.SUCCESS, 3, 2)
+    held = backend.wait_for_task(long, timeout=20)
+    assert (held.status, held.attempts) == (states.SUCCESS, 1)  # never taken from its worker
+    rescued = [r.getMessage() for r in caplog.records if "rescued task." in r.getMessage()]
+    assert len(rescued) == 1 and orphan in rescued[0] and "now RETRY" in rescued[0], rescued
+    history = sql(
+        dsn, "SELECT error FROM pgqueue.task_attempt WHERE task_id = %s ORDER BY attempt", (orphan,)
+    )
+    assert history and "holds no run of it" in (history[0]["error"] or ""), history
