@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from alembic import command
 from psycopg.sql import Literal
 
 import pgqueue
 from pgqueue._db import connect
+from pgqueue._schema import _sqlalchemy_connection, alembic_config, migrate
 from pgqueue.worker import claim_session
 from tests.support.fixtures import sql
 
@@ -191,3 +193,29 @@ def test_a_claim_takes_what_a_concurrent_claim_leaves(
         assert claim(second, 3) == ["second_job"] * 3
         second.commit()
         first.commit()
+
+
+def test_downgrade_gives_back_the_claim_index_per_queue_and_flow_take(empty_dsn: str) -> None:
+    """Revision pgqueue_0014_claim_by_job down: ``task_claimable`` and ``flow_take`` as
+    revision pgqueue_0013_queue_stats had them; up again: as this revision makes them."""
+
+    def state() -> tuple[set[str], str]:
+        indexes = {
+            r["indexname"]
+            for r in sql(empty_dsn, "SELECT indexname FROM pg_indexes WHERE tablename = 'task'")
+        }
+        source = sql(empty_dsn, "SELECT prosrc FROM pg_proc WHERE proname = 'flow_take'")
+        return indexes & {"task_claimable", "task_claimable_job"}, source[0]["prosrc"]
+
+    migrate(empty_dsn, "pgqueue")
+    assert state()[0] == {"task_claimable_job"}
+    assert state()[1].count("x.name = ANY(jobs)") == 2
+    cfg = alembic_config("pgqueue")
+    with _sqlalchemy_connection(empty_dsn) as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "pgqueue_0013_queue_stats")
+    assert state()[0] == {"task_claimable"}
+    assert "x.name = ANY(jobs)" not in state()[1]
+    migrate(empty_dsn, "pgqueue")
+    assert state()[0] == {"task_claimable_job"}
+    assert state()[1].count("x.name = ANY(jobs)") == 2
