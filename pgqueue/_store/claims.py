@@ -46,8 +46,9 @@ _CANDIDATE_ROW = """id, priority, run_at, name, limit_key, concurrency, rate_cou
 #: index ``task_claimable_job (queue, name, priority DESC, run_at, id)`` (revision
 #: pgqueue_0014_claim_by_job), so the tasks of jobs the worker does not know, queued ahead of
 #: its own, are never read (F33: 200,000 of them cost each claim 17 ms).
-#: ``shares``: how many of those ``limit`` tasks each job has: all of them for a worker of one
-#: job; else the jobs' first ``limit`` tasks each, read without locks, merged in claim order.
+#: This is the claim of a worker of several jobs (a worker of one job reads it in one scan:
+#: :data:`_CANDIDATES_OF_ONE_JOB`). ``shares``: how many of those ``limit`` tasks each job
+#: has: the jobs' first ``limit`` tasks each, read without locks, merged in claim order.
 #: ``locked``: that many tasks of each job in its order, locked, so a claim locks ``limit``
 #: rows per queue, whatever the number of jobs. A row another claim holds is skipped for the
 #: next one of the same job; should a job have none left (the other claim holds them all),
@@ -57,10 +58,6 @@ _CANDIDATES_OF = """shares AS MATERIALIZED (
     SELECT q.queue, q.queue_limit, q.queue_rate_count, q.queue_rate_seconds, w.name, w.n
     FROM {queues}
     CROSS JOIN LATERAL (
-        SELECT j.name, %(limit)s::bigint AS n
-        FROM unnest(%(jobs)s::text[]) AS j(name)
-        WHERE cardinality(%(jobs)s::text[]) = 1
-        UNION ALL
         SELECT h.name, count(*) AS n
         FROM (
             SELECT j.name
@@ -73,7 +70,6 @@ _CANDIDATES_OF = """shares AS MATERIALIZED (
                 ORDER BY x.priority DESC, x.run_at, x.id
                 LIMIT %(limit)s
             ) x
-            WHERE cardinality(%(jobs)s::text[]) > 1
             ORDER BY x.priority DESC, x.run_at, x.id
             LIMIT %(limit)s
         ) h
@@ -107,7 +103,6 @@ _CANDIDATES_OF = """shares AS MATERIALIZED (
         FROM shares s
         LEFT JOIN (SELECT queue, name, count(*) AS got FROM locked GROUP BY 1, 2) g
             ON g.queue = s.queue AND g.name = s.name
-        WHERE cardinality(%(jobs)s::text[]) > 1
         GROUP BY 1, 2, 3, 4
         HAVING bool_or(coalesce(g.got, 0) < s.n)
     ) m
@@ -124,10 +119,32 @@ _CANDIDATES_OF = """shares AS MATERIALIZED (
 )"""
 
 
-def _candidates(queues: str) -> str:
-    """:data:`_CANDIDATES_OF` from ``queues`` (``q``: queue, queue_limit, queue_rate_count,
-    queue_rate_seconds)."""
-    return _CANDIDATES_OF.replace("{queues}", queues).replace("{row}", _CANDIDATE_ROW)
+#: :data:`_CANDIDATES_OF` for a worker of one job: its first ``limit`` due tasks per queue in
+#: one scan, locked as they are read (the claim of every worker before revision
+#: pgqueue_0014_claim_by_job, with the job's name in the index instead of filtered after it).
+_CANDIDATES_OF_ONE_JOB = """candidates AS MATERIALIZED (
+    SELECT c.id, c.expired, c.priority, c.run_at, c.name, c.limit_key, c.concurrency,
+           c.rate_count, c.rate_seconds, q.queue, q.queue_limit, q.queue_rate_count,
+           q.queue_rate_seconds
+    FROM {queues}
+    CROSS JOIN LATERAL (
+        SELECT {row}
+        FROM {s}.task
+        WHERE queue = q.queue AND name = (%(jobs)s::text[])[1] AND status IN (4, 6)
+          AND run_at <= now()
+          AND waiting_on = 0 -- workflows: no parent left to wait for (as in the index)
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) c
+)"""
+
+
+def _candidates(queues: str, *, one_job: bool = False) -> str:
+    """:data:`_CANDIDATES_OF` (or :data:`_CANDIDATES_OF_ONE_JOB`) from ``queues`` (``q``:
+    queue, queue_limit, queue_rate_count, queue_rate_seconds)."""
+    template = _CANDIDATES_OF_ONE_JOB if one_job else _CANDIDATES_OF
+    return template.replace("{queues}", queues).replace("{row}", _CANDIDATE_ROW)
 
 
 #: How many scopes (job, limit_key) one claim looks at per queue at most for tasks of limited
@@ -263,6 +280,11 @@ WITH {_FLOW_ADMISSION}, picked AS (
 ), {_FLOW_LOG}
 {_START_PICKED}"""
 
+#: :data:`CLAIM_TASKS` for a worker of one job (``jobs`` holds one name).
+CLAIM_TASKS_ONE_JOB = CLAIM_TASKS.replace(
+    _candidates("flow_queues q"), _candidates("flow_queues q", one_job=True)
+)
+
 #: :data:`CLAIM_TASKS` for a claim none of whose candidates is limited, without the flow
 #: control's admission, numbering and ``flow_start`` log, which cost a claim of 10 tasks on
 #: an unlimited backlog a third more (their plan's nodes are set up on every execution even
@@ -283,6 +305,11 @@ WITH {_CANDIDATES}, picked AS (
     LIMIT %(limit)s
 )
 {_START_PICKED}"""
+
+#: :data:`CLAIM_UNLIMITED_TASKS` for a worker of one job (``jobs`` holds one name).
+CLAIM_UNLIMITED_TASKS_ONE_JOB = CLAIM_UNLIMITED_TASKS.replace(
+    _CANDIDATES, _candidates(_FLOW_QUEUES, one_job=True)
+)
 
 #: Write the outcome of several executions at once. Each write is fenced on the attempt it
 #: belongs to and on STARTED, so a late or repeated finish changes nothing.
@@ -386,7 +413,8 @@ class ClaimOps(StoreBase):
         ``fair``: take turns between the queues instead of strict priority and run_at order
         (see :data:`_FLOW_ORDER`)."""
         params = {"queues": queues, "jobs": jobs, "limit": limit, "worker": worker, "fair": fair}
-        return Op(self._sql(CLAIM_TASKS), params, _claimed, task_row)
+        sql = CLAIM_TASKS_ONE_JOB if len(jobs) == 1 else CLAIM_TASKS
+        return Op(self._sql(sql), params, _claimed, task_row)
 
     def claim_unlimited_tasks(
         self, *, queues: list[str], jobs: list[str], limit: int, worker: str
@@ -396,7 +424,8 @@ class ClaimOps(StoreBase):
         its candidates is limited, at the cost of a claim before flow control; no task (an
         empty list) as soon as one is, then :meth:`claim_tasks` must claim instead."""
         params = {"queues": queues, "jobs": jobs, "limit": limit, "worker": worker}
-        return Op(self._sql(CLAIM_UNLIMITED_TASKS), params, _claimed, task_row)
+        sql = CLAIM_UNLIMITED_TASKS_ONE_JOB if len(jobs) == 1 else CLAIM_UNLIMITED_TASKS
+        return Op(self._sql(sql), params, _claimed, task_row)
 
     def finish_tasks(
         self,

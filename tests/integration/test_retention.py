@@ -35,11 +35,13 @@ def _history(dsn: str, status: int, count: int, age: float) -> None:
 
 def _claim_sqls(backend: TaskBackend) -> list[str]:
     """The texts of the worker's claim statements for the backend's schema: with flow control,
-    and without (the claim of tasks none of which is limited)."""
+    and without (the claim of tasks none of which is limited), of a worker of several jobs and
+    of one job."""
     store = backend.store
     return [
-        store.claim_tasks(queues=[], jobs=[], limit=0, worker="").sql,
-        store.claim_unlimited_tasks(queues=[], jobs=[], limit=0, worker="").sql,
+        claim(queues=[], jobs=jobs, limit=0, worker="").sql
+        for claim in (store.claim_tasks, store.claim_unlimited_tasks)
+        for jobs in (["add", "sleep"], ["add"])
     ]
 
 
