@@ -13,8 +13,10 @@ Create Date: 2026-12-07
   job's task took 120-220 ms instead of ~3 ms. The claim now reads each of its jobs through
   this index (see ``pgqueue._store.claims``), never another job's tasks. ``task_claimable``
   served nothing else that needs its order (the overview counts every claimable task, which
-  any index of the same predicate gives; the next due time is found by a skip scan of either
-  index), so it goes: each enqueue, claim and finish still writes one claim index, not two.
+  any index of the same predicate gives; the next due time of a worker's queues is a skip
+  scan of either index, over priorities then, over jobs and priorities now: 0.2 ms with 30
+  jobs in the queue), so it goes: each enqueue, claim and finish still writes one claim
+  index, not two.
   Building the index reads the task table once, blocking writes meanwhile: on a large table,
   create it beforehand with ``CREATE INDEX CONCURRENTLY`` under the same name and definition,
   and this revision skips it.
