@@ -1,7 +1,7 @@
 """The pruner: a worker-side retention policy that deletes old finished tasks in small batches.
 
 Finished tasks (SUCCESS, FAILURE, REVOKED) stay in the task table until something deletes
-them. Claims never read them (they use the partial index ``task_claimable``), so history does
+them. Claims never read them (they use the partial index ``task_claimable_job``), so history does
 not slow claiming; it costs disk, vacuum time and index size. The pruner is optional
 (``Worker(prune_after=...)``); ``pgqueue prune --older-than 7d`` does the same once, from the
 command line.

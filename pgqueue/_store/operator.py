@@ -138,7 +138,7 @@ TASK_ORDERS = {
 }
 
 #: The states whose tasks the partial indexes of live tasks hold (``task_lock_id_live``,
-#: ``task_claimable``, ``task_started_worker``).
+#: ``task_claimable_job``, ``task_started_worker``).
 LIVE_STATES = frozenset({"QUEUED", "STARTED", "RETRY"})
 
 #: What the task list reads when every state asked for is live: the live rows first, through

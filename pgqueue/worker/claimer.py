@@ -204,7 +204,7 @@ def claim_session(conn: Connection) -> None:
     """Set up the claimer's connection: its prepared statements keep one generic plan
     (``plan_cache_mode = force_generic_plan``), so a claim is planned once, not on every
     execution (~0.2 ms of each claim otherwise). The claim's plan walks the partial index
-    task_claimable and reads the picked rows by primary key whatever its parameters (see
+    task_claimable_job and reads the picked rows by primary key whatever its parameters (see
     ``CLAIM_TASKS``). Claims commit durably, like everything pgqueue writes: a claim a
     server crash forgot could run its task a second time beside the first.
 

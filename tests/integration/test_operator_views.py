@@ -120,7 +120,7 @@ def test_the_overview_views_read_no_task_but_live_and_recent_ones(dsn: str, view
             for row in conn.execute(f"EXPLAIN SELECT * FROM pgqueue.{view}").fetchall()
         )
     assert "Seq Scan on task" not in plan, plan
-    live = ("task_claimable", "task_waiting", "task_started_worker")
+    live = ("task_claimable_job", "task_waiting", "task_started_worker")
     for index in ("task_time_ended", *(live if view != "queue_throughput" else ())):
         assert index in plan, plan
 

@@ -99,7 +99,7 @@ def test_claims_stay_index_driven_with_a_large_backlog(
     dsn: str, backend: pgqueue.TaskBackend
 ) -> None:
     """With 20,000 claimable tasks over three queues, claiming 5 from two queues reads the
-    partial index task_claimable in claim order and touches a handful of rows, not the
+    partial index task_claimable_job in claim order and touches a handful of rows, not the
     backlog."""
     for queue in ("a", "b", "c"):
         backend.queue_tasks("add", [{"a": n, "b": 0} for n in range(6700)], queue=queue, priority=0)
@@ -123,7 +123,7 @@ def test_claims_stay_index_driven_with_a_large_backlog(
         assert scans, plan
         rows_read = sum(s["Actual Rows"] * s["Actual Loops"] for s in scans)
         assert rows_read <= 5 * len(queues) + 5, json.dumps(plan, indent=1)[:3000]
-        assert "task_claimable" in {s.get("Index Name") for s in scans}
+        assert "task_claimable_job" in {s.get("Index Name") for s in scans}
         assert not any(s["Node Type"] == "Seq Scan" for s in scans)
     assert uuid.UUID(str(claim(dsn, backend, ["a", "b"], 1)[0]["id"]))
 

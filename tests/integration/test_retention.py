@@ -35,17 +35,19 @@ def _history(dsn: str, status: int, count: int, age: float) -> None:
 
 def _claim_sqls(backend: TaskBackend) -> list[str]:
     """The texts of the worker's claim statements for the backend's schema: with flow control,
-    and without (the claim of tasks none of which is limited)."""
+    and without (the claim of tasks none of which is limited), of a worker of several jobs and
+    of one job."""
     store = backend.store
     return [
-        store.claim_tasks(queues=[], jobs=[], limit=0, worker="").sql,
-        store.claim_unlimited_tasks(queues=[], jobs=[], limit=0, worker="").sql,
+        claim(queues=[], jobs=jobs, limit=0, worker="").sql
+        for claim in (store.claim_tasks, store.claim_unlimited_tasks)
+        for jobs in (["add", "sleep"], ["add"])
     ]
 
 
 #: The indexes a claim may read: the claimable tasks, the picked ones by primary key, and the
 #: settings of its queues (a primary-key probe per queue).
-CLAIM_INDEXES = {"task_claimable", "task_pkey", "queue_setting_pkey"}
+CLAIM_INDEXES = {"task_claimable_job", "task_pkey", "queue_setting_pkey"}
 
 
 def _claimer_plan(conn: Any, claim: str, limit: int) -> list[dict[str, Any]]:
@@ -84,7 +86,7 @@ def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_
 ) -> None:
     """F10: 200,000 finished rows, 20,000 of them updated again (dead tuples), and a
     transaction left open in another session that holds vacuum back. A claim still reads the
-    partial index task_claimable and touches about as many rows as it claims, then the
+    partial index task_claimable_job and touches about as many rows as it claims, then the
     picked rows by primary key, also in the one generic plan the worker's claimer keeps."""
     _history(dsn, 1, 200_000, 2 * DAY)
     sql(dsn, "UPDATE pgqueue.task SET result = '1' WHERE mod((kwargs->>'a')::int, 10) = 0")
@@ -99,7 +101,7 @@ def test_f10_claim_reads_the_claimable_index_despite_history_dead_tuples_and_an_
                 conn.rollback()
             assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
             assert {n["Index Name"] for n in nodes if "Index Name" in n} == CLAIM_INDEXES, nodes
-            claimable = [n for n in nodes if n.get("Index Name") == "task_claimable"]
+            claimable = [n for n in nodes if n.get("Index Name") == "task_claimable_job"]
             assert sum(n["Actual Rows"] * n["Actual Loops"] for n in claimable) <= 20, nodes
         holder.rollback()
 

@@ -49,7 +49,12 @@ def test_partial_indexes_exist(dsn: str) -> None:
     assert "UNIQUE" in indexes["task_lock_id_live"]
     assert "WHERE (status = ANY (ARRAY[4, 5, 6]))" in indexes["task_lock_id_live"]
     # Workflows (pgqueue_0007): a task waiting for parents is not claimable, not in the index.
-    assert "WHERE ((status = ANY (ARRAY[4, 6])) AND (waiting_on = 0))" in indexes["task_claimable"]
+    # Per queue and job (pgqueue_0014, F33): a claim never reads another job's backlog; the
+    # index per queue alone is gone, so each write maintains one claim index.
+    claimable = indexes["task_claimable_job"]
+    assert "(queue, name, priority DESC, run_at, id)" in claimable
+    assert "WHERE ((status = ANY (ARRAY[4, 6])) AND (waiting_on = 0))" in claimable
+    assert "task_claimable" not in indexes
 
 
 @pytest.mark.slow
