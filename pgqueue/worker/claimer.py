@@ -152,19 +152,24 @@ class Claimer(Service):
         return max(free, 0)
 
     def claim(self, limit: int) -> int:
-        """Claim up to ``limit`` tasks and start them; return how many started."""
+        """Claim up to ``limit`` tasks and start them; return how many started.
+
+        The tasks reach the executor before the connection goes back to its pool of one,
+        which maintenance shares: its rescue of this worker's orphans (STARTED under it and
+        not held) never runs between a claim's commit and the executor holding the tasks,
+        even when the process was frozen right there."""
         with self._pool.connection() as conn:
             tasks = self.claim_tasks(conn, limit)
-        self._on_claimed(tasks)
-        started = 0
-        provider_set = tracing.configured()
-        for task in tasks:
-            if task.status != states.STARTED:  # expired, or attempts at its limit
-                logger.info("%s (%s)", nice_task_message(task), task.error)
-                continue
-            started += 1
-            self.processed += 1
-            self.slots.submit(task, provider_set)
+            self._on_claimed(tasks)
+            started = 0
+            provider_set = tracing.configured()
+            for task in tasks:
+                if task.status != states.STARTED:  # expired, or attempts at its limit
+                    logger.info("%s (%s)", nice_task_message(task), task.error)
+                    continue
+                started += 1
+                self.processed += 1
+                self.slots.submit(task, provider_set)
         return started
 
     def claim_tasks(self, conn: Connection, limit: int) -> list[Task]:

@@ -400,3 +400,67 @@ def test_worker_services_import_no_metrics_and_the_scheduler_no_backend() -> Non
     tree = ast.parse((ROOT / "pgqueue" / "_scheduler.py").read_text())
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     assert "TaskBackend" not in names
+
+
+def test_orphan_rescue_never_sees_a_claimed_task_before_the_executor_holds_it(
+    dsn: str, backend: TaskBackend, pool: ConnectionPool[Any]
+) -> None:
+    """Maintenance shares the claimer's one connection, and the claimer keeps it until its
+    tasks are submitted: a rescue round that comes between a claim's commit and the executor
+    holding the task (a process frozen right there, then thawed) waits, and then finds the
+    task held, not an orphan."""
+    task_id = backend.queue_task("add", a=1, b=2)
+    submitting, release = threading.Event(), threading.Event()
+    held: list[str] = []
+
+    class SlowSlots:
+        """The executor's side the claimer uses, its submit paused at the worst moment."""
+
+        jobs_still_running = 0
+        in_flight = 0
+
+        def submit(self, task: Any, provider_set: bool) -> None:
+            submitting.set()
+            assert release.wait(10)
+            held.append(task.id)
+
+    claimer = Claimer(
+        pool,
+        Store("pgqueue"),
+        "me",
+        ["tasks"],
+        ["add"],
+        SlowSlots(),
+        backlog=1,
+        max_tasks=0,
+        burst=False,
+        poll_timeout=1.0,
+        on_claimed=lambda tasks: None,
+    )
+    maintenance = Maintenance(
+        pool,
+        Store("pgqueue"),
+        ["tasks"],
+        worker_id="me",
+        rescue_every=60.0,
+        sweep_every=60.0,
+        rescue_backoff=ExponentialBackoff(base=0, jitter=0),
+        on_rescued=lambda: None,
+        claimed=lambda: list(held),
+        orphan_after=0.0,  # any STARTED task of "me" not held is an orphan
+    )
+    claiming = threading.Thread(target=claimer.claim, args=(1,))
+    claiming.start()
+    assert submitting.wait(10)
+    rescuing = threading.Thread(target=maintenance.rescue)
+    rescuing.start()
+    rescuing.join(0.5)
+    assert rescuing.is_alive()  # waits for the claimer's connection
+    release.set()
+    claiming.join(10)
+    rescuing.join(10)
+    assert not claiming.is_alive() and not rescuing.is_alive()
+    assert held == [task_id]
+    assert sql(dsn, "SELECT status, worker FROM pgqueue.task") == [
+        {"status": states.STARTED, "worker": "me"}
+    ]
