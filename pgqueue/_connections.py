@@ -65,9 +65,7 @@ def run(connection: object, op: Op[R]) -> R:
     the driver's own, as the caller's transaction is the caller's to handle.
     """
     if isinstance(connection, psycopg.Connection):
-        with connection.cursor(row_factory=dict_row) as cur:
-            cur.execute(op.sql, op.params)
-            return op.decode(cur.fetchall() if returns_rows(cur) else [], cur.rowcount)
+        return op.run(connection)
     from sqlalchemy.engine import Connection as SAConnection
     from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
     from sqlalchemy.ext.asyncio import AsyncSession
