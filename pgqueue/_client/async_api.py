@@ -13,13 +13,12 @@ import psycopg
 from .. import _channels, _connections, _enqueue
 from .._bulk import Call, QueuedTasks
 from .._errors import (
-    ConfigurationError,
     TaskNotFound,
 )
 from .._store import Op
 from .._task import Task
 from .core import _translated
-from .enqueue import _bulk_result, _own_kwargs, _queued_id, _same_call, _with_callback
+from .enqueue import _own_kwargs, _queued_id, _same_call, _with_callback
 from .reading import WAIT_RECHECK, ReadMixin, _deadline, _valid_ids, _wait_slice
 from .workflow import WorkflowMixin, _chain_items
 
@@ -49,21 +48,11 @@ class AsyncMixin(ReadMixin, WorkflowMixin):
         """Awaitable :meth:`queue_task`: the same statement and rules on the async pool, or
         on the caller's psycopg ``AsyncConnection`` or SQLAlchemy ``AsyncSession`` /
         ``AsyncConnection`` given as ``connection`` (in its transaction, never committed)."""
-        parents = None if depends_on is None else _enqueue.parent_ids(depends_on)
-        call = Call(
-            jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority, parents
-        )
-        if depends_on is not None:
-            if debounce is not None:
-                raise ConfigurationError(
-                    "debounce and depends_on cannot be combined: a debounced task is found by "
-                    "its lock_id, a dependent by its parents; nothing was queued"
-                )
-            items = [(call, kwargs, None)]
-            batch = await self._aqueue_batch(self._batch_params(items), connection)
-            return _queued_id(jobname, batch.ids[0])
-        op = self._queue_op(call, kwargs, debounce)
-        return _queued_id(jobname, await self._afetch(op, connection))
+        call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
+        one = self._one_task(call, kwargs, debounce, depends_on)
+        if isinstance(one, _enqueue.Batch):
+            return _queued_id(jobname, (await self._aqueue_batch(one, connection)).ids[0])
+        return _queued_id(jobname, await self._afetch(one, connection))
 
     async def aqueue_tasks(
         self,
@@ -116,13 +105,10 @@ class AsyncMixin(ReadMixin, WorkflowMixin):
     async def _aqueue_batch(
         self, batch: _enqueue.Batch, connection: object | None, callback: bool = False
     ) -> QueuedTasks:
-        if batch.tasks is None:
+        op = self._batch_op(batch)
+        if op is None:
             return QueuedTasks([])
-        if not batch.linked:
-            op = self.store.queue_tasks(tasks=batch.tasks)
-            return _bulk_result(await self._afetch(op, connection))
-        rows = await self._afetch(self.store.queue_workflow(tasks=batch.tasks), connection)
-        return self._workflow_result(rows, callback)
+        return self._batch_result(batch, await self._afetch(op, connection), callback)
 
     async def aget_task(self, task_id: str, *, connection: object | None = None) -> Task | None:
         """Awaitable :meth:`get_task`."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,19 +93,31 @@ class EnqueueMixin(ClientCore):
             named ``self`` or ``consumer``, or ``connection`` is not a supported sync
             connection. A past expiry is accepted: such a task is REVOKED without running.
         """
-        parents = None if depends_on is None else _enqueue.parent_ids(depends_on)
-        call = Call(
-            jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority, parents
-        )
-        if depends_on is not None:
-            if debounce is not None:
-                raise ConfigurationError(
-                    "debounce and depends_on cannot be combined: a debounced task is found by "
-                    "its lock_id, a dependent by its parents; nothing was queued"
-                )
-            batch = self._queue_batch(self._batch_params([(call, kwargs, None)]), connection)
-            return _queued_id(jobname, batch.ids[0])
-        return _queued_id(jobname, self._fetch(self._queue_op(call, kwargs, debounce), connection))
+        call = Call(jobname, kwargs, meta_params, expiry, run_at, countdown, queue, priority)
+        one = self._one_task(call, kwargs, debounce, depends_on)
+        if isinstance(one, _enqueue.Batch):
+            return _queued_id(jobname, self._queue_batch(one, connection).ids[0])
+        return _queued_id(jobname, self._fetch(one, connection))
+
+    def _one_task(
+        self,
+        call: Call,
+        kwargs: Mapping[str, Any],
+        debounce: float | timedelta | None,
+        depends_on: Iterable[str] | None,
+    ) -> _enqueue.Batch | Op[str | None]:
+        """What queueing one task runs, for :meth:`queue_task` and its async twin: with
+        ``depends_on``, a batch of one (the workflow statement checks the parents), else the
+        store's op. Raises what :meth:`queue_task` documents."""
+        if depends_on is None:
+            return self._queue_op(call, kwargs, debounce)
+        parents = _enqueue.parent_ids(depends_on)
+        if debounce is not None:
+            raise ConfigurationError(
+                "debounce and depends_on cannot be combined: a debounced task is found by "
+                "its lock_id, a dependent by its parents; nothing was queued"
+            )
+        return self._batch_params([(replace(call, depends_on=parents), kwargs, None)])
 
     def _queue_op(
         self, call: Call, kwargs: Mapping[str, Any], debounce: float | timedelta | None
@@ -176,12 +189,25 @@ class EnqueueMixin(ClientCore):
     def _queue_batch(
         self, batch: _enqueue.Batch, connection: object | None, callback: bool = False
     ) -> QueuedTasks:
-        if batch.tasks is None:
+        op = self._batch_op(batch)
+        if op is None:
             return QueuedTasks([])
-        if not batch.linked:
-            return _bulk_result(self._fetch(self.store.queue_tasks(tasks=batch.tasks), connection))
-        op = self.store.queue_workflow(tasks=batch.tasks)
-        return self._workflow_result(self._fetch(op, connection), callback)
+        return self._batch_result(batch, self._fetch(op, connection), callback)
+
+    def _batch_op(self, batch: _enqueue.Batch) -> Op[list[Any]] | None:
+        """The store's op queueing ``batch`` (``QUEUE_WORKFLOW`` when a task of it depends on
+        another, else ``QUEUE_TASKS``); None for a batch without tasks."""
+        if batch.tasks is None:
+            return None
+        if batch.linked:
+            return self.store.queue_workflow(tasks=batch.tasks)
+        return self.store.queue_tasks(tasks=batch.tasks)
+
+    def _batch_result(self, batch: _enqueue.Batch, rows: list[Any], callback: bool) -> QueuedTasks:
+        """The :class:`QueuedTasks` of the rows :meth:`_batch_op`'s op returned."""
+        if batch.linked:
+            return self._workflow_result(rows, callback)
+        return _bulk_result(rows)
 
     def _workflow_result(self, rows: list[QueuedRow], callback: bool) -> QueuedTasks:
         """The :class:`QueuedTasks` of ``QUEUE_WORKFLOW``'s rows (the last one the callback's
