@@ -27,12 +27,13 @@ SELECT EXISTS (SELECT FROM beat) AS alive,
        ARRAY(SELECT t.id::text FROM {s}.task t
              WHERE t.worker = %(id)s AND t.status = 5 AND t.revoke_requested_at IS NOT NULL)
        AS revoked,
-       ARRAY(SELECT h.id::text
-             FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS h(id, attempt)
-             WHERE NOT EXISTS (SELECT FROM {s}.task t
-                               WHERE t.id = h.id AND t.status = 5 AND t.worker = %(id)s
-                                 AND t.attempts = h.attempt))
-       AS lost
+       coalesce(l.ids, '{}') AS lost, coalesce(l.attempts, '{}') AS lost_attempts
+FROM (SELECT array_agg(h.id::text ORDER BY h.n) AS ids,
+             array_agg(h.attempt ORDER BY h.n) AS attempts
+      FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) WITH ORDINALITY AS h(id, attempt, n)
+      WHERE NOT EXISTS (SELECT FROM {s}.task t
+                        WHERE t.id = h.id AND t.status = 5 AND t.worker = %(id)s
+                          AND t.attempts = h.attempt)) l
 """
 
 #: The longest a heartbeat waits for a lock on the worker's row (an operator's open
@@ -169,6 +170,9 @@ class Beat(TypedDict):
     alive: bool
     revoked: list[str]
     lost: list[str]
+    #: The attempt of each of ``lost``, in the same order: the same task may be held twice
+    #: (an old run still ending, a new one claimed again) and only the old one is lost.
+    lost_attempts: list[int]
 
 
 class RescuedRow(TypedDict):

@@ -47,6 +47,15 @@ logger = logging.getLogger("pgqueue.worker")
 HARD_LIMIT_GRACE = 1.0
 
 
+#: One execution of a task: ``(task id, attempt)``.
+Run = tuple[str, int]
+
+
+def run_of(task: Task) -> Run:
+    """The run a claimed ``task`` is: its id and the attempt it was claimed for."""
+    return (task.id, task.attempts)
+
+
 class Executor(Service):
     """Runs tasks for worker ``worker_id`` (see the module docstring).
 
@@ -83,11 +92,14 @@ class Executor(Service):
         self._on_slot_free = on_slot_free
         self._on_overrun = on_overrun
         self._lock = threading.Lock()
-        self._in_flight: dict[str, Task] = {}
-        self._running: dict[str, tuple[TaskConsumer, concurrent.futures.Future[Any]]] = {}
+        # The ledger is keyed by run, (task id, attempt): after a lease lost (F21) the same
+        # worker may claim the task again while the first run still ends, and what the first
+        # run ends with must not touch the second's entries.
+        self._in_flight: dict[Run, Task] = {}
+        self._running: dict[Run, tuple[TaskConsumer, concurrent.futures.Future[Any]]] = {}
         self._busy: set[concurrent.futures.Future[Any]] = set()  # jobs not returned yet
-        self._killed: set[str] = set()  # overran (hard limits): left for the rescue
-        self._lost: set[str] = set()  # no longer this worker's (lease lost): never written
+        self._killed: set[Run] = set()  # overran (hard limits): left for the rescue
+        self._lost: set[Run] = set()  # no longer this worker's (lease lost): never written
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -106,8 +118,8 @@ class Executor(Service):
         with self._lock:
             return sum(
                 1
-                for task_id, (_, future) in self._running.items()
-                if task_id in self._in_flight and task_id not in self._killed and not future.done()
+                for run, (_, future) in self._running.items()
+                if run in self._in_flight and run not in self._killed and not future.done()
             )
 
     @property
@@ -117,11 +129,12 @@ class Executor(Service):
             return len(self._busy)
 
     def forget(self, outcomes: Iterable[Outcome]) -> None:
-        """These outcomes were written: their tasks are no longer in flight."""
+        """These outcomes were written (or fenced off): their runs are no longer in flight."""
         with self._lock:
             for outcome in outcomes:
-                self._in_flight.pop(outcome.task.id, None)
-                self._running.pop(outcome.task.id, None)
+                run = run_of(outcome.task)
+                self._in_flight.pop(run, None)
+                self._running.pop(run, None)
 
     @property
     def overran(self) -> int:
@@ -135,40 +148,42 @@ class Executor(Service):
         A STARTED task of this worker not among them is an orphan
         (:func:`pgqueue._rescuer.rescue_orphaned_tasks`)."""
         with self._lock:
-            return [*self._in_flight, *self._killed]
+            return list(dict.fromkeys(task_id for task_id, _ in (*self._in_flight, *self._killed)))
 
-    def held(self) -> list[tuple[str, int]]:
+    def held(self) -> list[Run]:
         """The executions whose job is still running, as ``(task id, attempt)``: what the
         heartbeat checks this worker still owns."""
         with self._lock:
             return [
-                (task_id, consumer.task.attempts)
-                for task_id, (consumer, future) in self._running.items()
-                if not future.done() and task_id not in self._lost
+                run
+                for run, (_, future) in self._running.items()
+                if not future.done() and run not in self._lost
             ]
 
     def take_unfinished(self) -> list[Task]:
         """Empty the ledger at shutdown; return the tasks claimed and not yet written, except
         those whose thread overran its hard limit (they are left for the rescue, F22)."""
         with self._lock:
-            tasks = [t for t in self._in_flight.values() if t.id not in self._killed]
+            tasks = [t for run, t in self._in_flight.items() if run not in self._killed]
             self._in_flight.clear()
         return tasks
 
-    def lose(self, task_ids: Iterable[str]) -> list[Task]:
-        """These executions are no longer this worker's (lease lost, F21): tell each at once
-        (``check()`` raises ``Revoked``, an ``async`` job is cancelled), drop them from the
-        ledger and drop whatever they end with. Returns the tasks told (those still running)."""
+    def lose(self, runs: Iterable[Run]) -> list[Task]:
+        """These executions, ``(task id, attempt)``, are no longer this worker's (lease lost,
+        F21): tell each at once (``check()`` raises ``Revoked``, an ``async`` job is
+        cancelled), drop them from the ledger and drop whatever they end with. Another run of
+        the same task (claimed again meanwhile) is left alone. Returns the tasks told (those
+        still running)."""
         told: list[Task] = []
         with self._lock:
-            for task_id in task_ids:
-                running = self._running.get(task_id)
-                if running is None or running[1].done() or task_id in self._lost:
+            for run in runs:
+                running = self._running.get(run)
+                if running is None or running[1].done() or run in self._lost:
                     continue
                 consumer, future = running
                 consumer.lease_lost = True
-                self._lost.add(task_id)
-                self._in_flight.pop(task_id, None)
+                self._lost.add(run)
+                self._in_flight.pop(run, None)
                 told.append(consumer.task)
                 if consumer.job.is_async:
                     future.cancel()
@@ -176,7 +191,7 @@ class Executor(Service):
 
     def lose_all(self) -> list[Task]:
         """:meth:`lose` every execution whose job still runs."""
-        return self.lose([task_id for task_id, _ in self.held()])
+        return self.lose(self.held())
 
     # -- running ------------------------------------------------------------------------------
 
@@ -222,25 +237,25 @@ class Executor(Service):
         except Exception as exc:  # a row the job cannot be called with (SQL-made kwargs)
             logger.error("%s could not start: %s", task.info(), first_line(exc))
             with self._lock:
-                self._in_flight[task.id] = task
+                self._in_flight[run_of(task)] = task
             self._on_outcome(not_started(task, exc))
             return
         with self._lock:
-            self._in_flight[task.id] = task
-            self._running[task.id] = (consumer, future)
+            self._in_flight[run_of(task)] = task
+            self._running[run_of(task)] = (consumer, future)
             self._busy.add(future)
         future.add_done_callback(lambda f: self._done(consumer, f))
         if self.hard_time_limits and consumer.deadline is not None:
             self.wake()  # the watchdog's next round may now be due sooner
 
     def _done(self, consumer: TaskConsumer, future: concurrent.futures.Future[Any]) -> None:
-        task_id = consumer.task.id
+        run = run_of(consumer.task)
         with self._lock:
             self._busy.discard(future)
-            dropped = task_id in self._lost or task_id in self._killed
+            dropped = run in self._lost or run in self._killed
             if dropped:
-                self._running.pop(task_id, None)
-                self._lost.discard(task_id)
+                self._running.pop(run, None)
+                self._lost.discard(run)
         if dropped:  # not this worker's to write any more (lease lost, or overran)
             logger.warning(
                 "%s ended after it stopped being this worker's: not recorded", consumer.task.info()
@@ -260,7 +275,14 @@ class Executor(Service):
         """Tell a running task it was revoked: ``consumer.is_revoked()`` turns True and an
         ``async`` job is cancelled. The task ends REVOKED when the job returns."""
         with self._lock:
-            running = self._running.get(task_id)
+            running = next(
+                (
+                    held
+                    for run, held in self._running.items()
+                    if run[0] == task_id and run not in self._lost and not held[1].done()
+                ),
+                None,
+            )
         if running is None or running[0].revoked:
             return
         consumer, future = running
@@ -292,13 +314,13 @@ class Executor(Service):
                 if consumer.deadline is None or future.done() or consumer.job.is_async:
                     continue
                 due = consumer.deadline + HARD_LIMIT_GRACE
-                if due <= now and consumer.task.id not in self._killed:
+                if due <= now and run_of(consumer.task) not in self._killed:
                     overrun.append(consumer)
                 elif due > now:
                     next_check = min(next_check, due - now)
         for consumer in overrun:
             with self._lock:
-                self._killed.add(consumer.task.id)
+                self._killed.add(run_of(consumer.task))
             logger.error(
                 "%s still runs %.1fs past its time limit of %ss: replacing this worker "
                 "process to kill its thread; the task stays STARTED until the process has "

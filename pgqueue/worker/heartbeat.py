@@ -60,8 +60,8 @@ class Heartbeat(Service):
         being rescued, so the worker must stop claiming and stop what it runs).
     :param held: returns the executions the worker still runs (task id, attempt), sent with
         each beat.
-    :param on_lost: called with the ids of those of them that are no longer the worker's
-        (rescued while it was frozen past its lease, F21).
+    :param on_lost: called with those of them, ``(task id, attempt)``, that are no longer the
+        worker's (rescued while it was frozen past its lease, F21).
 
     The first beat comes one interval after :meth:`start`; :meth:`stop` ends the beats and
     closes the connection. A failed beat is logged and the connection made anew at the next.
@@ -78,7 +78,7 @@ class Heartbeat(Service):
         on_revoked: Callable[[str], None],
         on_stopped: Callable[[], None],
         held: Held | None = None,
-        on_lost: Callable[[list[str]], None] | None = None,
+        on_lost: Callable[[list[tuple[str, int]]], None] | None = None,
     ) -> None:
         super().__init__("pgqueue-heartbeat")
         self.dsn = dsn
@@ -96,7 +96,7 @@ class Heartbeat(Service):
         self._on_revoked = on_revoked
         self._on_stopped = on_stopped
         self._held: Held = held or tuple
-        self._on_lost = on_lost or (lambda ids: None)
+        self._on_lost = on_lost or (lambda runs: None)
         self.lock_timeout = min(LOCK_TIMEOUT, self.interval / 2)
         #: ``time.monotonic()`` of the last beat that committed (or of the registration).
         self.beaten_at = time.monotonic()
@@ -185,8 +185,8 @@ class Heartbeat(Service):
             alive = beat is not None and beat["alive"]
             again = not alive and self.store.reregister_worker(self.registration).run(conn)
         self.beaten_at = time.monotonic()
-        if beat is not None and beat["lost"]:
-            self._on_lost(beat["lost"])  # first: a stale execution must not go on
+        if beat is not None and beat["lost"]:  # first: a stale execution must not go on
+            self._on_lost(list(zip(beat["lost"], beat["lost_attempts"], strict=True)))
         if alive:
             assert beat is not None
             for task_id in beat["revoked"]:

@@ -164,11 +164,11 @@ class Worker:
         self.exit_code = EXIT_REPLACE
         self._stop_now()
 
-    def _lease_lost(self, task_ids: list[str]) -> None:
+    def _lease_lost(self, runs: list[tuple[str, int]]) -> None:
         """The heartbeat found tasks this worker still runs no longer STARTED under it (it
         was frozen past its lease and they were rescued, F21): tell them to stop; nothing of
         them is written. With hard time limits the process is replaced to end their threads."""
-        told = self._executor.lose(task_ids)
+        told = self._executor.lose(runs)
         if not told:
             return
         logger.error(
@@ -188,7 +188,7 @@ class Worker:
         are being rescued, so it must not claim more, and what it runs is no longer its own."""
         if not self._shutdown.stopping.is_set():
             logger.error("worker %s was marked stopped by someone else; stopping", self.id)
-        self._lease_lost([task_id for task_id, _ in self._executor.held()])
+        self._lease_lost(self._executor.held())
         self.stop()
 
     def _stop_now(self) -> None:

@@ -101,7 +101,7 @@ def build_services(
     on_written: Callable[[list[Outcome], Mapping[str, datetime | None]], None],
     on_overrun: Callable[[], None],
     on_stopped: Callable[[], None],
-    on_lost: Callable[[list[str]], None],
+    on_lost: Callable[[list[tuple[str, int]]], None],
 ) -> Services:
     """Build the services of a worker with ``settings`` and connect their reports: the
     completer's writes to ``on_written``, a hard-limit overrun to ``on_overrun``, the

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import psycopg
 import pytest
 
 import pgqueue
@@ -310,3 +311,42 @@ def test_a_live_worker_rescues_its_own_orphans_one_lease_after_they_started(
         dsn, "SELECT error FROM pgqueue.task_attempt WHERE task_id = %s ORDER BY attempt", (orphan,)
     )
     assert history and "holds no run of it" in (history[0]["error"] or ""), history
+
+
+@pytest.mark.slow
+def test_a_second_run_of_a_task_by_the_same_worker_is_left_alone_by_the_first(
+    backend: pgqueue.TaskBackend, dsn: str, start_worker: Any
+) -> None:
+    """A worker frozen past its lease may, once thawed, claim again the task it was running
+    (rescued meanwhile) before its heartbeat tells the first run it is lost. The executor
+    keeps its ledger by run (task id, attempt): the first run's fenced-off end must not drop
+    the second from it, or the worker's own orphan rescue would take the second run from it,
+    and every attempt after it, until the task failed."""
+    handle = start_worker(lease=2.0, poll_timeout=0.2)
+    task_id = backend.queue_task("sleep", seconds=5.0)
+    assert task_id
+    deadline = time.monotonic() + 10
+    while not sql(dsn, "SELECT 1 FROM pgqueue.task WHERE id = %s AND status = 5", (task_id,)):
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.05)
+    with psycopg.connect(dsn, autocommit=False) as blocker:
+        # The worker's row held: its heartbeat comes second, as it may after a freeze.
+        blocker.execute(
+            "SELECT 1 FROM pgqueue.worker WHERE id = %s FOR UPDATE", (handle.worker.id,)
+        )
+        # What another worker's rescue did while this one was frozen.
+        sql(
+            dsn,
+            "UPDATE pgqueue.task SET status = 4, run_at = now(), max_retries = 3, "
+            "error = 'worker lost (as another worker rescues it)' WHERE id = %s",
+            (task_id,),
+        )
+        query = "SELECT 1 FROM pgqueue.task WHERE id = %s AND status = 5 AND attempts = 2"
+        while not sql(dsn, query, (task_id,)):
+            assert time.monotonic() < deadline + 10, "the task was not claimed again"
+            time.sleep(0.05)
+        blocker.rollback()
+    done = backend.wait_for_task(task_id, timeout=40)
+    assert (done.status, done.attempts) == (states.SUCCESS, 2)
+    history = sql(dsn, "SELECT error FROM pgqueue.task_attempt WHERE task_id = %s", (task_id,))
+    assert not [h for h in history if "holds no run of it" in (h["error"] or "")], history

@@ -327,7 +327,7 @@ def test_heartbeat_round_reports_executions_it_no_longer_owns(dsn: str) -> None:
     sql(dsn, "UPDATE pgqueue.task SET status = 4 WHERE id = %s", (rescued,))
     try:
         heartbeat.run_once()
-        assert lost == [[rescued]]
+        assert lost == [[(rescued, 1)]]
     finally:
         heartbeat.stop()
 
