@@ -216,7 +216,10 @@ class Chaos:
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self, duration: float) -> Report:
+    def run(self, duration: float, min_failovers: int = 0) -> Report:
+        """Run for ``duration`` seconds of random events, then at least ``min_failovers``
+        failovers in all (those the draw left out come at the end, before the drain: on a
+        loaded machine a failover takes long enough for the draw to fit in only one)."""
         started = time.monotonic()
         for _ in range(self.size):
             self.start_worker()
@@ -233,6 +236,9 @@ class Chaos:
             self._event()
             while len(self.alive()) < self.size:
                 self.start_worker()
+        while self.failover is not None and self.report.failovers < min_failovers:
+            time.sleep(1.0)
+            self._fail_over()
         self._stop.set()
         producer.join()
         if self.notify_flood:
@@ -282,11 +288,15 @@ class Chaos:
         elif kind == "outage" and self.outage is not None:
             self.outage(self.lease * 2)
             self.report.outages += 1
-        elif kind == "failover" and self.failover is not None:
-            killed_at = time.time()
-            self.failover()
-            self.failover_windows.append((killed_at, time.time()))
-            self.report.failovers += 1
+        elif kind == "failover":
+            self._fail_over()
+
+    def _fail_over(self) -> None:
+        assert self.failover is not None
+        killed_at = time.time()
+        self.failover()
+        self.failover_windows.append((killed_at, time.time()))
+        self.report.failovers += 1
 
     def _db_now(self) -> float:
         with connect(self.dsn) as conn:

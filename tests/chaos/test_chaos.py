@@ -92,7 +92,7 @@ def test_chaos_with_repeated_failovers_keeps_every_invariant() -> None:
         chaos = Chaos(
             dsn, workers=3, lease=3.0, restart=None, outage=None, seed=15, failover=failover
         )
-        report = chaos.run(20.0)
+        report = chaos.run(20.0, min_failovers=2)
     finally:
         stop()
     assert report.failovers >= 2, report
