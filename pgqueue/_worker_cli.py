@@ -200,7 +200,10 @@ def worker(
         restart_without_dsn_arguments({o: v for o, v in given.items() if v is not None})
     setup_logging(log_level, log_format)
     sys.path.insert(0, "")  # jobs in the current directory, as `python -m` would find them
-    with friendly_errors():
+    # Stop signals are caught from here on, each one counted, and kept from the process once
+    # it is on its way out (a late Ctrl-C must not raise, a late SIGTERM not change the exit
+    # status); those received before the worker exists are passed on to it when it does.
+    with StopSignals(restore=False) as signals, friendly_errors():
         if processes:
             env = dict(os.environ, PGQUEUE_DSN=_db.resolve_dsn(dsn))
             env.update({"PGQUEUE_READ_DSN": read_dsn} if read_dsn else {})
@@ -212,9 +215,8 @@ def worker(
                 env=env,
                 burst=burst,
             )
-            with StopSignals(supervisor.stop):
-                code = supervisor.run()
-            raise typer.Exit(code)
+            signals.connect(supervisor.stop)
+            raise typer.Exit(supervisor.run())
         runner = Worker(
             dsn,
             split_list(task_paths),
@@ -243,8 +245,8 @@ def worker(
             from ._metrics import serve_metrics  # the metrics extra, needed only here
 
             serve_metrics(runner, metrics_port, metrics_host, read_dsn=read_dsn)
-        with StopSignals(runner.stop):
-            code = runner.run()
+        signals.connect(runner.stop)
+        code = runner.run()
         if code == EXIT_OK and max_tasks and runner.processed >= max_tasks and supervised():
             code = EXIT_RECYCLE  # the supervisor replaces it, with --burst too
     if runner.jobs_still_running:  # given back: end their threads with the process
