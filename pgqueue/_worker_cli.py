@@ -27,7 +27,7 @@ from ._signals import StopSignals
 from ._supervisor import Supervisor, supervised, watch_supervisor
 from ._values import parse_duration
 from .worker import Worker
-from .worker.activity import SUMMARY_EVERY
+from .worker.activity import SUMMARY_EVERY, SUMMARY_EVERY_MAX
 
 app = typer.Typer(add_completion=False)
 
@@ -180,6 +180,7 @@ def worker(
         typer.Option(
             envvar="PGQUEUE_LOG_SUMMARY_EVERY",
             min=0.1,
+            max=SUMMARY_EVERY_MAX,
             help="Seconds between two INFO lines summing up the tasks that ended.",
         ),
     ] = SUMMARY_EVERY,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from .._errors import ConfigurationError
 from .._jobs import JobRegistry
+from .activity import SUMMARY_EVERY_MAX
 
 #: The values of ``Worker(queue_order=...)`` and ``pgqueue-worker --queue-order``.
 QUEUE_ORDERS = ("strict", "fair")
@@ -26,7 +27,8 @@ def check_options(
     """Refuse the options a worker cannot run with.
 
     :raises pgqueue._errors.ConfigurationError: a backlog below 1, an unknown ``queue_order``,
-        or a non-positive ``poll_timeout``, ``lease`` or ``log_summary_every``.
+        a non-positive ``poll_timeout`` or ``lease``, or a ``log_summary_every`` outside
+        (0, 86400] seconds.
     """
     if backlog < 1:
         raise ConfigurationError("backlog must be at least 1")
@@ -34,9 +36,12 @@ def check_options(
         raise ConfigurationError(
             f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, not {queue_order!r}"
         )
-    if poll_timeout <= 0 or lease <= 0 or log_summary_every <= 0:
+    if poll_timeout <= 0 or lease <= 0:
+        raise ConfigurationError("poll_timeout and lease must be positive seconds")
+    if not 0 < log_summary_every <= SUMMARY_EVERY_MAX:  # NaN fails too
         raise ConfigurationError(
-            "poll_timeout, lease and log_summary_every must be positive seconds"
+            f"log_summary_every must be more than 0 and at most {SUMMARY_EVERY_MAX:.0f} "
+            f"seconds (a day), not {log_summary_every!r}"
         )
 
 

@@ -265,12 +265,12 @@ def test_info_summarises_ended_tasks_every_interval_and_at_stop(
     while not summaries() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(summaries()) == 1, summaries()
-    assert "4 tasks ended (SUCCESS 3, FAILURE 1)" in summaries()[0]
+    assert "4 runs ended (SUCCESS 3, FAILURE 1)" in summaries()[0]
     last = backend.queue_task("add", a=1, b=2)
     assert last and backend.wait_for_task(last, timeout=10).status == states.SUCCESS
     handle.stop()
-    assert len(summaries()) == 2 and "1 task ended (SUCCESS 1)" in summaries()[1]
-    record = next(r for r in caplog.records if "4 tasks ended" in r.getMessage())
+    assert len(summaries()) == 2 and "1 run ended (SUCCESS 1)" in summaries()[1]
+    record = next(r for r in caplog.records if "4 runs ended" in r.getMessage())
     assert (record.levelname, record.ended, record.SUCCESS, record.FAILURE) == ("INFO", 4, 3, 1)
     assert not [r for r in caplog.records if " STARTED at " in r.getMessage()]
     assert not [r for r in caplog.records if " SUCCESS at " in r.getMessage()]

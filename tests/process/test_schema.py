@@ -132,8 +132,8 @@ def test_pgqueue_worker_command_runs_real_jobs(backend: pgqueue.TaskBackend) -> 
     assert tasks[ids[-1] or ""].status == pgqueue.states.FAILURE
     # INFO: one summary line (the run is shorter than --log-summary-every) and a line per
     # failure; no line per start or success.
-    summary = [line for line in done.stderr.splitlines() if " tasks ended (" in line]
-    assert len(summary) == 1 and "21 tasks ended (SUCCESS 20, FAILURE 1)" in summary[0]
+    summary = [line for line in done.stderr.splitlines() if " runs ended (" in line]
+    assert len(summary) == 1 and "21 runs ended (SUCCESS 20, FAILURE 1)" in summary[0]
     assert " INFO " in summary[0] and "/s, mean run " in summary[0]
     assert " STARTED at " not in done.stderr and " SUCCESS at " not in done.stderr
     assert done.stderr.count(" FAILURE at ") == 1
@@ -153,7 +153,7 @@ def test_worker_debug_logs_a_line_per_task_start_and_finish(
     assert done.returncode == 0, done.stderr
     assert done.stderr.count(" STARTED at ") == 6
     assert done.stderr.count(" SUCCESS at ") == 5 and done.stderr.count(" FAILURE at ") == 1
-    assert "6 tasks ended (SUCCESS 5, FAILURE 1)" in done.stderr
+    assert "6 runs ended (SUCCESS 5, FAILURE 1)" in done.stderr
 
 
 def test_worker_max_tasks_command(backend: pgqueue.TaskBackend, dsn: str) -> None:
