@@ -227,7 +227,9 @@ class Worker:
         """Stop claiming; :meth:`run` returns once the running tasks have finished, or after
         ``shutdown_timeout`` seconds having given back those that did not. A second call gives
         them back at once (the second Ctrl-C)."""
-        self._shutdown.request(self._executor.running, self.in_flight)
+        executor = self._executor
+        # an overrun (hard limit) is neither running nor finished: it is left to the rescue
+        self._shutdown.request(executor.running, executor.in_flight - executor.overran)
         self._claimer.stop()  # also ends the wait of a draining run()
 
     def run(self) -> int:
