@@ -31,7 +31,7 @@ import psycopg
 from . import states
 from ._retry import ExponentialBackoff
 from ._store import Store
-from ._store.workers import RescuedRow
+from ._store.workers import RescueBackoff, RescuedRow
 
 logger = logging.getLogger("pgqueue.rescuer")
 
@@ -59,15 +59,7 @@ def rescue_lost_tasks(
         worker never rescues itself, F23); ``""`` for a sweep from outside any worker.
     :raises psycopg.OperationalError: the database went away (the caller retries later).
     """
-    op = store.rescue_lost_tasks(
-        worker=worker,
-        limit=limit,
-        backoff_base=backoff.base,
-        backoff_factor=backoff.factor,
-        backoff_cap=backoff.cap,
-        backoff_jitter=backoff.jitter,
-        backoff_max_exponent=backoff.max_exponent,
-    )
+    op = store.rescue_lost_tasks(worker=worker, limit=limit, backoff=_in_sql(backoff))
     rescued: list[RescuedRow] = []
     while True:
         rows = op.run(conn)
@@ -101,14 +93,7 @@ def rescue_orphaned_tasks(
     :raises psycopg.OperationalError: the database went away (the caller retries later).
     """
     rows = store.rescue_orphaned_tasks(
-        worker=worker,
-        claimed=claimed,
-        after=after,
-        backoff_base=backoff.base,
-        backoff_factor=backoff.factor,
-        backoff_cap=backoff.cap,
-        backoff_jitter=backoff.jitter,
-        backoff_max_exponent=backoff.max_exponent,
+        worker=worker, claimed=claimed, after=after, backoff=_in_sql(backoff)
     ).run(conn)
     for row in rows:
         logger.warning(
@@ -122,3 +107,14 @@ def rescue_orphaned_tasks(
             states.status_string(row["status"]),
         )
     return rows
+
+
+def _in_sql(backoff: ExponentialBackoff) -> RescueBackoff:
+    """``backoff`` as the rescue statements take it."""
+    return {
+        "backoff_base": backoff.base,
+        "backoff_factor": backoff.factor,
+        "backoff_cap": backoff.cap,
+        "backoff_jitter": backoff.jitter,
+        "backoff_max_exponent": backoff.max_exponent,
+    }

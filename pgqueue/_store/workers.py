@@ -175,6 +175,19 @@ class Beat(TypedDict):
     lost_attempts: list[int]
 
 
+class RescueBackoff(TypedDict):
+    """When a rescued task is retried, as the rescue statements apply it on the database
+    clock: the delay ``base * factor ** min(attempts - 1, max_exponent)`` seconds, at most
+    ``cap``, less a random fraction up to ``jitter`` (the parameters of
+    :class:`pgqueue._retry.ExponentialBackoff`)."""
+
+    backoff_base: float
+    backoff_factor: float
+    backoff_cap: float
+    backoff_jitter: float
+    backoff_max_exponent: int
+
+
 class RescuedRow(TypedDict):
     """A task rescued from a lost worker, and its status after (4 RETRY, 2 FAILURE, 3
     REVOKED)."""
@@ -216,54 +229,19 @@ class WorkerOps(StoreBase):
         return Op(self._sql(STOP_WORKER), {"id": id}, nothing)
 
     def rescue_lost_tasks(
-        self,
-        *,
-        worker: str,
-        limit: int,
-        backoff_base: float,
-        backoff_factor: float,
-        backoff_cap: float,
-        backoff_jitter: float,
-        backoff_max_exponent: int,
+        self, *, worker: str, limit: int, backoff: RescueBackoff
     ) -> Op[list[RescuedRow]]:
         """Rescue up to ``limit`` tasks of lost workers other than ``worker`` (the sweeping
-        worker's own id, or ``""``; see :data:`RESCUE_LOST_TASKS`); the backoff (seconds,
-        factor, fraction, and the exponent past which the delay is the cap) sets when a
+        worker's own id, or ``""``; see :data:`RESCUE_LOST_TASKS`); ``backoff`` sets when a
         retried one is due."""
-        params = {
-            "worker": worker,
-            "limit": limit,
-            "backoff_base": backoff_base,
-            "backoff_factor": backoff_factor,
-            "backoff_cap": backoff_cap,
-            "backoff_jitter": backoff_jitter,
-            "backoff_max_exponent": backoff_max_exponent,
-        }
+        params = {"worker": worker, "limit": limit, **backoff}
         return Op(self._sql(RESCUE_LOST_TASKS), params, rows)
 
     def rescue_orphaned_tasks(
-        self,
-        *,
-        worker: str,
-        claimed: list[str],
-        after: float,
-        backoff_base: float,
-        backoff_factor: float,
-        backoff_cap: float,
-        backoff_jitter: float,
-        backoff_max_exponent: int,
+        self, *, worker: str, claimed: list[str], after: float, backoff: RescueBackoff
     ) -> Op[list[RescuedRow]]:
         """Rescue the tasks STARTED under live worker ``worker`` for more than ``after``
         seconds that are not among its ``claimed`` task ids (see
-        :data:`RESCUE_ORPHANED_TASKS`); the backoff as in :meth:`rescue_lost_tasks`."""
-        params = {
-            "worker": worker,
-            "claimed": claimed,
-            "after": after,
-            "backoff_base": backoff_base,
-            "backoff_factor": backoff_factor,
-            "backoff_cap": backoff_cap,
-            "backoff_jitter": backoff_jitter,
-            "backoff_max_exponent": backoff_max_exponent,
-        }
+        :data:`RESCUE_ORPHANED_TASKS`); ``backoff`` as in :meth:`rescue_lost_tasks`."""
+        params = {"worker": worker, "claimed": claimed, "after": after, **backoff}
         return Op(self._sql(RESCUE_ORPHANED_TASKS), params, rows)

@@ -13,7 +13,7 @@ from pgqueue._store import Op, Store
 from pgqueue._store._op import PARAM
 from pgqueue._store.schedules import Definition
 from pgqueue._store.tasks import TaskParams
-from pgqueue._store.workers import Registration
+from pgqueue._store.workers import Registration, RescueBackoff
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,6 +42,13 @@ REGISTRATION: Registration = {
     "queues": ["tasks"],
     "backlog": 1,
     "lease": 30.0,
+}
+BACKOFF: RescueBackoff = {
+    "backoff_base": 1.0,
+    "backoff_factor": 2.0,
+    "backoff_cap": 60.0,
+    "backoff_jitter": 0.1,
+    "backoff_max_exponent": 6,
 }
 DEFINITION: Definition = {
     "name": "tick",
@@ -94,24 +101,9 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "heartbeat_worker": s.heartbeat_worker(id="w"),
         "heartbeat_lock_timeout": s.heartbeat_lock_timeout(seconds=0.5),
         "stop_worker": s.stop_worker(id="w"),
-        "rescue_lost_tasks": s.rescue_lost_tasks(
-            worker="w",
-            limit=1,
-            backoff_base=1.0,
-            backoff_factor=2.0,
-            backoff_cap=60.0,
-            backoff_jitter=0.1,
-            backoff_max_exponent=6,
-        ),
+        "rescue_lost_tasks": s.rescue_lost_tasks(worker="w", limit=1, backoff=BACKOFF),
         "rescue_orphaned_tasks": s.rescue_orphaned_tasks(
-            worker="w",
-            claimed=[],
-            after=30.0,
-            backoff_base=1.0,
-            backoff_factor=2.0,
-            backoff_cap=60.0,
-            backoff_jitter=0.1,
-            backoff_max_exponent=6,
+            worker="w", claimed=[], after=30.0, backoff=BACKOFF
         ),
         "prune_tasks": s.prune_tasks(states=[1], older_than=1.0, limit=1),
         "count_prunable": s.count_prunable(states=[1], older_than=1.0),
