@@ -10,8 +10,9 @@ import psycopg
 
 from ._op import Op, StoreBase, quote_ident
 
-#: The claimer's prepared statements keep one generic plan (see :func:`claim_session`).
-GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+#: The claimer's prepared statements keep one generic plan, never JIT-compiled (see
+#: :func:`claim_session`).
+CLAIM_SESSION = "SET plan_cache_mode = force_generic_plan; SET jit = off"
 
 #: The listener's probe of a quiet connection.
 PING = "SELECT 1"
@@ -44,8 +45,13 @@ CURRENT_SETTING = "SELECT current_setting(%(name)s) AS v"
 
 def claim_session(conn: psycopg.Connection[Any]) -> None:
     """Make ``conn``'s prepared statements keep one generic plan (``plan_cache_mode =
-    force_generic_plan``), so a claim is planned once, not on every execution."""
-    conn.execute(GENERIC_PLANS)
+    force_generic_plan``), so a claim is planned once, not on every execution; and turn off
+    PostgreSQL's JIT compilation (``jit = off``) for the session. A generic plan is costed
+    without its parameters (``LIMIT $n`` as a tenth of the table), so on a server built with
+    LLVM (Debian's and Ubuntu's packages: ``jit`` is on by default) a claim of a worker of
+    several jobs passed ``jit_above_cost`` once the table held about 10,000 rows, and every
+    claim spent ~0.9 s compiling a plan that runs in ~2 ms: 4 tasks/s."""
+    conn.execute(CLAIM_SESSION)
 
 
 def listen(conn: psycopg.Connection[Any], channel: str) -> None:

