@@ -28,6 +28,14 @@ def registry() -> JobRegistry:
     return JobRegistry.load([JOBS])
 
 
+def enqueue_one(backend: TaskBackend, count: int) -> float:
+    """Queue ``count`` no-op tasks with one ``queue_task`` call each; return jobs/s."""
+    with timer() as elapsed:
+        for _ in range(count):
+            backend.queue_task("noop")
+    return rate(count, elapsed())
+
+
 def enqueue_bulk(backend: TaskBackend, count: int, batch: int) -> tuple[float, str]:
     """Queue ``count`` no-op tasks ``batch`` at a time; return (jobs/s, how)."""
     bulk = getattr(backend, "queue_tasks", None)
@@ -83,10 +91,7 @@ def run(dsn: str, sizes: Sizes, row: Row) -> None:
     migrate(dsn, "pgqueue")
     with TaskBackend(dsn, registry=registry()) as backend:
         backend.queue_task("noop")  # open the pool: connecting is not enqueueing
-        with timer() as elapsed:
-            for _ in range(sizes.single):
-                backend.queue_task("noop")
-        row.enqueue_one.append(rate(sizes.single, elapsed()))
+        row.enqueue_one.append(enqueue_one(backend, sizes.single))
         with connect(dsn) as conn:
             conn.execute("DELETE FROM pgqueue.task")
         bulk, how = enqueue_bulk(backend, sizes.jobs, sizes.batch)

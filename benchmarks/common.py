@@ -43,6 +43,22 @@ class Sizes:
 
 
 @dataclass
+class Figures:
+    """Per figure of a scenario measured side by side (flow control, the dependency-free
+    workload), the value of every run; the tables show medians."""
+
+    tasks: int
+    figures: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, figure: str, value: float) -> None:
+        self.figures.setdefault(figure, []).append(value)
+
+    def median(self, figure: str) -> float | None:
+        values = sorted(self.figures.get(figure, []))
+        return values[len(values) // 2] if values else None
+
+
+@dataclass
 class Row:
     """One system's figures: lists of per-run values, reported as medians."""
 

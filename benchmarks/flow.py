@@ -17,7 +17,6 @@ ratios hold on a busy machine:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from pgqueue import Call, TaskBackend
@@ -27,7 +26,7 @@ from pgqueue._store import Store
 from pgqueue.worker import claim_session
 
 from . import bench_pgqueue
-from .common import Sizes, analyze, log, rate, timer
+from .common import Figures, Sizes, analyze, log, rate, timer
 
 #: The limited keys of the 1,000-keys figures.
 KEYS = 1_000
@@ -40,21 +39,6 @@ TARGETS = (
     ("drain, 1,000 keys limited to 2", "drain, unlimited", 0.7),
     ("enqueue one, with limit_key", "enqueue one, no limit", 0.95),
 )
-
-
-@dataclass
-class FlowResult:
-    """Per figure, the value of every run (the table shows medians)."""
-
-    tasks: int
-    figures: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, figure: str, value: float) -> None:
-        self.figures.setdefault(figure, []).append(value)
-
-    def median(self, figure: str) -> float | None:
-        values = sorted(self.figures.get(figure, []))
-        return values[len(values) // 2] if values else None
 
 
 def _calls(kind: str, count: int) -> list[Call]:
@@ -113,10 +97,10 @@ def enqueue_rate(backend: TaskBackend, kind: str, count: int) -> float:
     return rate(count, elapsed())
 
 
-def run(dsn: str, sizes: Sizes, tasks: int) -> FlowResult:
+def run(dsn: str, sizes: Sizes, tasks: int) -> Figures:
     """``sizes.repeat`` rounds of every figure, each round A B A B."""
     migrate(dsn, "pgqueue")
-    result = FlowResult(tasks)
+    result = Figures(tasks)
     claims = max(100, tasks // 10)
     with TaskBackend(dsn, registry=bench_pgqueue.registry()) as backend:
         backend.queue_task("noop")  # open the pool

@@ -28,8 +28,15 @@ from rich.table import Table
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_pgbench, bench_pgqueue, bench_workflow, flow, scale
-from benchmarks.common import Row, Server, Sizes, installed, log
+from benchmarks import (
+    bench_pgbench,
+    bench_pgqueue,
+    bench_workflow,
+    dependency_free,
+    flow,
+    scale,
+)
+from benchmarks.common import Figures, Row, Server, Sizes, installed, log
 from benchmarks.redis_server import RedisServer
 
 console = Console(width=150)
@@ -225,13 +232,14 @@ def print_scale(result: scale.ScaleResult) -> None:
     console.print(table)
 
 
-def print_flow(result: flow.FlowResult) -> None:
-    table = Table(
-        title=f"flow control: {result.tasks:,} tasks per figure, medians (claims/s, jobs/s)"
-    )
+def print_figures(
+    title: str, result: Figures, targets: tuple[tuple[str, str, float | None], ...]
+) -> None:
+    """The table of a scenario measured side by side: each figure against its twin."""
+    table = Table(title=f"{title}: {result.tasks:,} tasks per figure, medians")
     for column in ("figure", "value", "against", "value ", "ratio", "target", "met"):
         table.add_column(column, justify="left" if column in ("figure", "against") else "right")
-    for figure, base, least in flow.TARGETS:
+    for figure, base, least in targets:
         ours, theirs = result.median(figure), result.median(base)
         if ours is None or not theirs:
             table.add_row(figure, "not measured", base, "", "", "", "")
@@ -337,6 +345,14 @@ def main(
             "tasks (0: skip it)"
         ),
     ] = 10_000,
+    dependency_free_tasks: Annotated[
+        int,
+        typer.Option(
+            help="Tasks per figure of the dependency-free scenario: what workflows cost "
+            "tasks without dependencies, against a twin database without their triggers "
+            "(0: skip it)"
+        ),
+    ] = 10_000,
     workflow_workers: Annotated[
         int, typer.Option(help="pgqueue-worker processes of the workflow scenario")
     ] = 4,
@@ -404,7 +420,15 @@ def main(
         if memory_tasks:
             print_memory(scale.memory(server.fresh_database("bench_memory"), memory_tasks, sizes))
         if flow_tasks:
-            print_flow(flow.run(server.fresh_database("bench_flow"), sizes, flow_tasks))
+            result = flow.run(server.fresh_database("bench_flow"), sizes, flow_tasks)
+            print_figures("flow control (claims/s, jobs/s)", result, flow.TARGETS)
+        if dependency_free_tasks and "pgqueue" in wanted:
+            result = dependency_free.run(server, sizes, dependency_free_tasks)
+            print_figures(
+                "workflows' cost to tasks without dependencies (jobs/s)",
+                result,
+                dependency_free.TARGETS,
+            )
         if workflow_tasks and "pgqueue" in wanted:
             print_workflow(
                 bench_workflow.run(

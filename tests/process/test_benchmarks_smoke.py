@@ -14,7 +14,7 @@ from tests.support.fixtures import ROOT, Server, cli_env
 def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
     """``benchmarks/run.py`` measures pgqueue and pgbench and prints the table, the latency
     histogram and the ratios, plus the scale scenario, the memory run, the flow-control
-    scenario and the workflow scenario, on this server."""
+    scenario, the dependency-free scenario and the workflow scenario, on this server."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -39,6 +39,8 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
             "100",
             "--flow-tasks",
             "60",
+            "--dependency-free-tasks",
+            "60",
             "--workflow-tasks",
             "60",
             "--workflow-workers",
@@ -60,7 +62,9 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
         "pgqueue against the targets",
         "scale: 2,000 finished",
         "worker RSS",
-        "flow control: 60 tasks",
+        "flow control (claims/s, jobs/s): 60 tasks",
+        "workflows' cost to tasks without dependencies (jobs/s): 60 tasks",
+        "drain, with workflows",
         "workflow: 60 tasks on 2 pgqueue-worker processes",
         "group of 60 with a callback",
         "chain of 20 steps: seconds per step",
