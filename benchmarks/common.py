@@ -57,6 +57,18 @@ class Figures:
         values = sorted(self.figures.get(figure, []))
         return values[len(values) // 2] if values else None
 
+    def ratio(self, figure: str, base: str) -> float | None:
+        """``figure`` over ``base``: the median of the ratios of the runs measured side by
+        side (the n-th of each, when both have as many runs), which a machine that gets
+        slower or faster during the scenario affects less than the ratio of the medians (the
+        fallback); None before both ran."""
+        ours, theirs = self.figures.get(figure, []), self.figures.get(base, [])
+        if not ours or not theirs or not all(theirs):
+            return None
+        if len(ours) != len(theirs):
+            return statistics.median(ours) / statistics.median(theirs)
+        return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+
 
 @dataclass
 class Row:

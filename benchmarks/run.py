@@ -236,15 +236,18 @@ def print_figures(
     title: str, result: Figures, targets: tuple[tuple[str, str, float | None], ...]
 ) -> None:
     """The table of a scenario measured side by side: each figure against its twin."""
-    table = Table(title=f"{title}: {result.tasks:,} tasks per figure, medians")
+    table = Table(
+        title=f"{title}: {result.tasks:,} tasks per figure, medians (ratio: the median of "
+        "the runs' ratios)"
+    )
     for column in ("figure", "value", "against", "value ", "ratio", "target", "met"):
         table.add_column(column, justify="left" if column in ("figure", "against") else "right")
     for figure, base, least in targets:
         ours, theirs = result.median(figure), result.median(base)
-        if ours is None or not theirs:
+        ratio = result.ratio(figure, base)
+        if ours is None or theirs is None or ratio is None:
             table.add_row(figure, "not measured", base, "", "", "", "")
             continue
-        ratio = ours / theirs
         met = "" if least is None else ("yes" if ratio >= least else "NO")
         wanted = "" if least is None else f">= {least:.2f}"
         table.add_row(figure, _fmt(ours), base, _fmt(theirs), f"{ratio:.2f}", wanted, met)
