@@ -254,6 +254,18 @@ def print_figures(
     console.print(table)
 
 
+def print_trigger_share(result: Figures) -> None:
+    """The dependency-free scenario's server time in the workflow triggers, per drained task."""
+    spent = result.median("drain, trigger microseconds per task")
+    per_task = result.median("drain, microseconds per task")
+    if spent is None or not per_task:
+        return
+    console.print(
+        f"server time in the workflow triggers' functions while draining: {spent:.2f} µs per "
+        f"task, {100 * spent / per_task:.2f}% of the drain's {per_task:.0f} µs per task"
+    )
+
+
 def print_workflow(result: bench_workflow.WorkflowResult) -> None:
     table = Table(
         title=f"workflow: {result.tasks:,} tasks on {result.workers} pgqueue-worker processes "
@@ -432,6 +444,7 @@ def main(
                 result,
                 dependency_free.TARGETS,
             )
+            print_trigger_share(result)
         if workflow_tasks and "pgqueue" in wanted:
             print_workflow(
                 bench_workflow.run(

@@ -65,6 +65,7 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
         "flow control (claims/s, jobs/s): 60 tasks",
         "workflows' cost to tasks without dependencies (jobs/s): 60 tasks",
         "drain, with workflows",
+        "server time in the workflow triggers' functions while draining",
         "workflow: 60 tasks on 2 pgqueue-worker processes",
         "group of 60 with a callback",
         "chain of 20 steps: seconds per step",
