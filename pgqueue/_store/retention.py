@@ -10,7 +10,7 @@ from ._op import Op, StoreBase, rowcount
 
 #: Retention: delete up to ``limit`` finished tasks (``states``, a subset of SUCCESS, FAILURE,
 #: REVOKED) that ended more than ``older_than`` seconds ago, oldest first, skipping rows
-#: others hold. Reads the partial index task_time_ended; run it in a loop until it deletes
+#: others hold. Reads the partial index task_ended; run it in a loop until it deletes
 #: fewer than ``limit`` (``pgqueue prune``, and any pruner).
 PRUNE_TASKS = """
 DELETE FROM {s}.task t

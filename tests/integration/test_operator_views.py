@@ -12,10 +12,12 @@ import pytest
 from alembic import command
 
 from pgqueue import states
+from pgqueue._ops import SPANS
 from pgqueue._schema import _sqlalchemy_connection, alembic_config, migrate
 from pgqueue._store import Store
 from tests.support.fixtures import sql
 from tests.support.ops_data import add_task, add_worker, transaction
+from tests.support.plans import plan_nodes
 
 VIEWS = ["task_state", "queue_stats", "queue_throughput", "queue_timeline", "worker_status",
          "stuck_tasks", "queue_overview"]  # fmt: skip
@@ -121,8 +123,46 @@ def test_the_overview_views_read_no_task_but_live_and_recent_ones(dsn: str, view
         )
     assert "Seq Scan on task" not in plan, plan
     live = ("task_claimable_job", "task_waiting", "task_started_worker")
-    for index in ("task_time_ended", *(live if view != "queue_throughput" else ())):
+    for index in ("task_ended", *(live if view != "queue_throughput" else ())):
         assert index in plan, plan
+
+
+@pytest.mark.parametrize("span", ["day", "week"])
+def test_the_day_and_week_charts_read_the_index_of_finished_tasks_alone(
+    dsn: str, span: str
+) -> None:
+    """The charts of the last day and week count the tasks finished in the range per queue,
+    failures apart, from ``task_ended`` alone (revision pgqueue_0015_ended_covering): an
+    index-only scan, no read of the table, whose rows the history makes the bulk of."""
+    sql(
+        dsn,
+        "INSERT INTO pgqueue.task (name, queue, status, time_ended) "
+        "SELECT 'a', 'q' || (i % 3), CASE WHEN i % 10 = 0 THEN 2 ELSE 1 END, "
+        "now() - i * interval '1 minute' FROM generate_series(1, 3000) AS i",
+    )
+    sql(dsn, "VACUUM ANALYZE pgqueue.task")
+    op = Store("pgqueue").queue_activity(step=SPANS[span] / 60, buckets=60)
+    with transaction(dsn) as conn:
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SET LOCAL enable_bitmapscan = off")
+        explained = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + op.sql, op.params)
+        plan = explained.fetchone()["QUERY PLAN"][0]["Plan"]
+        rows = conn.execute(op.sql, op.params).fetchall()
+    scans = [n for n in plan_nodes(plan) if n.get("Relation Name") == "task"]
+    assert [(n["Node Type"], n["Index Name"]) for n in scans] == [
+        ("Index Only Scan", "task_ended")
+    ], scans
+    assert scans[0]["Heap Fetches"] == 0, scans
+    first = min(r["minute"] for r in rows)
+    in_range = sql(
+        dsn,
+        "SELECT count(*) AS n, count(*) FILTER (WHERE status = 2) AS failed "
+        "FROM pgqueue.task WHERE time_ended >= %s",
+        (first,),
+    )[0]
+    assert sum(r["finished"] for r in rows) == in_range["n"] > 1000, rows
+    assert sum(r["failed"] for r in rows) == in_range["failed"] > 100, rows
+    assert {r["queue"] for r in rows} == {"q0", "q1", "q2"}
 
 
 def test_queue_throughput_counts_rates_and_percentiles_per_period(dsn: str) -> None:
