@@ -94,14 +94,21 @@ def compact(sql: str) -> str:
     statement of more than 4,096 characters anew at every execution
     (``MAX_CACHED_STATEMENT_LENGTH``): the claim of a worker of several jobs (4,647
     characters as written, 3,667 compacted) cost the claimer a regular-expression pass over
-    it per claim."""
+    it per claim. Raises ValueError for a quote left open."""
     parts: list[str] = []
-    for quoted, blank, other in _SQL_PIECES.findall(sql):
+    end = 0
+    for piece in _SQL_PIECES.finditer(sql):
+        if piece.start() != end:  # only a quote left open gets here: nothing matches it
+            raise ValueError(f"unbalanced quote in SQL at {end}: {sql[end : end + 40]!r}")
+        end = piece.end()
+        quoted, blank, other = piece.groups()
         if blank:
             if parts and parts[-1] != " ":
                 parts.append(" ")
         else:
             parts.append(quoted or other)
+    if end != len(sql):
+        raise ValueError(f"unbalanced quote in SQL at {end}: {sql[end : end + 40]!r}")
     return "".join(parts).strip()
 
 

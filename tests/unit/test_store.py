@@ -237,6 +237,9 @@ def test_compact_drops_comments_and_blanks_but_never_inside_quotes() -> None:
         "SELECT 'a -- b''  c' AS \"x  -- y\", 1 - -2 , format('%%s  %%s', 1, 2) "
         "FROM t WHERE a = '--' AND b <> 'it''s'"
     )
+    for unbalanced in ("SELECT 'open", 'SELECT "open', "SELECT 'a' || 'b"):
+        with pytest.raises(ValueError, match="unbalanced quote"):
+            compact(unbalanced)
 
 
 def test_the_hot_statements_fit_psycopgs_statement_cache() -> None:
