@@ -1,6 +1,7 @@
 """The statements the store sends, compacted (comments dropped, white space made one space),
 are the statements as written: PostgreSQL parses each to the same query (its query
-identifier, computed from the parse tree) and plans both alike."""
+identifier, computed from the parse tree; the string constants, which it leaves out, are
+kept as written by construction and checked in ``tests/unit/test_store.py``)."""
 
 from __future__ import annotations
 
