@@ -48,10 +48,43 @@ class Op(NamedTuple, Generic[R]):
 
     def run(self, conn: psycopg.Connection[Any]) -> R:
         """Execute on ``conn`` (a sync psycopg connection, in whatever transaction it has
-        open) and return the decoded result. Raises the driver's ``psycopg.Error``."""
-        with conn.cursor(row_factory=self.row_factory or dict_row) as cur:
-            cur.execute(self.sql, self.params)
+        open) and return the decoded result. Raises the driver's ``psycopg.Error``.
+
+        The statement goes in PostgreSQL's own form (:func:`native`, through psycopg's
+        ``RawCursor``), so psycopg does not parse its ``%(name)s`` parameters at every
+        execution: it caches that parse only for statements of up to 4,096 characters, and
+        the flow-controlled claims are longer."""
+        query, names = native(self.sql)
+        with psycopg.RawCursor(conn, row_factory=self.row_factory or dict_row) as cur:
+            cur.execute(query, [self.params[name] for name in names])
             return self.decode(cur.fetchall() if returns_rows(cur) else [], cur.rowcount)
+
+
+#: ``%(name)s`` parameters and ``%%`` (a literal ``%``), as psycopg reads them.
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
+
+#: Each statement :func:`native` converted, by its text.
+_NATIVE: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def native(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``sql`` with its ``%(name)s`` parameters numbered ``$1``, ``$2``... (one number per
+    name, in order of first use) and ``%%`` made ``%``, and the names in that order;
+    converted once per statement text (the store renders each statement once)."""
+    found = _NATIVE.get(sql)
+    if found is None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                return "%"
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
+
+        found = _NATIVE[sql] = (_PLACEHOLDER.sub(number, sql), tuple(names))
+    return found
 
 
 def returns_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
