@@ -13,10 +13,12 @@ import pytest
 from pgqueue import TaskBackend, Worker, states
 from pgqueue._schema import migrate
 from pgqueue._task import Task
-from tests.support.fixtures import TEST_JOBS, WorkerThread
+from tests.support.fixtures import WorkerThread
 from tests.support.replication_support import ReplicatedPair
 
 TASKS = 300
+#: The jobs of the drain: each allows one retry (see the module).
+FAILOVER_JOBS = "tests.support.failover_jobs"
 
 
 @pytest.fixture
@@ -42,8 +44,8 @@ def test_a_drain_survives_the_primary_killed_and_the_standby_promoted(
     pair: ReplicatedPair,
 ) -> None:
     both = pair.both("queue")
-    client = TaskBackend(both, task_paths=[TEST_JOBS])
-    acknowledged = client.queue_tasks("sleep", [{"seconds": 0.03} for _ in range(TASKS)]).queued
+    client = TaskBackend(both, task_paths=[FAILOVER_JOBS])
+    acknowledged = client.queue_tasks("nap", [{"seconds": 0.03} for _ in range(TASKS)]).queued
     last = acknowledged[-1]
     waited: list[Task | BaseException] = []
 
@@ -55,17 +57,21 @@ def test_a_drain_survives_the_primary_killed_and_the_standby_promoted(
 
     waiter = threading.Thread(target=wait_last)
     waiter.start()
-    worker = WorkerThread(Worker(both, task_paths=[TEST_JOBS], backlog=4, poll_timeout=0.5))
+    # lease 5 s: a task whose claim committed while its answer was lost (see FAILOVER_JOBS) is
+    # rescued by this worker and retried within the deadline below
+    worker = WorkerThread(
+        Worker(both, task_paths=[FAILOVER_JOBS], backlog=4, poll_timeout=0.5, lease=5.0)
+    )
     more: list[str] = []  # enqueued while the primary dies: only those that returned an id
     promoted = threading.Event()
     after_promotion: list[str] = []
     stop_enqueue = threading.Event()
 
     def enqueue() -> None:
-        with TaskBackend(both, task_paths=[TEST_JOBS]) as producer:
+        with TaskBackend(both, task_paths=[FAILOVER_JOBS]) as producer:
             while not stop_enqueue.is_set():
                 try:
-                    task_id = producer.queue_task("add", a=1, b=2)
+                    task_id = producer.queue_task("total", a=1, b=2)
                 except Exception:  # the outage: not acknowledged, may or may not exist
                     time.sleep(0.05)
                     continue
