@@ -5,26 +5,21 @@ kept as written by construction and checked in ``tests/unit/test_store.py``)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
 from pgqueue._db import connect
 from pgqueue._store import Store
+from pgqueue._store._op import native
 from tests.support.store_ops import every_op
 
 
 def _query_id(conn: Any, sql: str) -> int:
-    """The query identifier of ``sql`` (``%(name)s`` parameters as ``$n``), from
+    """The query identifier of ``sql`` in the form ``Op.run`` sends (``$n`` parameters), from
     ``EXPLAIN (GENERIC_PLAN)``, which plans a statement without values for its parameters."""
-    names: list[str] = []
-    for name in re.findall(r"%\((\w+)\)s", sql):
-        if name not in names:
-            names.append(name)
-    native = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql)
-    native = native.replace("%%", "%")
-    row = conn.execute(f"EXPLAIN (VERBOSE, GENERIC_PLAN, FORMAT JSON) {native}").fetchone()
+    query, _ = native(sql)
+    row = conn.execute(f"EXPLAIN (VERBOSE, GENERIC_PLAN, FORMAT JSON) {query}").fetchone()
     return int(row["QUERY PLAN"][0]["Query Identifier"])
 
 

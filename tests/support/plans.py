@@ -1,20 +1,20 @@
 """The plan of a claim statement as the worker's claimer runs it.
 
 The claimer prepares its statements on a connection set up by ``claim_session`` and keeps
-one generic plan of each; :func:`explain_as_claimer` does the same (``PREPARE`` with the
-statement's ``%(name)s`` parameters as ``$n``), executes it with ``EXPLAIN (ANALYZE, BUFFERS,
-FORMAT JSON)`` and rolls the execution back.
+one generic plan of each; :func:`explain_as_claimer` does the same (``PREPARE`` of the
+statement in the form ``Op.run`` sends, :func:`pgqueue._store._op.native`), executes it
+with ``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`` and rolls the execution back.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from psycopg.sql import Literal
 
+from pgqueue._store._op import native
 from pgqueue.worker import claim_session
 
 
@@ -27,11 +27,7 @@ def explain_as_claimer(
     the same statement again and again: later runs skip the first one's catalog look-ups)."""
     claim_session(conn)
     conn.commit()  # the session's settings outlive the rollbacks below
-    names: list[str] = []
-    for name in re.findall(r"%\((\w+)\)s", sql):
-        if name not in names:
-            names.append(name)
-    prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql)
+    prepared, names = native(sql)
     conn.execute(f"PREPARE claim_plan AS {prepared}")
     args = ", ".join(Literal(params[name]).as_string(conn) for name in names)
     query = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim_plan({args})"
