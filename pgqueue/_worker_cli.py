@@ -28,6 +28,7 @@ from ._supervisor import Supervisor, supervised, watch_supervisor
 from ._values import parse_duration
 from .worker import Worker
 from .worker.activity import SUMMARY_EVERY, SUMMARY_EVERY_MAX
+from .worker.options import DEFAULT_BACKLOG
 
 app = typer.Typer(add_completion=False)
 
@@ -72,7 +73,7 @@ def worker(
     ] = None,
     backlog: Annotated[
         int, typer.Option(envvar="PGQUEUE_BACKLOG", min=1, help="Tasks run at once.")
-    ] = 4,
+    ] = DEFAULT_BACKLOG,
     max_tasks: Annotated[
         int,
         typer.Option(

@@ -23,7 +23,7 @@ from .._store import Store
 from .._values import check_queue
 from .activity import SUMMARY_EVERY
 from .events import WorkerEvents
-from .options import check_options, worker_identity, worker_registry
+from .options import DEFAULT_BACKLOG, check_options, worker_identity, worker_registry
 from .outcome import Outcome
 from .shutdown import Shutdown
 from .wiring import build_services
@@ -87,7 +87,7 @@ class Worker:
         name: str = "tasks",
         *,
         queues: Sequence[str] | None = None,
-        backlog: int = 4,
+        backlog: int = DEFAULT_BACKLOG,
         max_tasks: int = 0,
         poll_timeout: float = 2.0,
         burst: bool = False,
