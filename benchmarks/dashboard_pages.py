@@ -8,8 +8,11 @@ span the last 14 hours) plus a few hundred live ones (QUEUED, some delayed by an
 STARTED), 50 workers, 20 schedules and 2,000 lines of audit trail; ANALYZEs, and requests
 every page in-process (Starlette's TestClient, so no network in the numbers), printing the
 median of ``--repeat`` runs per page. Nothing is left behind, unless ``--keep DIR`` names a
-directory to keep the filled server in (a later run with the same ``--keep`` reuses it and
-skips the fill; it is stopped at the end either way).
+directory to keep the filled server in (a later run with the same ``--keep`` reuses it as it
+is and skips the fill, unless ``--migrate`` upgrades its schema first; it is stopped at the end
+either way). Each page's first request is shown apart: the charts' first one after a fill sums
+up the finished tasks of the last eight days (revision pgqueue_0016_ended_per_minute), which the
+later ones do not repeat.
 
     python benchmarks/dashboard_pages.py --rows 5000000
 """
@@ -68,11 +71,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="keep (or reuse) the filled server here")
+    parser.add_argument(
+        "--migrate", action="store_true", help="upgrade a reused server's schema first"
+    )
     options = parser.parse_args()
     if options.keep is not None:
         server = EmbeddedPostgres(options.keep)
         try:
-            run(server.dsn, options.rows, options.repeat)
+            run(server.dsn, options.rows, options.repeat, options.migrate)
         finally:
             server.stop()
         return
@@ -84,13 +90,16 @@ def main() -> None:
             server.stop()
 
 
-def fill(dsn: str, rows: int) -> None:
+def fill(dsn: str, rows: int, upgrade: bool) -> None:
     """Migrate and write ``rows`` finished tasks and the live ones, once per server (a kept
-    one is used as it is: an older checkout of pgqueue can time its pages on it too)."""
+    one is used as it is, so an older checkout of pgqueue can time its pages on it too, unless
+    ``upgrade``: then it is migrated to this checkout's schema)."""
     with connect(dsn) as conn:
         found = conn.execute("SELECT to_regclass('pgqueue.worker') IS NOT NULL AS ok").fetchall()
         if found[0]["ok"] and conn.execute("SELECT 1 FROM pgqueue.worker LIMIT 1").fetchall():
-            print("reusing the filled server")
+            print("reusing the filled server" + (", migrated" if upgrade else ""))
+            if upgrade:
+                migrate(dsn, "pgqueue")
             return
     migrate(dsn, "pgqueue")
     started = time.perf_counter()
@@ -105,8 +114,8 @@ def fill(dsn: str, rows: int) -> None:
     print(f"{rows:,} finished tasks written and analyzed in {time.perf_counter() - started:.1f}s")
 
 
-def run(dsn: str, rows: int, repeat: int) -> None:
-    fill(dsn, rows)
+def run(dsn: str, rows: int, repeat: int, upgrade: bool = False) -> None:
+    fill(dsn, rows, upgrade)
     with connect(dsn) as conn:
         some = conn.execute("SELECT id::text AS id FROM pgqueue.task WHERE status = 2 LIMIT 1")
         failed = str(some.fetchall()[0]["id"])
@@ -138,7 +147,7 @@ def run(dsn: str, rows: int, repeat: int) -> None:
         from starlette.testclient import TestClient
 
         with TestClient(create_app(dsn)) as client:
-            print(f"{'page':<48} {'median':>9} {'status':>6}")
+            print(f"{'page':<48} {'first':>9} {'median':>9} {'status':>6}")
             for path in pages:
                 times = []
                 status = 0
@@ -146,7 +155,8 @@ def run(dsn: str, rows: int, repeat: int) -> None:
                     begun = time.perf_counter()
                     status = client.get(path, follow_redirects=False).status_code
                     times.append(time.perf_counter() - begun)
-                print(f"{path:<48} {statistics.median(times) * 1000:>7.0f}ms {status:>6}")
+                first, median = times[0] * 1000, statistics.median(times) * 1000
+                print(f"{path:<48} {first:>7.0f}ms {median:>7.0f}ms {status:>6}")
 
 
 if __name__ == "__main__":

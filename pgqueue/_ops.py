@@ -9,6 +9,7 @@ dicts of plain values (``datetime``, ``timedelta``, ``float``, JSON data) that
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
+
+import psycopg
 
 from . import _replica, states
 from ._backend import TaskBackend
@@ -34,6 +37,8 @@ from ._values import require_task_id as require_task_id
 Row = dict[str, Any]
 
 R = TypeVar("R")
+
+logger = logging.getLogger("pgqueue.ops")
 
 #: NOTIFY queue usage (0..1) at which the task triggers stop notifying and workers rely on
 #: polling (``notify_task`` of revision pgqueue_0005_contract; F27).
@@ -274,7 +279,19 @@ class Operations(OperatorActions):
         period's start. Raises :class:`ConfigurationError` for another span."""
         if span not in SPANS:
             raise ConfigurationError(f"range must be one of {', '.join(SPANS)}, not {span}")
+        self.roll_up_ended()
         return self._run(self.store.queue_activity(step=SPANS[span] / 60, buckets=60))
+
+    def roll_up_ended(self) -> int:
+        """Sum up the closed minutes of finished tasks into the per-minute summary the charts
+        read (revision pgqueue_0016_ended_per_minute); return how many minute rows were
+        written. Where the database refuses the write (a read-only server or role), the
+        charts count from the task table as before: logged at DEBUG, 0 returned."""
+        try:
+            return self._run(self.store.roll_up_ended())
+        except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
+            logger.debug("per-minute summary not rolled up: %s", str(exc).splitlines()[0])
+            return 0
 
     def list_tasks(
         self,

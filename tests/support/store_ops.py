@@ -136,6 +136,7 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "queue_timeline": s.queue_timeline(),
         "queue_depth": s.queue_depth(),
         "queue_activity": s.queue_activity(step=60.0, buckets=60),
+        "roll_up_ended": s.roll_up_ended(),
         "queue_oldest_due": s.queue_oldest_due(),
         "notify_queue_usage": s.notify_queue_usage(),
         "workers": s.workers(recent=None),
