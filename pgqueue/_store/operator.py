@@ -280,6 +280,30 @@ ORDER BY time_queued DESC, id
 """
 )
 
+#: One page of tasks oldest queued first (order ``queued_asc``) when finished tasks may match:
+#: the first ``end`` (the page's end) finished tasks by queue time and the first ``end`` live
+#: ones (as :data:`LIVE_SOURCE` reads them), then the page out of those. With the index of
+#: finished tasks by queue time an operator may add (``task_ended_queued``,
+#: docs/guides/operations.md), the first part reads ``end`` entries of it; without, it sorts
+#: the finished tasks as the plain form would.
+QUEUED_OLDEST = (
+    "SELECT * FROM (("
+    + LIST_COLUMNS
+    + "FROM {s}.task_state"
+    + TASK_FILTERS
+    + """  AND status IN (1, 2, 3)
+ORDER BY time_queued, id LIMIT %(end)s::integer)
+UNION ALL ("""
+    + LIST_COLUMNS
+    + "FROM "
+    + LIVE_SOURCE
+    + TASK_FILTERS
+    + """ORDER BY time_queued, id LIMIT %(end)s::integer)) AS page
+ORDER BY time_queued, id
+LIMIT %(limit)s OFFSET %(offset)s::integer
+"""
+)
+
 #: How many of the tasks changed last :data:`QUEUED_LATEST` samples, per task up to the
 #: page's end (and at least :data:`QUEUED_SAMPLE_MIN`): the more, the fewer long-waiting
 #: tasks among them can pull ``low`` back.
@@ -580,6 +604,9 @@ class OperatorOps(StoreBase):
             sample = max(QUEUED_SAMPLE_PER_ROW * end, QUEUED_SAMPLE_MIN)
             params.update(sample=sample, depth=end - 1)
             return Op(self._sql(QUEUED_LATEST), params, rows)
+        if order == "queued_asc" and not _all_live(states):
+            params.update(end=offset + limit)
+            return Op(self._sql(QUEUED_OLDEST), params, rows)
         return Op(self._sql(_from(template, states, split=args is not None)), params, rows)
 
     def count_tasks(
