@@ -40,6 +40,14 @@ R = TypeVar("R")
 
 logger = logging.getLogger("pgqueue.ops")
 
+#: What may stop a roll-up of the per-minute summary without making a chart fail.
+_ROLL_UP_REFUSED = (
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.SerializationFailure,
+)
+
 #: NOTIFY queue usage (0..1) at which the task triggers stop notifying and workers rely on
 #: polling (``notify_task`` of revision pgqueue_0005_contract; F27).
 NOTIFY_QUEUE_SKIP = 0.5
@@ -273,23 +281,28 @@ class Operations(OperatorActions):
         """Rows of ``queue_timeline``: per queue and minute of the last hour."""
         return self._read(self.store.queue_timeline())
 
-    def activity(self, span: str) -> list[Row]:
+    def activity(self, span: str, *, roll_up: bool = True) -> list[Row]:
         """Finished and failed tasks per queue over the last ``span`` (a key of
         :data:`SPANS`: hour, day or week) in 60 periods, oldest first; ``minute`` is each
-        period's start. Raises :class:`ConfigurationError` for another span."""
+        period's start. With ``roll_up`` (not in a read-only dashboard) the per-minute summary
+        is brought up to date first (:meth:`roll_up_ended`). Raises
+        :class:`ConfigurationError` for another span."""
         if span not in SPANS:
             raise ConfigurationError(f"range must be one of {', '.join(SPANS)}, not {span}")
-        self.roll_up_ended()
+        if roll_up:
+            self.roll_up_ended()
         return self._run(self.store.queue_activity(step=SPANS[span] / 60, buckets=60))
 
     def roll_up_ended(self) -> int:
         """Sum up the closed minutes of finished tasks into the per-minute summary the charts
         read (revision pgqueue_0016_ended_per_minute); return how many minute rows were
-        written. Where the database refuses the write (a read-only server or role), the
-        charts count from the task table as before: logged at DEBUG, 0 returned."""
+        written. Where the database refuses it (a role that may not write the summary, a
+        read-only server, a ``statement_timeout`` shorter than the first roll-up, which sums up
+        eight days, or a serialization failure), nothing is written and the charts count the
+        tasks the summary lacks from the task table: logged at DEBUG, 0 returned."""
         try:
             return self._run(self.store.roll_up_ended())
-        except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
+        except _ROLL_UP_REFUSED as exc:
             logger.debug("per-minute summary not rolled up: %s", str(exc).splitlines()[0])
             return 0
 

@@ -119,7 +119,7 @@ def create_app(
         if span == "hour":
             drawn = charts.queue_charts(ops.timeline())
         else:
-            drawn = charts.queue_charts(ops.activity(span), "%a %H:%M")
+            drawn = charts.queue_charts(ops.activity(span, roll_up=not read_only), "%a %H:%M")
         return page(
             request,
             "overview.html",

@@ -251,7 +251,9 @@ CHANGED = "COALESCE(time_ended, time_started, time_queued)"
 #: end) queued at ``low`` or later, and the last of them changed before ``low``, every task of
 #: the page is in the sample: the page is sorted out of it. Otherwise (many tasks of the
 #: sample were queued long before they changed: a long backlog drained late) the whole
-#: filtered table is sorted, as the other orders' plain form would. Exact either way.
+#: filtered table is sorted, as the other orders' plain form would. Exact either way for the
+#: rows pgqueue writes; a row written by hand that started or ended before it was queued may
+#: be missed.
 QUEUED_LATEST = (
     "WITH recent AS ("
     + LIST_COLUMNS
@@ -311,6 +313,12 @@ QUEUED_SAMPLE_PER_ROW = 4
 
 #: The smallest sample of :data:`QUEUED_LATEST`.
 QUEUED_SAMPLE_MIN = 1000
+
+#: The largest sample of :data:`QUEUED_LATEST`: a page further on sorts every matching task.
+QUEUED_SAMPLE_MAX = 100_000
+
+#: PostgreSQL's largest ``integer``: the most rows a page's end can count.
+INT_MAX = 2**31 - 1
 
 #: How many tasks match the filters, counted up to ``cap`` rows only, so a page of a table of
 #: millions stays fast (the list says "10,000+").
@@ -599,13 +607,13 @@ class OperatorOps(StoreBase):
             "offset": offset,
         }
         template = LIST_TASKS.replace("{order}", TASK_ORDERS[order])
+        end = min(offset + limit, INT_MAX)  # past it, the page is empty anyway
         if order == "queued" and not _all_live(states):
-            end = offset + limit
-            sample = max(QUEUED_SAMPLE_PER_ROW * end, QUEUED_SAMPLE_MIN)
+            sample = min(max(QUEUED_SAMPLE_PER_ROW * end, QUEUED_SAMPLE_MIN), QUEUED_SAMPLE_MAX)
             params.update(sample=sample, depth=end - 1)
             return Op(self._sql(QUEUED_LATEST), params, rows)
         if order == "queued_asc" and not _all_live(states):
-            params.update(end=offset + limit)
+            params.update(end=end)
             return Op(self._sql(QUEUED_OLDEST), params, rows)
         return Op(self._sql(_from(template, states, split=args is not None)), params, rows)
 

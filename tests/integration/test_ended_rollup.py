@@ -11,10 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from alembic import command
 from psycopg.conninfo import make_conninfo
 
 from pgqueue import TaskBackend
 from pgqueue._ops import SPANS, Operations
+from pgqueue._schema import _sqlalchemy_connection, alembic_config, migrate
 from pgqueue._store import Store
 from tests.support.fixtures import sql
 from tests.support.ops_data import transaction
@@ -193,3 +195,53 @@ def test_the_dashboard_rolls_up_and_a_viewer_without_writes_keeps_the_charts(dsn
         rows = Operations(backend).activity("week")
     assert sum(r["finished"] for r in rows) == 6000
     assert _through(dsn) is not None
+
+
+def test_a_roll_up_cut_short_by_a_statement_timeout_leaves_the_chart_drawn(dsn: str) -> None:
+    """A ``statement_timeout`` shorter than a roll-up (the first one sums up eight days; here a
+    row lock holds it) ends the roll-up, not the chart, which counts from the task table."""
+    sql(dsn, HISTORY)
+    _roll_up(dsn)
+    _a_minute_passes(dsn)
+    through = _through(dsn)
+    database = sql(dsn, "SELECT current_database() AS d")[0]["d"]
+    with transaction(dsn) as holder:
+        holder.execute(
+            "SELECT 1 FROM pgqueue.ended_per_minute "
+            "WHERE minute = date_trunc('minute', now()) - interval '3 minutes' FOR UPDATE"
+        )
+        sql(dsn, f"ALTER DATABASE {database} SET statement_timeout = '300ms'")
+        try:
+            with TaskBackend(dsn) as backend:
+                ops = Operations(backend)
+                assert ops.roll_up_ended() == 0
+                rows = ops.activity("day")
+        finally:
+            sql(dsn, f"ALTER DATABASE {database} RESET statement_timeout")
+    assert sum(r["finished"] for r in rows) > 2000
+    assert _through(dsn) == through
+    _assert_chart_is_true(dsn, "day")
+
+
+def test_a_viewer_granted_before_the_upgrade_reads_the_summary(empty_dsn: str) -> None:
+    """Revision 0016 grants SELECT on its tables to the roles that may read the task table, so
+    a dashboard's read-only role keeps its charts (and the roll-up is refused, not failed)."""
+    migrate(empty_dsn, "pgqueue")
+    cfg = alembic_config("pgqueue")
+    with _sqlalchemy_connection(empty_dsn) as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "pgqueue_0015_ended_covering")
+    viewer = f"pgqueue_viewer_{uuid.uuid4().hex[:8]}"
+    sql(empty_dsn, f"CREATE ROLE {viewer} LOGIN")
+    try:
+        sql(empty_dsn, f"GRANT USAGE ON SCHEMA pgqueue TO {viewer}")
+        sql(empty_dsn, f"GRANT SELECT ON ALL TABLES IN SCHEMA pgqueue TO {viewer}")
+        migrate(empty_dsn, "pgqueue")
+        sql(empty_dsn, HISTORY)
+        with TaskBackend(make_conninfo(empty_dsn, user=viewer)) as backend:
+            rows = Operations(backend).activity("week")
+        assert sum(r["finished"] for r in rows) == 6000
+        assert _through(empty_dsn) is None
+    finally:
+        sql(empty_dsn, f"DROP OWNED BY {viewer}")
+        sql(empty_dsn, f"DROP ROLE {viewer}")

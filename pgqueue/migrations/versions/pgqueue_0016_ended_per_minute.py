@@ -19,8 +19,10 @@ since ``through`` (counting again the two before it, so a finish committed up to
 after its ``time_ended`` is still counted), deletes the minutes older than eight days and moves
 ``through``. A roll-up that finds another one running (its row locked) does nothing. No
 worker writes here: nothing on the claim or finish path changes. Nothing reads the table but
-the charts; a minute once past the five-minute margin is a record of what ended in it, so
-pruning or retrying its tasks later does not change it.
+the charts; a minute once past the two-minute margin is a record of what ended in it, so
+pruning or retrying its tasks later does not change it. The roles that may read the task table
+are granted SELECT on both tables (a dashboard's read-only role keeps its charts), and those
+that may update it INSERT, UPDATE and DELETE (they may roll the summary up).
 """
 
 from __future__ import annotations
@@ -56,6 +58,25 @@ CREATE TABLE {s}.ended_rollup (
 INSERT INTO {s}.ended_rollup (one, through) VALUES (true, NULL);
 COMMENT ON TABLE {s}.ended_rollup IS
     'One row: ended_per_minute sums up the minutes before through (NULL: none yet); a roll-up locks the row';
+-- Whoever may read the task table (a dashboard's role) may read the summary too, and whoever
+-- may update it may also roll the summary up.
+DO $grant$
+DECLARE
+    holder record;
+BEGIN
+    FOR holder IN
+        SELECT DISTINCT a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
+        WHERE c.oid = '{s}.task'::regclass AND a.privilege_type IN ('SELECT', 'UPDATE')
+          AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT %s ON {s}.ended_per_minute, {s}.ended_rollup TO %s',
+                       CASE WHEN holder.privilege_type = 'SELECT' THEN 'SELECT'
+                            ELSE 'INSERT, UPDATE, DELETE' END,
+                       CASE WHEN holder.grantee = 0 THEN 'PUBLIC'
+                            ELSE holder.grantee::regrole::text END);
+    END LOOP;
+END
+$grant$;
 COMMENT ON COLUMN {s}.ended_rollup.one IS 'Always true: the table holds one row';
 COMMENT ON COLUMN {s}.ended_rollup.through IS 'The first minute not summed up in ended_per_minute (the tasks finished since are counted from the task table); NULL before the first roll-up';
 """
