@@ -128,12 +128,10 @@ WITH mark AS (
     WHERE (e.minute >= mark.low AND e.minute < mark.high
            AND NOT EXISTS (SELECT FROM counts c WHERE c.minute = e.minute AND c.queue = e.queue))
        OR e.minute < date_trunc('minute', now()) - %(keep)s::float8 * interval '1 second'
-    RETURNING 1
 ), moved AS (
-    UPDATE {s}.ended_rollup r SET through = mark.high FROM mark RETURNING 1
+    UPDATE {s}.ended_rollup r SET through = mark.high FROM mark
 )
-SELECT (SELECT count(*) FROM written)::integer AS n, (SELECT count(*) FROM moved) AS moved,
-       (SELECT count(*) FROM emptied) AS emptied
+SELECT count(*)::integer AS n FROM written
 """
 
 #: Seconds before ``through`` that each roll-up counts again (late commits): a worker's finish
@@ -266,9 +264,9 @@ bound AS (SELECT time_queued AS low FROM recent
 covered AS (SELECT (SELECT count(*) FROM recent) < %(sample)s::integer
                    OR (SELECT low FROM bound) > (SELECT min(changed) FROM recent) AS yes)
 SELECT * FROM (
-  (SELECT id, name, queue, state, priority, attempts, worker, time_queued, run_at, time_started,
-          time_ended, wait_seconds, run_seconds, error
-   FROM recent WHERE (SELECT yes FROM covered)
+  ("""
+    + LIST_COLUMNS
+    + """FROM recent WHERE (SELECT yes FROM covered)
    ORDER BY time_queued DESC, id LIMIT %(limit)s OFFSET %(offset)s::integer)
   UNION ALL
   ("""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -73,6 +75,21 @@ def _roll_up(dsn: str) -> int:
         row = conn.execute(op.sql, op.params).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@contextmanager
+def _viewer(dsn: str) -> Iterator[str]:
+    """A login role granted only USAGE on the schema and SELECT on its tables (as they are
+    now), dropped afterwards; yields its name."""
+    viewer = f"pgqueue_viewer_{uuid.uuid4().hex[:8]}"
+    sql(dsn, f"CREATE ROLE {viewer} LOGIN")
+    try:
+        sql(dsn, f"GRANT USAGE ON SCHEMA pgqueue TO {viewer}")
+        sql(dsn, f"GRANT SELECT ON ALL TABLES IN SCHEMA pgqueue TO {viewer}")
+        yield viewer
+    finally:
+        sql(dsn, f"DROP OWNED BY {viewer}")
+        sql(dsn, f"DROP ROLE {viewer}")
 
 
 def _through(dsn: str) -> Any:
@@ -179,18 +196,11 @@ def test_the_dashboard_rolls_up_and_a_viewer_without_writes_keeps_the_charts(dsn
     """``Operations.activity`` rolls up first; where the write is refused (a role granted
     only SELECT) it draws the chart from the task table as before."""
     sql(dsn, HISTORY)
-    viewer = f"pgqueue_viewer_{uuid.uuid4().hex[:8]}"
-    sql(dsn, f"CREATE ROLE {viewer} LOGIN")
-    try:
-        sql(dsn, f"GRANT USAGE ON SCHEMA pgqueue TO {viewer}")
-        sql(dsn, f"GRANT SELECT ON ALL TABLES IN SCHEMA pgqueue TO {viewer}")
+    with _viewer(dsn) as viewer:
         with TaskBackend(make_conninfo(dsn, user=viewer)) as backend:
             rows = Operations(backend).activity("week")
         assert sum(r["finished"] for r in rows) == 6000
         assert _through(dsn) is None
-    finally:
-        sql(dsn, f"DROP OWNED BY {viewer}")
-        sql(dsn, f"DROP ROLE {viewer}")
     with TaskBackend(dsn) as backend:
         rows = Operations(backend).activity("week")
     assert sum(r["finished"] for r in rows) == 6000
@@ -231,17 +241,10 @@ def test_a_viewer_granted_before_the_upgrade_reads_the_summary(empty_dsn: str) -
     with _sqlalchemy_connection(empty_dsn) as connection:
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, "pgqueue_0015_ended_covering")
-    viewer = f"pgqueue_viewer_{uuid.uuid4().hex[:8]}"
-    sql(empty_dsn, f"CREATE ROLE {viewer} LOGIN")
-    try:
-        sql(empty_dsn, f"GRANT USAGE ON SCHEMA pgqueue TO {viewer}")
-        sql(empty_dsn, f"GRANT SELECT ON ALL TABLES IN SCHEMA pgqueue TO {viewer}")
+    with _viewer(empty_dsn) as viewer:
         migrate(empty_dsn, "pgqueue")
         sql(empty_dsn, HISTORY)
         with TaskBackend(make_conninfo(empty_dsn, user=viewer)) as backend:
             rows = Operations(backend).activity("week")
         assert sum(r["finished"] for r in rows) == 6000
         assert _through(empty_dsn) is None
-    finally:
-        sql(empty_dsn, f"DROP OWNED BY {viewer}")
-        sql(empty_dsn, f"DROP ROLE {viewer}")
