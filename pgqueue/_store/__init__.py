@@ -11,6 +11,7 @@ caller gives, sync or async. Statements are rendered once per store. By area:
 * :mod:`.claims`: the worker's claim, finish, give back, expiry sweep, next due time;
 * :mod:`.flow`: pause and resume queues, their flow settings;
 * :mod:`.workers`: register, heartbeat, stop, rescue the tasks of lost workers;
+* :mod:`.waiters`: workers waiting for work, so that enqueues notify only when needed;
 * :mod:`.retention`: prune finished tasks;
 * :mod:`.schedules`: define, tick and list periodic schedules;
 * :mod:`.operator`: the operators' views, lists, counts and actions;
@@ -29,6 +30,7 @@ from .retention import RetentionOps
 from .schedules import ScheduleOps
 from .session import SessionOps
 from .tasks import TaskOps
+from .waiters import WaiterOps
 from .workers import WorkerOps
 from .workflows import WorkflowOps
 
@@ -40,6 +42,7 @@ class Store(
     ClaimOps,
     FlowOps,
     WorkerOps,
+    WaiterOps,
     RetentionOps,
     ScheduleOps,
     OperatorOps,

@@ -8,11 +8,21 @@ outcomes; at most ``backlog`` returned tasks wait for that write. When nothing m
 claimed it sleeps until woken (a notification, a freed slot, a rescue), the next delayed task
 is due or ``poll_timeout`` passed. The loop ends after ``max_tasks`` tasks, or (``burst``)
 once nothing is claimable and nothing runs.
+
+Enqueues notify only when a worker needs it (revision pgqueue_0017_enqueue_wakeups, F32): a
+claimer that LISTENs and whose claim came up short *waits*. Its next claim, and every claim
+while it waits, runs in one transaction after :meth:`~pgqueue._store.Store.wait_for_tasks`
+(its ``queue_waiter`` rows, written when missing or half their :data:`WAITER_LEASE` old) and
+:meth:`~pgqueue._store.Store.settle_enqueues`; when an enqueue that did not notify is still
+open it claims again within :data:`UNSETTLED_PAUSE` seconds instead of sleeping. After
+:data:`BUSY_AFTER` seconds of claims that fill every free slot its rows are deleted, so that
+enqueues stop notifying while no worker of theirs sleeps.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -34,6 +44,17 @@ Connection = psycopg.Connection[dict[str, Any]]
 #: found limited candidates, before the cheaper statement is tried again (see
 #: :meth:`Claimer.claim_tasks`): with limits in play, one claim in this many pays for both.
 FLOW_STREAK = 100
+
+#: Seconds a waiting worker's ``queue_waiter`` rows live unless renewed (at least three
+#: ``poll_timeout``): a worker that died stops making enqueues notify after this long.
+WAITER_LEASE = 60.0
+
+#: Seconds of claims that fill every free slot after which a waiting worker waits no more.
+BUSY_AFTER = 1.0
+
+#: Shortest and longest pause (seconds) before claiming again while an enqueue that did not
+#: notify is open on the worker's queues, doubling in between.
+UNSETTLED_PAUSE = (0.005, 0.1)
 
 
 class Slots(Protocol):
@@ -98,6 +119,22 @@ class Claimer(Service):
         #: Claims left to make with the flow-controlled statement straight away, because a
         #: recent claim without limits found limited candidates (see :meth:`claim_tasks`).
         self._flow_claims = 0
+        #: Whether this worker LISTENs on its queues' ``task_queued`` channels, so it may wait
+        #: for notifications (set when the worker starts its listener).
+        self.notified = False
+        #: Whether the next claim comes after a short one: this worker waits (see the module
+        #: docstring).
+        self.waiting = False
+        #: When (monotonic) the waiter rows are to be written again; None: there are none.
+        self._renew_at: float | None = None
+        #: Since when (monotonic) claims have filled every free slot; None: the last came up
+        #: short.
+        self._busy_since: float | None = None
+        #: Pause before the next claim while an enqueue that did not notify is open.
+        self._unsettled_pause = UNSETTLED_PAUSE[0]
+        #: Whether the last claim took every enqueue lock of the queues (see the module
+        #: docstring).
+        self._settled = True
 
     def run_once(self) -> float | None:
         """Claim what fits; return 0 when there may be more, the seconds to sleep otherwise,
@@ -112,12 +149,21 @@ class Claimer(Service):
             logger.info("processed %d tasks (max_tasks); exiting", self.processed)
             return None
         if wanted and claimed == wanted:
+            self.waiting = False
             return 0.0  # there may be more
+        if wanted:
+            self._busy_since = None
         if self.burst and not claimed and idle_before:
             logger.info("nothing left to claim (burst); exiting")
             return None
+        if wanted and self.notified and not self.waiting:
+            self.waiting = True
+            return 0.0  # claim again as a waiter before sleeping (see the module docstring)
         sleep = self.poll_timeout
-        if wanted:
+        if wanted and not self._settled:  # an enqueue that did not notify is open
+            sleep = self._unsettled_pause
+            self._unsettled_pause = min(self._unsettled_pause * 2, UNSETTLED_PAUSE[1])
+        elif wanted:
             sleep = min(sleep, self.seconds_to_next_due())
         self.succeeded()
         return max(sleep, 0.005)
@@ -125,6 +171,10 @@ class Claimer(Service):
     def on_error(self, exc: Exception) -> float:
         """Retry with a backoff while the database is away or its tables are gone; any other
         error ends the worker (raised from :meth:`run`)."""
+        # The claim's transaction may have been rolled back with the waiter rows written in
+        # it, or the server lost them: write them again (or delete them) with the next claim.
+        if self._renew_at is not None or self.waiting:
+            self._renew_at = 0.0
         if isinstance(exc, psycopg.OperationalError):
             delay = self.backoff()
             logger.warning("database unavailable (%s); retrying in %.1fs", first_line(exc), delay)
@@ -159,6 +209,7 @@ class Claimer(Service):
         not held) never runs between a claim's commit and the executor holding the tasks,
         even when the process was frozen right there."""
         with self._pool.connection() as conn:
+            self._settled = self.prepare_claim(conn)
             tasks = self.claim_tasks(conn, limit)
             self._on_claimed(tasks)
             started = 0
@@ -171,6 +222,31 @@ class Claimer(Service):
                 self.processed += 1
                 self.slots.submit(task, provider_set)
         return started
+
+    def prepare_claim(self, conn: Connection) -> bool:
+        """What runs in a claim's transaction before the claim: while this worker waits, its
+        waiter rows (written when missing or due for renewal) and the queues' enqueue locks;
+        after :data:`BUSY_AFTER` seconds of full claims, the deletion of its rows. Returns
+        whether every enqueue lock was taken (always True when not waiting)."""
+        now = time.monotonic()
+        if not (self.notified and self.waiting):
+            if self._renew_at is not None:
+                if self._busy_since is None:
+                    self._busy_since = now
+                elif now - self._busy_since >= BUSY_AFTER:
+                    self.store.stop_waiting(worker=self.worker_id).run(conn)
+                    self._renew_at = None
+            return True
+        if self._renew_at is None or now >= self._renew_at:
+            lease = max(WAITER_LEASE, 3 * self.poll_timeout)
+            self.store.wait_for_tasks(queues=self.queues, worker=self.worker_id, lease=lease).run(
+                conn
+            )
+            self._renew_at = now + lease / 2
+        settled = self.store.settle_enqueues(queues=self.queues).run(conn)
+        if settled:
+            self._unsettled_pause = UNSETTLED_PAUSE[0]
+        return settled
 
     def claim_tasks(self, conn: Connection, limit: int) -> list[Task]:
         """Claim up to ``limit`` tasks in ``conn``'s transaction and return them. In strict

@@ -84,6 +84,7 @@ class Services:
         if listen_on is not None:
             self.listener.dsn = listen_on
             self.listener.start()
+            self.claimer.notified = True  # it may sleep until an enqueue notifies it
         for extra in self.extras:
             extra.start()
         self.maintenance.round()  # rescue and sweep before the first claim

@@ -97,6 +97,9 @@ def every_op(store: Store) -> dict[str, Op[Any]]:
         "heartbeat_worker": s.heartbeat_worker(id="w"),
         "heartbeat_lock_timeout": s.heartbeat_lock_timeout(seconds=0.5),
         "stop_worker": s.stop_worker(id="w"),
+        "wait_for_tasks": s.wait_for_tasks(queues=["tasks"], worker="w", lease=60.0),
+        "settle_enqueues": s.settle_enqueues(queues=["tasks"]),
+        "stop_waiting": s.stop_waiting(worker="w"),
         "rescue_lost_tasks": s.rescue_lost_tasks(worker="w", limit=1, backoff=BACKOFF),
         "rescue_orphaned_tasks": s.rescue_orphaned_tasks(
             worker="w", claimed=[], after=30.0, backoff=BACKOFF

@@ -1,0 +1,68 @@
+"""Workers waiting for work, so that enqueues notify only when someone needs it (revision
+pgqueue_0017_enqueue_wakeups, F32).
+
+A worker whose claims come up short of its free slots (and that LISTENs) becomes a *waiter*:
+it writes a ``queue_waiter`` row per queue (:data:`WAIT_FOR_TASKS`) and, before every claim
+while it waits, tries each queue's enqueue lock in exclusive mode (:data:`SETTLE_ENQUEUES`),
+in the claim's own transaction, before the claim reads anything. The enqueue trigger
+(``notify_task_queued``) notifies while a queue has a waiter; an enqueue that did not notify
+holds that lock (shared) until it commits, so a worker that cannot take it knows a task may
+be committed after its claim's snapshot and claims again shortly instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._op import Op, StoreBase, nothing
+
+#: Make ``worker`` a waiter on ``queues`` for ``lease`` seconds (database clock), and forget
+#: the rows of other workers of those queues that expired a minute ago or more (their workers
+#: died). Run in the transaction of the claim that follows, before :data:`SETTLE_ENQUEUES`.
+WAIT_FOR_TASKS = """
+WITH expired AS (
+    DELETE FROM {s}.queue_waiter
+    WHERE queue = ANY(%(queues)s::text[]) AND worker <> %(worker)s
+      AND expires_at < now() - interval '1 minute'
+)
+INSERT INTO {s}.queue_waiter (queue, worker, expires_at)
+SELECT DISTINCT q, %(worker)s, now() + %(lease)s::float8 * interval '1 second'
+FROM unnest(%(queues)s::text[]) AS q
+ON CONFLICT (queue, worker) DO UPDATE SET expires_at = EXCLUDED.expires_at
+"""
+
+#: Whether no enqueue that skipped its notification is open on any of ``queues``: the
+#: exclusive enqueue lock of each queue, tried (never waited for) and, when taken, held until
+#: the transaction ends, so the claim that follows in the same transaction sees every task
+#: those enqueues committed, and an enqueue that starts meanwhile notifies.
+SETTLE_ENQUEUES = """
+SELECT coalesce(bool_and(pg_try_advisory_xact_lock({s}.enqueue_lock_key(q, false))), true)
+       AS settled
+FROM unnest(%(queues)s::text[]) AS q
+"""
+
+#: ``worker`` waits no more: its claims fill its slots, or it stops.
+STOP_WAITING = "DELETE FROM {s}.queue_waiter WHERE worker = %(worker)s"
+
+
+def _settled(found: list[Any], count: int) -> bool:
+    return bool(found[0]["settled"])
+
+
+class WaiterOps(StoreBase):
+    """The waiter rows and the enqueue locks of the workers (see the module docstring)."""
+
+    def wait_for_tasks(self, *, queues: list[str], worker: str, lease: float) -> Op[None]:
+        """Make ``worker`` a waiter on ``queues`` for ``lease`` seconds (see
+        :data:`WAIT_FOR_TASKS`)."""
+        params = {"queues": queues, "worker": worker, "lease": lease}
+        return Op(self._sql(WAIT_FOR_TASKS), params, nothing)
+
+    def settle_enqueues(self, *, queues: list[str]) -> Op[bool]:
+        """True when no enqueue that skipped its notification is open on ``queues`` (see
+        :data:`SETTLE_ENQUEUES`); takes locks held until the transaction ends."""
+        return Op(self._sql(SETTLE_ENQUEUES), {"queues": queues}, _settled)
+
+    def stop_waiting(self, *, worker: str) -> Op[None]:
+        """Delete ``worker``'s waiter rows (see :data:`STOP_WAITING`)."""
+        return Op(self._sql(STOP_WAITING), {"worker": worker}, nothing)

@@ -1,0 +1,157 @@
+"""Enqueue without a NOTIFY per transaction: one notifier in flight per queue, and the workers
+that wait for work said so in a table (issue 16, F32).
+
+Revision ID: pgqueue_0017_enqueue_wakeups
+Revises: pgqueue_0016_ended_per_minute
+Create Date: 2026-12-08
+
+PostgreSQL lets one notifying transaction commit at a time (``PreCommit_Notify`` takes a
+database-wide lock and keeps it through the commit's WAL flush), so when every enqueue sent
+``<queue>_task_queued``, 8 producers inserting one task per transaction reached 48% of the same
+INSERT without the trigger and 32 producers 40% (PostgreSQL 15, 2 CPUs). Now an enqueue
+notifies only when someone needs it:
+
+* **``queue_waiter``** (table): a row per queue and worker while that worker's claims come up
+  short of its free slots and it LISTENs, so it sleeps until woken; ``expires_at`` (database
+  clock) ends a row whose worker died. The worker writes its rows in the transaction of its
+  next claim and deletes them after a second of claims that fill every slot, and when it stops.
+* **``enqueue_lock_key(queue, notifying)``**: the two advisory lock keys of a queue.
+* **``notify_task_queued``** (the enqueue trigger) notifies a queue when (1) it gets the
+  queue's *notifier* lock (``pg_try_advisory_xact_lock``, held to its commit: the first
+  enqueue of a burst notifies, and a LISTEN in psql still hears the queue's enqueues), or (2)
+  a worker of the queue waits (an unexpired ``queue_waiter`` row), or (3) it cannot take the
+  queue's *enqueue* lock in shared mode. An enqueue that does none of these holds the enqueue
+  lock (shared) until it commits; a worker about to sleep first takes that lock in exclusive
+  mode (``pg_try_advisory_xact_lock``) in the transaction of its claim: if it cannot, an
+  enqueue that did not notify is still open and the worker claims again shortly instead of
+  sleeping, so that task is not left waiting for ``poll_timeout``. Nobody ever waits for
+  either lock (both are only tried), and both are transaction-scoped (fine through a
+  transaction pooler).
+
+Why no wake-up is lost: an enqueue that saw no waiter row took the shared lock before it
+looked, so a worker whose row was written after that look finds the lock held and claims
+again once the enqueue has committed; a worker that took the lock first makes the enqueue's
+shared try fail, and it notifies; a worker asleep already has its row, which every later
+enqueue sees.
+
+The roles that may insert into the task table may read ``queue_waiter`` (the trigger runs as
+them); those that may update it (workers) may also write it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pgqueue.migrations import forget_revision, record_revision, run_sql
+
+revision: str = "pgqueue_0017_enqueue_wakeups"
+down_revision: str | None = "pgqueue_0016_ended_per_minute"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+UPGRADE = r"""
+CREATE TABLE {s}.queue_waiter (
+    queue text NOT NULL,
+    worker text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (queue, worker)
+);
+COMMENT ON TABLE {s}.queue_waiter IS
+    'Workers waiting for work (their claims came up short and they LISTEN): while a queue has an unexpired row, every enqueue notifies <queue>_task_queued';
+COMMENT ON COLUMN {s}.queue_waiter.queue IS 'Queue the worker claims from';
+COMMENT ON COLUMN {s}.queue_waiter.worker IS 'The worker''s id (worker.id)';
+COMMENT ON COLUMN {s}.queue_waiter.expires_at IS 'Past this (database clock) the row counts for nothing: its worker stopped renewing it';
+
+CREATE FUNCTION {s}.enqueue_lock_key(queue text, notifying boolean) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.hashtextextended(
+        CASE WHEN notifying THEN 'pgqueue notify ' ELSE 'pgqueue enqueue ' END || queue, 0)
+$$;
+COMMENT ON FUNCTION {s}.enqueue_lock_key(text, boolean) IS
+    'Advisory lock key of a queue: its notifier lock (notifying) or its enqueue lock, see notify_task_queued';
+
+CREATE OR REPLACE FUNCTION {s}.notify_task_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    batch record;
+    channel text;
+    payload text;
+BEGIN
+    FOR batch IN
+        SELECT queue, count(*) AS n, min(id::text) AS one FROM new_tasks GROUP BY queue
+    LOOP
+        IF pg_catalog.pg_try_advisory_xact_lock({s}.enqueue_lock_key(batch.queue, true))
+           OR NOT pg_catalog.pg_try_advisory_xact_lock_shared(
+                      {s}.enqueue_lock_key(batch.queue, false))
+           OR EXISTS (SELECT FROM {s}.queue_waiter w
+                      WHERE w.queue = batch.queue AND w.expires_at > pg_catalog.now())
+        THEN
+            channel := batch.queue || '_task_queued';
+            payload := CASE WHEN batch.n = 1 THEN batch.one ELSE '*' END;
+            IF pg_catalog.pg_notification_queue_usage() < 0.5 THEN
+                PERFORM pg_catalog.pg_notify(channel, payload);
+            ELSE
+                PERFORM {s}.notify_task(channel, payload);
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION {s}.notify_task_queued() IS
+    'NOTIFY <queue>_task_queued (payload the task id, or * for several) when this transaction holds the queue''s notifier lock, a worker of the queue waits (queue_waiter) or one is settling; otherwise hold the queue''s enqueue lock (shared) to commit';
+
+DO $grant$
+DECLARE
+    holder record;
+BEGIN
+    FOR holder IN
+        SELECT DISTINCT a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
+        WHERE c.oid = '{s}.task'::regclass AND a.privilege_type IN ('INSERT', 'UPDATE')
+          AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT %s ON {s}.queue_waiter TO %s',
+                       CASE WHEN holder.privilege_type = 'INSERT' THEN 'SELECT'
+                            ELSE 'SELECT, INSERT, UPDATE, DELETE' END,
+                       CASE WHEN holder.grantee = 0 THEN 'PUBLIC'
+                            ELSE holder.grantee::regrole::text END);
+    END LOOP;
+END
+$grant$;
+"""
+
+DOWNGRADE = r"""
+CREATE OR REPLACE FUNCTION {s}.notify_task_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    batch record;
+    channel text;
+    payload text;
+BEGIN
+    FOR batch IN
+        SELECT queue, count(*) AS n, min(id::text) AS one FROM new_tasks GROUP BY queue
+    LOOP
+        channel := batch.queue || '_task_queued';
+        payload := CASE WHEN batch.n = 1 THEN batch.one ELSE '*' END;
+        IF pg_catalog.pg_notification_queue_usage() < 0.5 THEN
+            PERFORM pg_catalog.pg_notify(channel, payload);
+        ELSE
+            PERFORM {s}.notify_task(channel, payload);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION {s}.notify_task_queued() IS
+    'One NOTIFY <queue>_task_queued per queue and statement: payload the task id, or * for several tasks';
+DROP FUNCTION {s}.enqueue_lock_key(text, boolean);
+DROP TABLE {s}.queue_waiter;
+"""
+
+
+def upgrade() -> None:
+    run_sql(UPGRADE)
+    record_revision(revision)
+
+
+def downgrade() -> None:
+    forget_revision(revision)
+    run_sql(DOWNGRADE)
