@@ -66,43 +66,58 @@ def run(bin_dir: Path, dsn: str, seconds: float) -> dict[str, float]:
     """Jobs/s of each scenario (key -> rate) on the fresh database ``dsn``."""
     with connect(dsn) as conn:
         conn.execute(SCHEMA)
+    out = {}
+    for scenario in SCENARIOS:
+        with connect(dsn) as conn:
+            conn.execute("TRUNCATE bench_job")
+            conn.execute("VACUUM ANALYZE bench_job")
+        tps = transactions_per_second(
+            bin_dir,
+            dsn,
+            scenario.script,
+            seconds,
+            clients=scenario.clients,
+            variables={"n": str(scenario.jobs_per_tx)},
+        )
+        out[scenario.key] = tps * scenario.jobs_per_tx
+    return out
+
+
+def transactions_per_second(
+    bin_dir: Path,
+    dsn: str,
+    script: str,
+    seconds: float,
+    *,
+    clients: int,
+    variables: dict[str, str] | None = None,
+) -> float:
+    """Run the pgbench ``script`` (one transaction per run of it) on ``clients`` clients for
+    ``seconds`` (rounded, at least 1) against ``dsn``; return pgbench's transactions per
+    second. Raises RuntimeError when pgbench fails."""
     params = conninfo_to_dict(dsn)
     args = [str(bin_dir / "pgbench"), "-n", "-T", str(max(1, round(seconds)))]
     for flag, key in (("-h", "host"), ("-p", "port"), ("-U", "user")):
         if params.get(key):
             args += [flag, str(params[key])]
+    args += ["-c", str(clients), "-j", str(min(clients, 4))]
+    for name, value in (variables or {}).items():
+        args += ["-D", f"{name}={value}"]
     env = {"PGPASSWORD": str(params["password"])} if params.get("password") else {}
-    out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for scenario in SCENARIOS:
-            script = Path(tmp) / f"{scenario.key}.sql"
-            script.write_text(scenario.script)
-            with connect(dsn) as conn:
-                conn.execute("TRUNCATE bench_job")
-                conn.execute("VACUUM ANALYZE bench_job")
-            proc = subprocess.run(
-                [
-                    *args,
-                    "-c",
-                    str(scenario.clients),
-                    "-j",
-                    str(scenario.clients),
-                    "-D",
-                    f"n={scenario.jobs_per_tx}",
-                    "-f",
-                    str(script),
-                    str(params["dbname"]),
-                ],
-                capture_output=True,
-                text=True,
-                env={**_base_env(), **env},
-                check=False,
-            )
-            found = re.search(r"tps = ([\d.]+)", proc.stdout)
-            if proc.returncode or not found:
-                raise RuntimeError(f"pgbench failed: {proc.stderr.strip() or proc.stdout}")
-            out[scenario.key] = float(found.group(1)) * scenario.jobs_per_tx
-    return out
+        path = Path(tmp) / "script.sql"
+        path.write_text(script)
+        proc = subprocess.run(
+            [*args, "-f", str(path), str(params["dbname"])],
+            capture_output=True,
+            text=True,
+            env={**_base_env(), **env},
+            check=False,
+        )
+    found = re.search(r"tps = ([\d.]+)", proc.stdout)
+    if proc.returncode or not found:
+        raise RuntimeError(f"pgbench failed: {proc.stderr.strip() or proc.stdout}")
+    return float(found.group(1))
 
 
 def _base_env() -> dict[str, str]:

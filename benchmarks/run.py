@@ -34,6 +34,7 @@ from benchmarks import (
     bench_workflow,
     dependency_free,
     flow,
+    producers,
     scale,
 )
 from benchmarks.common import Figures, Row, Server, Sizes, installed, log
@@ -236,10 +237,8 @@ def print_figures(
     title: str, result: Figures, targets: tuple[tuple[str, str, float | None], ...]
 ) -> None:
     """The table of a scenario measured side by side: each figure against its twin."""
-    table = Table(
-        title=f"{title}: {result.tasks:,} tasks per figure, medians (ratio: the median of "
-        "the runs' ratios)"
-    )
+    size = f"{result.tasks:,} tasks per figure, " if result.tasks else ""
+    table = Table(title=f"{title}: {size}medians (ratio: the median of the runs' ratios)")
     for column in ("figure", "value", "against", "value ", "ratio", "target", "met"):
         table.add_column(column, justify="left" if column in ("figure", "against") else "right")
     for figure, base, least in targets:
@@ -360,6 +359,14 @@ def main(
             "tasks (0: skip it)"
         ),
     ] = 10_000,
+    producer_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Seconds per figure of the producers scenario (F32: 8 and 32 pgbench clients "
+            "and 8 queue_task processes, each against the same INSERT without the enqueue "
+            "trigger; 0: skip it)"
+        ),
+    ] = 4.0,
     dependency_free_tasks: Annotated[
         int,
         typer.Option(
@@ -437,6 +444,17 @@ def main(
         if flow_tasks:
             result = flow.run(server.fresh_database("bench_flow"), sizes, flow_tasks)
             print_figures("flow control (claims/s, jobs/s)", result, flow.TARGETS)
+        if producer_seconds and "pgqueue" in wanted:
+            bin_dir = server.bin_dir()
+            if bin_dir is None:
+                log("pgbench not found beside the server nor on PATH; skipping producers")
+            else:
+                result = producers.run(server, bin_dir, producer_seconds, sizes.repeat)
+                print_figures(
+                    "enqueue from many producers, one task per transaction (tasks/s)",
+                    result,
+                    producers.TARGETS,
+                )
         if dependency_free_tasks and "pgqueue" in wanted:
             result = dependency_free.run(server, sizes, dependency_free_tasks)
             print_figures(

