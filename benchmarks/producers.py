@@ -5,7 +5,7 @@ disabled (no notification at all), side by side.
 Every transaction that sends NOTIFY commits alone (PostgreSQL holds a database-wide lock from
 the notification's queueing through the commit's WAL flush), so when every enqueue notified
 (revision pgqueue_0016_ended_per_minute and earlier) producers reached 30-50% of the plain
-INSERT. Since revision pgqueue_0017_enqueue_wakeups an enqueue notifies only as the queue's
+INSERT. Since revision pgqueue_0017_fewer_notifications an enqueue notifies only as the queue's
 one notifier in flight or while a worker of the queue waits. The scenario measures both: a
 database migrated to 0016 ("every enqueue notifies") and one migrated to the head, each
 against itself with the trigger disabled, in turns (A B, then B A), no worker running.

@@ -28,7 +28,7 @@ MIGRATION_ATTEMPTS = 8
 MIGRATION_MAX_PAUSE = 8.0
 
 #: The newest revision this version of pgqueue needs. A test keeps it equal to Alembic's head.
-SCHEMA_REVISION = "pgqueue_0017_enqueue_wakeups"
+SCHEMA_REVISION = "pgqueue_0017_fewer_notifications"
 
 
 def alembic_config(schema: str) -> Config:

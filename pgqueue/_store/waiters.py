@@ -1,5 +1,5 @@
 """Workers waiting for work, so that enqueues notify only when someone needs it (revision
-pgqueue_0017_enqueue_wakeups, F32).
+pgqueue_0017_fewer_notifications, F32).
 
 A worker whose claims come up short of its free slots (and that LISTENs) becomes a *waiter*:
 it writes a ``queue_waiter`` row per queue (:data:`WAIT_FOR_TASKS`) and, before every claim
@@ -36,7 +36,7 @@ ON CONFLICT (queue, worker) DO UPDATE SET expires_at = EXCLUDED.expires_at
 #: the transaction ends, so the claim that follows in the same transaction sees every task
 #: those enqueues committed, and an enqueue that starts meanwhile notifies.
 SETTLE_ENQUEUES = """
-SELECT coalesce(bool_and(pg_try_advisory_xact_lock({s}.enqueue_lock_key(q, false))), true)
+SELECT coalesce(bool_and(pg_try_advisory_xact_lock({s}.queue_lock_key(q, 'enqueue'))), true)
        AS settled
 FROM unnest(%(queues)s::text[]) AS q
 """

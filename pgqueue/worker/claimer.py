@@ -9,7 +9,7 @@ claimed it sleeps until woken (a notification, a freed slot, a rescue), the next
 is due or ``poll_timeout`` passed. The loop ends after ``max_tasks`` tasks, or (``burst``)
 once nothing is claimable and nothing runs.
 
-Enqueues notify only when a worker needs it (revision pgqueue_0017_enqueue_wakeups, F32): a
+Enqueues notify only when a worker needs it (revision pgqueue_0017_fewer_notifications, F32): a
 claimer that LISTENs and whose claim came up short *waits*. Its next claim, and every claim
 while it waits, runs in one transaction after :meth:`~pgqueue._store.Store.wait_for_tasks`
 (its ``queue_waiter`` rows, written when missing or half their :data:`WAITER_LEASE` old) and

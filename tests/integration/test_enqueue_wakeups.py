@@ -1,7 +1,7 @@
-"""Enqueues notify only when someone needs it (revision pgqueue_0017_enqueue_wakeups, F32): the
-first enqueue of a burst notifies, later ones of the same queue while it is open do not, unless
-a worker of the queue waits or is settling; a worker about to sleep never misses a task whose
-enqueue did not notify."""
+"""Enqueues notify only when someone needs it (revision pgqueue_0017_fewer_notifications,
+F32): the first enqueue of a burst notifies, later ones of the same queue while it is open do
+not, unless a worker of the queue waits or is settling; a worker about to sleep never misses a
+task whose enqueue did not notify. One claim of a queue at a time sends ``task_started``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from psycopg.sql import SQL, Identifier
 
 import pgqueue
 from pgqueue import states
-from pgqueue._channels import TASK_QUEUED, channel
+from pgqueue._channels import TASK_QUEUED, TASK_STARTED, channel
 from pgqueue._db import connect
 from pgqueue._store import Store
 from tests.support.fixtures import sql
@@ -47,11 +47,11 @@ def enqueue(dsn: str, queue: str = QUEUE) -> str:
 
 
 @contextmanager
-def listening(dsn: str) -> Iterator[Callable[[float], list[str]]]:
-    """LISTEN on the queue's ``task_queued``; yields ``heard(timeout)``: the payloads that
-    arrived within ``timeout`` seconds (the first one only, when one arrives)."""
+def listening(dsn: str, event: str = TASK_QUEUED) -> Iterator[Callable[[float], list[str]]]:
+    """LISTEN on the queue's ``event``; yields ``heard(timeout)``: the payloads that arrived
+    within ``timeout`` seconds (the first one only, when one arrives)."""
     with connect(dsn, autocommit=True) as conn:
-        conn.execute(SQL("LISTEN {}").format(Identifier(channel(QUEUE, TASK_QUEUED))))
+        conn.execute(SQL("LISTEN {}").format(Identifier(channel(QUEUE, event))))
 
         def heard(timeout: float) -> list[str]:
             return [n.payload for n in conn.notifies(timeout=timeout, stop_after=1)]
@@ -171,3 +171,20 @@ def test_a_busy_worker_stops_waiting_and_waits_again_once_idle(
     task_id = enqueue(dsn)  # and woken at once, well before poll_timeout (30 s)
     assert backend.wait_for_task(task_id, timeout=5).status == states.SUCCESS
     worker.stop()
+
+
+START = "UPDATE pgqueue.task SET status = 5, time_started = now() WHERE id = %s"
+
+
+def test_one_claim_of_a_queue_at_a_time_sends_task_started(dsn: str) -> None:
+    first_id, second_id, third_id = enqueue(dsn), enqueue(dsn), enqueue(dsn)
+    with listening(dsn, TASK_STARTED) as heard:
+        with connect(dsn, autocommit=False) as first, connect(dsn, autocommit=False) as second:
+            first.execute(START, [first_id])  # holds the queue's started lock to its commit
+            second.execute(START, [second_id])
+            second.commit()
+            assert heard(0.5) == []  # claims of the fleet do not commit one by one
+            first.commit()
+            assert heard(5) == [first_id]
+        sql(dsn, START, [third_id])  # a lone claim notifies
+        assert heard(5) == [third_id]
