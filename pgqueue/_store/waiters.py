@@ -4,7 +4,7 @@ pgqueue_0017_fewer_notifications, F32).
 A worker whose claims come up short of its free slots (and that LISTENs) becomes a *waiter*:
 it writes a ``queue_waiter`` row per queue (:data:`WAIT_FOR_TASKS`) and, before every claim
 while it waits, tries each queue's enqueue lock in exclusive mode (:data:`SETTLE_ENQUEUES`),
-in the claim's own transaction, before the claim reads anything. The enqueue trigger
+before the claim takes its snapshot. The enqueue trigger
 (``notify_task_queued``) notifies while a queue has a waiter; an enqueue that did not notify
 holds that lock (shared) until it commits, so a worker that cannot take it knows a task may
 be committed after its claim's snapshot and claims again shortly instead of sleeping.
@@ -16,25 +16,16 @@ from typing import Any
 
 from ._op import Op, StoreBase, nothing
 
-#: Make ``worker`` a waiter on ``queues`` for ``lease`` seconds (database clock), and forget
-#: the rows of other workers of those queues that expired a minute ago or more (their workers
-#: died). Run in the transaction of the claim that follows, before :data:`SETTLE_ENQUEUES`.
-WAIT_FOR_TASKS = """
-WITH expired AS (
-    DELETE FROM {s}.queue_waiter
-    WHERE queue = ANY(%(queues)s::text[]) AND worker <> %(worker)s
-      AND expires_at < now() - interval '1 minute'
-)
-INSERT INTO {s}.queue_waiter (queue, worker, expires_at)
-SELECT DISTINCT q, %(worker)s, now() + %(lease)s::float8 * interval '1 second'
-FROM unnest(%(queues)s::text[]) AS q
-ON CONFLICT (queue, worker) DO UPDATE SET expires_at = EXCLUDED.expires_at
-"""
+#: Make ``worker`` a waiter on ``queues`` for ``lease`` seconds (database clock; 1 to 3,600),
+#: and forget the rows of other workers of those queues that expired a minute ago or more
+#: (their workers died): the ``SECURITY DEFINER`` function ``wait_for_tasks`` of the revision.
+WAIT_FOR_TASKS = "SELECT {s}.wait_for_tasks(%(queues)s::text[], %(worker)s, %(lease)s::float8)"
 
 #: Whether no enqueue that skipped its notification is open on any of ``queues``: the
-#: exclusive enqueue lock of each queue, tried (never waited for) and, when taken, held until
-#: the transaction ends, so the claim that follows in the same transaction sees every task
-#: those enqueues committed, and an enqueue that starts meanwhile notifies.
+#: exclusive enqueue lock of each queue, tried (never waited for) and held until the
+#: transaction ends (at once on the claimer's autocommit connection). A claim that starts
+#: after it sees every task those enqueues committed, and an enqueue that starts after it
+#: sees the waiter rows written before it, so it notifies.
 SETTLE_ENQUEUES = """
 SELECT coalesce(bool_and(pg_try_advisory_xact_lock({s}.queue_lock_key(q, 'enqueue'))), true)
        AS settled
@@ -42,7 +33,7 @@ FROM unnest(%(queues)s::text[]) AS q
 """
 
 #: ``worker`` waits no more: its claims fill its slots, or it stops.
-STOP_WAITING = "DELETE FROM {s}.queue_waiter WHERE worker = %(worker)s"
+STOP_WAITING = "SELECT {s}.stop_waiting(%(worker)s)"
 
 
 def _settled(found: list[Any], count: int) -> bool:

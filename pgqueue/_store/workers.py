@@ -41,9 +41,7 @@ FROM (SELECT array_agg(h.id::text ORDER BY h.n) AS ids,
 #: inside the beat's own transaction, so no session state is left behind for a pooler to drop.
 HEARTBEAT_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %(timeout)s, true)"
 
-#: Mark a worker stopped; it waits for work no more (its ``queue_waiter`` rows go).
 STOP_WORKER = """
-WITH waits_no_more AS (DELETE FROM {s}.queue_waiter WHERE worker = %(id)s)
 UPDATE {s}.worker SET stopped_at = now(), heartbeat_at = now() WHERE id = %(id)s
 """
 
@@ -227,7 +225,7 @@ class WorkerOps(StoreBase):
         return Op(self._sql(HEARTBEAT_LOCK_TIMEOUT), params, nothing)
 
     def stop_worker(self, *, id: str) -> Op[None]:
-        """Mark worker ``id`` stopped and delete its waiter rows (see :data:`STOP_WORKER`)."""
+        """Mark worker ``id`` stopped."""
         return Op(self._sql(STOP_WORKER), {"id": id}, nothing)
 
     def rescue_lost_tasks(

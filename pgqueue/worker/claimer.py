@@ -11,12 +11,12 @@ once nothing is claimable and nothing runs.
 
 Enqueues notify only when a worker needs it (revision pgqueue_0017_fewer_notifications, F32): a
 claimer that LISTENs and whose claim came up short *waits*. Its next claim, and every claim
-while it waits, runs in one transaction after :meth:`~pgqueue._store.Store.wait_for_tasks`
-(its ``queue_waiter`` rows, written when missing or half their :data:`WAITER_LEASE` old) and
+while it waits, comes after :meth:`~pgqueue._store.Store.wait_for_tasks` (its
+``queue_waiter`` rows, written when missing or half their :data:`WAITER_LEASE` old) and
 :meth:`~pgqueue._store.Store.settle_enqueues`; when an enqueue that did not notify is still
 open it claims again within :data:`UNSETTLED_PAUSE` seconds instead of sleeping. After
-:data:`BUSY_AFTER` seconds of claims that fill every free slot its rows are deleted, so that
-enqueues stop notifying while no worker of theirs sleeps.
+:data:`BUSY_AFTER` seconds of claims that fill every free slot its rows are deleted and it
+waits no more, so that enqueues stop notifying while none of their workers sleeps.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ WAITER_LEASE = 60.0
 BUSY_AFTER = 1.0
 
 #: Shortest and longest pause (seconds) before claiming again while an enqueue that did not
-#: notify is open on the worker's queues, doubling in between.
-UNSETTLED_PAUSE = (0.005, 0.1)
+#: notify is open on the worker's queues, doubling in between: a task is claimed within
+#: milliseconds of such an enqueue's commit, and an enqueue left open in a long transaction
+#: costs each waiting worker two claims a second.
+UNSETTLED_PAUSE = (0.005, 0.5)
 
 
 class Slots(Protocol):
@@ -122,10 +124,10 @@ class Claimer(Service):
         #: Whether this worker LISTENs on its queues' ``task_queued`` channels, so it may wait
         #: for notifications (set when the worker starts its listener).
         self.notified = False
-        #: Whether the next claim comes after a short one: this worker waits (see the module
-        #: docstring).
+        #: Whether this worker waits for work (see the module docstring): since a claim came
+        #: up short, until :data:`BUSY_AFTER` seconds of full claims.
         self.waiting = False
-        #: When (monotonic) the waiter rows are to be written again; None: there are none.
+        #: When (monotonic) the waiter rows are to be written again; None: not written yet.
         self._renew_at: float | None = None
         #: Since when (monotonic) claims have filled every free slot; None: the last came up
         #: short.
@@ -149,7 +151,8 @@ class Claimer(Service):
             logger.info("processed %d tasks (max_tasks); exiting", self.processed)
             return None
         if wanted and claimed == wanted:
-            self.waiting = False
+            if self._busy_since is None:
+                self._busy_since = time.monotonic()
             return 0.0  # there may be more
         if wanted:
             self._busy_since = None
@@ -171,10 +174,7 @@ class Claimer(Service):
     def on_error(self, exc: Exception) -> float:
         """Retry with a backoff while the database is away or its tables are gone; any other
         error ends the worker (raised from :meth:`run`)."""
-        # The claim's transaction may have been rolled back with the waiter rows written in
-        # it, or the server lost them: write them again (or delete them) with the next claim.
-        if self._renew_at is not None or self.waiting:
-            self._renew_at = 0.0
+        self._renew_at = None  # the server may have lost the waiter rows: write them again
         if isinstance(exc, psycopg.OperationalError):
             delay = self.backoff()
             logger.warning("database unavailable (%s); retrying in %.1fs", first_line(exc), delay)
@@ -224,25 +224,35 @@ class Claimer(Service):
         return started
 
     def prepare_claim(self, conn: Connection) -> bool:
-        """What runs in a claim's transaction before the claim: while this worker waits, its
+        """What runs on the claim's connection before a claim of a waiting worker: its
         waiter rows (written when missing or due for renewal) and the queues' enqueue locks;
-        after :data:`BUSY_AFTER` seconds of full claims, the deletion of its rows. Returns
-        whether every enqueue lock was taken (always True when not waiting)."""
-        now = time.monotonic()
+        after :data:`BUSY_AFTER` seconds of full claims, the deletion of its rows instead.
+        Returns whether every enqueue lock was taken (True when not waiting). A role that
+        may not write the rows is told once, and the worker waits as one that cannot LISTEN."""
         if not (self.notified and self.waiting):
-            if self._renew_at is not None:
-                if self._busy_since is None:
-                    self._busy_since = now
-                elif now - self._busy_since >= BUSY_AFTER:
-                    self.store.stop_waiting(worker=self.worker_id).run(conn)
-                    self._renew_at = None
             return True
-        if self._renew_at is None or now >= self._renew_at:
-            lease = max(WAITER_LEASE, 3 * self.poll_timeout)
-            self.store.wait_for_tasks(queues=self.queues, worker=self.worker_id, lease=lease).run(
-                conn
+        now = time.monotonic()
+        try:
+            if self._busy_since is not None and now - self._busy_since >= BUSY_AFTER:
+                self.store.stop_waiting(worker=self.worker_id).run(conn)
+                self.waiting, self._renew_at = False, None
+                self._unsettled_pause = UNSETTLED_PAUSE[0]
+                return True
+            if self._renew_at is None or now >= self._renew_at:
+                lease = max(WAITER_LEASE, 3 * self.poll_timeout)
+                self.store.wait_for_tasks(
+                    queues=self.queues, worker=self.worker_id, lease=lease
+                ).run(conn)
+                self._renew_at = now + lease / 2
+        except psycopg.errors.InsufficientPrivilege as exc:
+            logger.warning(
+                "this worker's role may not run pgqueue's wait_for_tasks or stop_waiting (%s): "
+                "GRANT EXECUTE on them to it; until then an enqueue that did not notify is "
+                "claimed at the next poll (--poll-timeout)",
+                first_line(exc),
             )
-            self._renew_at = now + lease / 2
+            self.notified = self.waiting = False
+            return True
         settled = self.store.settle_enqueues(queues=self.queues).run(conn)
         if settled:
             self._unsettled_pause = UNSETTLED_PAUSE[0]

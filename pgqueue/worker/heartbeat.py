@@ -27,6 +27,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 import psycopg
@@ -111,10 +112,15 @@ class Heartbeat(Service):
         self.beaten_at = time.monotonic()
 
     def sign_off(self) -> None:
-        """Mark the worker's row stopped, on a connection of its own, after the last beat;
-        a database that is gone is logged (the lease then covers the row)."""
+        """Mark the worker's row stopped and delete its waiter rows, on a connection of its
+        own, after the last beat; a database that is gone is logged (the lease then covers the
+        row)."""
         try:
             with _db.connect(self.dsn, application_name="pgqueue-worker") as conn:
+                # It waits for work no more; a role that may not say so leaves its waiter
+                # rows to expire (see pgqueue._store.waiters).
+                with suppress(psycopg.errors.InsufficientPrivilege):
+                    self.store.stop_waiting(worker=self.worker_id).run(conn)
                 self.store.stop_worker(id=self.worker_id).run(conn)
         except Exception as exc:  # the database may be gone; the lease covers it
             logger.warning("could not mark worker %s stopped: %s", self.worker_id, exc)

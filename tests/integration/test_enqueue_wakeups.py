@@ -6,12 +6,14 @@ task whose enqueue did not notify. One claim of a queue at a time sends ``task_s
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier
 
 import pgqueue
@@ -188,3 +190,73 @@ def test_one_claim_of_a_queue_at_a_time_sends_task_started(dsn: str) -> None:
             assert heard(5) == [first_id]
         sql(dsn, START, [third_id])  # a lone claim notifies
         assert heard(5) == [third_id]
+
+
+def test_an_enqueue_under_repeatable_read_always_notifies(dsn: str) -> None:
+    # Its snapshot may predate a worker's waiter row: it cannot trust that it saw none.
+    with listening(dsn) as heard, open_enqueue(dsn):
+        with connect(dsn, autocommit=False) as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            task_id = conn.execute(INSERT, [QUEUE]).fetchone()["id"]
+            conn.commit()
+        assert heard(5) == [task_id]
+
+
+def test_a_statement_of_many_queues_holds_a_bounded_number_of_locks(dsn: str) -> None:
+    many = """
+    INSERT INTO pgqueue.task (name, queue, kwargs, meta_params, run_at, max_retries)
+    SELECT 'add', 'q' || n, '{"a": 1, "b": 2}', '{}', now(), 0 FROM generate_series(1, 500) n
+    """
+    with connect(dsn, autocommit=False) as conn:
+        conn.execute(many)
+        held = conn.execute(
+            "SELECT count(*) AS n FROM pg_locks"
+            " WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        ).fetchone()
+        conn.commit()
+    assert held is not None and held["n"] <= 64  # two per queue for the first 32 at most
+
+
+@contextmanager
+def role(dsn: str, *grants: str) -> Iterator[str]:
+    """A login role with USAGE on the schema and ``grants`` (``... TO {role}``), dropped
+    afterwards; yields its DSN."""
+    name = f"pgqueue_role_{uuid.uuid4().hex[:8]}"
+    sql(dsn, f"CREATE ROLE {name} LOGIN")
+    try:
+        sql(dsn, f"GRANT USAGE ON SCHEMA pgqueue TO {name}")
+        for grant in grants:
+            sql(dsn, grant.format(role=name))
+        yield make_conninfo(dsn, user=name)
+    finally:
+        sql(dsn, f"DROP OWNED BY {name}")
+        sql(dsn, f"DROP ROLE {name}")
+
+
+def test_a_role_granted_only_insert_on_the_task_table_enqueues(dsn: str) -> None:
+    # The trigger reads queue_waiter through a SECURITY DEFINER function: no grant on it.
+    insert = INSERT.replace(" RETURNING id::text AS id", "")
+    with role(dsn, "GRANT INSERT ON pgqueue.task TO {role}") as producer, listening(dsn) as heard:
+        with open_enqueue(dsn), connect(producer) as conn:
+            conn.execute(insert, [QUEUE])
+        assert heard(0.5) == []  # behind an open enqueue: skipped, as for any role
+        with connect(producer) as conn:
+            conn.execute(insert, [QUEUE])
+        assert len(heard(5)) == 1
+
+
+def test_a_worker_whose_role_may_not_wait_says_so_and_still_works(
+    dsn: str, backend: pgqueue.TaskBackend, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with role(
+        dsn,
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgqueue TO {role}",
+        "REVOKE EXECUTE ON FUNCTION pgqueue.wait_for_tasks(text[], text, double precision),"
+        " pgqueue.stop_waiting(text) FROM {role}",
+    ) as worker_dsn:
+        worker = start_worker(dsn=worker_dsn, queues=[QUEUE])
+        task_id = enqueue(dsn)
+        assert backend.wait_for_task(task_id, timeout=10).status == states.SUCCESS
+        worker.stop()
+        assert waiters(dsn) == []
+    assert "GRANT EXECUTE" in caplog.text

@@ -14,18 +14,18 @@ notifies only when someone needs it:
 
 * **``queue_waiter``** (table): a row per queue and worker while that worker's claims come up
   short of its free slots and it LISTENs, so it sleeps until woken; ``expires_at`` (database
-  clock) ends a row whose worker died. The worker writes its rows in the transaction of its
-  next claim and deletes them after a second of claims that fill every slot, and when it stops.
+  clock) ends a row whose worker died. The worker writes its rows before its next claim and
+  deletes them after a second of claims that fill every slot, and when it stops.
 * **``queue_lock_key(queue, purpose)``**: the advisory lock keys of a queue below.
 * **``notify_task_queued``** (the enqueue trigger) notifies a queue when (1) it gets the
   queue's *notifier* lock (``pg_try_advisory_xact_lock``, held to its commit: the first
   enqueue of a burst notifies, and a LISTEN in psql still hears the queue's enqueues), or (2)
   a worker of the queue waits (an unexpired ``queue_waiter`` row), or (3) it cannot take the
   queue's *enqueue* lock in shared mode. An enqueue that does none of these holds the enqueue
-  lock (shared) until it commits; a worker about to sleep first takes that lock in exclusive
-  mode (``pg_try_advisory_xact_lock``) in the transaction of its claim: if it cannot, an
-  enqueue that did not notify is still open and the worker claims again shortly instead of
-  sleeping, so that task is not left waiting for ``poll_timeout``. Nobody ever waits for
+  lock (shared) until it commits; a worker about to sleep first tries that lock in exclusive
+  mode (``pg_try_advisory_xact_lock``), then claims (a new snapshot): if it could not take
+  it, an enqueue that did not notify is still open and the worker claims again shortly
+  instead of sleeping, so that task is not left waiting for ``poll_timeout``. Nobody ever waits for
   either lock (both are only tried), and both are transaction-scoped (fine through a
   transaction pooler).
 * **``notify_task_status``** sends ``<queue>_task_started`` only from the claim that holds the
@@ -42,8 +42,15 @@ again once the enqueue has committed; a worker that took the lock first makes th
 shared try fail, and it notifies; a worker asleep already has its row, which every later
 enqueue sees.
 
-The roles that may insert into the task table may read ``queue_waiter`` (the trigger runs as
-them); those that may update it (workers) may also write it.
+No role needs a privilege on ``queue_waiter``: the enqueue trigger reads it through
+``queue_has_waiter`` and workers write it through ``wait_for_tasks`` and ``stop_waiting``, all
+``SECURITY DEFINER``. The two writers may be run by the roles that may update the task table
+when this revision ran (a worker's role granted later needs ``GRANT EXECUTE`` on them; without
+it the worker says so once and sleeps up to ``poll_timeout`` when an enqueue did not notify).
+An enqueue under REPEATABLE READ or SERIALIZABLE always notifies (its snapshot may be older
+than a worker's waiter row), and so does each queue past the 32nd of one statement.
+
+Workers of an earlier version never write waiter rows: restart them right after migrating.
 """
 
 from __future__ import annotations
@@ -72,25 +79,63 @@ COMMENT ON COLUMN {s}.queue_waiter.expires_at IS 'Past this (database clock) the
 
 CREATE FUNCTION {s}.queue_lock_key(queue text, purpose text) RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT pg_catalog.hashtextextended('pgqueue ' || purpose || ' ' || queue, 0)
+    SELECT pg_catalog.hashtextextended('{s} ' || purpose || ' ' || queue, 0)
 $$;
 COMMENT ON FUNCTION {s}.queue_lock_key(text, text) IS
     'Advisory lock key of a queue for purpose notifier (one notifying enqueue at a time), enqueue (enqueues that did not notify hold it shared; a worker about to sleep tries it) or started (one claim at a time sends task_started): see notify_task_queued and notify_task_status';
+
+-- Read by every enqueue, whatever its role may read: SECURITY DEFINER, every name qualified
+-- (no search_path is consulted; none is set, which would cost each call a settings save), in
+-- PL/pgSQL, whose plan is kept for the session.
+CREATE FUNCTION {s}.queue_has_waiter(queue_name text) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER AS $$
+BEGIN
+    RETURN EXISTS (SELECT FROM {s}.queue_waiter w
+                   WHERE w.queue OPERATOR(pg_catalog.=) queue_name
+                     AND w.expires_at OPERATOR(pg_catalog.>) pg_catalog.now());
+END
+$$;
+COMMENT ON FUNCTION {s}.queue_has_waiter(text) IS
+    'Whether a worker of the queue waits for work (an unexpired queue_waiter row)';
+
+CREATE FUNCTION {s}.wait_for_tasks(queues text[], worker_id text, lease double precision)
+    RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM {s}.queue_waiter
+    WHERE queue = ANY(queues) AND worker <> worker_id AND expires_at < now() - interval '1 minute';
+    INSERT INTO {s}.queue_waiter (queue, worker, expires_at)
+    SELECT DISTINCT q, worker_id, now() + least(greatest(lease, 1), 3600) * interval '1 second'
+    FROM unnest(queues) AS q
+    ON CONFLICT (queue, worker) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+$$;
+COMMENT ON FUNCTION {s}.wait_for_tasks(text[], text, double precision) IS
+    'Make worker_id a waiter on queues for lease seconds (1 to 3600), and forget the rows of other workers of those queues that expired a minute ago';
+
+CREATE FUNCTION {s}.stop_waiting(worker_id text) RETURNS void
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM {s}.queue_waiter WHERE worker = worker_id;
+$$;
+COMMENT ON FUNCTION {s}.stop_waiting(text) IS 'worker_id waits for work no more';
 
 CREATE OR REPLACE FUNCTION {s}.notify_task_queued() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     batch record;
     channel text;
     payload text;
+    queues integer := 0;
 BEGIN
     FOR batch IN
         SELECT queue, count(*) AS n, min(id::text) AS one FROM new_tasks GROUP BY queue
     LOOP
-        IF pg_catalog.pg_try_advisory_xact_lock({s}.queue_lock_key(batch.queue, 'notifier'))
+        queues := queues + 1;
+        -- Past 32 queues in one statement, notify without holding two more locks each (the
+        -- lock table is shared by every session). Under REPEATABLE READ or SERIALIZABLE the
+        -- waiter rows are read in the transaction's snapshot, which may predate a worker's.
+        IF queues > 32
+           OR pg_catalog.pg_try_advisory_xact_lock({s}.queue_lock_key(batch.queue, 'notifier'))
            OR NOT pg_catalog.pg_try_advisory_xact_lock_shared(
                       {s}.queue_lock_key(batch.queue, 'enqueue'))
-           OR EXISTS (SELECT FROM {s}.queue_waiter w
-                      WHERE w.queue = batch.queue AND w.expires_at > pg_catalog.now())
+           OR pg_catalog.current_setting('transaction_isolation') <> 'read committed'
+           OR {s}.queue_has_waiter(batch.queue)
         THEN
             channel := batch.queue || '_task_queued';
             payload := CASE WHEN batch.n = 1 THEN batch.one ELSE '*' END;
@@ -139,18 +184,19 @@ $$;
 COMMENT ON FUNCTION {s}.notify_task_status() IS
     'Tells the queue''s listeners a task changed status (<queue>_task_queued or _task_done, payload its id; <queue>_task_started only from the one claim of the queue that holds its started lock) and, when a task of a limited job or queue left STARTED, wakes the queue''s workers first (<queue>_task_queued, payload *): a task held back by the limit may start now. Above half a full NOTIFY queue it goes through notify_task (skip and warn)';
 
+REVOKE ALL ON FUNCTION {s}.wait_for_tasks(text[], text, double precision),
+    {s}.stop_waiting(text) FROM PUBLIC;
 DO $grant$
 DECLARE
     holder record;
 BEGIN
     FOR holder IN
-        SELECT DISTINCT a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
-        WHERE c.oid = '{s}.task'::regclass AND a.privilege_type IN ('INSERT', 'UPDATE')
+        SELECT DISTINCT a.grantee FROM pg_class c, aclexplode(c.relacl) a
+        WHERE c.oid = '{s}.task'::regclass AND a.privilege_type = 'UPDATE'
           AND a.grantee <> c.relowner
     LOOP
-        EXECUTE format('GRANT %s ON {s}.queue_waiter TO %s',
-                       CASE WHEN holder.privilege_type = 'INSERT' THEN 'SELECT'
-                            ELSE 'SELECT, INSERT, UPDATE, DELETE' END,
+        EXECUTE format('GRANT EXECUTE ON FUNCTION {s}.wait_for_tasks(text[], text, double '
+                       'precision), {s}.stop_waiting(text) TO %s',
                        CASE WHEN holder.grantee = 0 THEN 'PUBLIC'
                             ELSE holder.grantee::regrole::text END);
     END LOOP;
@@ -208,6 +254,9 @@ END
 $$;
 COMMENT ON FUNCTION {s}.notify_task_queued() IS
     'One NOTIFY <queue>_task_queued per queue and statement: payload the task id, or * for several tasks';
+DROP FUNCTION {s}.stop_waiting(text);
+DROP FUNCTION {s}.wait_for_tasks(text[], text, double precision);
+DROP FUNCTION {s}.queue_has_waiter(text);
 DROP FUNCTION {s}.queue_lock_key(text, text);
 DROP TABLE {s}.queue_waiter;
 """
