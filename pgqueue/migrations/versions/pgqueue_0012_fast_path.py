@@ -32,7 +32,9 @@ down_revision: str | None = "pgqueue_0011_callback_batch"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UPGRADE = r"""
+#: The enqueue trigger's function as this revision makes it (revision
+#: pgqueue_0017_fewer_notifications restores it on downgrade).
+NOTIFY_TASK_QUEUED = r"""
 CREATE OR REPLACE FUNCTION {s}.notify_task_queued() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     batch record;
@@ -53,7 +55,11 @@ BEGIN
     RETURN NULL;
 END
 $$;
+"""
 
+#: The status trigger's function as this revision makes it, with its comment (revision
+#: pgqueue_0017_fewer_notifications builds on it and restores it on downgrade).
+NOTIFY_TASK_STATUS = r"""
 CREATE OR REPLACE FUNCTION {s}.notify_task_status() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     channel text := NEW.queue || CASE WHEN NEW.status = 5 THEN '_task_started'
@@ -81,10 +87,16 @@ END
 $$;
 COMMENT ON FUNCTION {s}.notify_task_status() IS
     'Tells the queue''s listeners a task changed status (<queue>_task_started, _task_queued or _task_done, payload its id) and, when a task of a limited job or queue left STARTED, wakes the queue''s workers first (<queue>_task_queued, payload *): a task held back by the limit may start now. Above half a full NOTIFY queue it goes through notify_task (skip and warn)';
+"""
 
+UPGRADE = (
+    NOTIFY_TASK_QUEUED
+    + NOTIFY_TASK_STATUS
+    + r"""
 DROP TRIGGER task_flow_wake ON {s}.task;
 DROP FUNCTION {s}.task_flow_wake();
 """
+)
 
 DOWNGRADE = r"""
 CREATE FUNCTION {s}.task_flow_wake() RETURNS trigger LANGUAGE plpgsql AS $$

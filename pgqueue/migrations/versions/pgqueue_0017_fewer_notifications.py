@@ -58,13 +58,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pgqueue.migrations import forget_revision, record_revision, run_sql
+from pgqueue.migrations.versions.pgqueue_0012_fast_path import (
+    NOTIFY_TASK_QUEUED,
+    NOTIFY_TASK_STATUS,
+)
 
 revision: str = "pgqueue_0017_fewer_notifications"
 down_revision: str | None = "pgqueue_0016_ended_per_minute"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UPGRADE = r"""
+UPGRADE_FIRST = r"""
 CREATE TABLE {s}.queue_waiter (
     queue text NOT NULL,
     worker text NOT NULL,
@@ -152,38 +156,34 @@ $$;
 COMMENT ON FUNCTION {s}.notify_task_queued() IS
     'NOTIFY <queue>_task_queued (payload the task id, or * for several) when this transaction holds the queue''s notifier lock, a worker of the queue waits (queue_waiter) or one is settling; otherwise hold the queue''s enqueue lock (shared) to commit';
 
-CREATE OR REPLACE FUNCTION {s}.notify_task_status() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    channel text := NEW.queue || CASE WHEN NEW.status = 5 THEN '_task_started'
-                                      WHEN NEW.status IN (4, 6) THEN '_task_queued'
-                                      ELSE '_task_done' END;
-    wake boolean := false;
-BEGIN
+"""
+
+#: Claims send ``task_started`` only from the claim that holds the queue's started lock.
+STARTED_FROM_ONE_CLAIM = """
     IF NEW.status = 5 AND NOT pg_catalog.pg_try_advisory_xact_lock(
                                   {s}.queue_lock_key(NEW.queue, 'started')) THEN
         RETURN NULL; -- another claim of the queue, open, sends task_started
     END IF;
-    IF OLD.status = 5 THEN
-        wake := NEW.concurrency IS NOT NULL OR EXISTS (
-            SELECT FROM {s}.queue_setting WHERE queue = NEW.queue AND concurrency IS NOT NULL);
-    END IF;
-    IF pg_catalog.pg_notification_queue_usage() < 0.5 THEN
-        IF wake THEN
-            PERFORM pg_catalog.pg_notify(NEW.queue || '_task_queued', '*');
-        END IF;
-        PERFORM pg_catalog.pg_notify(channel, NEW.id::text);
-    ELSE
-        IF wake THEN
-            PERFORM {s}.notify_task(NEW.queue || '_task_queued', '*');
-        END IF;
-        PERFORM {s}.notify_task(channel, NEW.id::text);
-    END IF;
-    RETURN NULL;
-END
-$$;
+"""
+
+#: The comment of the status trigger's function from this revision on.
+STATUS_COMMENT = r"""
 COMMENT ON FUNCTION {s}.notify_task_status() IS
     'Tells the queue''s listeners a task changed status (<queue>_task_queued or _task_done, payload its id; <queue>_task_started only from the one claim of the queue that holds its started lock) and, when a task of a limited job or queue left STARTED, wakes the queue''s workers first (<queue>_task_queued, payload *): a task held back by the limit may start now. Above half a full NOTIFY queue it goes through notify_task (skip and warn)';
+"""
 
+#: Revision pgqueue_0012_fast_path's status trigger function, with the check above first and
+#: the comment above.
+_BODY, _COMMENT = NOTIFY_TASK_STATUS.split("COMMENT ON FUNCTION")
+assert _BODY.count("BEGIN\n") == 1
+NOTIFY_TASK_STATUS_STARTED_ONCE = _BODY.replace(
+    "BEGIN\n", "BEGIN" + STARTED_FROM_ONE_CLAIM
+) + STATUS_COMMENT.lstrip("\n")
+
+UPGRADE = (
+    UPGRADE_FIRST
+    + NOTIFY_TASK_STATUS_STARTED_ONCE
+    + r"""
 REVOKE ALL ON FUNCTION {s}.wait_for_tasks(text[], text, double precision),
     {s}.stop_waiting(text) FROM PUBLIC;
 DO $grant$
@@ -203,55 +203,12 @@ BEGIN
 END
 $grant$;
 """
+)
 
-DOWNGRADE = r"""
-CREATE OR REPLACE FUNCTION {s}.notify_task_status() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    channel text := NEW.queue || CASE WHEN NEW.status = 5 THEN '_task_started'
-                                      WHEN NEW.status IN (4, 6) THEN '_task_queued'
-                                      ELSE '_task_done' END;
-    wake boolean := false;
-BEGIN
-    IF OLD.status = 5 THEN
-        wake := NEW.concurrency IS NOT NULL OR EXISTS (
-            SELECT FROM {s}.queue_setting WHERE queue = NEW.queue AND concurrency IS NOT NULL);
-    END IF;
-    IF pg_catalog.pg_notification_queue_usage() < 0.5 THEN
-        IF wake THEN
-            PERFORM pg_catalog.pg_notify(NEW.queue || '_task_queued', '*');
-        END IF;
-        PERFORM pg_catalog.pg_notify(channel, NEW.id::text);
-    ELSE
-        IF wake THEN
-            PERFORM {s}.notify_task(NEW.queue || '_task_queued', '*');
-        END IF;
-        PERFORM {s}.notify_task(channel, NEW.id::text);
-    END IF;
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION {s}.notify_task_status() IS
-    'Tells the queue''s listeners a task changed status (<queue>_task_started, _task_queued or _task_done, payload its id) and, when a task of a limited job or queue left STARTED, wakes the queue''s workers first (<queue>_task_queued, payload *): a task held back by the limit may start now. Above half a full NOTIFY queue it goes through notify_task (skip and warn)';
-CREATE OR REPLACE FUNCTION {s}.notify_task_queued() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    batch record;
-    channel text;
-    payload text;
-BEGIN
-    FOR batch IN
-        SELECT queue, count(*) AS n, min(id::text) AS one FROM new_tasks GROUP BY queue
-    LOOP
-        channel := batch.queue || '_task_queued';
-        payload := CASE WHEN batch.n = 1 THEN batch.one ELSE '*' END;
-        IF pg_catalog.pg_notification_queue_usage() < 0.5 THEN
-            PERFORM pg_catalog.pg_notify(channel, payload);
-        ELSE
-            PERFORM {s}.notify_task(channel, payload);
-        END IF;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
+DOWNGRADE = (
+    NOTIFY_TASK_STATUS
+    + NOTIFY_TASK_QUEUED
+    + r"""
 COMMENT ON FUNCTION {s}.notify_task_queued() IS
     'One NOTIFY <queue>_task_queued per queue and statement: payload the task id, or * for several tasks';
 DROP FUNCTION {s}.stop_waiting(text);
@@ -260,6 +217,7 @@ DROP FUNCTION {s}.queue_has_waiter(text);
 DROP FUNCTION {s}.queue_lock_key(text, text);
 DROP TABLE {s}.queue_waiter;
 """
+)
 
 
 def upgrade() -> None:
